@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything snapferry and its test suite need on a fresh Debian 12 machine:
+# the Python package in .venv, the real VictoriaMetrics tools (apt), Azurite (npm).
+# Safe to rerun; each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v vmrestore >/dev/null 2>&1 || ! command -v victoria-metrics >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq victoria-metrics >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
+
+if [ ! -x .cache/azurite/node_modules/.bin/azurite-blob ]; then
+  mkdir -p .cache/azurite
+  npm install --silent --no-audit --no-fund --prefix .cache/azurite azurite@3.35.0 >/dev/null
+fi

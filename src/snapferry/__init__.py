@@ -1,0 +1,25 @@
+"""snapferry: back up snapshot directories to object storage and restore them fast.
+
+Reads and writes exactly the VictoriaMetrics vmbackup layout.
+"""
+
+from .api import backup, copy, restore
+from .errors import SnapferryError
+from .parts import Part
+from .remotes import RemoteOptions
+from .results import BackupResult, CopyResult, RestoreResult
+from .retry import RetryPolicy
+
+__all__ = [
+    "BackupResult",
+    "CopyResult",
+    "Part",
+    "RemoteOptions",
+    "RestoreResult",
+    "RetryPolicy",
+    "SnapferryError",
+    "backup",
+    "copy",
+    "restore",
+]
+__version__ = "0.1.0"

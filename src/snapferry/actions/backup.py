@@ -1,0 +1,241 @@
+"""Backup: make the remote hold exactly the snapshot's parts, then mark it complete.
+
+Steps, as vmbackup orders them: drop the completion marker, list source, dst
+and origin, delete dst parts the source lacks, server-side copy what origin
+has, upload the rest, write metadata, write the marker last. A rerun after an
+interruption resumes, because the listing sees what is already there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from ..errors import SnapferryError, UsageError
+from ..local import SourceFile, list_source
+from ..parts import (
+    BACKUP_COMPLETE_FILE,
+    BACKUP_METADATA_FILE,
+    MAX_PART_SIZE,
+    Part,
+    always_transfer,
+    difference,
+    intersect,
+    split_file,
+    total_size,
+)
+from ..progress import Progress, human_bytes
+from ..remotes.base import LocalRegion, Remote
+from ..results import BackupResult
+from ..retry import RetryPolicy, retrying
+from ..snapshot import snapshot_time
+from ..throttle import Throttle
+
+log = logging.getLogger("snapferry")
+T = TypeVar("T")
+
+
+class FileRegionBody:
+    """Exactly `size` bytes of a source file from `offset`, for uploads."""
+
+    def __init__(self, path: str, offset: int, size: int) -> None:
+        self.path = path
+        self.size = size
+        self._pos = offset
+        self._end = offset + size
+        try:
+            self._f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        except OSError as e:
+            raise SnapferryError(f"cannot read the source file {path!r}: {e.strerror}; fix its permissions") from e
+        self._f.seek(offset)
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._end - self._pos
+        if n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        try:
+            data = self._f.read(n)
+        except OSError as e:
+            raise SnapferryError(f"cannot read the source file {self.path!r}: {e.strerror}") from e
+        if not data:
+            raise SnapferryError(
+                f"the source file {self.path!r} shrank during the backup; back up a snapshot, not live files"
+            )
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def parallel(concurrency: int, items: Iterable[T], fn: Callable[[T], None]) -> None:
+    """Run fn over items on a pool; the first error cancels what has not started."""
+    stop = threading.Event()
+
+    def guarded(item: T) -> None:
+        if not stop.is_set():
+            fn(item)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures: list[Future[None]] = [pool.submit(guarded, it) for it in items]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in done:
+                exc = f.exception()
+                if exc is not None:
+                    stop.set()
+                    for other in futures:
+                        other.cancel()
+                    raise exc
+        except BaseException:
+            stop.set()
+            for other in futures:
+                other.cancel()
+            raise
+
+
+def source_parts(files: list[SourceFile], max_part_size: int) -> tuple[list[Part], dict[str, str]]:
+    parts: list[Part] = []
+    where: dict[str, str] = {}
+    for f in files:
+        where[f.path] = f.abspath
+        parts.extend(split_file(f.path, f.size, max_part_size))
+    return parts, where
+
+
+def run_backup(
+    src_dir: str,
+    dst: Remote,
+    *,
+    origin: Remote | None = None,
+    concurrency: int = 8,
+    throttle: Throttle | None = None,
+    retry: RetryPolicy | None = None,
+    max_part_size: int = MAX_PART_SIZE,
+    progress_mode: str = "auto",
+    created_at: datetime | None = None,
+) -> BackupResult:
+    start = time.monotonic()
+    throttle = throttle or Throttle(0)
+    retry = retry or RetryPolicy()
+    src_dir = os.path.abspath(src_dir)
+    _refuse_dst_inside(src_dir, dst)
+    if origin is not None and origin.url == dst.url:
+        origin = None
+    if origin is not None and not dst.can_copy_from(origin):
+        raise UsageError(
+            f"--origin {origin.url} cannot be copied server-side to {dst.url}; "
+            "use an origin on the same backend (and endpoint) as --dst"
+        )
+
+    files = list_source(src_dir)
+    dst.delete_file(BACKUP_COMPLETE_FILE)
+    src_parts, where = source_parts(files, max_part_size)
+    dst_parts = dst.list_parts()
+    origin_parts = origin.list_parts() if origin is not None else []
+    log.info(
+        "backup of %s to %s: %d source parts, %d at dst, %d at origin",
+        src_dir, dst.url, len(src_parts), len(dst_parts), len(origin_parts),
+    )
+
+    to_delete = difference(dst_parts, src_parts)
+    parallel(concurrency, to_delete, dst.delete_part)
+    if to_delete:
+        dst.remove_empty_dirs()
+
+    present = {p.key for p in dst_parts}
+    missing = [p for p in src_parts if p.key not in present or always_transfer(p.path)]
+    from_origin = [p for p in intersect(origin_parts, missing) if not always_transfer(p.path)]
+    if origin is not None and from_origin:
+        org = origin
+
+        def copy_one(p: Part) -> None:
+            for attempt in retrying(retry):
+                with attempt:
+                    dst.copy_part(org, p)
+
+        parallel(concurrency, from_origin, copy_one)
+    copied = {p.key for p in from_origin}
+    to_upload = [p for p in missing if p.key not in copied]
+    upload_bytes = total_size(to_upload)
+
+    with Progress("backup", upload_bytes, progress_mode) as progress:
+
+        def upload_one(p: Part) -> None:
+            path = where[p.path]
+            sent = [0]
+
+            def on_bytes(n: int) -> None:
+                sent[0] += n
+                throttle.take(n)
+                progress.add(n)
+
+            for attempt in retrying(retry):
+                with attempt:
+                    progress.add(-sent[0])
+                    sent[0] = 0
+                    body = FileRegionBody(path, p.offset, p.size)
+                    try:
+                        dst.upload_part(p, body, LocalRegion(path, p.offset, p.size), on_bytes)
+                    finally:
+                        body.close()
+            if sent[0] != p.size:
+                progress.add(p.size - sent[0])
+
+        parallel(concurrency, to_upload, upload_one)
+
+    created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
+    meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC))}
+    dst.write_file(BACKUP_METADATA_FILE, json.dumps(meta, separators=(",", ":")).encode())
+    # Written last, after every upload above returned: a marker means a whole backup.
+    dst.write_file(BACKUP_COMPLETE_FILE, b"")
+    seconds = time.monotonic() - start
+    log.info(
+        "backup complete: %s backed up, %s uploaded, %s copied from origin, %s deleted in %.1fs",
+        human_bytes(total_size(src_parts)), human_bytes(upload_bytes),
+        human_bytes(total_size(from_origin)), human_bytes(total_size(to_delete)), seconds,
+    )
+    return BackupResult(
+        src=src_dir,
+        dst=dst.url,
+        origin=origin.url if origin else None,
+        backup_bytes=total_size(src_parts),
+        uploaded_bytes=upload_bytes,
+        copied_bytes=total_size(from_origin),
+        deleted_bytes=sum(p.actual_size for p in to_delete),
+        parts_uploaded=len(to_upload),
+        parts_copied=len(from_origin),
+        parts_deleted=len(to_delete),
+        seconds=seconds,
+    )
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _refuse_dst_inside(src_dir: str, dst: Remote) -> None:
+    root = getattr(dst, "root", None)
+    if not isinstance(root, str):
+        return
+    s = os.path.realpath(src_dir)
+    d = os.path.realpath(root)
+    if d == s or d.startswith(s.rstrip("/") + "/"):
+        raise UsageError(
+            f"the backup destination {dst.url} is inside the source {src_dir!r}; "
+            "pick a destination outside the data directory"
+        )
+    if s.startswith(d.rstrip("/") + "/"):
+        raise UsageError(
+            f"the source {src_dir!r} is inside the backup destination {dst.url}, whose stale "
+            "parts a backup deletes; pick another destination"
+        )

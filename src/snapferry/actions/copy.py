@@ -1,0 +1,176 @@
+"""Copy: make one remote hold exactly another's backup (sync semantics).
+
+Inside one backend parts are copied server-side; across backends each part is
+streamed, with its download and upload overlapped through a small bounded queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from ..errors import BadBackupError, TransientRemoteError, UsageError
+from ..parts import (
+    BACKUP_COMPLETE_FILE,
+    BACKUP_METADATA_FILE,
+    Part,
+    always_transfer,
+    check_coverage,
+    difference,
+    group_by_file,
+    total_size,
+)
+from ..progress import Progress
+from ..remotes.base import Reader, Remote
+from ..results import CopyResult
+from ..retry import RetryPolicy, retrying
+from ..throttle import Throttle
+from .backup import parallel
+
+log = logging.getLogger("snapferry")
+_BLOCK = 8 * 1024 * 1024
+
+
+class StreamBody:
+    """Reads a remote range ahead on its own thread, so upload and download overlap."""
+
+    def __init__(self, reader: Reader, size: int, depth: int = 4) -> None:
+        self.size = size
+        self._q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+        self._buf = b""
+        self._left = size
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, args=(reader,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, reader: Reader) -> None:
+        left = self.size
+        try:
+            while left > 0 and not self._stop.is_set():
+                buf = bytearray(min(_BLOCK, left))
+                mv = memoryview(buf)
+                got = 0
+                while got < len(buf):
+                    n = reader.readinto(mv[got:])
+                    if not n:
+                        break
+                    got += n
+                if got == 0:
+                    raise TransientRemoteError("the source body ended early")
+                left -= got
+                self._q.put(bytes(mv[:got]))
+            self._q.put(None)
+        except BaseException as e:
+            self._q.put(e)
+        finally:
+            reader.close()
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = self._left
+        out = []
+        want = min(n, self._left)
+        while want > 0:
+            if not self._buf:
+                item = self._q.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                self._buf = item
+            take = self._buf[:want]
+            self._buf = self._buf[want:]
+            out.append(take)
+            want -= len(take)
+            self._left -= len(take)
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.05)
+
+
+def run_copy(
+    src: Remote,
+    dst: Remote,
+    *,
+    concurrency: int = 8,
+    skip_backup_complete_check: bool = False,
+    throttle: Throttle | None = None,
+    retry: RetryPolicy | None = None,
+    progress_mode: str = "auto",
+) -> CopyResult:
+    start = time.monotonic()
+    throttle = throttle or Throttle(0)
+    retry = retry or RetryPolicy()
+    if src.url == dst.url:
+        raise UsageError(f"--src and --dst are both {src.url}; copy needs two different places")
+    if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
+        raise BadBackupError(
+            f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete; finish it, or pass "
+            "--skip-backup-complete-check to copy it anyway"
+        )
+    src_parts = src.list_parts()
+    check_coverage(group_by_file(src_parts))
+    dst.delete_file(BACKUP_COMPLETE_FILE)
+    dst_parts = dst.list_parts()
+
+    to_delete = difference(dst_parts, src_parts)
+    parallel(concurrency, to_delete, dst.delete_part)
+    if to_delete:
+        dst.remove_empty_dirs()
+    present = {p.key for p in dst_parts}
+    to_copy = [p for p in src_parts if p.key not in present or always_transfer(p.path)]
+    server_side = dst.can_copy_from(src)
+    nbytes = total_size(to_copy)
+
+    with Progress("copy", nbytes, progress_mode) as progress:
+
+        def copy_one(p: Part) -> None:
+            if server_side:
+                for attempt in retrying(retry):
+                    with attempt:
+                        dst.copy_part(src, p)
+                progress.add(p.size)
+                return
+            sent = [0]
+
+            def on_bytes(n: int) -> None:
+                sent[0] += n
+                throttle.take(n)
+                progress.add(n)
+
+            for attempt in retrying(retry):
+                with attempt:
+                    progress.add(-sent[0])
+                    sent[0] = 0
+                    body = StreamBody(src.open_part(p, 0, p.size), p.size)
+                    try:
+                        dst.upload_part(p, body, None, on_bytes)
+                    finally:
+                        body.close()
+            if sent[0] != p.size:
+                progress.add(p.size - sent[0])
+
+        parallel(concurrency, to_copy, copy_one)
+
+    if src.has_file(BACKUP_METADATA_FILE):
+        dst.write_file(BACKUP_METADATA_FILE, src.read_file(BACKUP_METADATA_FILE))
+    dst.write_file(BACKUP_COMPLETE_FILE, b"")
+    return CopyResult(
+        src=src.url,
+        dst=dst.url,
+        backup_bytes=total_size(src_parts),
+        copied_bytes=nbytes,
+        deleted_bytes=sum(p.actual_size for p in to_delete),
+        parts_copied=len(to_copy),
+        parts_deleted=len(to_delete),
+        server_side=server_side,
+        seconds=time.monotonic() - start,
+    )

@@ -1,0 +1,95 @@
+"""Durable file-system primitives: fsync a file then its directory, atomic writes."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+_FALLBACK_ERRNOS = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
+_CHUNK = 64 * 1024 * 1024
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomic(path: str, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename, fsync the directory."""
+    tmp = path + ".snapferry-tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
+def copy_range(src_fd: int, src_off: int, dst_fd: int, dst_off: int, size: int) -> int:
+    """Copy size bytes between offsets, in the kernel when it can; returns bytes copied.
+
+    copy_file_range does not move the file offsets we pass, so several threads
+    may copy into one preallocated file at once.
+    """
+    done = 0
+    use_cfr = True
+    buf: bytearray | None = None
+    while done < size:
+        want = min(_CHUNK, size - done)
+        if use_cfr:
+            try:
+                n = os.copy_file_range(src_fd, dst_fd, want, src_off + done, dst_off + done)
+            except OSError as e:
+                if e.errno not in _FALLBACK_ERRNOS:
+                    raise
+                use_cfr = False
+                continue
+        else:
+            if buf is None:
+                buf = bytearray(min(_CHUNK, 8 * 1024 * 1024))
+            mv = memoryview(buf)[: min(len(buf), want)]
+            n = os.preadv(src_fd, [mv], src_off + done)
+            if n > 0:
+                _pwrite_all(dst_fd, mv[:n], dst_off + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        data = data[n:]
+        offset += n
+
+
+pwrite_all = _pwrite_all
+
+
+def remove_empty_dirs(root: str, keep_root: bool = True) -> int:
+    """Remove empty directories below root (bottom-up, never following symlinks)."""
+    removed = 0
+    for dirpath, dirs, files in os.walk(root, topdown=False):
+        if dirpath == root and keep_root:
+            continue
+        if files:
+            continue
+        # os.walk lists symlinks to directories in dirs; they are entries, not empty dirs.
+        if any(os.path.islink(os.path.join(dirpath, d)) for d in dirs):
+            continue
+        try:
+            os.rmdir(dirpath)
+            removed += 1
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                raise
+    return removed

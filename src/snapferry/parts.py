@@ -1,0 +1,181 @@
+"""The `Part` value type and the vmbackup naming rules.
+
+A part is a byte range of one file of the snapshot. Its remote object is named
+`<path>/<FILESIZE>_<OFFSET>_<SIZE>` in 16-digit upper-case hex, exactly as
+VictoriaMetrics' lib/backup names it, so either tool reads the other's backups.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .errors import BadBackupError
+
+MAX_PART_SIZE = 1024 * 1024 * 1024
+
+BACKUP_COMPLETE_FILE = "backup_complete.ignore"
+BACKUP_METADATA_FILE = "backup_metadata.ignore"
+RESTORE_IN_PROGRESS_FILE = "restore-in-progress"
+FLOCK_FILE = "flock.lock"
+
+# Files that change content without changing size: never considered equal.
+_ALWAYS_TRANSFER_SUFFIXES = ("/parts.json", "/appliedRetention.txt")
+_ALWAYS_TRANSFER_NAMES = ("parts.json", "appliedRetention.txt")
+
+_NAME_RE = re.compile(r"^(.+)[/\\]([0-9A-F]{16})_([0-9A-F]{16})_([0-9A-F]{16})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    path: str
+    file_size: int
+    offset: int
+    size: int
+    # The real length of the remote object (or of the local bytes). A part whose
+    # actual_size differs from size is broken.
+    actual_size: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+    @property
+    def key(self) -> tuple[str, int, int, int]:
+        """Identity for diffing, as vmbackup computes it."""
+        return (self.path, self.offset, self.size, self.actual_size)
+
+    @property
+    def name(self) -> str:
+        """Object name relative to the backup root."""
+        return f"{self.path}/{self.file_size:016X}_{self.offset:016X}_{self.size:016X}"
+
+    @property
+    def is_broken(self) -> bool:
+        return self.actual_size != self.size
+
+    def __str__(self) -> str:
+        return f"part {self.name}"
+
+
+def parse_name(name: str, actual_size: int) -> Part | None:
+    """Parse a remote object name relative to the backup root; None if not a part."""
+    m = _NAME_RE.match(name)
+    if m is None:
+        return None
+    path = m.group(1).lstrip("/")
+    return Part(
+        path=path,
+        file_size=int(m.group(2), 16),
+        offset=int(m.group(3), 16),
+        size=int(m.group(4), 16),
+        actual_size=actual_size,
+    )
+
+
+def is_ignored_name(name: str) -> bool:
+    """Names ending in `.ignore` are markers, never parts."""
+    return name.endswith(".ignore")
+
+
+def always_transfer(path: str) -> bool:
+    return path.endswith(_ALWAYS_TRANSFER_SUFFIXES) or path in _ALWAYS_TRANSFER_NAMES
+
+
+def split_file(path: str, file_size: int, max_part_size: int = MAX_PART_SIZE) -> Iterator[Part]:
+    """Cut a file into parts of at most max_part_size; an empty file is one empty part."""
+    if file_size == 0:
+        yield Part(path, 0, 0, 0, 0)
+        return
+    offset = 0
+    while offset < file_size:
+        size = min(max_part_size, file_size - offset)
+        yield Part(path, file_size, offset, size, size)
+        offset += size
+
+
+def difference(a: Iterable[Part], b: Iterable[Part]) -> list[Part]:
+    """Parts of a whose key is not in b."""
+    keys = {p.key for p in b}
+    return [p for p in a if p.key not in keys]
+
+
+def intersect(a: Iterable[Part], b: Iterable[Part]) -> list[Part]:
+    """Parts of b whose key is also in a."""
+    keys = {p.key for p in a}
+    return [p for p in b if p.key in keys]
+
+
+def total_size(parts: Iterable[Part]) -> int:
+    return sum(p.size for p in parts)
+
+
+def validate_path(path: str) -> None:
+    """Refuse a part path that could land outside the restore target.
+
+    Paths come from remote object names, which anyone with write access to the
+    bucket controls; they are checked before anything touches the disk.
+    """
+    bad = (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or any(seg in ("", ".", "..") for seg in path.split("/"))
+    )
+    if bad:
+        raise BadBackupError(
+            f"the backup holds a part with the unsafe path {path!r} "
+            "(absolute, empty, '.' or '..' segments); refusing to restore it"
+        )
+    top = path.split("/", 1)[0]
+    if "/" not in path and top in (FLOCK_FILE, RESTORE_IN_PROGRESS_FILE):
+        raise BadBackupError(
+            f"the backup holds a part named {path!r}, which is reserved for the restore lock; "
+            "refusing to restore it"
+        )
+
+
+def group_by_file(parts: Iterable[Part]) -> dict[str, list[Part]]:
+    """Parts per path, each list sorted by offset."""
+    files: dict[str, list[Part]] = {}
+    for p in parts:
+        files.setdefault(p.path, []).append(p)
+    for lst in files.values():
+        lst.sort(key=lambda p: p.offset)
+    return files
+
+
+def check_coverage(files: dict[str, list[Part]]) -> None:
+    """Every file must be covered by its parts exactly: no gap, no overlap, sizes right."""
+    for path, plist in files.items():
+        file_size = plist[0].file_size
+        pos = 0
+        for p in plist:
+            if p.file_size != file_size:
+                raise BadBackupError(
+                    f"the backup is inconsistent: parts of {path!r} disagree on the file size "
+                    f"({file_size} vs {p.file_size} in {p.name}); make a new backup"
+                )
+            if p.is_broken:
+                raise BadBackupError(
+                    f"the backup is broken: {p.name} holds {p.actual_size} bytes but its name "
+                    f"says {p.size}; rerun the backup to repair it"
+                )
+            if p.offset < pos:
+                raise BadBackupError(
+                    f"the backup is inconsistent: {p.name} overlaps the previous part of "
+                    f"{path!r} by {pos - p.offset} bytes; make a new backup"
+                )
+            if p.offset > pos:
+                raise BadBackupError(
+                    f"the backup is incomplete: {path!r} has a gap of {p.offset - pos} bytes "
+                    f"before {p.name}; rerun the backup to repair it"
+                )
+            pos = p.end
+        if pos != file_size:
+            raise BadBackupError(
+                f"the backup is incomplete: the parts of {path!r} cover {pos} of its "
+                f"{file_size} bytes; rerun the backup to repair it"
+            )

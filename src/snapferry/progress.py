@@ -1,0 +1,105 @@
+"""Progress reporting: a bar on a TTY, periodic log lines otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from types import TracebackType
+
+log = logging.getLogger("snapferry")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class Progress:
+    """Counts bytes moved by many threads and shows them.
+
+    `mode` is "auto" (bar on a TTY, log lines otherwise), "bar", "log" or "off".
+    """
+
+    def __init__(self, what: str, total: int, mode: str = "auto", interval: float = 10.0) -> None:
+        self.what = what
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._interval = interval
+        self._start = time.monotonic()
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode = mode
+        self._thread: threading.Thread | None = None
+        self._bar: object | None = None
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+
+    def __enter__(self) -> Progress:
+        self._start = time.monotonic()
+        if self.total <= 0 or self.mode == "off":
+            return self
+        if self.mode == "bar":
+            self._thread = threading.Thread(target=self._run_bar, name="progress", daemon=True)
+        else:
+            self._thread = threading.Thread(target=self._run_log, name="progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        done = self.done
+        speed = done / elapsed
+        pct = 100.0 * done / self.total if self.total else 100.0
+        eta = (self.total - done) / speed if speed > 0 else float("inf")
+        eta_s = f"{eta:.0f}s" if eta != float("inf") else "?"
+        return (
+            f"{self.what}: {human_bytes(done)} of {human_bytes(self.total)} ({pct:.1f}%), "
+            f"{human_bytes(speed)}/s, ETA {eta_s}"
+        )
+
+    def _run_log(self) -> None:
+        while not self._stop.wait(self._interval):
+            log.info("%s", self.line())
+
+    def _run_bar(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        with RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(self.what, total=self.total)
+            while not self._stop.wait(0.2):
+                bar.update(task, completed=self.done)
+            bar.update(task, completed=self.done)

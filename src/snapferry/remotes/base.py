@@ -1,0 +1,115 @@
+"""The remote interface every backend implements.
+
+Actions (backup, restore, copy) only talk to this Protocol, so a new backend
+plugs in without touching them. Names passed to the *_file methods are relative
+to the backup root (`backup_complete.ignore`); parts know their own names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from ..parts import Part
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """A stream of bytes from a remote object (a whole part or a byte range)."""
+
+    def readinto(self, buf: memoryview) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Body(Protocol):
+    """The bytes of a part to upload: exactly `size` bytes from `read`."""
+
+    size: int
+
+    def read(self, n: int = -1) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRegion:
+    """A byte range of a local file, offered to backends that can copy zero-copy."""
+
+    path: str
+    offset: int
+    size: int
+
+
+@dataclass(slots=True)
+class RemoteOptions:
+    """Settings shared by the cloud backends; names follow vmbackup's flags."""
+
+    custom_s3_endpoint: str | None = None
+    s3_force_path_style: bool = True
+    creds_file_path: str | None = None
+    config_file_path: str | None = None
+    config_profile: str | None = None
+    s3_storage_class: str | None = None
+    s3_acl: str | None = None
+    s3_sse_kms_key_id: str | None = None
+    s3_checksum_algorithm: str | None = None
+    s3_object_tags: dict[str, str] = field(default_factory=dict)
+    object_metadata: dict[str, str] = field(default_factory=dict)
+    tls_insecure_skip_verify: bool = False
+    # Attempts per request in the SDKs (our own retry loop wraps whole parts).
+    max_attempts: int = 5
+    # Size of one multipart chunk for large uploads.
+    multipart_chunk_size: int = 64 * 1024 * 1024
+    # Connections in the SDK pools; set from --concurrency.
+    max_connections: int = 16
+
+
+class Remote(Protocol):
+    """A backup location: `fs://`, `s3://`, `gs://` or `azblob://`."""
+
+    url: str
+
+    def list_parts(self) -> list[Part]:
+        """All parts under the root, with actual_size = the object's real length."""
+        ...
+
+    def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
+        """Stream `length` bytes (default: to the end) of the part from `offset` within it."""
+        ...
+
+    def upload_part(
+        self, part: Part, body: Body, local: LocalRegion | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Store exactly part.size bytes; `local` lets a backend copy zero-copy."""
+        ...
+
+    def delete_part(self, part: Part) -> None: ...
+
+    def can_copy_from(self, src: Remote) -> bool:
+        """True when copy_part(src, ...) can copy server-side."""
+        ...
+
+    def copy_part(self, src: Remote, part: Part) -> None:
+        """Server-side copy of a part from src (same backend kind) to here."""
+        ...
+
+    def has_file(self, name: str) -> bool: ...
+
+    def read_file(self, name: str) -> bytes: ...
+
+    def write_file(self, name: str, data: bytes) -> None: ...
+
+    def delete_file(self, name: str) -> None:
+        """Delete a small file; no error if it does not exist."""
+        ...
+
+    def remove_empty_dirs(self) -> None:
+        """Drop empty directories (a no-op for object stores)."""
+        ...
+
+    def local_path(self, part: Part) -> str | None:
+        """The part's path on local disk when it is there (fs://), for zero-copy reads."""
+        ...
+
+    def close(self) -> None: ...

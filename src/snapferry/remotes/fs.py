@@ -1,0 +1,189 @@
+"""The `fs://` remote: a backup as a directory tree on a local filesystem."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+
+from .. import durable
+from ..errors import RemoteError, UsageError
+from ..parts import Part, is_ignored_name, parse_name
+from .base import Body, LocalRegion, Reader, Remote
+
+_COPY_CHUNK = 64 * 1024 * 1024
+
+
+class _FileRangeReader:
+    """Reads a byte range of a file without moving a shared offset."""
+
+    def __init__(self, path: str, offset: int, length: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._pos = offset
+        self._left = length
+
+    def readinto(self, buf: memoryview) -> int:
+        if self._left <= 0:
+            return 0
+        n = os.preadv(self._fd, [buf[: min(len(buf), self._left)]], self._pos)
+        self._pos += n
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class FsRemote:
+    def __init__(self, root: str) -> None:
+        if not os.path.isabs(root):
+            raise UsageError(f"fs://{root} is a relative path; fs:// needs an absolute one")
+        self.root = root
+        self.url = f"fs://{root}"
+
+    def __repr__(self) -> str:
+        return self.url
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def list_parts(self) -> list[Part]:
+        if not os.path.exists(self.root):
+            return []
+        if not os.path.isdir(self.root):
+            raise UsageError(f"{self.url} is not a directory; point it at a backup directory")
+        parts: list[Part] = []
+        prefix_len = len(self.root.rstrip("/")) + 1
+        for dirpath, _dirs, files in os.walk(self.root):
+            for fn in files:
+                full = os.path.join(dirpath, fn)
+                rel = full[prefix_len:]
+                if is_ignored_name(rel) or fn.endswith(".snapferry-tmp"):
+                    continue
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                p = parse_name(rel, st.st_size)
+                if p is not None:
+                    parts.append(p)
+        return parts
+
+    def local_path(self, part: Part) -> str | None:
+        return self._path(part.name)
+
+    def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
+        if length is None:
+            length = part.size - offset
+        try:
+            return _FileRangeReader(self._path(part.name), offset, length)
+        except OSError as e:
+            raise RemoteError(f"cannot read {part.name} from {self.url}: {e.strerror}") from e
+
+    def upload_part(
+        self,
+        part: Part,
+        body: Body,
+        local: LocalRegion | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        dst = self._path(part.name)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        tmp = dst + ".snapferry-tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            written = 0
+            if local is not None and progress is None:
+                written = _copy_range(local.path, local.offset, fd, part.size)
+            else:
+                while written < part.size:
+                    chunk = body.read(min(_COPY_CHUNK, part.size - written))
+                    if not chunk:
+                        break
+                    os.write(fd, chunk)  # small files; large ones take the zero-copy path
+                    written += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            if written != part.size:
+                raise RemoteError(
+                    f"short upload of {part.name} to {self.url}: {written} of {part.size} bytes"
+                )
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _unlink_quiet(tmp)
+            raise
+        os.close(fd)
+        os.rename(tmp, dst)
+        durable.fsync_dir(os.path.dirname(dst))
+
+    def delete_part(self, part: Part) -> None:
+        _unlink_quiet(self._path(part.name))
+
+    def can_copy_from(self, src: Remote) -> bool:
+        return isinstance(src, FsRemote)
+
+    def copy_part(self, src: Remote, part: Part) -> None:
+        assert isinstance(src, FsRemote)
+        s = src._path(part.name)
+        d = self._path(part.name)
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+        _unlink_quiet(d)
+        try:
+            # Parts are immutable, so a hard link is a safe and instant copy.
+            os.link(s, d)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            self.upload_part(part, _NoBody(part.size), LocalRegion(s, 0, part.size))
+            return
+        durable.fsync_dir(os.path.dirname(d))
+
+    def has_file(self, name: str) -> bool:
+        return os.path.isfile(self._path(name))
+
+    def read_file(self, name: str) -> bytes:
+        with open(self._path(name), "rb") as f:
+            return f.read()
+
+    def write_file(self, name: str, data: bytes) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        durable.write_file_atomic(self._path(name), data)
+
+    def delete_file(self, name: str) -> None:
+        path = self._path(name)
+        if os.path.exists(path):
+            os.unlink(path)
+            durable.fsync_dir(os.path.dirname(path))
+
+    def remove_empty_dirs(self) -> None:
+        if os.path.isdir(self.root):
+            durable.remove_empty_dirs(self.root, keep_root=True)
+
+    def close(self) -> None:
+        pass
+
+
+class _NoBody:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def read(self, n: int = -1) -> bytes:
+        raise AssertionError("zero-copy upload reads no body")
+
+
+def _copy_range(src_path: str, src_off: int, dst_fd: int, size: int) -> int:
+    """Copy with copy_file_range (in-kernel, reflink on filesystems that have it)."""
+    sfd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return durable.copy_range(sfd, src_off, dst_fd, 0, size)
+    finally:
+        os.close(sfd)
+
+
+def _unlink_quiet(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

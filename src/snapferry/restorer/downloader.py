@@ -1,0 +1,317 @@
+"""The downloader: workers fetch byte ranges, writers put them on disk.
+
+Reading and writing overlap: download workers fill blocks from a shared pool
+and hand them to writer threads through a queue. The pool is the only memory
+the data path uses, so the bytes in flight are bounded for the whole restore,
+not per worker, and blocks are reused rather than reallocated.
+
+`fs://` sources take the zero-copy path instead: copy_file_range from the
+part's file straight into the preallocated target, in the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..durable import copy_range, pwrite_all
+from ..errors import Interrupted, RemoteError, SnapferryError, TransientRemoteError
+from ..parts import Part
+from ..progress import Progress
+from ..remotes.base import Reader, Remote
+from ..retry import RetryPolicy, retrying
+from ..throttle import Throttle
+from .planner import FilePlan
+from .writer import TargetFile, io_error
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    concurrency: int = 4  # download workers
+    writers: int = 2  # threads doing pwrite
+    chunk_size: int = 32 * 1024 * 1024  # one ranged request
+    block_size: int = 4 * 1024 * 1024  # one buffer of the pool
+    max_inflight_bytes: int = 64 * 1024 * 1024  # the pool's total
+    zero_copy: bool = True
+
+
+@dataclass(slots=True)
+class Chunk:
+    file: TargetFile
+    part: Part
+    offset: int  # within the part
+    length: int
+
+
+class BufferPool:
+    def __init__(self, block_size: int, count: int, stop: threading.Event) -> None:
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._stop = stop
+        self.block_size = block_size
+        for _ in range(max(2, count)):
+            self._free.put(bytearray(block_size))
+
+    def get(self) -> bytearray:
+        while True:
+            try:
+                return self._free.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise _Stopped() from None
+
+    def put(self, buf: bytearray) -> None:
+        self._free.put(buf)
+
+
+class _Stopped(Exception):
+    """Another thread failed or a signal arrived; stop quietly."""
+
+
+def read_full(reader: Reader, mv: memoryview) -> int:
+    got = 0
+    while got < len(mv):
+        n = reader.readinto(mv[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+class Downloader:
+    def __init__(
+        self,
+        remote: Remote,
+        root: str,
+        files: list[FilePlan],
+        tuning: Tuning,
+        throttle: Throttle,
+        progress: Progress,
+        retry: RetryPolicy,
+    ) -> None:
+        self.remote = remote
+        self.root = root
+        self.files = files
+        self.t = tuning
+        self.throttle = throttle
+        self.progress = progress
+        self.retry = retry
+        self.stop = threading.Event()
+        self.pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, self.stop)
+        self.writeq: queue.SimpleQueue[tuple[Chunk, int, bytearray, int] | None] = queue.SimpleQueue()
+        self.synced_dirs: set[str] = set()
+        self._dirs_lock = threading.Lock()
+        self._jobs_lock = threading.Lock()
+        self._errors: list[BaseException] = []
+        self._open: list[TargetFile] = []
+        self._jobs = self._iter_jobs()
+        self.files_done = 0
+
+    # -- scheduling -------------------------------------------------------------
+    def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
+        for fp in self.files:
+            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock)
+            self._open.append(tf)
+            if fp.mode == "inplace":
+                yield tf  # one worker writes it in order: its length is its resume point
+                continue
+            for p in fp.parts:
+                if p.size == 0:
+                    yield Chunk(tf, p, 0, 0)
+                for off in range(0, p.size, self.t.chunk_size):
+                    yield Chunk(tf, p, off, min(self.t.chunk_size, p.size - off))
+
+    def _next_job(self) -> Chunk | TargetFile | None:
+        with self._jobs_lock:
+            return next(self._jobs, None)
+
+    # -- running ----------------------------------------------------------------
+    def run(self) -> None:
+        workers = [
+            threading.Thread(target=self._worker, name=f"download-{i}", daemon=True)
+            for i in range(max(1, self.t.concurrency))
+        ]
+        writers = [
+            threading.Thread(target=self._writer, name=f"write-{i}", daemon=True)
+            for i in range(max(1, self.t.writers))
+        ]
+        for th in workers + writers:
+            th.start()
+        try:
+            for th in workers:
+                while th.is_alive():
+                    th.join(0.2)  # short joins keep signal handlers running
+        except BaseException as e:
+            self._fail(e)
+            for th in workers:
+                th.join()
+        finally:
+            for _ in writers:
+                self.writeq.put(None)
+            for th in writers:
+                th.join()
+            self._close_unfinished()
+        if self._errors:
+            raise _pick_error(self._errors)
+
+    def _fail(self, e: BaseException) -> None:
+        if not isinstance(e, _Stopped):
+            self._errors.append(e)
+        self.stop.set()
+
+    def _close_unfinished(self) -> None:
+        for tf in self._open:
+            if not tf.finished:
+                tf.abandon()
+
+    def _worker(self) -> None:
+        try:
+            while not self.stop.is_set():
+                job = self._next_job()
+                if job is None:
+                    return
+                if isinstance(job, TargetFile):
+                    self._inplace_file(job)
+                else:
+                    self._chunk(job)
+        except BaseException as e:
+            self._fail(e)
+
+    def _writer(self) -> None:
+        while True:
+            item = self.writeq.get()
+            if item is None:
+                return
+            chunk, pos, buf, n = item
+            try:
+                if not self.stop.is_set():
+                    self._write(chunk, pos, memoryview(buf)[:n])
+            except BaseException as e:
+                self._fail(e)
+            finally:
+                self.pool.put(buf)
+
+    def _write(self, chunk: Chunk, pos: int, data: memoryview) -> None:
+        tf = chunk.file
+        try:
+            pwrite_all(tf.fd, data, chunk.part.offset + pos)
+        except OSError as e:
+            raise io_error(e, tf.plan.path) from e
+        self._account(tf, chunk.part, len(data))
+
+    def _account(self, tf: TargetFile, part: Part, n: int) -> None:
+        self.progress.add(n)
+        if tf.wrote(part, n):
+            tf.finish()
+            self.files_done += 1
+
+    # -- one chunk ----------------------------------------------------------------
+    def _chunk(self, c: Chunk) -> None:
+        c.file.open()
+        if c.length == 0:
+            self._account(c.file, c.part, 0)
+            return
+        src = self.remote.local_path(c.part) if self.t.zero_copy else None
+        if src is not None:
+            self._copy_local(c, src)
+        else:
+            self._download(c, direct=False)
+
+    def _copy_local(self, c: Chunk, src: str) -> None:
+        try:
+            sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise RemoteError(f"cannot read {c.part.name} from {self.remote.url}: {e.strerror}") from e
+        try:
+            step = 16 * 1024 * 1024
+            pos = c.offset
+            end = c.offset + c.length
+            while pos < end:
+                if self.stop.is_set():
+                    raise _Stopped()
+                want = min(step, end - pos)
+                self.throttle.take(want)
+                try:
+                    n = copy_range(sfd, pos, c.file.fd, c.part.offset + pos, want)
+                except OSError as e:
+                    raise io_error(e, c.file.plan.path) from e
+                if n != want:
+                    raise RemoteError(
+                        f"{c.part.name} in {self.remote.url} is shorter than its name says; "
+                        "rerun the backup to repair it"
+                    )
+                pos += n
+                self._account(c.file, c.part, n)
+        finally:
+            os.close(sfd)
+
+    def _download(self, c: Chunk, direct: bool) -> None:
+        """Stream a range; on a transient error resume from the first missing byte."""
+        state = [c.offset]  # next byte within the part
+        for attempt in retrying(self.retry):
+            with attempt:
+                self._stream(c, state, direct)
+
+    def _stream(self, c: Chunk, state: list[int], direct: bool) -> None:
+        end = c.offset + c.length
+        if state[0] >= end:
+            return
+        reader = self.remote.open_part(c.part, state[0], end - state[0])
+        try:
+            while state[0] < end:
+                buf = self.pool.get()
+                want = min(len(buf), end - state[0])
+                try:
+                    n = read_full(reader, memoryview(buf)[:want])
+                except BaseException:
+                    self.pool.put(buf)
+                    raise
+                if n:
+                    self.throttle.take(n)
+                    if direct:
+                        try:
+                            self._write(c, state[0], memoryview(buf)[:n])
+                        finally:
+                            self.pool.put(buf)
+                    else:
+                        self.writeq.put((c, state[0], buf, n))
+                    state[0] += n
+                else:
+                    self.pool.put(buf)
+                if n < want:
+                    raise TransientRemoteError(
+                        f"the body of {c.part.name} from {self.remote.url} ended early at byte "
+                        f"{state[0]} of {c.part.size}"
+                    )
+                if self.stop.is_set():
+                    raise _Stopped()
+        finally:
+            reader.close()
+
+    # -- in place -----------------------------------------------------------------
+    def _inplace_file(self, tf: TargetFile) -> None:
+        tf.open()
+        for p in tf.plan.parts:
+            if p.size == 0:
+                self._account(tf, p, 0)
+                continue
+            src = self.remote.local_path(p) if self.t.zero_copy else None
+            for off in range(0, p.size, self.t.chunk_size):
+                c = Chunk(tf, p, off, min(self.t.chunk_size, p.size - off))
+                if src is not None:
+                    self._copy_local(c, src)
+                else:
+                    self._download(c, direct=True)
+
+
+def _pick_error(errors: list[BaseException]) -> BaseException:
+    # A signal outranks the errors it caused; a user-facing error outranks a bare one.
+    for e in errors:
+        if isinstance(e, Interrupted | KeyboardInterrupt):
+            return e
+    for e in errors:
+        if isinstance(e, SnapferryError):
+            return e
+    return errors[0]

@@ -1,0 +1,133 @@
+"""Plan a restore: what to delete, what to download, what is already there.
+
+Pure decisions from two listings (the backup's parts, the target's files) plus
+the journals of interrupted files; nothing here touches the target.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..errors import BadBackupError
+from ..local import JOURNAL_SUFFIX, TMP_SUFFIX, TargetListing
+from ..parts import Part, always_transfer, check_coverage, group_by_file, validate_path
+from .journal import read_journal
+
+
+@dataclass(slots=True)
+class FilePlan:
+    path: str
+    file_size: int
+    parts: list[Part]  # parts still to download, by offset
+    # preallocated mode: "new" (fresh .tmp) or "resume" (.tmp + journal kept);
+    # in-place mode: "inplace" (written at its final name from the first missing part on)
+    mode: str
+    # in-place mode: the file is cut to this length before writing resumes
+    truncate_to: int = 0
+    has_journal: bool = False
+
+
+@dataclass(slots=True)
+class RestorePlan:
+    files: list[FilePlan] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)  # local files/symlinks not in the backup
+    delete_tmp: list[str] = field(default_factory=list)  # stale .tmp files and journals
+    backup_bytes: int = 0
+    download_bytes: int = 0
+    resumed_bytes: int = 0  # bytes of partial files kept from an interrupted run
+    deleted_bytes: int = 0
+    files_total: int = 0
+
+    @property
+    def parts_to_download(self) -> int:
+        return sum(len(f.parts) for f in self.files)
+
+    def space_needed(self) -> int:
+        """Bytes a preallocated restore adds to the disk before any rename frees some."""
+        return sum(f.file_size for f in self.files if f.mode == "new")
+
+
+def plan_restore(
+    parts: list[Part], target: TargetListing, target_root: str, preallocate: bool
+) -> RestorePlan:
+    files = group_by_file(parts)
+    for path in files:
+        validate_path(path)
+    check_coverage(files)
+    _check_no_file_dir_clash(files)
+
+    plan = RestorePlan(files_total=len(files))
+    plan.backup_bytes = sum(plist[0].file_size for plist in files.values())
+
+    for path, entry in target.files.items():
+        plist = files.get(path)
+        if entry.is_link or plist is None:
+            plan.delete.append(path)
+            plan.deleted_bytes += entry.size
+        elif not preallocate and entry.size > plist[0].file_size:
+            # In place, a larger stale file is cut rather than deleted (see truncate_to).
+            pass
+
+    tmp_set = set(target.tmp_files)
+    journals_used: set[str] = set()
+    for path, plist in files.items():
+        file_size = plist[0].file_size
+        local = target.files.get(path)
+        local_size = None if local is None or local.is_link else local.size
+        if local_size == file_size and not always_transfer(path):
+            continue
+        if preallocate:
+            tmp = path + TMP_SUFFIX
+            jpath = path + JOURNAL_SUFFIX
+            done: set[tuple[int, int]] | None = None
+            if tmp in tmp_set and jpath in tmp_set and len(plist) > 1:
+                done = read_journal(os.path.join(target_root, jpath), file_size)
+                if done is not None and _size_of(target_root, tmp) != file_size:
+                    done = None
+            if done:
+                todo = [p for p in plist if (p.offset, p.size) not in done]
+                journals_used.update((tmp, jpath))
+                plan.resumed_bytes += file_size - sum(p.size for p in todo)
+                plan.files.append(FilePlan(path, file_size, todo, "resume", has_journal=True))
+            else:
+                plan.files.append(FilePlan(path, file_size, plist, "new", has_journal=len(plist) > 1))
+        else:
+            # In place, parts are written in order and each one is fdatasync'ed,
+            # so every whole part below the file's length is already on disk.
+            have = local_size if local_size is not None and local_size <= file_size else 0
+            if always_transfer(path):
+                have = 0
+            todo = [p for p in plist if p.end > have or (p.size == 0 and have == 0)]
+            keep = todo[0].offset if todo else file_size
+            plan.resumed_bytes += keep
+            plan.files.append(FilePlan(path, file_size, todo, "inplace", truncate_to=keep))
+
+    plan.delete_tmp = sorted(tmp_set - journals_used)
+    plan.download_bytes = sum(p.size for f in plan.files for p in f.parts)
+    plan.delete.sort()
+    return plan
+
+
+def _size_of(root: str, rel: str) -> int:
+    try:
+        return os.stat(os.path.join(root, rel), follow_symlinks=False).st_size
+    except OSError:
+        return -1
+
+
+def _check_no_file_dir_clash(files: dict[str, list[Part]]) -> None:
+    dirs: set[str] = set()
+    for path in files:
+        d = path
+        while "/" in d:
+            d = d.rsplit("/", 1)[0]
+            if d in dirs:
+                break
+            dirs.add(d)
+    clash = dirs.intersection(files)
+    if clash:
+        name = sorted(clash)[0]
+        raise BadBackupError(
+            f"the backup is inconsistent: {name!r} is both a file and a directory; make a new backup"
+        )

@@ -1,0 +1,167 @@
+"""The files writer: preallocated `.tmp` files, writes at offsets, one fsync per file.
+
+A `TargetFile` is opened by the first chunk that needs it, takes writes from
+any thread (pwrite does not share a file offset), records each finished part
+in its journal, and on its last byte is fsynced and renamed into place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import threading
+
+from ..errors import NoSpaceError, SnapferryError
+from ..local import JOURNAL_SUFFIX, TMP_SUFFIX
+from ..parts import Part
+from .journal import Journal
+from .planner import FilePlan
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def preallocate(fd: int, size: int, name: str) -> None:
+    """Reserve the whole file now: fast sequential extents, and ENOSPC before any download."""
+    if size == 0:
+        return
+    if _libc.fallocate(fd, 0, 0, size) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.ENOSPC:
+        raise NoSpaceError(f"no space left to preallocate {size} bytes for {name!r}; free space and rerun")
+    if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        os.ftruncate(fd, size)  # filesystems without fallocate still get the right length
+        return
+    raise OSError(err, os.strerror(err), name)
+
+
+def ensure_parent(root: str, rel: str) -> str:
+    """Create the directories of rel below root as real directories; return the dir path.
+
+    A symlink or file standing where a directory must be is removed (not followed),
+    so nothing is ever written outside root.
+    """
+    parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
+    d = root
+    for seg in parent_rel.split("/") if parent_rel else ():
+        d = os.path.join(d, seg)
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            if os.path.islink(d) or not os.path.isdir(d):
+                os.unlink(d)
+                os.mkdir(d, 0o755)
+    return d
+
+
+def io_error(e: OSError, name: str) -> SnapferryError:
+    if e.errno == errno.ENOSPC:
+        return NoSpaceError(f"no space left on the device while writing {name!r}; free space and rerun")
+    return SnapferryError(f"cannot write {name!r}: {e.strerror}")
+
+
+class TargetFile:
+    def __init__(self, root: str, plan: FilePlan, synced_dirs: set[str], lock: threading.Lock) -> None:
+        self.root = root
+        self.plan = plan
+        self.final = os.path.join(root, plan.path)
+        self.inplace = plan.mode == "inplace"
+        self.tmp = self.final if self.inplace else self.final + TMP_SUFFIX
+        self.fd = -1
+        self._lock = threading.Lock()
+        self._opened = False
+        self._left = {p.offset: p.size for p in plan.parts}
+        self._left_total = sum(p.size for p in plan.parts)
+        self._journal: Journal | None = None
+        self._dirs = synced_dirs
+        self._dirs_lock = lock
+        self.finished = False
+
+    def open(self) -> None:
+        with self._lock:
+            if self._opened:
+                return
+            try:
+                self._dirs_add(ensure_parent(self.root, self.plan.path))
+                if self.plan.mode == "resume":
+                    self.fd = os.open(self.tmp, os.O_RDWR | os.O_CLOEXEC)
+                    self._journal = Journal.reopen(self.final + JOURNAL_SUFFIX)
+                elif self.inplace:
+                    if os.path.islink(self.final):
+                        os.unlink(self.final)
+                    self.fd = os.open(self.final, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                    os.ftruncate(self.fd, self.plan.truncate_to)
+                else:
+                    self.fd = os.open(
+                        self.tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
+                    )
+                    preallocate(self.fd, self.plan.file_size, self.plan.path)
+                    if self.plan.has_journal:
+                        self._journal = Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size)
+            except OSError as e:
+                raise io_error(e, self.plan.path) from e
+            self._opened = True
+
+    def _dirs_add(self, d: str) -> None:
+        with self._dirs_lock:
+            self._dirs.add(d)
+
+    def wrote(self, part: Part, n: int) -> bool:
+        """Count n bytes of part as written; True when this finished the whole file."""
+        with self._lock:
+            left = self._left[part.offset] - n
+            self._left[part.offset] = left
+            self._left_total -= n
+            file_done = self._left_total == 0
+            if left == 0 and not file_done:
+                # Under the lock, so the thread that finishes the file cannot close
+                # the journal while this record is being written.
+                self._part_durable(part)
+        return file_done
+
+    def _part_durable(self, part: Part) -> None:
+        if self._journal is not None:
+            os.fdatasync(self.fd)
+            self._journal.record(part.offset, part.size)
+        elif self.inplace:
+            # In place the file's length is the resume point: the part must be on disk first.
+            os.fdatasync(self.fd)
+
+    def finish(self) -> None:
+        """The one fsync of the file, the rename, and the journal gone."""
+        try:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+            if not self.inplace:
+                os.rename(self.tmp, self.final)
+            if self._journal is not None:
+                self._journal.close()
+                os.unlink(self._journal.path)
+        except OSError as e:
+            raise io_error(e, self.plan.path) from e
+        self.finished = True
+
+    def abandon(self) -> None:
+        """Close without finishing: the .tmp and its journal stay for a resume."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self._journal is not None:
+            self._journal.close()
+
+
+def write_empty(root: str, rel: str, synced_dirs: set[str]) -> None:
+    d = ensure_parent(root, rel)
+    final = os.path.join(root, rel)
+    if os.path.islink(final):
+        os.unlink(final)
+    fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    synced_dirs.add(d)

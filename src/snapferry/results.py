@@ -1,0 +1,58 @@
+"""What each action returns: the summary the CLI prints (and --json emits)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    src: str
+    dst: str
+    origin: str | None
+    backup_bytes: int
+    uploaded_bytes: int
+    copied_bytes: int  # server-side from origin
+    deleted_bytes: int
+    parts_uploaded: int
+    parts_copied: int
+    parts_deleted: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": "backup", **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    src: str
+    dst: str
+    backup_bytes: int
+    downloaded_bytes: int
+    resumed_bytes: int  # kept from an interrupted earlier run
+    deleted_bytes: int
+    files_total: int
+    files_written: int
+    files_deleted: int
+    parts_downloaded: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": "restore", **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    src: str
+    dst: str
+    backup_bytes: int
+    copied_bytes: int
+    deleted_bytes: int
+    parts_copied: int
+    parts_deleted: int
+    server_side: bool
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": "copy", **asdict(self)}

@@ -1,0 +1,44 @@
+"""Bounded retries with exponential backoff and jitter, for whole transfers.
+
+The SDKs retry single requests; this wraps a whole part or range so a body cut
+short mid-stream resumes from the byte where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from .errors import TransientRemoteError
+
+log = logging.getLogger("snapferry")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 6
+    initial_wait: float = 0.5
+    max_wait: float = 20.0
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("retrying after a transient error (attempt %d): %s", state.attempt_number, exc)
+
+
+def retrying(policy: RetryPolicy) -> Retrying:
+    return Retrying(
+        retry=retry_if_exception_type(TransientRemoteError),
+        stop=stop_after_attempt(max(1, policy.attempts)),
+        wait=wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
