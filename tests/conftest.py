@@ -1,3 +1,51 @@
 """Shared fixtures: the real servers live in tests/servers.py and tests/vm.py."""
 
-pytest_plugins = ["tests.servers"]
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+import importlib.util  # noqa: E402
+
+# TEMP until all plugin modules exist
+pytest_plugins = [m for m in ("tests.servers", "tests.vm") if importlib.util.find_spec(m)]
+
+SNAPSHOT_NAME = "20261124120000-17A3F0C2D1E50050"
+
+
+def write_random(path: Path, size: int, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(random.Random(seed).randbytes(size))
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file below root (following symlinks), minus the lock file."""
+    out: dict[str, str] = {}
+    for dirpath, _dirs, files in os.walk(root, followlinks=True):
+        for fn in files:
+            full = Path(dirpath, fn)
+            rel = full.relative_to(root).as_posix()
+            if rel in ("flock.lock",):
+                continue
+            out[rel] = hashlib.sha256(full.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def snapshot_tree(tmp_path: Path) -> Path:
+    """A small VictoriaMetrics-like snapshot: multi-part files, small parts, empty files."""
+    root = tmp_path / "vmdata" / "snapshots" / SNAPSHOT_NAME
+    part = root / "data" / "small" / "2026_11" / "17A3F0C2D1E50050"
+    write_random(part / "values.bin", 3 * 1024 * 1024 + 17, 1)
+    write_random(part / "timestamps.bin", 700_000, 2)
+    write_random(part / "index.bin", 4096, 3)
+    (part / "metaindex.bin").write_bytes(b"")
+    (part / "parts.json").write_text('{"parts":["17A3F0C2D1E50050"]}')
+    write_random(root / "indexdb" / "17A3F0C2D1E50051" / "items.bin", 2 * 1024 * 1024, 4)
+    (root / "data" / "big").mkdir(parents=True)
+    (root / "data" / "big" / "appliedRetention.txt").write_text("1700000000")
+    return root

@@ -38,7 +38,7 @@ def retrying(policy: RetryPolicy) -> Retrying:
     return Retrying(
         retry=retry_if_exception_type(TransientRemoteError),
         stop=stop_after_attempt(max(1, policy.attempts)),
-        wait=wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait),
+        wait=wait_exponential_jitter(multiplier=policy.initial_wait, max=policy.max_wait),
         before_sleep=_log_retry,
         reraise=True,
     )

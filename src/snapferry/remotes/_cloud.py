@@ -1,0 +1,233 @@
+"""Pieces the object-store backends (s3, gs, azblob) share.
+
+Uploads go out in chunks held in memory, because every SDK needs a rewindable
+body to retry a request; downloads stream straight from the HTTP response into
+the caller's buffer, because that is where restore spends its time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from types import TracebackType
+from typing import Any, Protocol
+
+import urllib3.exceptions
+
+from ..errors import RemoteError, TransientRemoteError, UsageError
+from ..parts import Part
+from .base import Body, LocalRegion
+
+# Errors a half-read HTTP body raises; all of them are worth a retry of the part.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    http.client.HTTPException,
+    urllib3.exceptions.HTTPError,
+)
+
+
+def join_key(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def list_prefix(prefix: str) -> str:
+    # The trailing slash keeps prefix "a/b" from matching the objects of "a/bc".
+    return f"{prefix}/" if prefix else ""
+
+
+def remote_url(scheme: str, bucket: str, prefix: str) -> str:
+    return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+
+
+def backoff_delays(attempts: int, base: float = 0.25, cap: float = 8.0) -> Iterator[float]:
+    """Sleeps between `attempts` tries: exponential with full jitter."""
+    for i in range(max(attempts, 1) - 1):
+        yield random.uniform(0, min(cap, base * 2**i))
+
+
+class ChunkSource:
+    """Hands out exactly part.size bytes of an upload in chunks of at most `chunk_size`.
+
+    With `local`, the bytes come straight from the file with pread (the body is
+    not touched); otherwise from `body`. A source that runs dry before part.size
+    bytes raises TransientRemoteError, so a short object is never committed.
+    """
+
+    def __init__(
+        self, part: Part, body: Body, local: LocalRegion | None, what: str
+    ) -> None:
+        self._part = part
+        self._body = body
+        self._local = local
+        self._what = what
+        self._fd = -1
+        self.pos = 0
+        if local is not None:
+            if local.size < part.size:
+                raise RemoteError(
+                    f"{what}: the local region holds {local.size} bytes but the part needs "
+                    f"{part.size}"
+                )
+            try:
+                self._fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise TransientRemoteError(
+                    f"{what}: cannot open {local.path}: {e.strerror}"
+                ) from e
+
+    def __enter__(self) -> ChunkSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def left(self) -> int:
+        return self._part.size - self.pos
+
+    def read(self, n: int) -> bytes:
+        """The next min(n, left) bytes, all of them or an exception."""
+        n = min(n, self.left)
+        if n <= 0:
+            return b""
+        data = self._pread(n) if self._local is not None else self._body_read(n)
+        if len(data) != n:
+            raise TransientRemoteError(
+                f"{self._what}: the source ran short after {self.pos + len(data)} of "
+                f"{self._part.size} bytes"
+            )
+        self.pos += n
+        return data
+
+    def chunks(self, chunk_size: int) -> Iterator[bytes]:
+        while self.left > 0:
+            yield self.read(chunk_size)
+
+    def _pread(self, n: int) -> bytes:
+        assert self._local is not None
+        off = self._local.offset + self.pos
+        try:
+            data = os.pread(self._fd, n, off)
+            if len(data) == n or not data:
+                return data
+            # Linux caps one read near 2 GiB; loop in case a read comes back partial.
+            pieces = [data]
+            got = len(data)
+            while got < n:
+                more = os.pread(self._fd, n - got, off + got)
+                if not more:
+                    break
+                pieces.append(more)
+                got += len(more)
+            return b"".join(pieces)
+        except OSError as e:
+            raise TransientRemoteError(
+                f"{self._what}: cannot read {self._local.path}: {e.strerror}"
+            ) from e
+
+    def _body_read(self, n: int) -> bytes:
+        data = self._body.read(n)
+        if len(data) >= n or not data:
+            return data[:n]
+        pieces = [data]
+        got = len(data)
+        while got < n:
+            more = self._body.read(n - got)
+            if not more:
+                break
+            pieces.append(more)
+            got += len(more)
+        return b"".join(pieces)
+
+
+class RawStream(Protocol):
+    def readinto(self, b: Any) -> int: ...
+
+
+class RangeReader:
+    """Streams an HTTP response body into the caller's buffers.
+
+    `raw` is the urllib3 response under the SDK's wrapper, whose readinto goes
+    to the socket without per-chunk Python objects beyond one bytes per call.
+    The reader checks the byte count itself: a body that ends early raises
+    TransientRemoteError instead of looking like a short part.
+    """
+
+    def __init__(
+        self, raw: RawStream, length: int, what: str, closer: Callable[[], None]
+    ) -> None:
+        self._raw = raw
+        self._left = length
+        self._length = length
+        self._what = what
+        self._closer: Callable[[], None] | None = closer
+
+    def readinto(self, buf: memoryview) -> int:
+        if self._left <= 0 or len(buf) == 0:
+            return 0
+        view = buf if len(buf) <= self._left else buf[: self._left]
+        try:
+            n = self._raw.readinto(view)
+        except STREAM_ERRORS as e:
+            raise TransientRemoteError(
+                f"{self._what}: the download broke after {self._length - self._left} of "
+                f"{self._length} bytes: {e}"
+            ) from e
+        if not n:
+            raise TransientRemoteError(
+                f"{self._what}: the download ended after {self._length - self._left} of "
+                f"{self._length} bytes"
+            )
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        # Closing before the end drops the connection (it still holds unread bytes);
+        # after the end, urllib3 has already put it back in the pool.
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            with suppress(*STREAM_ERRORS):
+                closer()
+
+
+class EmptyReader:
+    def readinto(self, buf: memoryview) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def check_range(part: Part, offset: int, length: int | None) -> int:
+    """The length to read, refusing ranges outside the part."""
+    if length is None:
+        length = part.size - offset
+    if offset < 0 or length < 0 or offset + length > part.size:
+        raise ValueError(
+            f"range {offset}+{length} is outside {part} ({part.size} bytes)"
+        )
+    return length
+
+
+def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """User metadata travels in HTTP headers, so only ASCII survives every backend."""
+    for k, v in metadata.items():
+        if not k.isascii() or not v.isascii() or not k:
+            raise UsageError(
+                f"object metadata {k!r}={v!r} is not plain ASCII; object stores carry "
+                "metadata in HTTP headers, so use ASCII names and values"
+            )
+    return dict(metadata)

@@ -1,0 +1,424 @@
+"""The `s3://bucket/prefix` remote (AWS S3 and S3-compatible stores) on boto3."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import boto3
+import botocore.exceptions as bce
+import botocore.session
+from botocore.config import Config
+
+from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
+from ..parts import Part, is_ignored_name, parse_name
+from . import _cloud
+from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
+
+_MIN_CHUNK = 5 * 1024 * 1024  # S3's smallest multipart chunk (but the last)
+_MAX_CHUNKS = 10_000
+
+_THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+    }
+)
+_AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "403",
+        "401",
+    }
+)
+_NOT_FOUND_CODES = ("NoSuchKey", "NotFound", "404")
+# Failures below the HTTP layer; botocore already retried them max_attempts times.
+_CONNECTION_ERRORS = (
+    bce.EndpointConnectionError,
+    bce.ConnectionClosedError,
+    bce.ReadTimeoutError,
+    bce.ConnectTimeoutError,
+    bce.ResponseStreamingError,
+    bce.IncompleteReadError,
+    bce.HTTPClientError,
+)
+
+
+class S3Remote:
+    def __init__(self, bucket: str, prefix: str, opts: RemoteOptions) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.url = _cloud.remote_url("s3", bucket, prefix)
+        self._opts = opts
+        self._metadata = _cloud.check_metadata(opts.object_metadata)
+        self._chunk = max(opts.multipart_chunk_size, _MIN_CHUNK)
+        session = _session(opts, self.url)
+        endpoint = opts.custom_s3_endpoint or None
+        if endpoint is not None and "://" not in endpoint:
+            raise UsageError(
+                f"the S3 endpoint {endpoint!r} has no scheme; "
+                "write it as http://host:port or https://host"
+            )
+        try:
+            creds = session.get_credentials()
+        except bce.ProfileNotFound as e:
+            raise UsageError(f"{e}; fix the profile name or the AWS config file") from e
+        if creds is None:
+            raise UsageError(
+                f"no AWS credentials found for {self.url}; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or pass an AWS credentials file (-credsFilePath)"
+            )
+        self._access_key = creds.access_key
+        checksum = (opts.s3_checksum_algorithm or "").upper()
+        self._checksum_alg = checksum if checksum not in ("", "NONE") else None
+        config = Config(
+            region_name=session.region_name or "us-east-1",
+            signature_version="s3v4",
+            max_pool_connections=max(opts.max_connections, 1),
+            # "standard" retries throttling codes and 5xx with exponential backoff and jitter.
+            retries={"max_attempts": max(opts.max_attempts, 1), "mode": "standard"},
+            s3={"addressing_style": "path" if opts.s3_force_path_style else "virtual"},
+            connect_timeout=10,
+            read_timeout=60,
+            tcp_keepalive=True,
+            # Ranged reads carry no whole-object checksum; asking for one costs a header.
+            response_checksum_validation="when_required",
+            # "NONE" switches off the default CRC32 for stores that reject checksum headers.
+            request_checksum_calculation=(
+                "when_required" if checksum == "NONE" else "when_supported"
+            ),
+        )
+        self._client: Any = session.client(
+            "s3",
+            endpoint_url=endpoint,
+            config=config,
+            verify=not opts.tls_insecure_skip_verify,
+        )
+        self.endpoint = endpoint or self._client.meta.endpoint_url
+
+    def __repr__(self) -> str:
+        return self.url
+
+    def _key(self, name: str) -> str:
+        return _cloud.join_key(self.prefix, name)
+
+    # --- errors ---------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except SnapferryError:
+            raise
+        except bce.ClientError as e:
+            raise self._client_error(e, what) from e
+        except _CONNECTION_ERRORS as e:
+            raise TransientRemoteError(
+                f"{what} on {self.url} failed: cannot talk to {self.endpoint}: {e}"
+            ) from e
+        except bce.NoCredentialsError as e:
+            raise UsageError(
+                f"no AWS credentials found for {self.url}; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or pass an AWS credentials file (-credsFilePath)"
+            ) from e
+        except bce.BotoCoreError as e:
+            raise RemoteError(f"{what} on {self.url} failed: {e}") from e
+
+    def _client_error(self, e: bce.ClientError, what: str) -> SnapferryError:
+        code = _code(e)
+        msg = e.response.get("Error", {}).get("Message") or ""
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code == "NoSuchBucket":
+            return self._no_bucket()
+        if code in _NOT_FOUND_CODES:
+            return RemoteError(f"{what}: the object does not exist in {self.url}")
+        if code in _AUTH_CODES or status in (401, 403):
+            return RemoteError(
+                f"{what}: {self.endpoint} denied access to {self.url} ({code}); "
+                "check the credentials, the region and the bucket policy"
+            )
+        if code in _THROTTLE_CODES or status == 429 or status >= 500:
+            return TransientRemoteError(f"{what} on {self.url} failed: {code} {msg}".rstrip())
+        return RemoteError(f"{what} on {self.url} failed: {code} {msg}".rstrip())
+
+    def _no_bucket(self) -> RemoteError:
+        return RemoteError(
+            f"bucket {self.bucket!r} does not exist at {self.endpoint}; "
+            f"create it or fix the URL {self.url}"
+        )
+
+    def _raise_if_no_bucket(self) -> None:
+        """HEAD answers a bare 404 for a missing bucket and a missing key alike."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except bce.ClientError as e:
+            if _code(e) in ("NoSuchBucket", *_NOT_FOUND_CODES):
+                raise self._no_bucket() from e
+        except bce.BotoCoreError:
+            pass
+
+    # --- write arguments ------------------------------------------------
+
+    def _write_args(self) -> dict[str, Any]:
+        o = self._opts
+        args: dict[str, Any] = {}
+        if self._metadata:
+            args["Metadata"] = self._metadata
+        if o.s3_storage_class:
+            args["StorageClass"] = o.s3_storage_class
+        if o.s3_acl:
+            args["ACL"] = o.s3_acl
+        if o.s3_sse_kms_key_id:
+            args["ServerSideEncryption"] = "aws:kms"
+            args["SSEKMSKeyId"] = o.s3_sse_kms_key_id
+        if o.s3_object_tags:
+            args["Tagging"] = urllib.parse.urlencode(o.s3_object_tags)
+        if self._checksum_alg:
+            args["ChecksumAlgorithm"] = self._checksum_alg
+        return args
+
+    # --- parts ----------------------------------------------------------
+
+    def list_parts(self) -> list[Part]:
+        lp = _cloud.list_prefix(self.prefix)
+        parts: list[Part] = []
+        with self._errors("listing"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=lp, PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    rel = obj["Key"][len(lp) :]
+                    if is_ignored_name(rel):
+                        continue
+                    p = parse_name(rel, int(obj["Size"]))
+                    if p is not None:
+                        parts.append(p)
+        return parts
+
+    def local_path(self, part: Part) -> str | None:
+        return None
+
+    def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
+        length = _cloud.check_range(part, offset, length)
+        key = self._key(part.name)
+        what = f"reading {part}"
+        if length == 0:
+            # A Range header on an empty object is an error; still prove the object exists.
+            with self._errors(what):
+                self._client.head_object(Bucket=self.bucket, Key=key)
+            return _cloud.EmptyReader()
+        with self._errors(what):
+            resp = self._client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}"
+            )
+        body = resp["Body"]
+        got = int(resp.get("ContentLength", length))
+        if got != length:
+            body.close()
+            raise RemoteError(
+                f"{what}: {self.url} returned {got} bytes for a range of {length}; "
+                "the object is shorter than its name says"
+            )
+        # StreamingBody.read would allocate a bytes per call; its urllib3 response
+        # reads into our buffer. Fall back to the body itself if botocore changes.
+        raw = getattr(body, "_raw_stream", None)
+        if raw is None or not hasattr(raw, "readinto"):
+            raw = _ReadIntoAdapter(body)
+        return _cloud.RangeReader(raw, length, what, body.close)
+
+    def upload_part(
+        self,
+        part: Part,
+        body: Body,
+        local: LocalRegion | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        key = self._key(part.name)
+        what = f"uploading {part}"
+        chunk = max(self._chunk, -(-part.size // _MAX_CHUNKS))
+        with _cloud.ChunkSource(part, body, local, what) as src:
+            if part.size <= chunk:
+                data = src.read(part.size)
+                with self._errors(what):
+                    self._client.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=data,
+                        ContentLength=len(data),
+                        **self._write_args(),
+                    )
+                if progress is not None:
+                    progress(len(data))
+                return
+            self._multipart(key, src, chunk, what, progress)
+
+    def _multipart(
+        self,
+        key: str,
+        src: _cloud.ChunkSource,
+        chunk: int,
+        what: str,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        with self._errors(what):
+            upload_id = self._client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, **self._write_args()
+            )["UploadId"]
+        try:
+            done: list[dict[str, Any]] = []
+            for number, data in enumerate(src.chunks(chunk), 1):
+                extra = {"ChecksumAlgorithm": self._checksum_alg} if self._checksum_alg else {}
+                with self._errors(what):
+                    r = self._client.upload_part(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=data,
+                        ContentLength=len(data),
+                        **extra,
+                    )
+                entry: dict[str, Any] = {"PartNumber": number, "ETag": r["ETag"]}
+                for field in ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256",
+                              "ChecksumCRC64NVME"):
+                    if self._checksum_alg and r.get(field):
+                        entry[field] = r[field]
+                done.append(entry)
+                if progress is not None:
+                    progress(len(data))
+            with self._errors(what):
+                self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": done},
+                )
+        except BaseException:
+            # Uploaded chunks cost storage until aborted; a failed abort is only a leak.
+            with suppress(Exception):
+                self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
+            raise
+
+    def delete_part(self, part: Part) -> None:
+        with self._errors(f"deleting {part}"):
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(part.name))
+
+    def can_copy_from(self, src: Remote) -> bool:
+        return (
+            isinstance(src, S3Remote)
+            and src.endpoint == self.endpoint
+            and src._access_key == self._access_key
+        )
+
+    def copy_part(self, src: Remote, part: Part) -> None:
+        if not isinstance(src, S3Remote):
+            raise TypeError(f"cannot copy server-side from {src!r} to {self.url}")
+        args = self._write_args()
+        # REPLACE, so the copy carries this run's metadata and tags, not the origin's.
+        args["MetadataDirective"] = "REPLACE"
+        if "Tagging" in args:
+            args["TaggingDirective"] = "REPLACE"
+        with self._errors(f"copying {part} from {src.url}"):
+            self._client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(part.name),
+                CopySource={"Bucket": src.bucket, "Key": src._key(part.name)},
+                **args,
+            )
+
+    # --- small files ----------------------------------------------------
+
+    def has_file(self, name: str) -> bool:
+        with self._errors(f"checking {name}"):
+            try:
+                self._client.head_object(Bucket=self.bucket, Key=self._key(name))
+            except bce.ClientError as e:
+                if _code(e) not in _NOT_FOUND_CODES:
+                    raise
+            else:
+                return True
+        self._raise_if_no_bucket()
+        return False
+
+    def read_file(self, name: str) -> bytes:
+        with self._errors(f"reading {name}"):
+            resp = self._client.get_object(Bucket=self.bucket, Key=self._key(name))
+            data: bytes = resp["Body"].read()
+            return data
+
+    def write_file(self, name: str, data: bytes) -> None:
+        with self._errors(f"writing {name}"):
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(name),
+                Body=data,
+                ContentLength=len(data),
+                **self._write_args(),
+            )
+
+    def delete_file(self, name: str) -> None:
+        # S3 answers 204 for a missing key, so this is already idempotent.
+        with self._errors(f"deleting {name}"):
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
+
+    def remove_empty_dirs(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self._client.close()
+
+
+class _ReadIntoAdapter:
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readinto(self, b: Any) -> int:
+        data = self._body.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _code(e: bce.ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _session(opts: RemoteOptions, url: str) -> boto3.Session:
+    """A session that honours the given files and profile without touching os.environ."""
+    bs = botocore.session.Session()
+    for path, var, what in (
+        (opts.creds_file_path, "credentials_file", "credentials file"),
+        (opts.config_file_path, "config_file", "config file"),
+    ):
+        if path:
+            if not os.path.isfile(path):
+                raise UsageError(f"the AWS {what} {path!r} for {url} does not exist")
+            bs.set_config_variable(var, path)
+    if opts.config_profile:
+        bs.set_config_variable("profile", opts.config_profile)
+    try:
+        return boto3.Session(botocore_session=bs)
+    except bce.ProfileNotFound as e:
+        raise UsageError(f"{e}; fix the profile name or the AWS config file") from e
