@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from snapferry.errors import BadBackupError
+from snapferry.local import LocalEntry, TargetListing
+from snapferry.parts import Part, split_file
+from snapferry.restorer.journal import Journal
+from snapferry.restorer.planner import plan_restore
+
+
+def _parts(path: str, size: int, part: int = 100) -> list[Part]:
+    return list(split_file(path, size, part))
+
+
+def test_fresh_target_downloads_everything(tmp_path: Path) -> None:
+    parts = _parts("a/x.bin", 250) + _parts("b.bin", 0)
+    plan = plan_restore(parts, TargetListing({}, []), str(tmp_path), preallocate=True)
+    assert [(f.path, f.mode, len(f.parts)) for f in plan.files] == [("a/x.bin", "new", 3), ("b.bin", "new", 1)]
+    assert plan.download_bytes == 250 and plan.space_needed() == 250
+    assert plan.files[0].has_journal and not plan.files[1].has_journal
+
+
+def test_same_size_files_are_kept_and_extras_deleted(tmp_path: Path) -> None:
+    parts = _parts("x.bin", 250) + _parts("d/parts.json", 10)
+    local = {
+        "x.bin": LocalEntry("x.bin", 250, False),
+        "d/parts.json": LocalEntry("d/parts.json", 10, False),
+        "old.bin": LocalEntry("old.bin", 5, False),
+        "link": LocalEntry("link", 0, True),
+    }
+    plan = plan_restore(parts, TargetListing(local, ["y.bin.tmp"]), str(tmp_path), preallocate=True)
+    assert [f.path for f in plan.files] == ["d/parts.json"]  # always transferred
+    assert plan.delete == ["link", "old.bin"] and plan.delete_tmp == ["y.bin.tmp"]
+
+
+def test_journal_resume_only_downloads_unrecorded_parts(tmp_path: Path) -> None:
+    (tmp_path / "x.bin.tmp").write_bytes(bytes(250))
+    j = Journal.create(str(tmp_path / "x.bin.tmp.journal"), 250)
+    j.record(100, 100)
+    j.close()
+    listing = TargetListing({}, ["x.bin.tmp", "x.bin.tmp.journal"])
+    plan = plan_restore(_parts("x.bin", 250), listing, str(tmp_path), preallocate=True)
+    assert plan.files[0].mode == "resume"
+    assert [p.offset for p in plan.files[0].parts] == [0, 200]
+    assert plan.resumed_bytes == 100 and plan.delete_tmp == []
+
+
+def test_tmp_of_wrong_length_is_not_resumed(tmp_path: Path) -> None:
+    (tmp_path / "x.bin.tmp").write_bytes(bytes(10))
+    j = Journal.create(str(tmp_path / "x.bin.tmp.journal"), 250)
+    j.record(0, 100)
+    j.close()
+    listing = TargetListing({}, ["x.bin.tmp", "x.bin.tmp.journal"])
+    plan = plan_restore(_parts("x.bin", 250), listing, str(tmp_path), preallocate=True)
+    assert plan.files[0].mode == "new" and plan.delete_tmp == ["x.bin.tmp", "x.bin.tmp.journal"]
+
+
+def test_inplace_keeps_whole_parts_below_the_length(tmp_path: Path) -> None:
+    local = {"x.bin": LocalEntry("x.bin", 150, False)}
+    plan = plan_restore(_parts("x.bin", 250), TargetListing(local, []), str(tmp_path), preallocate=False)
+    f = plan.files[0]
+    assert f.mode == "inplace" and f.truncate_to == 100 and [p.offset for p in f.parts] == [100, 200]
+
+
+def test_inplace_larger_file_is_rewritten(tmp_path: Path) -> None:
+    local = {"x.bin": LocalEntry("x.bin", 999, False)}
+    plan = plan_restore(_parts("x.bin", 250), TargetListing(local, []), str(tmp_path), preallocate=False)
+    assert plan.files[0].truncate_to == 0 and len(plan.files[0].parts) == 3
+
+
+def test_file_and_directory_clash_is_refused(tmp_path: Path) -> None:
+    parts = _parts("a", 5) + _parts("a/b", 5)
+    with pytest.raises(BadBackupError, match="both a file and a directory"):
+        plan_restore(parts, TargetListing({}, []), str(tmp_path), preallocate=True)
