@@ -77,9 +77,19 @@ class FileRegionBody:
         self._f.close()
 
 
-def parallel(concurrency: int, items: Iterable[T], fn: Callable[[T], None]) -> None:
-    """Run fn over items on a pool; the first error cancels what has not started."""
-    stop = threading.Event()
+class Cancelled(Exception):
+    """Raised inside a transfer when another one failed or a signal arrived."""
+
+
+def parallel(
+    concurrency: int, items: Iterable[T], fn: Callable[[T], None], stop: threading.Event | None = None
+) -> None:
+    """Run fn over items on a pool; the first error (or a signal) stops the rest.
+
+    `stop` is set on failure; transfers check it between chunks (see `checked`)
+    so a long upload ends promptly instead of running to its end.
+    """
+    stop = stop or threading.Event()
 
     def guarded(item: T) -> None:
         if not stop.is_set():
@@ -88,19 +98,30 @@ def parallel(concurrency: int, items: Iterable[T], fn: Callable[[T], None]) -> N
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         futures: list[Future[None]] = [pool.submit(guarded, it) for it in items]
         try:
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in done:
-                exc = f.exception()
-                if exc is not None:
-                    stop.set()
-                    for other in futures:
-                        other.cancel()
-                    raise exc
+            pending: set[Future[None]] = set(futures)
+            while pending:
+                # Short waits keep the main thread responsive to signals.
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    exc = f.exception()
+                    if exc is not None and not isinstance(exc, Cancelled):
+                        raise exc
         except BaseException:
             stop.set()
             for other in futures:
                 other.cancel()
             raise
+
+
+def checked(stop: threading.Event, on_bytes: Callable[[int], None]) -> Callable[[int], None]:
+    """A progress callback that aborts the transfer once `stop` is set."""
+
+    def cb(n: int) -> None:
+        if stop.is_set():
+            raise Cancelled()
+        on_bytes(n)
+
+    return cb
 
 
 def source_parts(files: list[SourceFile], max_part_size: int) -> tuple[list[Part], dict[str, str]]:
@@ -168,6 +189,7 @@ def run_backup(
     to_upload = [p for p in missing if p.key not in copied]
     upload_bytes = total_size(to_upload)
 
+    stop = threading.Event()
     with Progress("backup", upload_bytes, progress_mode) as progress:
 
         def upload_one(p: Part) -> None:
@@ -185,13 +207,13 @@ def run_backup(
                     sent[0] = 0
                     body = FileRegionBody(path, p.offset, p.size)
                     try:
-                        dst.upload_part(p, body, LocalRegion(path, p.offset, p.size), on_bytes)
+                        dst.upload_part(p, body, LocalRegion(path, p.offset, p.size), checked(stop, on_bytes))
                     finally:
                         body.close()
             if sent[0] != p.size:
                 progress.add(p.size - sent[0])
 
-        parallel(concurrency, to_upload, upload_one)
+        parallel(concurrency, to_upload, upload_one, stop)
 
     created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
     meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC))}

@@ -27,7 +27,7 @@ from ..remotes.base import Reader, Remote
 from ..results import CopyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
-from .backup import parallel
+from .backup import checked, parallel
 
 log = logging.getLogger("snapferry")
 _BLOCK = 8 * 1024 * 1024
@@ -130,6 +130,7 @@ def run_copy(
     server_side = dst.can_copy_from(src)
     nbytes = total_size(to_copy)
 
+    stop = threading.Event()
     with Progress("copy", nbytes, progress_mode) as progress:
 
         def copy_one(p: Part) -> None:
@@ -152,13 +153,13 @@ def run_copy(
                     sent[0] = 0
                     body = StreamBody(src.open_part(p, 0, p.size), p.size)
                     try:
-                        dst.upload_part(p, body, None, on_bytes)
+                        dst.upload_part(p, body, None, checked(stop, on_bytes))
                     finally:
                         body.close()
             if sent[0] != p.size:
                 progress.add(p.size - sent[0])
 
-        parallel(concurrency, to_copy, copy_one)
+        parallel(concurrency, to_copy, copy_one, stop)
 
     if src.has_file(BACKUP_METADATA_FILE):
         dst.write_file(BACKUP_METADATA_FILE, src.read_file(BACKUP_METADATA_FILE))

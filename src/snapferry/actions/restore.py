@@ -88,11 +88,10 @@ def run_restore(
             raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
         plan = plan_restore(parts, list_target(root), root, preallocate)
         _check_space(root, plan, preallocate)
-        _apply_deletions(root, plan)
+        synced_dirs: set[str] = {root} | _apply_deletions(root, plan)
 
         tuning = tuning or Tuning()
         need = [f for f in plan.files if f.file_size > 0 or f.mode == "inplace"]
-        synced_dirs: set[str] = {root}
         for f in plan.files:
             if f.file_size == 0 and f.mode != "inplace":
                 write_empty(root, f.path, synced_dirs)
@@ -144,7 +143,9 @@ def _check_space(root: str, plan: RestorePlan, preallocate: bool) -> None:
         )
 
 
-def _apply_deletions(root: str, plan: RestorePlan) -> None:
+def _apply_deletions(root: str, plan: RestorePlan) -> set[str]:
+    """Delete what the backup does not have; return the directories to sync."""
+    touched: set[str] = set()
     for rel in plan.delete_tmp + plan.delete:
         path = os.path.join(root, rel)
         try:
@@ -154,5 +155,10 @@ def _apply_deletions(root: str, plan: RestorePlan) -> None:
                 os.unlink(path)
         except FileNotFoundError:
             pass
+        d = os.path.dirname(path)
+        while len(d) > len(root):
+            touched.add(d)
+            d = os.path.dirname(d)
     if plan.delete or plan.delete_tmp:
         durable.remove_empty_dirs(root, keep_root=True)
+    return touched
