@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import random
 from pathlib import Path
 
 import pytest
-
-import importlib.util  # noqa: E402
 
 # TEMP until all plugin modules exist
 pytest_plugins = [m for m in ("tests.servers", "tests.vm") if importlib.util.find_spec(m)]

@@ -114,7 +114,7 @@ def test_missing_marker_is_refused_unless_skipped(snapshot_tree: Path, backup_ur
     dst = tmp_path / "out"
     dst.mkdir()
     (dst / "keep.bin").write_bytes(b"x")
-    with pytest.raises(BadBackupError, match="backup_complete.ignore"):
+    with pytest.raises(BadBackupError, match=r"backup_complete\.ignore"):
         _restore(backup_url, dst)
     assert (dst / "keep.bin").read_bytes() == b"x"
     _restore(backup_url, dst, skip_backup_complete_check=True)

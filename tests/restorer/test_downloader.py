@@ -52,7 +52,7 @@ def test_part_shorter_than_its_listing_is_never_written_as_whole(
 
     monkeypatch.setattr(FsRemote, "list_parts", list_then_truncate)
     tuning = Tuning(concurrency=2, chunk_size=MIB, zero_copy=zero_copy)
-    with pytest.raises((RemoteError, TransientRemoteError), match="ended early|shorter"):
+    with pytest.raises((RemoteError, TransientRemoteError), match=r"ended early|shorter"):
         snapferry.restore(f"fs://{backup_dir}", str(tmp_path / "out"), tuning=tuning, progress="off",
                           retry=RetryPolicy(attempts=2, initial_wait=0.01, max_wait=0.01))
     assert not list((tmp_path / "out").rglob("values.bin"))  # never renamed into place
