@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .. import durable
-from ..errors import RemoteError, UsageError
+from ..errors import NoSpaceError, RemoteError, UsageError
 from ..parts import Part, is_ignored_name, parse_name
 from .base import Body, LocalRegion, Reader, Remote
 
@@ -35,6 +35,17 @@ class _FileRangeReader:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+@contextlib.contextmanager
+def _fs_errors(what: str, path: str) -> Iterator[None]:
+    """Turn OSError into one sentence naming the path (ENOSPC keeps its own exit code)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise NoSpaceError(f"no space left to {what} {path!r}; free space and rerun") from e
+        raise RemoteError(f"cannot {what} {path!r}: {e.strerror}; check the path and its permissions") from e
 
 
 class FsRemote:
@@ -91,6 +102,12 @@ class FsRemote:
         progress: Callable[[int], None] | None = None,
     ) -> None:
         dst = self._path(part.name)
+        with _fs_errors("write", dst):
+            self._upload(part, body, local, progress, dst)
+
+    def _upload(
+        self, part: Part, body: Body, local: LocalRegion | None, progress: Callable[[int], None] | None, dst: str
+    ) -> None:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         tmp = dst + ".snapferry-tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -121,7 +138,8 @@ class FsRemote:
         durable.fsync_dir(os.path.dirname(dst))
 
     def delete_part(self, part: Part) -> None:
-        _unlink_quiet(self._path(part.name))
+        with _fs_errors("delete", self._path(part.name)):
+            _unlink_quiet(self._path(part.name))
 
     def can_copy_from(self, src: Remote) -> bool:
         return isinstance(src, FsRemote)
@@ -130,6 +148,10 @@ class FsRemote:
         assert isinstance(src, FsRemote)
         s = src._path(part.name)
         d = self._path(part.name)
+        with _fs_errors("copy to", d):
+            self._copy(s, d, part)
+
+    def _copy(self, s: str, d: str, part: Part) -> None:
         os.makedirs(os.path.dirname(d), exist_ok=True)
         _unlink_quiet(d)
         try:
@@ -138,7 +160,7 @@ class FsRemote:
         except OSError as e:
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            self.upload_part(part, _NoBody(part.size), LocalRegion(s, 0, part.size))
+            self._upload(part, _NoBody(part.size), LocalRegion(s, 0, part.size), None, d)
             return
         durable.fsync_dir(os.path.dirname(d))
 
@@ -146,18 +168,20 @@ class FsRemote:
         return os.path.isfile(self._path(name))
 
     def read_file(self, name: str) -> bytes:
-        with open(self._path(name), "rb") as f:
+        with _fs_errors("read", self._path(name)), open(self._path(name), "rb") as f:
             return f.read()
 
     def write_file(self, name: str, data: bytes) -> None:
-        os.makedirs(self.root, exist_ok=True)
-        durable.write_file_atomic(self._path(name), data)
+        with _fs_errors("write", self._path(name)):
+            os.makedirs(self.root, exist_ok=True)
+            durable.write_file_atomic(self._path(name), data)
 
     def delete_file(self, name: str) -> None:
         path = self._path(name)
-        if os.path.exists(path):
-            os.unlink(path)
-            durable.fsync_dir(os.path.dirname(path))
+        with _fs_errors("delete", path):
+            if os.path.exists(path):
+                os.unlink(path)
+                durable.fsync_dir(os.path.dirname(path))
 
     def remove_empty_dirs(self) -> None:
         if os.path.isdir(self.root):
