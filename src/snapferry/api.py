@@ -100,8 +100,13 @@ def restore(
     retry: RetryPolicy | None = None,
     progress: str = "auto",
     tuning: Tuning | None = None,
+    verify: bool = False,
 ) -> RestoreResult:
-    """Restore the backup at remote `src` into the directory `dst`."""
+    """Restore the backup at remote `src` into the directory `dst`.
+
+    With `verify`, every file written is re-read before its rename and checked
+    against the CRC32s snapferry stored at backup time.
+    """
     _positive("concurrency", concurrency)
     src_remote = open_remote(src, remote_options or RemoteOptions(max_connections=max(16, concurrency * 2)))
     try:
@@ -113,6 +118,7 @@ def restore(
             throttle=Throttle(max_bytes_per_second),
             retry=retry,
             progress_mode=progress,
+            verify=verify,
         )
     finally:
         src_remote.close()

@@ -194,6 +194,8 @@ def backup(**kw: Any) -> None:
 @click.option("--skip-backup-complete-check", is_flag=True, help="Restore even without the completion marker.")
 @click.option("--skip-file-preallocation", is_flag=True,
               help="Write files in place (no .tmp, no fallocate); slower, resumes at part granularity.")
+@click.option("--verify", is_flag=True,
+              help="Check every restored file against the backup's CRC32s before it is renamed into place.")
 @click.option("--max-inflight-bytes", type=click.IntRange(8 * 1024 * 1024), default=Tuning().max_inflight_bytes,
               show_default=True, help="Memory for data in flight, shared by all workers.")
 @click.option("--chunk-size", type=click.IntRange(1024 * 1024), default=Tuning().chunk_size, show_default=True,
@@ -212,6 +214,7 @@ def restore(**kw: Any) -> None:
         skip_file_preallocation=kw["skip_file_preallocation"], concurrency=kw["concurrency"],
         max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
         retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
+        verify=kw["verify"],
     )
     _emit(result, as_json)
 

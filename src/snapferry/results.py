@@ -36,6 +36,8 @@ class RestoreResult:
     files_written: int
     files_deleted: int
     parts_downloaded: int
+    parts_verified: int  # checked against the backup's checksums (--verify)
+    parts_unverified: int  # written but not checked (no --verify, or no checksum for them)
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def test_full_backup_layout_and_markers(snapshot_tree: Path, tmp_path: Path) -> 
     assert meta["completed_at"].endswith("Z")
     empty = "data/small/2026_11/17A3F0C2D1E50050/metaindex.bin/" + "0" * 16 + "_" + "0" * 16 + "_" + "0" * 16
     assert objs[empty] == 0
-    assert res.uploaded_bytes == res.backup_bytes and res.parts_uploaded == len(objs) - 2
+    assert res.uploaded_bytes == res.backup_bytes and res.parts_uploaded == len(objs) - 3  # 3 .ignore files
 
 
 def test_incremental_backup_uploads_only_changes(snapshot_tree: Path, tmp_path: Path) -> None:

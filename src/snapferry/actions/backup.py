@@ -18,6 +18,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from .. import checksums
+from ..checksums import MANIFEST_FILE
 from ..errors import SnapferryError, UsageError
 from ..local import SourceFile, list_source
 from ..parts import (
@@ -160,6 +162,9 @@ def run_backup(
 
     files = list_source(src_dir)
     dst.delete_file(BACKUP_COMPLETE_FILE)
+    known = _read_manifest(dst)
+    if origin is not None:
+        known = {**_read_manifest(origin), **known}
     src_parts, where = source_parts(files, max_part_size)
     dst_parts = dst.list_parts()
     origin_parts = origin.list_parts() if origin is not None else []
@@ -189,6 +194,7 @@ def run_backup(
     to_upload = [p for p in missing if p.key not in copied]
     upload_bytes = total_size(to_upload)
 
+    crcs: dict[str, list[int]] = {}
     stop = threading.Event()
     with Progress("backup", upload_bytes, progress_mode) as progress:
 
@@ -212,8 +218,26 @@ def run_backup(
                         body.close()
             if sent[0] != p.size:
                 progress.add(p.size - sent[0])
+            # Right after the upload the bytes are in the page cache: hashing is cheap here.
+            crcs[p.name] = _local_crcs(path, p)
 
         parallel(concurrency, to_upload, upload_one, stop)
+
+    uploaded = {p.name for p in to_upload}
+    unknown: list[Part] = []
+    for p in src_parts:
+        if p.name in uploaded:
+            continue
+        if p.name in known and not always_transfer(p.path):
+            crcs[p.name] = known[p.name]
+        else:
+            unknown.append(p)
+
+    def hash_one(p: Part) -> None:
+        crcs[p.name] = _local_crcs(where[p.path], p)
+
+    parallel(concurrency, unknown, hash_one)
+    dst.write_file(MANIFEST_FILE, checksums.encode(crcs))
 
     created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
     meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC))}
@@ -239,6 +263,19 @@ def run_backup(
         parts_deleted=len(to_delete),
         seconds=seconds,
     )
+
+
+def _read_manifest(remote: Remote) -> dict[str, list[int]]:
+    if not remote.has_file(MANIFEST_FILE):
+        return {}
+    return checksums.decode(remote.read_file(MANIFEST_FILE)) or {}
+
+
+def _local_crcs(path: str, p: Part) -> list[int]:
+    try:
+        return checksums.file_crcs(path, p.offset, p.size)
+    except OSError as e:
+        raise SnapferryError(f"cannot read the source file {path!r}: {e.strerror or e}") from e
 
 
 def _rfc3339(t: datetime) -> str:

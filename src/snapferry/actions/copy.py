@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 
+from ..checksums import MANIFEST_FILE
 from ..errors import BadBackupError, TransientRemoteError, UsageError
 from ..parts import (
     BACKUP_COMPLETE_FILE,
@@ -161,8 +162,11 @@ def run_copy(
 
         parallel(concurrency, to_copy, copy_one, stop)
 
-    if src.has_file(BACKUP_METADATA_FILE):
-        dst.write_file(BACKUP_METADATA_FILE, src.read_file(BACKUP_METADATA_FILE))
+    for name in (MANIFEST_FILE, BACKUP_METADATA_FILE):
+        if src.has_file(name):
+            dst.write_file(name, src.read_file(name))
+        else:
+            dst.delete_file(name)
     dst.write_file(BACKUP_COMPLETE_FILE, b"")
     return CopyResult(
         src=src.url,

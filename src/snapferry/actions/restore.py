@@ -14,15 +14,15 @@ import shutil
 import time
 
 from .. import durable
+from ..checksums import MANIFEST_FILE, decode, verifiable
 from ..errors import BadBackupError, NoSpaceError, UsageError
 from ..local import list_target
 from ..lock import DirLock
-from ..parts import BACKUP_COMPLETE_FILE, RESTORE_IN_PROGRESS_FILE
+from ..parts import BACKUP_COMPLETE_FILE, RESTORE_IN_PROGRESS_FILE, Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote
 from ..restorer.downloader import Downloader, Tuning
 from ..restorer.planner import RestorePlan, plan_restore
-from ..restorer.writer import write_empty
 from ..results import RestoreResult
 from ..retry import RetryPolicy
 from ..throttle import Throttle
@@ -66,6 +66,7 @@ def run_restore(
     throttle: Throttle | None = None,
     retry: RetryPolicy | None = None,
     progress_mode: str = "auto",
+    verify: bool = False,
 ) -> RestoreResult:
     start = time.monotonic()
     root = check_target(dst, src)
@@ -87,24 +88,21 @@ def run_restore(
         if not parts and not src.has_file(BACKUP_COMPLETE_FILE):
             raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
         plan = plan_restore(parts, list_target(root), root, preallocate)
+        expected = _load_checksums(src, parts) if verify else None
         _check_space(root, plan, preallocate)
         synced_dirs: set[str] = {root} | _apply_deletions(root, plan)
 
         tuning = tuning or Tuning()
-        need = [f for f in plan.files if f.file_size > 0 or f.mode == "inplace"]
-        for f in plan.files:
-            if f.file_size == 0 and f.mode != "inplace":
-                write_empty(root, f.path, synced_dirs)
         log.info(
             "restoring %s to %s: %s to download in %d parts, %s kept",
             src.url, root, human_bytes(plan.download_bytes), plan.parts_to_download,
             human_bytes(plan.backup_bytes - plan.download_bytes),
         )
+        progress = Progress("restore", plan.download_bytes, progress_mode)
         dl = Downloader(
-            src, root, need, tuning, throttle or Throttle(0), Progress("restore", plan.download_bytes, progress_mode),
-            retry or RetryPolicy(),
+            src, root, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(), expected
         )
-        with dl.progress:
+        with progress:
             dl.run()
         synced_dirs |= dl.synced_dirs
 
@@ -128,8 +126,21 @@ def run_restore(
         files_written=len(plan.files),
         files_deleted=len(plan.delete),
         parts_downloaded=plan.parts_to_download,
+        parts_verified=dl.verified_parts,
+        parts_unverified=sum(len(f.all_parts) for f in plan.files) - dl.verified_parts,
         seconds=seconds,
     )
+
+
+def _load_checksums(src: Remote, parts: list[Part]) -> dict[str, list[int]]:
+    if not src.has_file(MANIFEST_FILE):
+        log.warning("%s has no %s (made by another tool?): nothing to verify against", src.url, MANIFEST_FILE)
+        return {}
+    manifest = decode(src.read_file(MANIFEST_FILE))
+    if manifest is None:
+        log.warning("%s: %s is of an unknown version; not verifying", src.url, MANIFEST_FILE)
+        return {}
+    return verifiable(parts, manifest)
 
 
 def _check_space(root: str, plan: RestorePlan, preallocate: bool) -> None:

@@ -15,6 +15,7 @@ from contextlib import suppress
 from types import TracebackType
 from typing import Any, Protocol
 
+import urllib3
 import urllib3.exceptions
 
 from ..errors import RemoteError, TransientRemoteError, UsageError
@@ -209,6 +210,11 @@ class EmptyReader:
 
     def close(self) -> None:
         pass
+
+
+def quiet_insecure_tls_warnings() -> None:
+    """The user asked to skip TLS checks; urllib3 would otherwise warn on every request."""
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 def check_range(part: Part, offset: int, length: int | None) -> int:

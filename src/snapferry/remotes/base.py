@@ -59,7 +59,7 @@ class RemoteOptions:
     # Attempts per request in the SDKs (our own retry loop wraps whole parts).
     max_attempts: int = 5
     # Size of one multipart chunk for large uploads.
-    multipart_chunk_size: int = 64 * 1024 * 1024
+    multipart_chunk_size: int = 16 * 1024 * 1024  # held in memory per upload: bounds backup RSS
     # Connections in the SDK pools; set from --concurrency.
     max_connections: int = 16
 

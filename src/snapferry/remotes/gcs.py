@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.parse
@@ -19,6 +20,8 @@ from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
 from google.cloud.storage import exceptions as gsx
 from google.cloud.storage.retry import DEFAULT_RETRY
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
 
 from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
 from ..parts import Part, is_ignored_name, parse_name
@@ -27,6 +30,8 @@ from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
 
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.full_control",)
 _CHUNK_ALIGN = 256 * 1024  # GCS wants resumable chunks in multiples of 256 KiB
+# The storage SDK's own test for retryable errors (429, 5xx, resets, timeouts).
+_SHOULD_RETRY: Callable[[Exception], bool] = DEFAULT_RETRY._predicate
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _TRANSIENT = (
     gex.TooManyRequests,
@@ -60,15 +65,33 @@ class GcsRemote:
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.verify = not opts.tls_insecure_skip_verify
+        if opts.tls_insecure_skip_verify:
+            _cloud.quiet_insecure_tls_warnings()
         self._client: Any = storage.Client(project=project, credentials=creds, _http=self._session)
         self._bucket: Any = self._client.bucket(bucket)
         self.endpoint: str = str(self._client.api_endpoint).rstrip("/")
-        # google's Retry is bounded by time, not attempts: budget the same sleeps the
-        # other backends take for max_attempts, plus room for the requests themselves.
-        budget = sum(min(8.0, 0.25 * 2**i) for i in range(self._attempts)) + 30.0 * self._attempts
-        self._retry: Any = DEFAULT_RETRY.with_delay(
-            initial=0.25, maximum=8.0, multiplier=2.0
-        ).with_timeout(budget)
+        # A backstop for the attempt count below: sleeps plus a minute per request.
+        self._retry_timeout = sum(min(8.0, 0.25 * 2**i) for i in range(self._attempts))
+        self._retry_timeout += 60.0 * self._attempts
+
+    @property
+    def _retry(self) -> Any:
+        """A fresh policy per call: google's Retry counts time, not attempts, so the
+        predicate counts them (one budget per call; a resumable upload shares it
+        across its chunks)."""
+        left = [self._attempts - 1]
+
+        def predicate(exc: Exception) -> bool:
+            if not _SHOULD_RETRY(exc):
+                return False
+            left[0] -= 1
+            return left[0] >= 0
+
+        return (
+            DEFAULT_RETRY.with_predicate(predicate)
+            .with_delay(initial=0.25, maximum=8.0, multiplier=2.0)
+            .with_timeout(self._retry_timeout)
+        )
 
     def __repr__(self) -> str:
         return self.url
@@ -396,21 +419,50 @@ def _credentials(opts: RemoteOptions, url: str) -> tuple[Any, str | None]:
         # The emulator checks no credentials, and the SDK insists on some project.
         anon = AnonymousCredentials()  # type: ignore[no-untyped-call]
         return anon, os.environ.get("GOOGLE_CLOUD_PROJECT") or "test"
+    if opts.creds_file_path:
+        return _credentials_from_file(opts.creds_file_path, url)
     try:
-        if opts.creds_file_path:
-            if not os.path.isfile(opts.creds_file_path):
-                raise UsageError(
-                    f"the Google credentials file {opts.creds_file_path!r} for {url} "
-                    "does not exist"
-                )
-            creds, project = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-                opts.creds_file_path, scopes=_SCOPES
-            )
-        else:
-            creds, project = google.auth.default(scopes=_SCOPES)
+        creds, project = google.auth.default(scopes=_SCOPES)
     except gae.DefaultCredentialsError as e:
         raise UsageError(
             f"no Google credentials found for {url}; set GOOGLE_APPLICATION_CREDENTIALS "
             f"to a service-account JSON file or pass it with -credsFilePath ({e})"
         ) from e
     return creds, project
+
+
+def _credentials_from_file(path: str, url: str) -> tuple[Any, str | None]:
+    """A service-account key (what vmbackup takes), or a user's authorized_user file.
+
+    google.auth.load_credentials_from_file would also run external-account
+    configs, which it now warns about loading from files of unknown origin.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(
+            f"the Google credentials file {path!r} for {url} does not exist"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read the Google credentials file {path!r}: {e}") from e
+    kind = info.get("type") if isinstance(info, dict) else None
+    try:
+        if kind == "service_account":
+            sa = service_account.Credentials
+            creds: Any = sa.from_service_account_info(  # type: ignore[no-untyped-call]
+                info, scopes=_SCOPES
+            )
+            return creds, info.get("project_id")
+        if kind == "authorized_user":
+            user = user_credentials.Credentials
+            creds = user.from_authorized_user_info(  # type: ignore[no-untyped-call]
+                info, scopes=_SCOPES
+            )
+            return creds, info.get("quota_project_id")
+    except (ValueError, gae.GoogleAuthError) as e:
+        raise UsageError(f"the Google credentials file {path!r} is invalid: {e}") from e
+    raise UsageError(
+        f"the Google credentials file {path!r} has type {kind!r}; give a service-account "
+        "key (type service_account) or an authorized_user file"
+    )

@@ -107,13 +107,15 @@ class S3Remote:
                 "when_required" if checksum == "NONE" else "when_supported"
             ),
         )
+        if opts.tls_insecure_skip_verify:
+            _cloud.quiet_insecure_tls_warnings()
         self._client: Any = session.client(
             "s3",
             endpoint_url=endpoint,
             config=config,
             verify=not opts.tls_insecure_skip_verify,
         )
-        self.endpoint = endpoint or self._client.meta.endpoint_url
+        self.endpoint: str = str(endpoint or self._client.meta.endpoint_url)
 
     def __repr__(self) -> str:
         return self.url
@@ -150,6 +152,9 @@ class S3Remote:
         if code == "NoSuchBucket":
             return self._no_bucket()
         if code in _NOT_FOUND_CODES:
+            if code != "NoSuchKey":
+                # A HEAD gets a bare 404 for a missing bucket and a missing key alike.
+                self._raise_if_no_bucket()
             return RemoteError(f"{what}: the object does not exist in {self.url}")
         if code in _AUTH_CODES or status in (401, 403):
             return RemoteError(

@@ -90,8 +90,10 @@ class Downloader:
         throttle: Throttle,
         progress: Progress,
         retry: RetryPolicy,
+        expected: dict[str, list[int]] | None = None,
     ) -> None:
         self.remote = remote
+        self.expected = expected
         self.root = root
         self.files = files
         self.t = tuning
@@ -109,10 +111,14 @@ class Downloader:
         self._jobs = self._iter_jobs()
         self.files_done = 0
 
+    @property
+    def verified_parts(self) -> int:
+        return sum(tf.verified_parts for tf in self._open)
+
     # -- scheduling -------------------------------------------------------------
     def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
         for fp in self.files:
-            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock)
+            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock, self.expected)
             self._open.append(tf)
             if fp.mode == "inplace":
                 yield tf  # one worker writes it in order: its length is its resume point

@@ -26,6 +26,8 @@ class FilePlan:
     # in-place mode: the file is cut to this length before writing resumes
     truncate_to: int = 0
     has_journal: bool = False
+    # every part of the file, for verifying the whole file once it is written
+    all_parts: list[Part] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -89,9 +91,9 @@ def plan_restore(
                 todo = [p for p in plist if (p.offset, p.size) not in done]
                 journals_used.update((tmp, jpath))
                 plan.resumed_bytes += file_size - sum(p.size for p in todo)
-                plan.files.append(FilePlan(path, file_size, todo, "resume", has_journal=True))
+                plan.files.append(FilePlan(path, file_size, todo, "resume", has_journal=True, all_parts=plist))
             else:
-                plan.files.append(FilePlan(path, file_size, plist, "new", has_journal=len(plist) > 1))
+                plan.files.append(FilePlan(path, file_size, plist, "new", has_journal=len(plist) > 1, all_parts=plist))
         else:
             # In place, parts are written in order and each one is fdatasync'ed,
             # so every whole part below the file's length is already on disk.
@@ -101,7 +103,7 @@ def plan_restore(
             todo = [p for p in plist if p.end > have or (p.size == 0 and have == 0)]
             keep = todo[0].offset if todo else file_size
             plan.resumed_bytes += keep
-            plan.files.append(FilePlan(path, file_size, todo, "inplace", truncate_to=keep))
+            plan.files.append(FilePlan(path, file_size, todo, "inplace", truncate_to=keep, all_parts=plist))
 
     plan.delete_tmp = sorted(tmp_set - journals_used)
     plan.download_bytes = sum(p.size for f in plan.files for p in f.parts)

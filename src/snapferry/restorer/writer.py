@@ -7,13 +7,15 @@ in its journal, and on its last byte is fsynced and renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import os
 import threading
 
-from ..errors import NoSpaceError, SnapferryError
+from ..checksums import region_crcs
+from ..errors import BadBackupError, NoSpaceError, SnapferryError
 from ..local import JOURNAL_SUFFIX, TMP_SUFFIX
 from ..parts import Part
 from .journal import Journal
@@ -64,7 +66,14 @@ def io_error(e: OSError, name: str) -> SnapferryError:
 
 
 class TargetFile:
-    def __init__(self, root: str, plan: FilePlan, synced_dirs: set[str], lock: threading.Lock) -> None:
+    def __init__(
+        self,
+        root: str,
+        plan: FilePlan,
+        synced_dirs: set[str],
+        lock: threading.Lock,
+        expected: dict[str, list[int]] | None = None,
+    ) -> None:
         self.root = root
         self.plan = plan
         self.final = os.path.join(root, plan.path)
@@ -79,6 +88,9 @@ class TargetFile:
         self._dirs = synced_dirs
         self._dirs_lock = lock
         self.finished = False
+        # CRC32s per part name to check before the rename (restore --verify).
+        self._expected = expected
+        self.verified_parts = 0
 
     def open(self) -> None:
         with self._lock:
@@ -131,7 +143,9 @@ class TargetFile:
             os.fdatasync(self.fd)
 
     def finish(self) -> None:
-        """The one fsync of the file, the rename, and the journal gone."""
+        """Verify (when asked), then the one fsync of the file, the rename, and the journal gone."""
+        if self._expected is not None:
+            self._verify(self._expected)
         try:
             os.fsync(self.fd)
             os.close(self.fd)
@@ -145,6 +159,27 @@ class TargetFile:
             raise io_error(e, self.plan.path) from e
         self.finished = True
 
+    def _verify(self, expected: dict[str, list[int]]) -> None:
+        for p in self.plan.all_parts:
+            want = expected.get(p.name)
+            if want is None:
+                continue
+            if region_crcs(self.fd, p.offset, p.size) != want:
+                # The bytes are wrong, so they must not survive for a resume either.
+                self.abandon()
+                for leftover in (self.tmp, self.final + JOURNAL_SUFFIX):
+                    if not self.inplace or leftover != self.tmp:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(leftover)
+                if self.inplace:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.final)
+                raise BadBackupError(
+                    f"the restored bytes of {p.name} do not match the backup's checksum: the backup or the "
+                    "download is corrupt; rerun the restore, and if it fails again make a new backup"
+                )
+            self.verified_parts += 1
+
     def abandon(self) -> None:
         """Close without finishing: the .tmp and its journal stay for a resume."""
         if self.fd >= 0:
@@ -152,16 +187,3 @@ class TargetFile:
             self.fd = -1
         if self._journal is not None:
             self._journal.close()
-
-
-def write_empty(root: str, rel: str, synced_dirs: set[str]) -> None:
-    d = ensure_parent(root, rel)
-    final = os.path.join(root, rel)
-    if os.path.islink(final):
-        os.unlink(final)
-    fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    synced_dirs.add(d)
