@@ -21,6 +21,7 @@ from typing import TypeVar
 from .. import checksums
 from ..checksums import MANIFEST_FILE
 from ..errors import SnapferryError, UsageError
+from ..lease import BackupLease
 from ..local import SourceFile, list_source
 from ..parts import (
     BACKUP_COMPLETE_FILE,
@@ -161,6 +162,24 @@ def run_backup(
         )
 
     files = list_source(src_dir)
+    with BackupLease(dst, "backup"):
+        return _backup(src_dir, files, dst, origin, concurrency, throttle, retry, max_part_size, progress_mode,
+                       created_at, start)
+
+
+def _backup(
+    src_dir: str,
+    files: list[SourceFile],
+    dst: Remote,
+    origin: Remote | None,
+    concurrency: int,
+    throttle: Throttle,
+    retry: RetryPolicy,
+    max_part_size: int,
+    progress_mode: str,
+    created_at: datetime | None,
+    start: float,
+) -> BackupResult:
     dst.delete_file(BACKUP_COMPLETE_FILE)
     known = _read_manifest(dst)
     if origin is not None:

@@ -13,6 +13,7 @@ import time
 
 from ..checksums import MANIFEST_FILE
 from ..errors import BadBackupError, TransientRemoteError, UsageError
+from ..lease import BackupLease
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,
@@ -119,6 +120,20 @@ def run_copy(
         )
     src_parts = src.list_parts()
     check_coverage(group_by_file(src_parts))
+    with BackupLease(dst, "copy"):
+        return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start)
+
+
+def _copy(
+    src: Remote,
+    dst: Remote,
+    src_parts: list[Part],
+    concurrency: int,
+    throttle: Throttle,
+    retry: RetryPolicy,
+    progress_mode: str,
+    start: float,
+) -> CopyResult:
     dst.delete_file(BACKUP_COMPLETE_FILE)
     dst_parts = dst.list_parts()
 

@@ -295,6 +295,22 @@ class AzblobRemote:
                 metadata=self._metadata or None,
             )
 
+    def create_file_exclusive(self, name: str, data: bytes) -> bool:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            with self._errors(f"creating {name}"):
+                self._blob(self._key(name)).upload_blob(
+                    data, blob_type="BlockBlob", length=len(data), overwrite=False, metadata=self._metadata or None
+                )
+        except SnapferryError as e:
+            if isinstance(e.__cause__, ResourceExistsError):
+                return False
+            raise
+        except ResourceExistsError:
+            return False
+        return True
+
     def delete_file(self, name: str) -> None:
         self._delete(self._key(name), f"deleting {name}")
 

@@ -100,6 +100,10 @@ class Remote(Protocol):
 
     def write_file(self, name: str, data: bytes) -> None: ...
 
+    def create_file_exclusive(self, name: str, data: bytes) -> bool:
+        """Create a small file only if it does not exist (atomically); False if it does."""
+        ...
+
     def delete_file(self, name: str) -> None:
         """Delete a small file; no error if it does not exist."""
         ...

@@ -176,6 +176,22 @@ class FsRemote:
             os.makedirs(self.root, exist_ok=True)
             durable.write_file_atomic(self._path(name), data)
 
+    def create_file_exclusive(self, name: str, data: bytes) -> bool:
+        path = self._path(name)
+        with _fs_errors("create", path):
+            os.makedirs(self.root, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                return False
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            durable.fsync_dir(self.root)
+            return True
+
     def delete_file(self, name: str) -> None:
         path = self._path(name)
         with _fs_errors("delete", path):

@@ -325,6 +325,22 @@ class GcsRemote:
                 data, content_type="application/octet-stream", retry=self._retry
             )
 
+    def create_file_exclusive(self, name: str, data: bytes) -> bool:
+        blob = self._bucket.blob(self._key(name))
+        if self._metadata:
+            blob.metadata = self._metadata
+        try:
+            with self._errors(f"creating {name}"):
+                # Generation 0 means "only if no live object": an atomic create.
+                blob.upload_from_string(
+                    data, content_type="application/octet-stream", if_generation_match=0, retry=self._retry
+                )
+        except SnapferryError as e:
+            if isinstance(e.__cause__, gex.PreconditionFailed):
+                return False
+            raise
+        return True
+
     def delete_file(self, name: str) -> None:
         self._delete(self._key(name), f"deleting {name}")
 

@@ -383,6 +383,24 @@ class S3Remote:
                 **self._write_args(),
             )
 
+    def create_file_exclusive(self, name: str, data: bytes) -> bool:
+        try:
+            with self._errors(f"creating {name}"):
+                self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(name),
+                    Body=data,
+                    ContentLength=len(data),
+                    IfNoneMatch="*",
+                    **self._write_args(),
+                )
+        except SnapferryError as e:
+            cause = e.__cause__
+            if isinstance(cause, bce.ClientError) and _code(cause) in ("PreconditionFailed", "412"):
+                return False
+            raise
+        return True
+
     def delete_file(self, name: str) -> None:
         # S3 answers 204 for a missing key, so this is already idempotent.
         with self._errors(f"deleting {name}"):
