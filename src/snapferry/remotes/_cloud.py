@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import urllib3
 import urllib3.exceptions
 
-from ..errors import RemoteError, TransientRemoteError, UsageError
+from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
 from ..parts import Part
 from .base import Body, LocalRegion
 
@@ -75,8 +75,9 @@ class ChunkSource:
             try:
                 self._fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
-                raise TransientRemoteError(
-                    f"{what}: cannot open {local.path}: {e.strerror}"
+                # A local file we cannot open will not open on a retry either.
+                raise SnapferryError(
+                    f"cannot read the source file {local.path!r}: {e.strerror}; fix its permissions"
                 ) from e
 
     def __enter__(self) -> ChunkSource:
@@ -135,9 +136,7 @@ class ChunkSource:
                 got += len(more)
             return b"".join(pieces)
         except OSError as e:
-            raise TransientRemoteError(
-                f"{self._what}: cannot read {self._local.path}: {e.strerror}"
-            ) from e
+            raise SnapferryError(f"cannot read the source file {self._local.path!r}: {e.strerror}") from e
 
     def _body_read(self, n: int) -> bytes:
         data = self._body.read(n)
