@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -76,7 +77,10 @@ def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tls-insecure-skip-verify", is_flag=True, envvar=_ENV + "TLS_INSECURE_SKIP_VERIFY",
                      help="Do not verify TLS certificates (test setups only)."),
         click.option("--retries", type=click.IntRange(1, 100), default=6, show_default=True,
-                     envvar=_ENV + "RETRIES", help="Attempts per part on transient errors."),
+                     envvar=_ENV + "RETRIES",
+                     help="Attempts per part or range without progress, on transient errors."),
+        click.option("--read-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
+                     envvar=_ENV + "READ_TIMEOUT", help="Seconds without a byte before a request is retried."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -112,7 +116,9 @@ def _opts(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
         s3_object_tags=kw.pop("s3_object_tags"),
         object_metadata=kw.pop("object_metadata"),
         tls_insecure_skip_verify=kw.pop("tls_insecure_skip_verify"),
-        max_attempts=kw["retries"],
+        read_timeout=kw.pop("read_timeout"),
+        # Our own loop retries whole parts and ranges; the SDKs only smooth single requests.
+        max_attempts=min(3, kw["retries"]),
         max_connections=max(16, concurrency * 2),
     )
 
@@ -283,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted(signum: int) -> int:
     name = signal.Signals(signum).name
-    cmd = " ".join(sys.argv[1:]) or "the same command"
+    cmd = shlex.join(sys.argv[1:]) or "the same command"
     click.echo(
         f"snapferry: interrupted by {name}; nothing is lost and the work is resumable: rerun "
         f"`snapferry {cmd}` to continue",

@@ -47,6 +47,7 @@ class BackupLease:
         self.host = socket.gethostname()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lost = False
 
     def _body(self) -> bytes:
         return json.dumps(
@@ -56,11 +57,13 @@ class BackupLease:
 
     def acquire(self) -> None:
         for _ in range(3):
-            if self.remote.create_file_exclusive(LEASE_FILE, self._body()):
+            created = self.remote.create_file_exclusive(LEASE_FILE, self._body())
+            holder = None if created else self._read_holder()
+            # A lost reply to our own create makes the SDK retry and see "exists": still ours.
+            if created or (holder is not None and holder.get("owner") == self.owner):
                 self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
                 self._thread.start()
                 return
-            holder = self._read_holder()
             if holder is not None and not self._stale(holder):
                 exp = holder.get("expires_at")
                 until = time.strftime("%H:%M:%S", time.localtime(exp if isinstance(exp, int | float) else 0))
@@ -90,9 +93,22 @@ class BackupLease:
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 4):
             try:
+                holder = self._read_holder()
+                if holder is not None and holder.get("owner") != self.owner:
+                    # Paused past the TTL and taken over: never overwrite the new holder.
+                    self.lost = True
+                    return
                 self.remote.write_file(LEASE_FILE, self._body())
             except SnapferryError as e:
                 log.warning("cannot renew the lease of %s: %s", self.remote.url, e)
+
+    def check(self) -> None:
+        """Raise if another writer took the lease over; call before marking a backup complete."""
+        if self.lost:
+            raise LockedError(
+                f"the lease of {self.remote.url} was taken over by another writer while this one paused; "
+                "rerun once it has finished"
+            )
 
     def release(self) -> None:
         self._stop.set()

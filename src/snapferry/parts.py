@@ -42,9 +42,14 @@ class Part:
         return self.offset + self.size
 
     @property
-    def key(self) -> tuple[str, int, int, int]:
-        """Identity for diffing, as vmbackup computes it."""
-        return (self.path, self.offset, self.size, self.actual_size)
+    def key(self) -> tuple[str, int, int, int, int]:
+        """Identity for diffing.
+
+        vmbackup leaves file_size out; then a file that changed size keeps its old
+        parts at the same offsets and the new bytes are never uploaded. The name
+        holds the file size, so a part of a resized file is a different object.
+        """
+        return (self.path, self.file_size, self.offset, self.size, self.actual_size)
 
     @property
     def name(self) -> str:
@@ -128,6 +133,11 @@ def validate_path(path: str) -> None:
         raise BadBackupError(
             f"the backup holds a part with the unsafe path {path!r} "
             "(absolute, empty, '.' or '..' segments); refusing to restore it"
+        )
+    if path.endswith((".tmp", ".tmp.journal")):
+        raise BadBackupError(
+            f"the backup holds {path!r}, whose name a restore uses for its own in-progress files; "
+            "a VictoriaMetrics snapshot has no such files: check what was backed up"
         )
     top = path.split("/", 1)[0]
     if "/" not in path and top in (FLOCK_FILE, RESTORE_IN_PROGRESS_FILE):

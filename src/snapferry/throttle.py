@@ -6,6 +6,10 @@ import threading
 import time
 
 
+class Cancelled(Exception):
+    """Raised inside a transfer when another one failed or a signal arrived."""
+
+
 class Throttle:
     """Token bucket; `take(n)` sleeps as long as needed to keep the average rate."""
 
@@ -14,7 +18,8 @@ class Throttle:
         self._lock = threading.Lock()
         self._next = time.monotonic()
 
-    def take(self, n: int) -> None:
+    def take(self, n: int, stop: threading.Event | None = None) -> None:
+        """Wait out n bytes' share of the rate; returns early (raising Cancelled) once stop is set."""
         if self.rate <= 0 or n <= 0:
             return
         with self._lock:
@@ -24,7 +29,10 @@ class Throttle:
             self._next = start + n / self.rate
             delay = self._next - now
         if delay > 0:
-            time.sleep(delay)
+            if stop is None:
+                time.sleep(delay)
+            elif stop.wait(delay):
+                raise Cancelled()
 
 
 class NoThrottle(Throttle):

@@ -102,10 +102,22 @@ def test_inplace_restore_resumes_at_part_granularity(snapshot_tree: Path, backup
     dst = tmp_path / "out"
     _restore(backup_url, dst, skip_file_preallocation=True)
     final = dst / VALUES
+    size = final.stat().st_size
     with open(final, "r+b") as f:
         f.truncate(2 * MIB + 1000)  # two whole parts and a torn third
+    # What a crash leaves: the marker that says snapferry was writing this file.
+    Journal.create(str(final) + ".tmp.journal", size).close()
     res = _restore(backup_url, dst, skip_file_preallocation=True)
     assert res.resumed_bytes == 2 * MIB
+    assert tree_digest(dst) == tree_digest(snapshot_tree)
+    assert not list(dst.rglob("*.tmp*"))
+
+
+def test_inplace_restore_rewrites_a_shorter_stale_file(snapshot_tree: Path, backup_url: str, tmp_path: Path) -> None:
+    dst = tmp_path / "out"
+    write_random(dst / VALUES, 2 * MIB + 1000, 99)  # same path, other bytes, no marker
+    res = _restore(backup_url, dst, skip_file_preallocation=True)
+    assert res.resumed_bytes == 0
     assert tree_digest(dst) == tree_digest(snapshot_tree)
 
 

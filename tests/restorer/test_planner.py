@@ -58,11 +58,27 @@ def test_tmp_of_wrong_length_is_not_resumed(tmp_path: Path) -> None:
     assert plan.files[0].mode == "new" and plan.delete_tmp == ["x.bin.tmp", "x.bin.tmp.journal"]
 
 
-def test_inplace_keeps_whole_parts_below_the_length(tmp_path: Path) -> None:
+def test_inplace_keeps_whole_parts_below_the_length_of_a_marked_file(tmp_path: Path) -> None:
+    Journal.create(str(tmp_path / "x.bin.tmp.journal"), 250).close()
     local = {"x.bin": LocalEntry("x.bin", 150, False)}
-    plan = plan_restore(_parts("x.bin", 250), TargetListing(local, []), str(tmp_path), preallocate=False)
+    listing = TargetListing(local, ["x.bin.tmp.journal"])
+    plan = plan_restore(_parts("x.bin", 250), listing, str(tmp_path), preallocate=False)
     f = plan.files[0]
     assert f.mode == "inplace" and f.truncate_to == 100 and [p.offset for p in f.parts] == [100, 200]
+    assert plan.delete_tmp == []
+
+
+def test_inplace_refetches_the_last_part_of_a_marked_full_length_file(tmp_path: Path) -> None:
+    Journal.create(str(tmp_path / "x.bin.tmp.journal"), 250).close()
+    local = {"x.bin": LocalEntry("x.bin", 250, False)}
+    plan = plan_restore(_parts("x.bin", 250), TargetListing(local, ["x.bin.tmp.journal"]), str(tmp_path), False)
+    assert [p.offset for p in plan.files[0].parts] == [200]
+
+
+def test_inplace_does_not_trust_a_shorter_file_it_did_not_write(tmp_path: Path) -> None:
+    local = {"x.bin": LocalEntry("x.bin", 150, False)}
+    plan = plan_restore(_parts("x.bin", 250), TargetListing(local, []), str(tmp_path), preallocate=False)
+    assert plan.files[0].truncate_to == 0 and len(plan.files[0].parts) == 3
 
 
 def test_inplace_larger_file_is_rewritten(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from ..remotes.base import LocalRegion, Remote
 from ..results import BackupResult
 from ..retry import RetryPolicy, retrying
 from ..snapshot import snapshot_time
-from ..throttle import Throttle
+from ..throttle import Cancelled, Throttle
 
 log = logging.getLogger("snapferry")
 T = TypeVar("T")
@@ -78,10 +78,6 @@ class FileRegionBody:
 
     def close(self) -> None:
         self._f.close()
-
-
-class Cancelled(Exception):
-    """Raised inside a transfer when another one failed or a signal arrived."""
 
 
 def parallel(
@@ -162,9 +158,9 @@ def run_backup(
         )
 
     files = list_source(src_dir)
-    with BackupLease(dst, "backup"):
+    with BackupLease(dst, "backup") as lease:
         return _backup(src_dir, files, dst, origin, concurrency, throttle, retry, max_part_size, progress_mode,
-                       created_at, start)
+                       created_at, start, lease)
 
 
 def _backup(
@@ -179,6 +175,7 @@ def _backup(
     progress_mode: str,
     created_at: datetime | None,
     start: float,
+    lease: BackupLease,
 ) -> BackupResult:
     dst.delete_file(BACKUP_COMPLETE_FILE)
     known = _read_manifest(dst)
@@ -223,7 +220,7 @@ def _backup(
 
             def on_bytes(n: int) -> None:
                 sent[0] += n
-                throttle.take(n)
+                throttle.take(n, stop)
                 progress.add(n)
 
             for attempt in retrying(retry):
@@ -262,6 +259,7 @@ def _backup(
     meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC))}
     dst.write_file(BACKUP_METADATA_FILE, json.dumps(meta, separators=(",", ":")).encode())
     # Written last, after every upload above returned: a marker means a whole backup.
+    lease.check()
     dst.write_file(BACKUP_COMPLETE_FILE, b"")
     seconds = time.monotonic() - start
     log.info(

@@ -120,8 +120,8 @@ def run_copy(
         )
     src_parts = src.list_parts()
     check_coverage(group_by_file(src_parts))
-    with BackupLease(dst, "copy"):
-        return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start)
+    with BackupLease(dst, "copy") as lease:
+        return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease)
 
 
 def _copy(
@@ -133,6 +133,7 @@ def _copy(
     retry: RetryPolicy,
     progress_mode: str,
     start: float,
+    lease: BackupLease,
 ) -> CopyResult:
     dst.delete_file(BACKUP_COMPLETE_FILE)
     dst_parts = dst.list_parts()
@@ -160,7 +161,7 @@ def _copy(
 
             def on_bytes(n: int) -> None:
                 sent[0] += n
-                throttle.take(n)
+                throttle.take(n, stop)
                 progress.add(n)
 
             for attempt in retrying(retry):
@@ -182,6 +183,7 @@ def _copy(
             dst.write_file(name, src.read_file(name))
         else:
             dst.delete_file(name)
+    lease.check()
     dst.write_file(BACKUP_COMPLETE_FILE, b"")
     return CopyResult(
         src=src.url,

@@ -68,7 +68,7 @@ class AzblobRemote:
             ),
             "retry_policy": _Retry(retry_total=attempts - 1),
             "connection_timeout": 10,
-            "read_timeout": 60,
+            "read_timeout": opts.read_timeout,
             "max_single_put_size": self._chunk,
             "max_block_size": self._chunk,
         }

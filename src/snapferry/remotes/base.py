@@ -60,6 +60,8 @@ class RemoteOptions:
     max_attempts: int = 5
     # Size of one multipart chunk for large uploads.
     multipart_chunk_size: int = 16 * 1024 * 1024  # held in memory per upload: bounds backup RSS
+    # Seconds without a byte before a request is abandoned (and retried).
+    read_timeout: float = 60.0
     # Connections in the SDK pools; set from --concurrency.
     max_connections: int = 16
 

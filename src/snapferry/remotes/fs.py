@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import uuid
 from collections.abc import Callable, Iterator
 
 from .. import durable
@@ -180,15 +181,15 @@ class FsRemote:
         path = self._path(name)
         with _fs_errors("create", path):
             os.makedirs(self.root, exist_ok=True)
+            # Written in full under a unique name, then linked: a reader never sees it empty.
+            tmp = f"{path}.{uuid.uuid4().hex}.snapferry-tmp"
+            durable.write_file_atomic(tmp, data)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                os.link(tmp, path)
             except FileExistsError:
                 return False
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
             finally:
-                os.close(fd)
+                os.unlink(tmp)
             durable.fsync_dir(self.root)
             return True
 

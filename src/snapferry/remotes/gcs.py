@@ -71,8 +71,9 @@ class GcsRemote:
         self._bucket: Any = self._client.bucket(bucket)
         self.endpoint: str = str(self._client.api_endpoint).rstrip("/")
         # A backstop for the attempt count below: sleeps plus a minute per request.
+        self._read_timeout = opts.read_timeout
         self._retry_timeout = sum(min(8.0, 0.25 * 2**i) for i in range(self._attempts))
-        self._retry_timeout += 60.0 * self._attempts
+        self._retry_timeout += opts.read_timeout * self._attempts
 
     @property
     def _retry(self) -> Any:
@@ -197,7 +198,7 @@ class GcsRemote:
         delays = _cloud.backoff_delays(self._attempts)
         while True:
             try:
-                resp = self._session.get(url, headers=headers, stream=True, timeout=(10, 60))
+                resp = self._session.get(url, headers=headers, stream=True, timeout=(10, self._read_timeout))
             except (requests.exceptions.RequestException, gae.TransportError) as e:
                 delay = next(delays, None)
                 if delay is None:

@@ -98,7 +98,7 @@ class S3Remote:
             retries={"max_attempts": max(opts.max_attempts, 1), "mode": "standard"},
             s3={"addressing_style": "path" if opts.s3_force_path_style else "virtual"},
             connect_timeout=10,
-            read_timeout=60,
+            read_timeout=opts.read_timeout,
             tcp_keepalive=True,
             # Ranged reads carry no whole-object checksum; asking for one costs a header.
             response_checksum_validation="when_required",

@@ -23,7 +23,7 @@ from ..parts import Part
 from ..progress import Progress
 from ..remotes.base import Reader, Remote
 from ..retry import RetryPolicy, retrying
-from ..throttle import Throttle
+from ..throttle import Cancelled, Throttle
 from .planner import FilePlan
 from .writer import TargetFile, io_error
 
@@ -163,7 +163,7 @@ class Downloader:
             raise _pick_error(self._errors)
 
     def _fail(self, e: BaseException) -> None:
-        if not isinstance(e, _Stopped):
+        if not isinstance(e, _Stopped | Cancelled):
             self._errors.append(e)
         self.stop.set()
 
@@ -238,7 +238,7 @@ class Downloader:
                 if self.stop.is_set():
                     raise _Stopped()
                 want = min(step, end - pos)
-                self.throttle.take(want)
+                self.throttle.take(want, self.stop)
                 try:
                     n = copy_range(sfd, pos, c.file.fd, c.part.offset + pos, want)
                 except OSError as e:
@@ -256,7 +256,7 @@ class Downloader:
     def _download(self, c: Chunk, direct: bool) -> None:
         """Stream a range; on a transient error resume from the first missing byte."""
         state = [c.offset]  # next byte within the part
-        for attempt in retrying(self.retry):
+        for attempt in retrying(self.retry, lambda: state[0]):
             with attempt:
                 self._stream(c, state, direct)
 
@@ -275,7 +275,7 @@ class Downloader:
                     self.pool.put(buf)
                     raise
                 if n:
-                    self.throttle.take(n)
+                    self.throttle.take(n, self.stop)
                     if direct:
                         try:
                             self._write(c, state[0], memoryview(buf)[:n])

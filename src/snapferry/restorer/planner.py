@@ -54,7 +54,7 @@ def plan_restore(
     parts: list[Part], target: TargetListing, target_root: str, preallocate: bool
 ) -> RestorePlan:
     files = group_by_file(parts)
-    for path in files:
+    for path in sorted(files):  # sorted: the same backup always names the same culprit
         validate_path(path)
     check_coverage(files)
     _check_no_file_dir_clash(files)
@@ -77,11 +77,23 @@ def plan_restore(
         file_size = plist[0].file_size
         local = target.files.get(path)
         local_size = None if local is None or local.is_link else local.size
+        jpath = path + JOURNAL_SUFFIX
+        # In place, the journal only marks "snapferry is writing this file": its
+        # length then tells what is on disk. Other short files are not trusted.
+        if (
+            not preallocate
+            and jpath in tmp_set
+            and local_size is not None
+            and read_journal(os.path.join(target_root, jpath), file_size) is not None
+        ):
+            journals_used.add(jpath)
+            plan.files.append(_inplace_resume(path, plist, local_size))
+            plan.resumed_bytes += plan.files[-1].truncate_to
+            continue
         if local_size == file_size and not always_transfer(path):
             continue
         if preallocate:
             tmp = path + TMP_SUFFIX
-            jpath = path + JOURNAL_SUFFIX
             done: set[tuple[int, int]] | None = None
             if tmp in tmp_set and jpath in tmp_set and len(plist) > 1:
                 done = read_journal(os.path.join(target_root, jpath), file_size)
@@ -95,20 +107,26 @@ def plan_restore(
             else:
                 plan.files.append(FilePlan(path, file_size, plist, "new", has_journal=len(plist) > 1, all_parts=plist))
         else:
-            # In place, parts are written in order and each one is fdatasync'ed,
-            # so every whole part below the file's length is already on disk.
-            have = local_size if local_size is not None and local_size <= file_size else 0
-            if always_transfer(path):
-                have = 0
-            todo = [p for p in plist if p.end > have or (p.size == 0 and have == 0)]
-            keep = todo[0].offset if todo else file_size
-            plan.resumed_bytes += keep
-            plan.files.append(FilePlan(path, file_size, todo, "inplace", truncate_to=keep, all_parts=plist))
+            plan.files.append(FilePlan(path, file_size, plist, "inplace", truncate_to=0, all_parts=plist))
 
     plan.delete_tmp = sorted(tmp_set - journals_used)
     plan.download_bytes = sum(p.size for f in plan.files for p in f.parts)
     plan.delete.sort()
     return plan
+
+
+def _inplace_resume(path: str, plist: list[Part], local_size: int) -> FilePlan:
+    """Parts are written in order and each is fdatasync'ed before the next, so every
+    whole part below the length is on disk; the last one is fetched again even when
+    the length is full, since its own sync happens only at the finish."""
+    file_size = plist[0].file_size
+    have = min(local_size, file_size)
+    todo = [p for p in plist if p.end > have]
+    if not todo:
+        todo = plist[-1:]
+    if always_transfer(path):
+        todo = plist
+    return FilePlan(path, file_size, todo, "inplace", truncate_to=todo[0].offset, all_parts=plist, has_journal=True)
 
 
 def _size_of(root: str, rel: str) -> int:

@@ -104,6 +104,9 @@ class TargetFile:
                 elif self.inplace:
                     if os.path.islink(self.final):
                         os.unlink(self.final)
+                    if not self.plan.has_journal:
+                        # Marks the file as ours before its first byte, so a rerun may trust its length.
+                        Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size).close()
                     self.fd = os.open(self.final, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
                     os.ftruncate(self.fd, self.plan.truncate_to)
                 else:
@@ -154,7 +157,9 @@ class TargetFile:
                 os.rename(self.tmp, self.final)
             if self._journal is not None:
                 self._journal.close()
-                os.unlink(self._journal.path)
+            if self._journal is not None or self.inplace:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.final + JOURNAL_SUFFIX)
         except OSError as e:
             raise io_error(e, self.plan.path) from e
         self.finished = True

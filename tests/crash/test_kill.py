@@ -1,0 +1,181 @@
+"""SIGKILL a real snapferry mid-transfer, rerun it, and get byte-identical results.
+
+CI runs a few seeded kill points per mode (SNAPFERRY_CRASH_KILLS, default 4);
+`python -m bench.soak --count 50` runs many more with the same harness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.crash import harness as h
+
+KILLS = int(os.environ.get("SNAPFERRY_CRASH_KILLS", "4"))
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[h.Workspace]:
+    w = h.Workspace(tmp_path_factory.mktemp("crash"))
+    yield w
+    shutil.rmtree(w.root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", h.MODES)
+def test_killed_runs_resume_to_identical_bytes(ws: h.Workspace, mode: str) -> None:
+    results = [h.run_cycle(ws, mode, seed) for seed in range(KILLS)]
+    for r in results:
+        assert not r.problems, (r.mode, r.seed, r.problems)
+        assert r.identical, (r.mode, r.seed)
+    # The kills must land mid-run, or this tested nothing.
+    assert sum(r.kills for r in results) >= KILLS // 2 + 1, [(r.seed, r.kills, r.finished_early) for r in results]
+    if mode.startswith("restore"):
+        assert sum(r.marker_seen for r in results) >= 1
+    h.cleanup_cycles(ws)
+
+
+def _journal_records(target: Path) -> int:
+    """Records in the fullest journal below target (0 when none)."""
+    best = 0
+    for j in target.rglob("*" + h.JOURNAL_SUFFIX):
+        try:
+            lines = j.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            continue
+        best = max(best, lines - 1)  # minus the header
+    return best
+
+
+def _partial_inplace(ws: h.Workspace, target: Path) -> bool:
+    """A multi-part file is written in place past its second part but not to its end."""
+    for path, data in ws.files.items():
+        if len(data) <= 3 * h.PART_SIZE:
+            continue
+        try:
+            size = (target / path).stat().st_size
+        except FileNotFoundError:
+            continue
+        if 2 * h.PART_SIZE <= size < len(data):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("preallocate", [True, False], ids=["prealloc", "inplace"])
+def test_resume_keeps_the_parts_already_written(ws: h.Workspace, preallocate: bool) -> None:
+    """Kill once a multi-part file has durable parts: the rerun keeps them and fetches only the rest."""
+    target = ws.fresh("resume") / "data"
+    argv = ws.restore_argv(target, preallocate, ws.rate)
+
+    def trigger(pid: int) -> bool:
+        return _journal_records(target) >= 2 if preallocate else _partial_inplace(ws, target)
+
+    a = h.run_and_kill(argv, trigger, workdir=target.parent)
+    assert a.killed, a.describe()
+    assert (target / h.RESTORE_MARKER).exists(), "a half-restored directory must carry restore-in-progress"
+    res = h.CycleResult("resume", 0)
+    want_resumed, want_download = h.check_killed_restore(ws, target, preallocate, True, res)
+    assert not res.problems, res.problems
+    assert want_resumed >= 2 * h.PART_SIZE
+
+    final = h.run_cli(ws.restore_argv(target, preallocate, 0, json_out=True))
+    assert final.returncode == 0, final.stderr
+    summary = json.loads(final.stdout)
+    assert summary["resumed_bytes"] == want_resumed > 0
+    assert summary["downloaded_bytes"] == want_download < ws.total
+    h.check_restored(ws, target, res)
+    assert not res.problems and res.identical, res.problems
+    assert sorted(p.name for p in target.iterdir()) == ["data", "flock.lock", "indexdb"]
+
+
+def test_switching_modes_after_a_kill(ws: h.Workspace) -> None:
+    """A restore killed in one mode finishes in the other (stale .tmp or partial files are handled)."""
+    for first, second in ((True, False), (False, True)):
+        target = ws.fresh("switch") / "data"
+        a = h.run_and_kill(ws.restore_argv(target, first, ws.rate), h.written_at_least(ws.total // 2),
+                           workdir=target.parent)
+        assert a.killed, a.describe()
+        final = h.run_cli(ws.restore_argv(target, second, 0, json_out=True))
+        assert final.returncode == 0, final.stderr
+        res = h.CycleResult("switch", 0)
+        h.check_restored(ws, target, res)
+        assert not res.problems and res.identical, res.problems
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_killed_backup_resumed_is_restorable_by_vmrestore(ws: h.Workspace) -> None:
+    """After a kill and a rerun the backup is vmbackup's layout: the real vmrestore restores it."""
+    vmrestore = shutil.which("vmrestore")
+    assert vmrestore is not None, "vmrestore (apt-get install victoria-metrics) is required"
+    base = ws.fresh("vmrestore")
+    dst = base / "bk"
+    a = h.run_and_kill(ws.backup_argv(ws.src, dst, ws.rate), h.written_at_least(ws.total // 3), workdir=base)
+    assert a.killed, a.describe()
+    assert not (dst / h.COMPLETE).exists()
+    assert h.run_cli(ws.backup_argv(ws.src, dst, 0)).returncode == 0
+    out = base / "vm"
+    p = subprocess.run(
+        [vmrestore, f"-src=fs://{dst}", f"-storageDataPath={out}", f"-httpListenAddr=127.0.0.1:{_free_port()}"],
+        capture_output=True, text=True, timeout=h.RUN_BOUND,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert h.tree_digest(out) == ws.digest
+
+
+def test_backup_over_a_backup_where_a_file_changed_size(tmp_path: Path) -> None:
+    old = {"data/p/values.bin": bytes(range(256)) * 4096 + b"old"}  # 1 MiB + 3: 5 parts of 256 KiB
+    new = {"data/p/values.bin": bytes(range(255, -1, -1)) * 3072}  # 768 KiB: 3 parts of 256 KiB
+    src_old = h.write_tree(tmp_path / "old" / h.OLD_SNAPSHOT_NAME, old)
+    src_new = h.write_tree(tmp_path / "new" / h.SNAPSHOT_NAME, new)
+    dst = tmp_path / "bk"
+    assert h.run_cli(h.backup_argv(src_old, dst)).returncode == 0
+    assert h.run_cli(h.backup_argv(src_new, dst)).returncode == 0
+    objs = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and p.suffix != ".ignore")
+    assert objs == sorted(h.expected_parts(new))
+    r = h.run_cli(h.restore_argv(dst, tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert h.tree_digest(tmp_path / "out") == h.digest_of(new)
+
+
+def test_backup_files_named_like_restore_temporaries(tmp_path: Path) -> None:
+    files = {
+        "d/a": bytes(range(256)) * 1200,  # 300 KiB: 5 parts of 64 KiB, so a.tmp gets a journal
+        "d/a.tmp": b"\x01" * 5000,
+        "d/b.tmp.journal": b"\x02" * 7000,
+    }
+    src = h.write_tree(tmp_path / "snap" / h.SNAPSHOT_NAME, files)
+    bk = tmp_path / "bk"
+    assert h.run_cli(h.snapferry_argv("backup", "--src", str(src), "--dst", f"fs://{bk}",
+                                      "--max-part-size", str(64 * h.KIB))).returncode == 0
+    # Such names would collide with the restore's own in-progress files: refused up front,
+    # with nothing written, rather than restored wrong.
+    for preallocate in (True, False):
+        out = tmp_path / f"out-{preallocate}"
+        r = h.run_cli(h.restore_argv(bk, out, preallocate))
+        assert r.returncode == 3, r.stderr
+        assert "d/a.tmp" in r.stderr and "Traceback" not in r.stderr
+        assert not (out / "d").exists()
+
+
+def test_inplace_restore_over_a_shorter_stale_file(tmp_path: Path) -> None:
+    new = {"d/a": bytes(range(256)) * 1200}  # 300 KiB
+    src = h.write_tree(tmp_path / "snap" / h.SNAPSHOT_NAME, new)
+    bk = tmp_path / "bk"
+    assert h.run_cli(h.snapferry_argv("backup", "--src", str(src), "--dst", f"fs://{bk}",
+                                      "--max-part-size", str(64 * h.KIB))).returncode == 0
+    out = tmp_path / "out"
+    h.write_tree(out, {"d/a": b"\xff" * 100_000})  # some other, shorter file (e.g. an older database)
+    r = h.run_cli(h.restore_argv(bk, out, False))
+    assert r.returncode == 0, r.stderr
+    assert h.tree_digest(out) == h.digest_of(new)
