@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
 import random
 from pathlib import Path
 
 import pytest
 
-# TEMP until all plugin modules exist
-pytest_plugins = [m for m in ("tests.servers", "tests.vm") if importlib.util.find_spec(m)]
+from tests.datagen import tree_digest
+
+pytest_plugins = ["tests.servers", "tests.vm"]
 
 SNAPSHOT_NAME = "20261124120000-17A3F0C2D1E50050"
+
+
+__all__ = ["SNAPSHOT_NAME", "tree_digest", "write_random"]
 
 
 def write_random(path: Path, size: int, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(random.Random(seed).randbytes(size))
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every file below root (following symlinks), minus the lock file."""
-    out: dict[str, str] = {}
-    for dirpath, _dirs, files in os.walk(root, followlinks=True):
-        for fn in files:
-            full = Path(dirpath, fn)
-            rel = full.relative_to(root).as_posix()
-            if rel in ("flock.lock",):
-                continue
-            out[rel] = hashlib.sha256(full.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.fixture
