@@ -259,6 +259,7 @@ def _backup(
     meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC))}
     dst.write_file(BACKUP_METADATA_FILE, json.dumps(meta, separators=(",", ":")).encode())
     # Written last, after every upload above returned: a marker means a whole backup.
+    dst.flush()
     lease.check()
     dst.write_file(BACKUP_COMPLETE_FILE, b"")
     seconds = time.monotonic() - start

@@ -183,6 +183,7 @@ def _copy(
             dst.write_file(name, src.read_file(name))
         else:
             dst.delete_file(name)
+    dst.flush()
     lease.check()
     dst.write_file(BACKUP_COMPLETE_FILE, b"")
     return CopyResult(

@@ -114,6 +114,14 @@ class Remote(Protocol):
         """Drop empty directories (a no-op for object stores)."""
         ...
 
+    def flush(self) -> None:
+        """Make every part written so far durable (called before the completion marker).
+
+        Object stores are durable when a PUT returns; fs:// syncs its filesystem once
+        here instead of once per part.
+        """
+        ...
+
     def local_path(self, part: Part) -> str | None:
         """The part's path on local disk when it is there (fs://), for zero-copy reads."""
         ...

@@ -406,6 +406,9 @@ class S3Remote:
         with self._errors(f"deleting {name}"):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
 
+    def flush(self) -> None:
+        pass  # an object is durable once its upload returned
+
     def remove_empty_dirs(self) -> None:
         pass
 
