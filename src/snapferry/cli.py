@@ -204,8 +204,8 @@ def backup(**kw: Any) -> None:
               help="Check every restored file against the backup's CRC32s before it is renamed into place.")
 @click.option("--max-inflight-bytes", type=click.IntRange(8 * 1024 * 1024), default=Tuning().max_inflight_bytes,
               show_default=True, help="Memory for data in flight, shared by all workers.")
-@click.option("--chunk-size", type=click.IntRange(1024 * 1024), default=Tuning().chunk_size, show_default=True,
-              help="Bytes per ranged request; big parts are fetched in parallel ranges of this size.")
+@click.option("--chunk-size", type=click.IntRange(0), default=0, show_default=True,
+              help="Bytes per ranged request; 0 splits each big part evenly over the workers (at least 32 MiB).")
 @common_options
 @remote_options
 def restore(**kw: Any) -> None:

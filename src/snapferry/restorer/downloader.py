@@ -32,7 +32,9 @@ from .writer import TargetFile, io_error
 class Tuning:
     concurrency: int = 4  # download workers
     writers: int = 2  # threads doing pwrite
-    chunk_size: int = 32 * 1024 * 1024  # one ranged request
+    finishers: int = 2  # threads doing the per-file fsync and rename, so writes never wait on them
+    chunk_size: int = 0  # bytes per ranged request; 0 = a part split evenly over the workers
+    min_chunk_size: int = 32 * 1024 * 1024
     block_size: int = 4 * 1024 * 1024  # one buffer of the pool
     max_inflight_bytes: int = 64 * 1024 * 1024  # the pool's total
     zero_copy: bool = True
@@ -47,14 +49,24 @@ class Chunk:
 
 
 class BufferPool:
+    """At most `count` blocks, allocated on first use and then reused."""
+
     def __init__(self, block_size: int, count: int, stop: threading.Event) -> None:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._stop = stop
         self.block_size = block_size
-        for _ in range(max(2, count)):
-            self._free.put(bytearray(block_size))
+        self._left = max(2, count)  # blocks not yet allocated
+        self._lock = threading.Lock()
 
     def get(self) -> bytearray:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._left > 0:
+                self._left -= 1
+                return bytearray(self.block_size)
         while True:
             try:
                 return self._free.get(timeout=0.2)
@@ -110,6 +122,7 @@ class Downloader:
         self._open: list[TargetFile] = []
         self._jobs = self._iter_jobs()
         self.files_done = 0
+        self.finishq: queue.SimpleQueue[TargetFile | None] = queue.SimpleQueue()
 
     @property
     def verified_parts(self) -> int:
@@ -126,8 +139,17 @@ class Downloader:
             for p in fp.parts:
                 if p.size == 0:
                     yield Chunk(tf, p, 0, 0)
-                for off in range(0, p.size, self.t.chunk_size):
-                    yield Chunk(tf, p, off, min(self.t.chunk_size, p.size - off))
+                step = self._chunk_size(p.size)
+                for off in range(0, p.size, step):
+                    yield Chunk(tf, p, off, min(step, p.size - off))
+
+    def _chunk_size(self, part_size: int) -> int:
+        """Big parts are cut so every worker gets a range; small ones stay one request,
+        since each request costs the server and the client more than its bytes do."""
+        if self.t.chunk_size:
+            return self.t.chunk_size
+        even = -(-part_size // max(1, self.t.concurrency))
+        return max(self.t.min_chunk_size, -(-even // (1 << 20)) << 20)
 
     def _next_job(self) -> Chunk | TargetFile | None:
         with self._jobs_lock:
@@ -143,7 +165,11 @@ class Downloader:
             threading.Thread(target=self._writer, name=f"write-{i}", daemon=True)
             for i in range(max(1, self.t.writers))
         ]
-        for th in workers + writers:
+        finishers = [
+            threading.Thread(target=self._finisher, name=f"finish-{i}", daemon=True)
+            for i in range(max(1, self.t.finishers))
+        ]
+        for th in workers + writers + finishers:
             th.start()
         try:
             for th in workers:
@@ -157,6 +183,10 @@ class Downloader:
             for _ in writers:
                 self.writeq.put(None)
             for th in writers:
+                th.join()
+            for _ in finishers:
+                self.finishq.put(None)
+            for th in finishers:
                 th.join()
             self._close_unfinished()
         if self._errors:
@@ -210,8 +240,19 @@ class Downloader:
     def _account(self, tf: TargetFile, part: Part, n: int) -> None:
         self.progress.add(n)
         if tf.wrote(part, n):
-            tf.finish()
-            self.files_done += 1
+            self.finishq.put(tf)
+
+    def _finisher(self) -> None:
+        while True:
+            tf = self.finishq.get()
+            if tf is None:
+                return
+            try:
+                if not self.stop.is_set():
+                    tf.finish()
+                    self.files_done += 1
+            except BaseException as e:
+                self._fail(e)
 
     # -- one chunk ----------------------------------------------------------------
     def _chunk(self, c: Chunk) -> None:
@@ -304,8 +345,9 @@ class Downloader:
                 self._account(tf, p, 0)
                 continue
             src = self.remote.local_path(p) if self.t.zero_copy else None
-            for off in range(0, p.size, self.t.chunk_size):
-                c = Chunk(tf, p, off, min(self.t.chunk_size, p.size - off))
+            step = self._chunk_size(p.size)
+            for off in range(0, p.size, step):
+                c = Chunk(tf, p, off, min(step, p.size - off))
                 if src is not None:
                     self._copy_local(c, src)
                 else:
