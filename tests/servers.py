@@ -335,7 +335,9 @@ class S3Server(ObjectServer):
                 aws_access_key_id=S3_ACCESS_KEY,
                 aws_secret_access_key=S3_SECRET_KEY,
                 region_name=S3_REGION,
-                config=Config(s3={"addressing_style": "path"}, max_pool_connections=32),
+                # SeaweedFS answers a rare 500 when the two cores are saturated: retry like a client would.
+                config=Config(s3={"addressing_style": "path"}, max_pool_connections=32,
+                              retries={"max_attempts": 8, "mode": "standard"}),
             )
         return self._client
 
@@ -425,7 +427,7 @@ def _s3_options(workdir: Path, endpoint: str) -> tuple[RemoteOptions, dict[str, 
         creds_file_path=str(creds),
         config_file_path=str(config),
         config_profile="default",
-        max_attempts=3,
+        max_attempts=5,
     )
     env = {
         "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
