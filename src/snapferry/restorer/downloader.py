@@ -123,6 +123,7 @@ class Downloader:
         self._jobs = self._iter_jobs()
         self.files_done = 0
         self.finishq: queue.SimpleQueue[TargetFile | None] = queue.SimpleQueue()
+        self._dirs_made: set[str] = set()
 
     @property
     def verified_parts(self) -> int:
@@ -131,7 +132,7 @@ class Downloader:
     # -- scheduling -------------------------------------------------------------
     def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
         for fp in self.files:
-            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock, self.expected)
+            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock, self.expected, self._dirs_made)
             self._open.append(tf)
             if fp.mode == "inplace":
                 yield tf  # one worker writes it in order: its length is its resume point
@@ -139,16 +140,21 @@ class Downloader:
             for p in fp.parts:
                 if p.size == 0:
                     yield Chunk(tf, p, 0, 0)
-                step = self._chunk_size(p.size)
+                step = self._chunk_size(p)
                 for off in range(0, p.size, step):
                     yield Chunk(tf, p, off, min(step, p.size - off))
 
-    def _chunk_size(self, part_size: int) -> int:
+    def _chunk_size(self, part: Part) -> int:
         """Big parts are cut so every worker gets a range; small ones stay one request,
-        since each request costs the server and the client more than its bytes do."""
+        since each request costs the server and the client more than its bytes do.
+
+        Zero-copy parts are not cut: in-kernel copies are CPU-bound, and threads copying
+        into one file serialise on its inode lock (perf showed them spinning on it)."""
         if self.t.chunk_size:
             return self.t.chunk_size
-        even = -(-part_size // max(1, self.t.concurrency))
+        if self.t.zero_copy and self.remote.local_path(part) is not None:
+            return max(part.size, 1)
+        even = -(-part.size // max(1, self.t.concurrency))
         return max(self.t.min_chunk_size, -(-even // (1 << 20)) << 20)
 
     def _next_job(self) -> Chunk | TargetFile | None:
@@ -345,7 +351,7 @@ class Downloader:
                 self._account(tf, p, 0)
                 continue
             src = self.remote.local_path(p) if self.t.zero_copy else None
-            step = self._chunk_size(p.size)
+            step = self._chunk_size(p)
             for off in range(0, p.size, step):
                 c = Chunk(tf, p, off, min(step, p.size - off))
                 if src is not None:

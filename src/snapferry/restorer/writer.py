@@ -40,13 +40,16 @@ def preallocate(fd: int, size: int, name: str) -> None:
     raise OSError(err, os.strerror(err), name)
 
 
-def ensure_parent(root: str, rel: str) -> str:
+def ensure_parent(root: str, rel: str, made: set[str] | None = None) -> str:
     """Create the directories of rel below root as real directories; return the dir path.
 
     A symlink or file standing where a directory must be is removed (not followed),
-    so nothing is ever written outside root.
+    so nothing is ever written outside root. `made` remembers directories already
+    checked in this run, so each is looked at once, not once per file.
     """
     parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
+    if made is not None and parent_rel in made:
+        return os.path.join(root, parent_rel) if parent_rel else root
     d = root
     for seg in parent_rel.split("/") if parent_rel else ():
         d = os.path.join(d, seg)
@@ -56,6 +59,8 @@ def ensure_parent(root: str, rel: str) -> str:
             if os.path.islink(d) or not os.path.isdir(d):
                 os.unlink(d)
                 os.mkdir(d, 0o755)
+    if made is not None:
+        made.add(parent_rel)
     return d
 
 
@@ -73,6 +78,7 @@ class TargetFile:
         synced_dirs: set[str],
         lock: threading.Lock,
         expected: dict[str, list[int]] | None = None,
+        dirs_made: set[str] | None = None,
     ) -> None:
         self.root = root
         self.plan = plan
@@ -87,6 +93,9 @@ class TargetFile:
         self._journal: Journal | None = None
         self._dirs = synced_dirs
         self._dirs_lock = lock
+        # Shared by all files of the run; set.add/in are atomic under the GIL and a
+        # directory checked twice by a race is harmless.
+        self._dirs_made = dirs_made
         self.finished = False
         # CRC32s per part name to check before the rename (restore --verify).
         self._expected = expected
@@ -97,7 +106,7 @@ class TargetFile:
             if self._opened:
                 return
             try:
-                self._dirs_add(ensure_parent(self.root, self.plan.path))
+                self._dirs_add(ensure_parent(self.root, self.plan.path, self._dirs_made))
                 if self.plan.mode == "resume":
                     self.fd = os.open(self.tmp, os.O_RDWR | os.O_CLOEXEC)
                     self._journal = Journal.reopen(self.final + JOURNAL_SUFFIX)
