@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from . import snapshot
-from .actions.backup import run_backup
+from .actions.backup import refuse_dst_inside, run_backup
 from .actions.copy import run_copy
 from .actions.restore import run_restore
 from .errors import UsageError
@@ -56,9 +55,9 @@ def backup(
     opts = remote_options or RemoteOptions(max_connections=max(16, concurrency * 2))
     dst_remote = open_remote(dst, opts)
     origin_remote = open_remote(origin, opts) if origin else None
-    guard = storage_data_path or src
-    assert guard is not None
-    _refuse_inside(guard, dst)
+    data_dir = storage_data_path or src
+    assert data_dir is not None
+    refuse_dst_inside(data_dir, dst_remote)
 
     def go(src_dir: str) -> BackupResult:
         return run_backup(
@@ -154,15 +153,3 @@ def copy(
 def _positive(name: str, value: int) -> None:
     if value < 1:
         raise UsageError(f"--{name} must be at least 1, not {value}")
-
-
-def _refuse_inside(data_dir: str, dst_url: str) -> None:
-    if not dst_url.startswith("fs://"):
-        return
-    d = os.path.realpath(dst_url[len("fs://"):])
-    s = os.path.realpath(data_dir)
-    if d == s or d.startswith(s.rstrip("/") + "/"):
-        raise UsageError(
-            f"the backup destination {dst_url} is inside the data directory {data_dir!r}; "
-            "pick a destination outside it"
-        )

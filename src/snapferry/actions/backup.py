@@ -148,7 +148,7 @@ def run_backup(
     throttle = throttle or Throttle(0)
     retry = retry or RetryPolicy()
     src_dir = os.path.abspath(src_dir)
-    _refuse_dst_inside(src_dir, dst)
+    refuse_dst_inside(src_dir, dst)
     if origin is not None and origin.url == dst.url:
         origin = None
     if origin is not None and not dst.can_copy_from(origin):
@@ -300,7 +300,9 @@ def _rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _refuse_dst_inside(src_dir: str, dst: Remote) -> None:
+def refuse_dst_inside(src_dir: str, dst: Remote) -> None:
+    """A destination inside the data (or snapshot) directory would back itself up;
+    a source inside the destination would lose files to the stale-part deletion."""
     root = getattr(dst, "root", None)
     if not isinstance(root, str):
         return
