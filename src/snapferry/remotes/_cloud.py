@@ -157,6 +157,20 @@ class RawStream(Protocol):
     def readinto(self, b: Any) -> int: ...
 
 
+def check_range_response(
+    content_length: str | None, status: int, offset: int, length: int, what: str, url: str,
+    close: Callable[[], None],
+) -> None:
+    """A ranged GET must answer exactly the bytes asked for: a server that ignored the
+    Range (200 for an inner range) or an object shorter than its name is refused."""
+    if (content_length is not None and int(content_length) != length) or (status == 200 and offset != 0):
+        close()
+        raise RemoteError(
+            f"{what}: {url} returned {content_length} bytes for a range of {length}; "
+            "the object is shorter than its name says"
+        )
+
+
 class RangeReader:
     """Streams an HTTP response body into the caller's buffers.
 

@@ -184,13 +184,8 @@ class AzblobRemote:
                     f"{what}: the object in {self.url} is shorter than its name says"
                 )
             raise self._status_error(what, status, code)
-        cl = resp.headers.get("Content-Length")
-        if (cl is not None and int(cl) != length) or (status == 200 and offset != 0):
-            inner.close()
-            raise RemoteError(
-                f"{what}: {self.url} returned {cl} bytes for a range of {length}; "
-                "the object is shorter than its name says"
-            )
+        _cloud.check_range_response(resp.headers.get("Content-Length"), status, offset, length, what, self.url,
+                                    inner.close)
         return _cloud.RangeReader(inner.raw, length, what, inner.close)
 
     def upload_part(

@@ -235,14 +235,8 @@ class GcsRemote:
     def _range_reader(
         self, resp: requests.Response, offset: int, length: int, what: str
     ) -> Reader:
-        cl = resp.headers.get("Content-Length")
-        whole = resp.status_code == 200
-        if (cl is not None and int(cl) != length) or (whole and offset != 0):
-            resp.close()
-            raise RemoteError(
-                f"{what}: {self.url} returned {cl} bytes for a range of {length}; "
-                "the object is shorter than its name says"
-            )
+        _cloud.check_range_response(resp.headers.get("Content-Length"), resp.status_code, offset, length, what,
+                                    self.url, resp.close)
         return _cloud.RangeReader(resp.raw, length, what, resp.close)
 
     def upload_part(

@@ -255,13 +255,8 @@ class S3Remote:
             raise TransientRemoteError(f"{what} on {self.url} failed: cannot talk to {self.endpoint}: {e}") from e
         if resp.status not in (200, 206):
             self._raise_for_get(resp, what)
-        got = int(resp.headers.get("Content-Length", length))
-        if got != length:
-            resp.release_conn()
-            raise RemoteError(
-                f"{what}: {self.url} returned {got} bytes for a range of {length}; "
-                "the object is shorter than its name says"
-            )
+        _cloud.check_range_response(resp.headers.get("Content-Length"), resp.status, offset, length, what, self.url,
+                                    resp.release_conn)
         return _cloud.RangeReader(resp, length, what, resp.release_conn)
 
     def _raise_for_get(self, resp: Any, what: str) -> None:
