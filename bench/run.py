@@ -683,7 +683,8 @@ def machine_info(work: Path, can_drop: bool) -> dict[str, object]:
         "cpu": cpu_model,
         "ram_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
-        "workdir": str(work),
+        # Relative to the repo when inside it: results are committed and must not name this machine.
+        "workdir": _display_path(work),
         "filesystem": fs,
         "device": df[-1].split()[0] if len(df) > 1 else "?",
         "python": platform.python_version(),
@@ -822,6 +823,14 @@ def main(argv: list[str] | None = None) -> int:
     table = render(args.results, store)
     print("\n" + table)
     return 0
+
+
+def _display_path(path: Path) -> str:
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        return path.resolve().relative_to(repo).as_posix()
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":
