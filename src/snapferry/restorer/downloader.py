@@ -121,7 +121,6 @@ class Downloader:
         self._errors: list[BaseException] = []
         self._open: list[TargetFile] = []
         self._jobs = self._iter_jobs()
-        self.files_done = 0
         self.finishq: queue.SimpleQueue[TargetFile | None] = queue.SimpleQueue()
         self._dirs_made: set[str] = set()
 
@@ -256,7 +255,6 @@ class Downloader:
             try:
                 if not self.stop.is_set():
                     tf.finish()
-                    self.files_done += 1
             except BaseException as e:
                 self._fail(e)
 
