@@ -69,7 +69,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # If pytest itself is killed, its servers must not outlive it.
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -132,7 +132,7 @@ def start_server(
                 stderr=subprocess.STDOUT,
                 cwd=workdir,
                 env=env,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         proc = ServerProcess(name, popen, log)
         deadline = time.monotonic() + timeout

@@ -13,14 +13,10 @@ A missing binary is a failure, never a skip: run scripts/setup.sh.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers import die_with_parent, free_port, log_tail
 
 __all__ = [
     "Samples",
@@ -70,26 +68,6 @@ def require_binary(name: str) -> str:
             pytrace=False,
         )
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # If pytest itself is killed, the servers it started must not outlive it.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _log_tail(path: Path, n: int = 40) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:])
 
 
 @dataclass
@@ -215,7 +193,7 @@ def start_vm(storage_data_path: Path, log_dir: Path, extra_args: Sequence[str] =
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         server = VMServer(storage_data_path, port, proc, log_path)
         deadline = time.monotonic() + _START_TIMEOUT
@@ -226,7 +204,7 @@ def start_vm(storage_data_path: Path, log_dir: Path, extra_args: Sequence[str] =
                 return server
             time.sleep(0.05)
         server.stop()
-        last_error = f"exit code {proc.returncode}; log:\n{_log_tail(log_path)}"
+        last_error = f"exit code {proc.returncode}; log:\n{log_tail(log_path)}"
     raise AssertionError(f"victoria-metrics did not start on {storage_data_path}: {last_error}")
 
 

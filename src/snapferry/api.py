@@ -52,7 +52,7 @@ def backup(
         )
     if (snapshot_name or snapshot_create_url) and not storage_data_path:
         raise UsageError("--snapshot-name and --snapshot-create-url need --storage-data-path")
-    opts = remote_options or RemoteOptions(max_connections=max(16, concurrency * 2))
+    opts = remote_options or default_options(concurrency)
     dst_remote = open_remote(dst, opts)
     origin_remote = open_remote(origin, opts) if origin else None
     data_dir = storage_data_path or src
@@ -107,7 +107,7 @@ def restore(
     against the CRC32s snapferry stored at backup time.
     """
     _positive("concurrency", concurrency)
-    src_remote = open_remote(src, remote_options or RemoteOptions(max_connections=max(16, concurrency * 2)))
+    src_remote = open_remote(src, remote_options or default_options(concurrency))
     try:
         return run_restore(
             src_remote, dst,
@@ -137,7 +137,7 @@ def copy(
 ) -> CopyResult:
     """Copy the backup at `src` to `dst` (server-side when both are on one backend)."""
     _positive("concurrency", concurrency)
-    opts = remote_options or RemoteOptions(max_connections=max(16, concurrency * 2))
+    opts = remote_options or default_options(concurrency)
     s = open_remote(src, src_remote_options or opts)
     d = open_remote(dst, opts)
     try:
@@ -148,6 +148,12 @@ def copy(
     finally:
         s.close()
         d.close()
+
+
+def default_options(concurrency: int) -> RemoteOptions:
+    """Options for a run of `concurrency` transfers: enough pooled connections for every
+    worker plus the ranged reads and listings beside them."""
+    return RemoteOptions(max_connections=max(16, concurrency * 2))
 
 
 def _positive(name: str, value: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -103,7 +104,8 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _opts(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
-    return RemoteOptions(
+    return dataclasses.replace(
+        api.default_options(concurrency),
         custom_s3_endpoint=kw.pop("custom_s3_endpoint"),
         s3_force_path_style=kw.pop("s3_force_path_style"),
         creds_file_path=kw.pop("creds_file_path"),
@@ -119,7 +121,6 @@ def _opts(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
         read_timeout=kw.pop("read_timeout"),
         # Our own loop retries whole parts and ranges; the SDKs only smooth single requests.
         max_attempts=min(3, kw["retries"]),
-        max_connections=max(16, concurrency * 2),
     )
 
 

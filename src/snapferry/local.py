@@ -7,13 +7,16 @@ import stat
 from dataclasses import dataclass
 
 from .errors import SnapferryError, UsageError
-from .parts import FLOCK_FILE, RESTORE_IN_PROGRESS_FILE, is_ignored_name
+from .parts import FLOCK_FILE, JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE, TMP_SUFFIX, is_ignored_name
 
 # Files the restore target may hold that are not data: the lock, the marker,
 # and our own in-progress files (resumed or removed by the restore itself).
-TMP_SUFFIX = ".tmp"
-JOURNAL_SUFFIX = ".tmp.journal"
 _SPECIAL = (FLOCK_FILE, RESTORE_IN_PROGRESS_FILE)
+
+
+def is_within(path: str, root: str) -> bool:
+    """True when path is root or below it (both already resolved with realpath)."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 @dataclass(frozen=True, slots=True)

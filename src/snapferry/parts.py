@@ -19,6 +19,9 @@ BACKUP_COMPLETE_FILE = "backup_complete.ignore"
 BACKUP_METADATA_FILE = "backup_metadata.ignore"
 RESTORE_IN_PROGRESS_FILE = "restore-in-progress"
 FLOCK_FILE = "flock.lock"
+# A restore's own in-progress names beside a file: the preallocated copy and its journal.
+TMP_SUFFIX = ".tmp"
+JOURNAL_SUFFIX = ".tmp.journal"
 
 # Files that change content without changing size: never considered equal.
 _ALWAYS_TRANSFER_SUFFIXES = ("/parts.json", "/appliedRetention.txt")
@@ -134,7 +137,7 @@ def validate_path(path: str) -> None:
             f"the backup holds a part with the unsafe path {path!r} "
             "(absolute, empty, '.' or '..' segments); refusing to restore it"
         )
-    if path.endswith((".tmp", ".tmp.journal")):
+    if path.endswith((TMP_SUFFIX, JOURNAL_SUFFIX)):
         raise BadBackupError(
             f"the backup holds {path!r}, whose name a restore uses for its own in-progress files; "
             "a VictoriaMetrics snapshot has no such files: check what was backed up"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.crash import harness as h
+from tests.servers import free_port
 
 KILLS = int(os.environ.get("SNAPFERRY_CRASH_KILLS", "4"))
 
@@ -108,12 +108,6 @@ def test_switching_modes_after_a_kill(ws: h.Workspace) -> None:
         assert not res.problems and res.identical, res.problems
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_killed_backup_resumed_is_restorable_by_vmrestore(ws: h.Workspace) -> None:
     """After a kill and a rerun the backup is vmbackup's layout: the real vmrestore restores it."""
     vmrestore = shutil.which("vmrestore")
@@ -126,7 +120,7 @@ def test_killed_backup_resumed_is_restorable_by_vmrestore(ws: h.Workspace) -> No
     assert h.run_cli(ws.backup_argv(ws.src, dst, 0)).returncode == 0
     out = base / "vm"
     p = subprocess.run(
-        [vmrestore, f"-src=fs://{dst}", f"-storageDataPath={out}", f"-httpListenAddr=127.0.0.1:{_free_port()}"],
+        [vmrestore, f"-src=fs://{dst}", f"-storageDataPath={out}", f"-httpListenAddr=127.0.0.1:{free_port()}"],
         capture_output=True, text=True, timeout=h.RUN_BOUND,
     )
     assert p.returncode == 0, p.stderr[-2000:]

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .. import checksums
 from ..checksums import MANIFEST_FILE
 from ..errors import SnapferryError, UsageError
 from ..lease import BackupLease
-from ..local import SourceFile, list_source
+from ..local import SourceFile, is_within, list_source
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,
@@ -35,7 +35,7 @@ from ..parts import (
     total_size,
 )
 from ..progress import Progress, human_bytes
-from ..remotes.base import LocalRegion, Remote
+from ..remotes.base import Body, LocalRegion, Remote
 from ..results import BackupResult
 from ..retry import RetryPolicy, retrying
 from ..snapshot import snapshot_time
@@ -85,7 +85,7 @@ def parallel(
 ) -> None:
     """Run fn over items on a pool; the first error (or a signal) stops the rest.
 
-    `stop` is set on failure; transfers check it between chunks (see `checked`)
+    `stop` is set on failure; transfers check it between chunks (see `upload_with_retries`)
     so a long upload ends promptly instead of running to its end.
     """
     stop = stop or threading.Event()
@@ -112,15 +112,45 @@ def parallel(
             raise
 
 
-def checked(stop: threading.Event, on_bytes: Callable[[int], None]) -> Callable[[int], None]:
-    """A progress callback that aborts the transfer once `stop` is set."""
+class _ClosableBody(Body, Protocol):
+    def close(self) -> None: ...
 
-    def cb(n: int) -> None:
+
+def upload_with_retries(
+    dst: Remote,
+    part: Part,
+    open_body: Callable[[], _ClosableBody],
+    local: LocalRegion | None,
+    retry: RetryPolicy,
+    throttle: Throttle,
+    progress: Progress,
+    stop: threading.Event,
+) -> None:
+    """Upload one part, retrying transient failures with a fresh body each time.
+
+    The bytes pass the shared throttle and count once on the progress bar (a failed
+    attempt's bytes are taken back); once `stop` is set the upload aborts.
+    """
+    sent = [0]
+
+    def on_bytes(n: int) -> None:
         if stop.is_set():
             raise Cancelled()
-        on_bytes(n)
+        sent[0] += n
+        throttle.take(n, stop)
+        progress.add(n)
 
-    return cb
+    for attempt in retrying(retry):
+        with attempt:
+            progress.add(-sent[0])
+            sent[0] = 0
+            body = open_body()
+            try:
+                dst.upload_part(part, body, local, on_bytes)
+            finally:
+                body.close()
+    # Backends that copy zero-copy may report fewer steps than bytes.
+    progress.add(part.size - sent[0])
 
 
 def source_parts(files: list[SourceFile], max_part_size: int) -> tuple[list[Part], dict[str, str]]:
@@ -216,24 +246,10 @@ def _backup(
 
         def upload_one(p: Part) -> None:
             path = where[p.path]
-            sent = [0]
-
-            def on_bytes(n: int) -> None:
-                sent[0] += n
-                throttle.take(n, stop)
-                progress.add(n)
-
-            for attempt in retrying(retry):
-                with attempt:
-                    progress.add(-sent[0])
-                    sent[0] = 0
-                    body = FileRegionBody(path, p.offset, p.size)
-                    try:
-                        dst.upload_part(p, body, LocalRegion(path, p.offset, p.size), checked(stop, on_bytes))
-                    finally:
-                        body.close()
-            if sent[0] != p.size:
-                progress.add(p.size - sent[0])
+            upload_with_retries(
+                dst, p, lambda: FileRegionBody(path, p.offset, p.size), LocalRegion(path, p.offset, p.size),
+                retry, throttle, progress, stop,
+            )
             # Right after the upload the bytes are in the page cache: hashing is cheap here.
             crcs[p.name] = _local_crcs(path, p)
 
@@ -308,12 +324,12 @@ def refuse_dst_inside(src_dir: str, dst: Remote) -> None:
         return
     s = os.path.realpath(src_dir)
     d = os.path.realpath(root)
-    if d == s or d.startswith(s.rstrip("/") + "/"):
+    if is_within(d, s):
         raise UsageError(
             f"the backup destination {dst.url} is inside the source {src_dir!r}; "
             "pick a destination outside the data directory"
         )
-    if s.startswith(d.rstrip("/") + "/"):
+    if is_within(s, d):
         raise UsageError(
             f"the source {src_dir!r} is inside the backup destination {dst.url}, whose stale "
             "parts a backup deletes; pick another destination"

@@ -29,7 +29,7 @@ from ..remotes.base import Reader, Remote
 from ..results import CopyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
-from .backup import checked, parallel
+from .backup import parallel, upload_with_retries
 
 log = logging.getLogger("snapferry")
 _BLOCK = 8 * 1024 * 1024
@@ -157,24 +157,10 @@ def _copy(
                         dst.copy_part(src, p)
                 progress.add(p.size)
                 return
-            sent = [0]
-
-            def on_bytes(n: int) -> None:
-                sent[0] += n
-                throttle.take(n, stop)
-                progress.add(n)
-
-            for attempt in retrying(retry):
-                with attempt:
-                    progress.add(-sent[0])
-                    sent[0] = 0
-                    body = StreamBody(src.open_part(p, 0, p.size), p.size)
-                    try:
-                        dst.upload_part(p, body, None, checked(stop, on_bytes))
-                    finally:
-                        body.close()
-            if sent[0] != p.size:
-                progress.add(p.size - sent[0])
+            upload_with_retries(
+                dst, p, lambda: StreamBody(src.open_part(p, 0, p.size), p.size), None, retry, throttle, progress,
+                stop,
+            )
 
         parallel(concurrency, to_copy, copy_one, stop)
 

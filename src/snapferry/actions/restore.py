@@ -16,7 +16,7 @@ import time
 from .. import durable
 from ..checksums import MANIFEST_FILE, decode, verifiable
 from ..errors import BadBackupError, NoSpaceError, UsageError
-from ..local import list_target
+from ..local import is_within, list_target
 from ..lock import DirLock
 from ..parts import BACKUP_COMPLETE_FILE, RESTORE_IN_PROGRESS_FILE, Part
 from ..progress import Progress, human_bytes
@@ -40,20 +40,16 @@ def check_target(dst: str, src: Remote) -> str:
     src_root = getattr(src, "root", None)
     if isinstance(src_root, str):
         sr = os.path.realpath(src_root)
-        if _inside(real, sr):
+        if is_within(real, sr):
             raise UsageError(
                 f"the restore target {dst!r} is inside the backup {src.url}; pick a directory outside it"
             )
-        if _inside(sr, real):
+        if is_within(sr, real):
             raise UsageError(
                 f"the backup {src.url} is inside the restore target {dst!r}, which a restore "
                 "would delete; pick another target"
             )
     return real
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def run_restore(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import http.client
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from types import TracebackType
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ import urllib3
 import urllib3.exceptions
 
 from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
-from ..parts import Part
+from ..parts import Part, is_ignored_name, parse_name
 from .base import Body, LocalRegion
 
 # Errors a half-read HTTP body raises; all of them are worth a retry of the part.
@@ -41,6 +41,42 @@ def list_prefix(prefix: str) -> str:
 
 def remote_url(scheme: str, bucket: str, prefix: str) -> str:
     return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+
+
+class ObjectStore:
+    """What the object-store backends share: names under a prefix, no local files,
+    no directories, and durability as soon as a PUT returns."""
+
+    url: str
+    prefix: str
+
+    def __repr__(self) -> str:
+        return self.url
+
+    def _key(self, name: str) -> str:
+        return join_key(self.prefix, name)
+
+    def local_path(self, part: Part) -> str | None:
+        return None
+
+    def flush(self) -> None:
+        pass  # an object is durable once its upload returned
+
+    def remove_empty_dirs(self) -> None:
+        pass
+
+    def _parts(self, objects: Iterable[tuple[str, int]]) -> list[Part]:
+        """The parts among (key, real length) pairs listed under the prefix."""
+        lp = list_prefix(self.prefix)
+        parts: list[Part] = []
+        for key, size in objects:
+            rel = key[len(lp) :]
+            if is_ignored_name(rel):
+                continue
+            p = parse_name(rel, size)
+            if p is not None:
+                parts.append(p)
+        return parts
 
 
 def backoff_delays(attempts: int, base: float = 0.25, cap: float = 8.0) -> Iterator[float]:

@@ -24,7 +24,7 @@ from azure.core.pipeline.transport import HttpRequest, RequestsTransport
 from azure.storage.blob import BlobBlock, BlobServiceClient, ExponentialRetry
 
 from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
-from ..parts import Part, is_ignored_name, parse_name
+from ..parts import Part
 from . import _cloud
 from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
 
@@ -42,7 +42,7 @@ _COPY_POLL = 0.05
 _COPY_TIMEOUT = 1800.0
 
 
-class AzblobRemote:
+class AzblobRemote(_cloud.ObjectStore):
     def __init__(self, container: str, prefix: str, opts: RemoteOptions) -> None:
         self.bucket = container
         self.prefix = prefix
@@ -75,12 +75,6 @@ class AzblobRemote:
         self._service: Any = _service_client(self.url, kwargs)
         self._container: Any = self._service.get_container_client(container)
         self.endpoint: str = str(self._service.url).rstrip("/")
-
-    def __repr__(self) -> str:
-        return self.url
-
-    def _key(self, name: str) -> str:
-        return _cloud.join_key(self.prefix, name)
 
     def _blob(self, key: str) -> Any:
         return self._container.get_blob_client(key)
@@ -137,20 +131,11 @@ class AzblobRemote:
     # --- parts ----------------------------------------------------------
 
     def list_parts(self) -> list[Part]:
-        lp = _cloud.list_prefix(self.prefix)
-        parts: list[Part] = []
         with self._errors("listing"):
-            for props in self._container.list_blobs(name_starts_with=lp, results_per_page=1000):
-                rel = props.name[len(lp) :]
-                if is_ignored_name(rel):
-                    continue
-                p = parse_name(rel, int(props.size or 0))
-                if p is not None:
-                    parts.append(p)
-        return parts
-
-    def local_path(self, part: Part) -> str | None:
-        return None
+            listing = self._container.list_blobs(
+                name_starts_with=_cloud.list_prefix(self.prefix), results_per_page=1000
+            )
+            return self._parts((props.name, int(props.size or 0)) for props in listing)
 
     def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
         length = _cloud.check_range(part, offset, length)
@@ -308,12 +293,6 @@ class AzblobRemote:
 
     def delete_file(self, name: str) -> None:
         self._delete(self._key(name), f"deleting {name}")
-
-    def flush(self) -> None:
-        pass  # an object is durable once its upload returned
-
-    def remove_empty_dirs(self) -> None:
-        pass
 
     def close(self) -> None:
         with suppress(Exception):

@@ -24,7 +24,7 @@ from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
 from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
-from ..parts import Part, is_ignored_name, parse_name
+from ..parts import Part
 from . import _cloud
 from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
 
@@ -47,7 +47,7 @@ _TRANSIENT = (
 )
 
 
-class GcsRemote:
+class GcsRemote(_cloud.ObjectStore):
     def __init__(self, bucket: str, prefix: str, opts: RemoteOptions) -> None:
         self.bucket = bucket
         self.prefix = prefix
@@ -93,12 +93,6 @@ class GcsRemote:
             .with_delay(initial=0.25, maximum=8.0, multiplier=2.0)
             .with_timeout(self._retry_timeout)
         )
-
-    def __repr__(self) -> str:
-        return self.url
-
-    def _key(self, name: str) -> str:
-        return _cloud.join_key(self.prefix, name)
 
     # --- errors ---------------------------------------------------------
 
@@ -152,27 +146,15 @@ class GcsRemote:
     # --- parts ----------------------------------------------------------
 
     def list_parts(self) -> list[Part]:
-        lp = _cloud.list_prefix(self.prefix)
-        parts: list[Part] = []
         with self._errors("listing"):
             blobs = self._client.list_blobs(
                 self.bucket,
-                prefix=lp,
+                prefix=_cloud.list_prefix(self.prefix),
                 page_size=1000,
                 fields="items(name,size),nextPageToken",
                 retry=self._retry,
             )
-            for blob in blobs:
-                rel = blob.name[len(lp) :]
-                if is_ignored_name(rel):
-                    continue
-                p = parse_name(rel, int(blob.size or 0))
-                if p is not None:
-                    parts.append(p)
-        return parts
-
-    def local_path(self, part: Part) -> str | None:
-        return None
+            return self._parts((blob.name, int(blob.size or 0)) for blob in blobs)
 
     def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
         length = _cloud.check_range(part, offset, length)
@@ -338,12 +320,6 @@ class GcsRemote:
 
     def delete_file(self, name: str) -> None:
         self._delete(self._key(name), f"deleting {name}")
-
-    def flush(self) -> None:
-        pass  # an object is durable once its upload returned
-
-    def remove_empty_dirs(self) -> None:
-        pass
 
     def close(self) -> None:
         with suppress(Exception):

@@ -15,7 +15,7 @@ import urllib3
 from botocore.config import Config
 
 from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
-from ..parts import Part, is_ignored_name, parse_name
+from ..parts import Part
 from . import _cloud
 from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
 
@@ -64,7 +64,7 @@ _CONNECTION_ERRORS = (
 )
 
 
-class S3Remote:
+class S3Remote(_cloud.ObjectStore):
     def __init__(self, bucket: str, prefix: str, opts: RemoteOptions) -> None:
         self.bucket = bucket
         self.prefix = prefix
@@ -123,12 +123,6 @@ class S3Remote:
             timeout=urllib3.Timeout(connect=10.0, read=opts.read_timeout),
             cert_reqs="CERT_NONE" if opts.tls_insecure_skip_verify else "CERT_REQUIRED",
         )
-
-    def __repr__(self) -> str:
-        return self.url
-
-    def _key(self, name: str) -> str:
-        return _cloud.join_key(self.prefix, name)
 
     # --- errors ---------------------------------------------------------
 
@@ -211,24 +205,13 @@ class S3Remote:
     # --- parts ----------------------------------------------------------
 
     def list_parts(self) -> list[Part]:
-        lp = _cloud.list_prefix(self.prefix)
-        parts: list[Part] = []
         with self._errors("listing"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=lp, PaginationConfig={"PageSize": 1000}
+                Bucket=self.bucket, Prefix=_cloud.list_prefix(self.prefix), PaginationConfig={"PageSize": 1000}
             )
-            for page in pages:
-                for obj in page.get("Contents", ()):
-                    rel = obj["Key"][len(lp) :]
-                    if is_ignored_name(rel):
-                        continue
-                    p = parse_name(rel, int(obj["Size"]))
-                    if p is not None:
-                        parts.append(p)
-        return parts
-
-    def local_path(self, part: Part) -> str | None:
-        return None
+            return self._parts(
+                (obj["Key"], int(obj["Size"])) for page in pages for obj in page.get("Contents", ())
+            )
 
     def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
         length = _cloud.check_range(part, offset, length)
@@ -432,12 +415,6 @@ class S3Remote:
         # S3 answers 204 for a missing key, so this is already idempotent.
         with self._errors(f"deleting {name}"):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
-
-    def flush(self) -> None:
-        pass  # an object is durable once its upload returned
-
-    def remove_empty_dirs(self) -> None:
-        pass
 
     def close(self) -> None:
         with suppress(Exception):

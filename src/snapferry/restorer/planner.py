@@ -10,8 +10,16 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import BadBackupError
-from ..local import JOURNAL_SUFFIX, TMP_SUFFIX, TargetListing
-from ..parts import Part, always_transfer, check_coverage, group_by_file, validate_path
+from ..local import TargetListing
+from ..parts import (
+    JOURNAL_SUFFIX,
+    TMP_SUFFIX,
+    Part,
+    always_transfer,
+    check_coverage,
+    group_by_file,
+    validate_path,
+)
 from .journal import read_journal
 
 

@@ -16,8 +16,7 @@ import threading
 
 from ..checksums import region_crcs
 from ..errors import BadBackupError, NoSpaceError, SnapferryError
-from ..local import JOURNAL_SUFFIX, TMP_SUFFIX
-from ..parts import Part
+from ..parts import JOURNAL_SUFFIX, TMP_SUFFIX, Part
 from .journal import Journal
 from .planner import FilePlan
 
