@@ -23,6 +23,15 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class FileReader(Reader, Protocol):
+    """A Reader that can also move its bytes into a file in the kernel (zero-copy)."""
+
+    def read_to_file(self, fd: int, offset: int, n: int) -> int:
+        """Move up to n bytes into fd at offset; 0 at the end of the body."""
+        ...
+
+
 class Body(Protocol):
     """The bytes of a part to upload: exactly `size` bytes from `read`."""
 

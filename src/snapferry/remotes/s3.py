@@ -1,14 +1,20 @@
-"""The `s3://bucket/prefix` remote (AWS S3 and S3-compatible stores) on boto3."""
+"""The `s3://bucket/prefix` remote (AWS S3 and S3-compatible stores) on botocore.
+
+botocore signs every request and sends the writes; the hot reads (ranged GETs and
+listings) go to presigned URLs over a plain connection pool, which costs a fraction
+of botocore's request pipeline and response parser.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 import urllib.parse
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-import boto3
 import botocore.exceptions as bce
 import botocore.session
 import urllib3
@@ -16,11 +22,14 @@ from botocore.config import Config
 
 from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
 from ..parts import Part
-from . import _cloud
+from . import _cloud, _http
 from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
 
 _MIN_CHUNK = 5 * 1024 * 1024  # S3's smallest multipart chunk (but the last)
 _MAX_CHUNKS = 10_000
+# Listings are idempotent GETs, so the pool may retry them itself, with backoff.
+_LIST_RETRIES = urllib3.Retry(total=4, backoff_factor=0.25, status_forcelist=(429, 500, 502, 503, 504),
+                              raise_on_status=False)
 
 _THROTTLE_CODES = frozenset(
     {
@@ -92,7 +101,7 @@ class S3Remote(_cloud.ObjectStore):
         checksum = (opts.s3_checksum_algorithm or "").upper()
         self._checksum_alg = checksum if checksum not in ("", "NONE") else None
         config = Config(
-            region_name=session.region_name or "us-east-1",
+            region_name=session.get_config_variable("region") or "us-east-1",
             signature_version="s3v4",
             max_pool_connections=max(opts.max_connections, 1),
             # "standard" retries throttling codes and 5xx with exponential backoff and jitter.
@@ -110,7 +119,7 @@ class S3Remote(_cloud.ObjectStore):
         )
         if opts.tls_insecure_skip_verify:
             _cloud.quiet_insecure_tls_warnings()
-        self._client: Any = session.client(
+        self._client: Any = session.create_client(
             "s3",
             endpoint_url=endpoint,
             config=config,
@@ -123,6 +132,9 @@ class S3Remote(_cloud.ObjectStore):
             timeout=urllib3.Timeout(connect=10.0, read=opts.read_timeout),
             cert_reqs="CERT_NONE" if opts.tls_insecure_skip_verify else "CERT_REQUIRED",
         )
+        # Plain-HTTP endpoints get splice(2) GETs (remotes/_http.py), one pool per host.
+        self._conns: dict[str, _http.Connections] = {}
+        self._conns_lock = threading.Lock()
 
     # --- errors ---------------------------------------------------------
 
@@ -205,13 +217,46 @@ class S3Remote(_cloud.ObjectStore):
     # --- parts ----------------------------------------------------------
 
     def list_parts(self) -> list[Part]:
-        with self._errors("listing"):
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=_cloud.list_prefix(self.prefix), PaginationConfig={"PageSize": 1000}
-            )
-            return self._parts(
-                (obj["Key"], int(obj["Size"])) for page in pages for obj in page.get("Contents", ())
-            )
+        return self._parts(self._list_objects(_cloud.list_prefix(self.prefix)))
+
+    def _list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """(key, size) of every object under prefix: ListObjectsV2 pages on presigned URLs,
+        parsed with ElementTree (botocore's parser took 0.15 s per 2,000 keys)."""
+        token: str | None = None
+        what = "listing"
+        while True:
+            params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": 1000, "EncodingType": "url"}
+            if token:
+                params["ContinuationToken"] = token
+            with self._errors(what):
+                url = self._client.generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=3600)
+            try:
+                resp = self._pool.request("GET", url, retries=_LIST_RETRIES)
+            except _cloud.STREAM_ERRORS as e:
+                raise TransientRemoteError(
+                    f"{what} {self.url} failed: cannot talk to {self.endpoint}: {e}"
+                ) from e
+            if resp.status != 200:
+                self._raise_for_get(resp.status, resp.data[:4096], what)
+            try:
+                root = ET.fromstring(resp.data)
+            except ET.ParseError as e:
+                raise RemoteError(
+                    f"{what} {self.url} failed: {self.endpoint} sent a listing that is not XML: {e}"
+                ) from e
+            ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            encoded = (root.findtext(f"{ns}EncodingType") or "").lower() == "url"
+            for obj in root.iter(f"{ns}Contents"):
+                key = obj.findtext(f"{ns}Key") or ""
+                yield (urllib.parse.unquote(key) if encoded else key), int(obj.findtext(f"{ns}Size") or 0)
+            token = root.findtext(f"{ns}NextContinuationToken")
+            if (root.findtext(f"{ns}IsTruncated") or "").lower() != "true":
+                return
+            if not token:
+                raise RemoteError(
+                    f"{what} {self.url} failed: {self.endpoint} sent a truncated listing without a "
+                    "continuation token"
+                )
 
     def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
         length = _cloud.check_range(part, offset, length)
@@ -230,36 +275,56 @@ class S3Remote(_cloud.ObjectStore):
             url = self._client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=3600
             )
+        split = urllib.parse.urlsplit(url)
+        byte_range = f"bytes={offset}-{offset + length - 1}"
+        if split.scheme == "http" and _http.SUPPORTED:
+            conns = self._splice_conns(split)
+            target = f"{split.path}?{split.query}" if split.query else split.path
+            r = _http.get(conns, target, split.netloc, {"Range": byte_range}, f"{what} on {self.url}")
+            if r.status not in (200, 206):
+                self._raise_for_get(r.status, r.read_small(), what)
+            _http.check_body_length(r, what)
+            _cloud.check_range_response(str(r.length), r.status, offset, length, what, self.url, r.close)
+            return r
         try:
-            resp = self._pool.request(
-                "GET", url, headers={"Range": f"bytes={offset}-{offset + length - 1}"}, preload_content=False
-            )
+            resp = self._pool.request("GET", url, headers={"Range": byte_range}, preload_content=False)
         except _cloud.STREAM_ERRORS as e:
             raise TransientRemoteError(f"{what} on {self.url} failed: cannot talk to {self.endpoint}: {e}") from e
         if resp.status not in (200, 206):
-            self._raise_for_get(resp, what)
+            body = resp.read(4096, decode_content=False) if resp.status != 304 else b""
+            resp.release_conn()
+            self._raise_for_get(resp.status, body, what)
         _cloud.check_range_response(resp.headers.get("Content-Length"), resp.status, offset, length, what, self.url,
                                     resp.release_conn)
         return _cloud.RangeReader(resp, length, what, resp.release_conn)
 
-    def _raise_for_get(self, resp: Any, what: str) -> None:
-        body = resp.read(4096, decode_content=False) if resp.status != 304 else b""
-        resp.release_conn()
+    def _splice_conns(self, split: urllib.parse.SplitResult) -> _http.Connections:
+        with self._conns_lock:
+            conns = self._conns.get(split.netloc)
+            if conns is None:
+                conns = _http.Connections(
+                    split.hostname or "", split.port or 80, 10.0, self._opts.read_timeout,
+                    self._opts.max_connections,
+                )
+                self._conns[split.netloc] = conns
+            return conns
+
+    def _raise_for_get(self, status: int, body: bytes, what: str) -> None:
         code = ""
         if b"<Code>" in body:
             code = body.split(b"<Code>", 1)[1].split(b"</Code>", 1)[0].decode(errors="replace")
         if code == "NoSuchBucket":
             raise self._no_bucket()
-        if resp.status == 404:
+        if status == 404:
             raise RemoteError(f"{what}: the object does not exist in {self.url}")
-        if resp.status in (401, 403):
+        if status in (401, 403):
             raise RemoteError(
-                f"{what}: {self.endpoint} denied access to {self.url} ({code or resp.status}); "
+                f"{what}: {self.endpoint} denied access to {self.url} ({code or status}); "
                 "check the credentials, the region and the bucket policy"
             )
-        if code in _THROTTLE_CODES or resp.status == 429 or resp.status >= 500:
-            raise TransientRemoteError(f"{what} on {self.url} failed: HTTP {resp.status} {code}".rstrip())
-        raise RemoteError(f"{what} on {self.url} failed: HTTP {resp.status} {code}".rstrip())
+        if code in _THROTTLE_CODES or status == 429 or status >= 500:
+            raise TransientRemoteError(f"{what} on {self.url} failed: HTTP {status} {code}".rstrip())
+        raise RemoteError(f"{what} on {self.url} failed: HTTP {status} {code}".rstrip())
 
     def upload_part(
         self,
@@ -417,6 +482,8 @@ class S3Remote(_cloud.ObjectStore):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
 
     def close(self) -> None:
+        for conns in self._conns.values():
+            conns.close()
         with suppress(Exception):
             self._client.close()
 
@@ -425,7 +492,7 @@ def _code(e: bce.ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
 
-def _session(opts: RemoteOptions, url: str) -> boto3.Session:
+def _session(opts: RemoteOptions, url: str) -> botocore.session.Session:
     """A session that honours the given files and profile without touching os.environ."""
     bs = botocore.session.Session()
     for path, var, what in (
@@ -438,7 +505,4 @@ def _session(opts: RemoteOptions, url: str) -> boto3.Session:
             bs.set_config_variable(var, path)
     if opts.config_profile:
         bs.set_config_variable("profile", opts.config_profile)
-    try:
-        return boto3.Session(botocore_session=bs)
-    except bce.ProfileNotFound as e:
-        raise UsageError(f"{e}; fix the profile name or the AWS config file") from e
+    return bs

@@ -5,8 +5,10 @@ and hand them to writer threads through a queue. The pool is the only memory
 the data path uses, so the bytes in flight are bounded for the whole restore,
 not per worker, and blocks are reused rather than reallocated.
 
-`fs://` sources take the zero-copy path instead: copy_file_range from the
-part's file straight into the preallocated target, in the kernel.
+Two sources skip the pool and copy in the kernel: `fs://` parts go by
+copy_file_range from the part's file into the preallocated target, and readers
+that can splice (s3:// over plain HTTP, remotes/_http.py) move the response
+body from the socket into the target at its offset.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..durable import copy_range, pwrite_all
 from ..errors import Interrupted, RemoteError, SnapferryError, TransientRemoteError
 from ..parts import Part
 from ..progress import Progress
-from ..remotes.base import Reader, Remote
+from ..remotes.base import FileReader, Reader, Remote
 from ..retry import RetryPolicy, retrying
 from ..throttle import Cancelled, Throttle
 from .planner import FilePlan
@@ -311,6 +313,9 @@ class Downloader:
             return
         reader = self.remote.open_part(c.part, state[0], end - state[0])
         try:
+            if self.t.zero_copy and isinstance(reader, FileReader):
+                self._stream_to_file(c, state, end, reader)
+                return
             while state[0] < end:
                 buf = self.pool.get()
                 want = min(len(buf), end - state[0])
@@ -340,6 +345,24 @@ class Downloader:
                     raise _Stopped()
         finally:
             reader.close()
+
+    def _stream_to_file(self, c: Chunk, state: list[int], end: int, reader: FileReader) -> None:
+        """The body goes into the file in the kernel (splice); no buffer from the pool."""
+        while state[0] < end:
+            try:
+                n = reader.read_to_file(c.file.fd, c.part.offset + state[0], min(self.t.block_size, end - state[0]))
+            except OSError as e:
+                raise io_error(e, c.file.plan.path) from e
+            if not n:
+                raise TransientRemoteError(
+                    f"the body of {c.part.name} from {self.remote.url} ended early at byte "
+                    f"{state[0]} of {c.part.size}"
+                )
+            self.throttle.take(n, self.stop)
+            state[0] += n
+            self._account(c.file, c.part, n)
+            if self.stop.is_set():
+                raise _Stopped()
 
     # -- in place -----------------------------------------------------------------
     def _inplace_file(self, tf: TargetFile) -> None:

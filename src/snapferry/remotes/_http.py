@@ -1,0 +1,289 @@
+"""Ranged GETs over plain HTTP whose bodies go from the socket to the file in the kernel.
+
+A restore from an `http://` endpoint (an S3-compatible store inside the cluster)
+spends most of its CPU copying bytes: socket -> Python buffer -> page cache.
+Here the body moves socket -> pipe -> target file with splice(2), so no byte is
+copied through user space and the GIL is released for the whole move.
+
+Only the little HTTP/1.1 a ranged GET needs: one request per call on a
+keep-alive connection, a response with a Content-Length. TLS endpoints keep
+the urllib3 path, since the kernel cannot decrypt what it splices.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import socket
+import threading
+from contextlib import suppress
+
+from ..errors import RemoteError, TransientRemoteError
+
+_HEAD_MAX = 64 * 1024
+_PIPE_SIZE = 1024 * 1024
+# splice(2) flags: move pages instead of copying where the kernel can; never block
+# on the pipe (it is always drained before the next splice).
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+
+SUPPORTED = hasattr(os, "splice")
+
+
+class Connections:
+    """Idle keep-alive sockets to one host:port, at most `maxsize` kept."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float, read_timeout: float, maxsize: int) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._idle: list[socket.socket] = []
+        self._maxsize = max(1, maxsize)
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[socket.socket, bool]:
+        """A socket and whether it was reused (a reused one may have been closed by the server)."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        # A timeout makes the socket non-blocking underneath; splice then answers EAGAIN
+        # and the body loop polls with the read timeout itself.
+        sock.settimeout(self.read_timeout)
+        return sock, False
+
+    def put(self, sock: socket.socket) -> None:
+        with self._lock:
+            if len(self._idle) < self._maxsize:
+                self._idle.append(sock)
+                return
+        sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for s in idle:
+            s.close()
+
+
+def get(conns: Connections, target: str, host_header: str, headers: dict[str, str], what: str) -> Response:
+    """Send `GET target` and read the response head; retried once on a stale keep-alive socket."""
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    for _ in range(2):
+        try:
+            sock, reused = conns.get()
+        except OSError as e:
+            raise TransientRemoteError(
+                f"{what} failed: cannot connect to {conns.host}:{conns.port}: {e}"
+            ) from e
+        try:
+            sock.sendall(request)
+            return Response(conns, sock, what)
+        except _StaleConnection:
+            sock.close()
+            if reused:
+                continue
+            raise TransientRemoteError(f"{what} failed: {conns.host}:{conns.port} closed the connection") from None
+        except OSError as e:
+            sock.close()
+            if reused and e.errno in (errno.EPIPE, errno.ECONNRESET):
+                continue
+            raise TransientRemoteError(f"{what} failed: {conns.host}:{conns.port}: {e}") from e
+        except BaseException:
+            sock.close()
+            raise
+    raise AssertionError("unreachable")
+
+
+class _StaleConnection(Exception):
+    """The server closed an idle connection before answering."""
+
+
+class Response:
+    """One response; the body is read with readinto or moved into a file with read_to_file."""
+
+    def __init__(self, conns: Connections, sock: socket.socket, what: str) -> None:
+        self._conns = conns
+        self._sock: socket.socket | None = sock
+        self._what = what
+        self._pipe: tuple[int, int] | None = None
+        head, self._pending = self._read_head(sock)
+        status_line, _, rest = head.partition(b"\r\n")
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise TransientRemoteError(f"{what} failed: not an HTTP response: {status_line[:80]!r}")
+        self.status = int(parts[1])
+        self.headers: dict[str, str] = {}
+        for line in rest.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if sep:
+                self.headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+        self._keep = self.headers.get("connection", "").lower() != "close" and parts[0] != b"HTTP/1.0"
+        cl = self.headers.get("content-length")
+        if "chunked" in self.headers.get("transfer-encoding", "").lower() or cl is None or not cl.isdigit():
+            # Object stores answer GETs with a length; without one the body has no end we trust.
+            self._keep = False
+            self.length = -1
+        else:
+            self.length = int(cl)
+        self.left = self.length
+        self.done = 0
+
+    def _read_head(self, sock: socket.socket) -> tuple[bytes, bytes]:
+        buf = bytearray()
+        while True:
+            try:
+                chunk = sock.recv(8192)  # the head and at most a few KiB of body
+            except TimeoutError:
+                raise TransientRemoteError(
+                    f"{self._what} failed: no answer within {self._conns.read_timeout:g} s"
+                ) from None
+            except (ConnectionResetError, BrokenPipeError):
+                if not buf:
+                    raise _StaleConnection() from None
+                raise
+            if not chunk:
+                if not buf:
+                    raise _StaleConnection()
+                raise TransientRemoteError(f"{self._what} failed: the connection closed inside the response head")
+            buf += chunk
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                return bytes(buf[:end]), bytes(buf[end + 4 :])
+            if len(buf) > _HEAD_MAX:
+                raise TransientRemoteError(f"{self._what} failed: the response head is over {_HEAD_MAX} bytes")
+
+    # -- the body ---------------------------------------------------------------
+
+    def read_small(self, limit: int = 4096) -> bytes:
+        """Up to `limit` bytes of an (error) body, then the connection is dropped."""
+        out = bytearray(self._pending[:limit])
+        self._pending = b""
+        sock = self._sock
+        # Without a length only what came with the head is taken: waiting for more
+        # could wait for the read timeout.
+        want = min(limit, self.length) if self.length >= 0 else 0
+        with suppress(OSError):
+            while sock is not None and len(out) < want:
+                chunk = sock.recv(want - len(out))
+                if not chunk:
+                    break
+                out += chunk
+        self._keep = False
+        self.close()
+        return bytes(out)
+
+    def readinto(self, buf: memoryview) -> int:
+        if self.left <= 0 or len(buf) == 0 or self._sock is None:
+            return 0
+        want = min(len(buf), self.left)
+        if self._pending:
+            n = min(want, len(self._pending))
+            buf[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+        else:
+            try:
+                n = self._sock.recv_into(buf[:want])
+            except TimeoutError:
+                raise self._broken(f"no byte for {self._conns.read_timeout:g} s") from None
+            except OSError as e:
+                raise self._broken(str(e)) from e
+            if not n:
+                raise self._broken("the connection closed")
+        self._advance(n)
+        return n
+
+    def read_to_file(self, fd: int, offset: int, n: int) -> int:
+        """Move up to n body bytes into fd at offset without copying them through Python.
+
+        Errors reading the socket raise TransientRemoteError (worth a retry from the
+        first missing byte); errors writing the file raise OSError as they are.
+        """
+        if self.left <= 0 or n <= 0 or self._sock is None:
+            return 0
+        n = min(n, self.left)
+        if self._pending:
+            k = min(n, len(self._pending))
+            os.pwrite(fd, self._pending[:k], offset)  # a few KiB that arrived with the head
+            self._pending = self._pending[k:]
+            self._advance(k)
+            return k
+        rfd, wfd = self._pipe or self._make_pipe()
+        sfd = self._sock.fileno()
+        moved = 0
+        while moved < n:
+            try:
+                got = os.splice(sfd, wfd, min(n - moved, _PIPE_SIZE), flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                if moved:
+                    break  # hand back what arrived; the caller comes back for more
+                self._wait_readable()
+                continue
+            except OSError as e:
+                raise self._broken(str(e)) from e
+            if not got:
+                if moved:
+                    break
+                raise self._broken("the connection closed")
+            written = 0
+            while written < got:
+                # The pipe holds `got` bytes; a file error leaves them there, so the
+                # pipe and the connection are dropped with it (close()).
+                try:
+                    written += os.splice(rfd, fd, got - written, offset_dst=offset + moved + written)
+                except OSError:
+                    self._keep = False
+                    raise
+            moved += got
+        self._advance(moved)
+        return moved
+
+    def _wait_readable(self) -> None:
+        assert self._sock is not None
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        if not poller.poll(self._conns.read_timeout * 1000):
+            raise self._broken(f"no byte for {self._conns.read_timeout:g} s")
+
+    def _make_pipe(self) -> tuple[int, int]:
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        with suppress(OSError):
+            fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)  # fewer splices; 64 KiB if refused
+        self._pipe = (rfd, wfd)
+        return self._pipe
+
+    def _advance(self, n: int) -> None:
+        self.left -= n
+        self.done += n
+
+    def _broken(self, why: str) -> TransientRemoteError:
+        self._keep = False
+        return TransientRemoteError(
+            f"{self._what}: the download broke after {self.done} of {self.length} bytes: {why}"
+        )
+
+    def close(self) -> None:
+        """Back to the pool after a complete body; dropped otherwise (it holds unread bytes)."""
+        if self._pipe is not None:
+            for pfd in self._pipe:
+                os.close(pfd)
+            self._pipe = None
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._keep and self.left == 0 and not self._pending:
+            self._conns.put(sock)
+        else:
+            sock.close()
+
+
+def check_body_length(resp: Response, what: str) -> None:
+    if resp.length < 0:
+        resp.close()
+        raise RemoteError(f"{what} failed: the server sent no Content-Length for a ranged GET")
