@@ -492,10 +492,7 @@ class Bench:
             args = v.split()
             if endpoint:
                 args += ["--custom-s3-endpoint", endpoint]
-            if any(x in v for x in ("--writers", "--block-size", "--no-zero-copy", "--defer-fsync", "--lean-get")):
-                argv = _sfrun(src, t, args)
-            else:
-                argv = sf_restore(src, t, args)
+            argv = _sfrun(src, t, args) if any(x in v for x in SFRUN_FLAGS) else sf_restore(src, t, args)
             tools.append(Tool(v or "defaults", argv, lambda t=t: rmtree(t), lambda t=t: ver.tree(t), self.env))
         env = dict(self.env)
         env["PYTHONPATH"] = str(HERE.parent)
@@ -586,6 +583,8 @@ class Bench:
                 "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+SFRUN_FLAGS = ("--writers", "--block-size", "--no-zero-copy", "--defer-fsync")
+
 GRID_DEFAULT = {
     "fs": [
         "",
@@ -593,7 +592,6 @@ GRID_DEFAULT = {
         "--concurrency 4",
         "--concurrency 16",
         "--defer-fsync",
-        "--chunk-size 1073741824 --defer-fsync",
     ],
     "s3": [
         "",

@@ -6,18 +6,12 @@ Prints the RestoreResult as JSON, like `snapferry restore --json`.
 
 Run: python -m bench.sfrun --src URL --dst DIR [--concurrency 8] [--writers 2]
      [--chunk-size B] [--block-size B] [--max-inflight-bytes B] [--no-zero-copy]
-     [--custom-s3-endpoint URL] [--defer-fsync] [--lean-get]
+     [--custom-s3-endpoint URL] [--defer-fsync]
 
 --defer-fsync is an experiment, not a safe mode: it replaces the per-file fsync
 (TargetFile.finish) and the per-directory fsyncs with one sync() after the
 restore, to measure what batching durability (one syncfs per batch of files
 before their renames) could gain. The restore still writes every byte.
-
---lean-get is an experiment for s3://: ranged GETs are signed with botocore's
-S3SigV4Auth and sent on a plain urllib3 pool instead of going through
-boto3's get_object (event hooks, parameter validation, model serialisation,
-response parsing), to measure the per-request cost of the SDK. Path-style,
-static credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY only.
 """
 
 from __future__ import annotations
@@ -45,12 +39,9 @@ def main() -> None:
     ap.add_argument("--no-zero-copy", action="store_true")
     ap.add_argument("--custom-s3-endpoint")
     ap.add_argument("--defer-fsync", action="store_true", help="experiment: one sync() at the end (see above)")
-    ap.add_argument("--lean-get", action="store_true", help="experiment: SigV4-signed urllib3 GETs (see above)")
     a = ap.parse_args()
     if a.defer_fsync:
         _defer_fsync()
-    if a.lean_get:
-        _lean_get(max(16, a.concurrency * 2))
     tuning = Tuning(
         concurrency=a.concurrency, writers=a.writers, chunk_size=a.chunk_size, block_size=a.block_size,
         max_inflight_bytes=a.max_inflight_bytes, zero_copy=not a.no_zero_copy,
@@ -64,42 +55,6 @@ def main() -> None:
         d["final_sync_seconds"] = time.perf_counter() - t0
         d["seconds"] = float(d["seconds"]) + d["final_sync_seconds"]
     print(json.dumps(d, indent=2))
-
-
-def _lean_get(pool_size: int) -> None:
-    import urllib.parse
-    from typing import Any
-
-    import urllib3
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    from snapferry.errors import RemoteError
-    from snapferry.parts import Part
-    from snapferry.remotes import _cloud, s3
-
-    pool = urllib3.PoolManager(maxsize=pool_size, retries=False)
-    creds = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
-    signer = S3SigV4Auth(creds, "s3", os.environ.get("AWS_REGION", "us-east-1"))
-    orig = s3.S3Remote.open_part
-
-    def open_part(self: Any, part: Part, offset: int = 0, length: int | None = None) -> Any:
-        length = _cloud.check_range(part, offset, length)
-        if length == 0:
-            return orig(self, part, offset, length)
-        key = urllib.parse.quote(self._key(part.name), safe="/~")
-        url = f"{self.endpoint.rstrip('/')}/{self.bucket}/{key}"
-        req = AWSRequest(method="GET", url=url, headers={"Range": f"bytes={offset}-{offset + length - 1}"})
-        signer.add_auth(req)
-        resp = pool.request("GET", url, headers=dict(req.headers.items()), preload_content=False)
-        if resp.status not in (200, 206):
-            body = resp.read(2000)
-            resp.release_conn()
-            raise RemoteError(f"GET {url}: HTTP {resp.status}: {body[:200]!r}")
-        return _cloud.RangeReader(resp, length, f"reading {part}", resp.release_conn)
-
-    s3.S3Remote.open_part = open_part  # type: ignore[method-assign]
 
 
 def _defer_fsync() -> None:
