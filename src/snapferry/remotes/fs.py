@@ -113,7 +113,7 @@ class FsRemote:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         # Renamed into place only when whole, so a killed upload never leaves a torn part.
         # Durability comes from one syncfs in flush(), before the completion marker,
-        # instead of an fsync per part and per directory.
+        # instead of an fsync per part and per directory; writeback starts per part.
         tmp = dst + ".snapferry-tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -133,6 +133,7 @@ class FsRemote:
                 raise RemoteError(
                     f"short upload of {part.name} to {self.url}: {written} of {part.size} bytes"
                 )
+            durable.start_writeback(fd, 0, written)
         except BaseException:
             os.close(fd)
             _unlink_quiet(tmp)
