@@ -489,6 +489,10 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # Every bucket is a collection with volumes of its own, and the default limit is
+            # free disk / 128 MB: on a fuller disk the suite's few hundred buckets ran out of
+            # volumes (500s on PUT). Volumes are sparse files, so a high limit costs nothing.
+            "-volume.max=5000",
             *(f"-{n}={p}" for n, p in ports.items()),
         ]
 
