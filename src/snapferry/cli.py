@@ -207,6 +207,8 @@ def backup(**kw: Any) -> None:
               show_default=True, help="Memory for data in flight, shared by all workers.")
 @click.option("--chunk-size", type=click.IntRange(0), default=0, show_default=True,
               help="Bytes per ranged request; 0 splits each big part evenly over the workers (at least 32 MiB).")
+@click.option("--direct-io/--no-direct-io", default=True, show_default=True,
+              help="Write downloaded files with O_DIRECT, past the page cache (falls back where refused).")
 @common_options
 @remote_options
 def restore(**kw: Any) -> None:
@@ -214,7 +216,8 @@ def restore(**kw: Any) -> None:
     as_json = kw.pop("as_json")
     opts = _opts(kw, kw["concurrency"])
     tuning = Tuning(
-        concurrency=kw["concurrency"], max_inflight_bytes=kw["max_inflight_bytes"], chunk_size=kw["chunk_size"]
+        concurrency=kw["concurrency"], max_inflight_bytes=kw["max_inflight_bytes"], chunk_size=kw["chunk_size"],
+        direct_min=Tuning().direct_min if kw["direct_io"] else 0,
     )
     result = api.restore(
         kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],

@@ -36,6 +36,20 @@ def test_small_chunks_and_tiny_pool(
     assert tree_digest(out) == tree_digest(snapshot_tree)
 
 
+@pytest.mark.parametrize("direct_min", [0, 1], ids=["page-cache", "direct"])
+@pytest.mark.parametrize("inplace", [True, False])
+def test_the_buffered_stream_with_and_without_direct_io(
+    snapshot_tree: Path, backup_dir: Path, tmp_path: Path, direct_min: int, inplace: bool
+) -> None:
+    # Aligned ranges and blocks, so direct writes carry everything but the files' tails.
+    tuning = Tuning(concurrency=3, writers=2, chunk_size=256 * 1024, block_size=64 * 1024,
+                    max_inflight_bytes=256 * 1024, zero_copy=False, direct_min=direct_min)
+    out = tmp_path / "out"
+    snapferry.restore(f"fs://{backup_dir}", str(out), tuning=tuning, skip_file_preallocation=inplace,
+                      progress="off")
+    assert tree_digest(out) == tree_digest(snapshot_tree)
+
+
 @pytest.mark.parametrize("zero_copy", [True, False])
 def test_part_shorter_than_its_listing_is_never_written_as_whole(
     backup_dir: Path, tmp_path: Path, zero_copy: bool, monkeypatch: pytest.MonkeyPatch

@@ -5,21 +5,26 @@ and hand them to writer threads through a queue. The pool is the only memory
 the data path uses, so the bytes in flight are bounded for the whole restore,
 not per worker, and blocks are reused rather than reallocated.
 
-Two sources skip the pool and copy in the kernel: `fs://` parts go by
-copy_file_range from the part's file into the preallocated target, and readers
-that can splice (s3:// over plain HTTP, remotes/_http.py) move the response
-body from the socket into the target at its offset.
+Downloaded files of at least `direct_min` bytes are written with direct I/O
+from the pool's page-aligned blocks (directio.py): no copy into the page cache,
+no writeback afterwards. `fs://` parts skip the pool and go by copy_file_range
+from the part's file into the target (in the kernel; a reflink where the
+filesystem has them). Without direct I/O (switched off, or refused by the
+filesystem), readers that can splice (s3:// over plain HTTP, remotes/_http.py)
+move the response body from the socket into the file in the kernel instead.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..durable import copy_range, pwrite_all
+from .. import directio
+from ..durable import copy_range
 from ..errors import Interrupted, RemoteError, SnapferryError, TransientRemoteError
 from ..parts import Part
 from ..progress import Progress
@@ -40,6 +45,9 @@ class Tuning:
     block_size: int = 4 * 1024 * 1024  # one buffer of the pool
     max_inflight_bytes: int = 64 * 1024 * 1024  # the pool's total
     zero_copy: bool = True
+    # Files this big or bigger are written with O_DIRECT (0 = never); smaller ones are
+    # not worth a second descriptor.
+    direct_min: int = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -51,16 +59,16 @@ class Chunk:
 
 
 class BufferPool:
-    """At most `count` blocks, allocated on first use and then reused."""
+    """At most `count` page-aligned blocks, allocated on first use and then reused."""
 
     def __init__(self, block_size: int, count: int, stop: threading.Event) -> None:
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         self._stop = stop
         self.block_size = block_size
         self._left = max(2, count)  # blocks not yet allocated
         self._lock = threading.Lock()
 
-    def get(self) -> bytearray:
+    def get(self) -> mmap.mmap:
         try:
             return self._free.get_nowait()
         except queue.Empty:
@@ -68,7 +76,7 @@ class BufferPool:
         with self._lock:
             if self._left > 0:
                 self._left -= 1
-                return bytearray(self.block_size)
+                return directio.buffer(self.block_size)
         while True:
             try:
                 return self._free.get(timeout=0.2)
@@ -76,7 +84,7 @@ class BufferPool:
                 if self._stop.is_set():
                     raise _Stopped() from None
 
-    def put(self, buf: bytearray) -> None:
+    def put(self, buf: mmap.mmap) -> None:
         self._free.put(buf)
 
 
@@ -116,7 +124,7 @@ class Downloader:
         self.retry = retry
         self.stop = threading.Event()
         self.pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, self.stop)
-        self.writeq: queue.SimpleQueue[tuple[Chunk, int, bytearray, int] | None] = queue.SimpleQueue()
+        self.writeq: queue.SimpleQueue[tuple[Chunk, int, mmap.mmap, int] | None] = queue.SimpleQueue()
         self.synced_dirs: set[str] = set()
         self._dirs_lock = threading.Lock()
         self._jobs_lock = threading.Lock()
@@ -133,7 +141,11 @@ class Downloader:
     # -- scheduling -------------------------------------------------------------
     def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
         for fp in self.files:
-            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock, self.expected, self._dirs_made)
+            # Local parts are copied in the kernel (copy_file_range: a reflink where the
+            # filesystem has them); direct writes are for bytes that come through our buffers.
+            local = any(self._local(p) for p in fp.parts[:1])
+            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock, self.expected, self._dirs_made,
+                            0 if local else self.t.direct_min)
             self._open.append(tf)
             if fp.mode == "inplace":
                 yield tf  # one worker writes it in order: its length is its resume point
@@ -153,10 +165,14 @@ class Downloader:
         into one file serialise on its inode lock (perf showed them spinning on it)."""
         if self.t.chunk_size:
             return self.t.chunk_size
-        if self.t.zero_copy and self.remote.local_path(part) is not None:
+        if self._local(part):
             return max(part.size, 1)
         even = -(-part.size // max(1, self.t.concurrency))
         return max(self.t.min_chunk_size, -(-even // (1 << 20)) << 20)
+
+    def _local(self, part: Part) -> bool:
+        """True when the part is copied from a local file in the kernel (fs://)."""
+        return self.t.zero_copy and self.remote.local_path(part) is not None
 
     def _next_job(self) -> Chunk | TargetFile | None:
         with self._jobs_lock:
@@ -239,7 +255,7 @@ class Downloader:
     def _write(self, chunk: Chunk, pos: int, data: memoryview) -> None:
         tf = chunk.file
         try:
-            pwrite_all(tf.fd, data, chunk.part.offset + pos)
+            tf.pwrite(data, chunk.part.offset + pos)
         except OSError as e:
             raise io_error(e, tf.plan.path) from e
         self._account(tf, chunk.part, len(data))
@@ -270,7 +286,7 @@ class Downloader:
         if src is not None:
             self._copy_local(c, src)
         else:
-            self._download(c, direct=False)
+            self._download(c, inline=False)
 
     def _copy_local(self, c: Chunk, src: str) -> None:
         try:
@@ -300,20 +316,30 @@ class Downloader:
         finally:
             os.close(sfd)
 
-    def _download(self, c: Chunk, direct: bool) -> None:
+    def _hand_over(self, c: Chunk, pos: int, buf: mmap.mmap, n: int, inline: bool) -> None:
+        """Write n bytes of buf at pos of the part: here (inline) or on a writer thread."""
+        if inline:
+            try:
+                self._write(c, pos, memoryview(buf)[:n])
+            finally:
+                self.pool.put(buf)
+        else:
+            self.writeq.put((c, pos, buf, n))
+
+    def _download(self, c: Chunk, inline: bool) -> None:
         """Stream a range; on a transient error resume from the first missing byte."""
         state = [c.offset]  # next byte within the part
         for attempt in retrying(self.retry, lambda: state[0]):
             with attempt:
-                self._stream(c, state, direct)
+                self._stream(c, state, inline)
 
-    def _stream(self, c: Chunk, state: list[int], direct: bool) -> None:
+    def _stream(self, c: Chunk, state: list[int], inline: bool) -> None:
         end = c.offset + c.length
         if state[0] >= end:
             return
         reader = self.remote.open_part(c.part, state[0], end - state[0])
         try:
-            if self.t.zero_copy and isinstance(reader, FileReader):
+            if self.t.zero_copy and isinstance(reader, FileReader) and not c.file.direct:
                 self._stream_to_file(c, state, end, reader)
                 return
             while state[0] < end:
@@ -326,13 +352,7 @@ class Downloader:
                     raise
                 if n:
                     self.throttle.take(n, self.stop)
-                    if direct:
-                        try:
-                            self._write(c, state[0], memoryview(buf)[:n])
-                        finally:
-                            self.pool.put(buf)
-                    else:
-                        self.writeq.put((c, state[0], buf, n))
+                    self._hand_over(c, state[0], buf, n, inline)
                     state[0] += n
                 else:
                     self.pool.put(buf)
@@ -378,7 +398,7 @@ class Downloader:
                 if src is not None:
                     self._copy_local(c, src)
                 else:
-                    self._download(c, direct=True)
+                    self._download(c, inline=True)
 
 
 def _pick_error(errors: list[BaseException]) -> BaseException:

@@ -3,6 +3,7 @@
 A `TargetFile` is opened by the first chunk that needs it, takes writes from
 any thread (pwrite does not share a file offset), records each finished part
 in its journal, and on its last byte is fsynced and renamed into place.
+Files of at least `direct_min` bytes are written with direct I/O (directio.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import errno
 import os
 import threading
 
+from .. import directio
 from ..checksums import region_crcs
+from ..durable import pwrite_all
 from ..errors import BadBackupError, NoSpaceError, SnapferryError
 from ..parts import JOURNAL_SUFFIX, TMP_SUFFIX, Part
 from .journal import Journal
@@ -78,6 +81,7 @@ class TargetFile:
         lock: threading.Lock,
         expected: dict[str, list[int]] | None = None,
         dirs_made: set[str] | None = None,
+        direct_min: int = 0,
     ) -> None:
         self.root = root
         self.plan = plan
@@ -85,6 +89,10 @@ class TargetFile:
         self.inplace = plan.mode == "inplace"
         self.tmp = self.final if self.inplace else self.final + TMP_SUFFIX
         self.fd = -1
+        # A second descriptor with O_DIRECT, for the aligned blocks; -1 when not used.
+        self.dfd = -1
+        self._direct_ok = True
+        self._direct_min = direct_min
         self._lock = threading.Lock()
         self._opened = False
         self._left = {p.offset: p.size for p in plan.parts}
@@ -124,9 +132,29 @@ class TargetFile:
                     preallocate(self.fd, self.plan.file_size, self.plan.path)
                     if self.plan.has_journal:
                         self._journal = Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size)
+                if 0 < self._direct_min <= self.plan.file_size:
+                    self.dfd = directio.open_direct(self.tmp, os.O_WRONLY)
             except OSError as e:
                 raise io_error(e, self.plan.path) from e
             self._opened = True
+
+    @property
+    def direct(self) -> bool:
+        return self.dfd >= 0 and self._direct_ok
+
+    def pwrite(self, data: memoryview, offset: int) -> None:
+        """Write data at offset in the file (any thread)."""
+        if not self.direct:
+            pwrite_all(self.fd, data, offset)
+        elif not directio.pwrite(self.dfd, self.fd, data, offset):
+            # Refused once (an unaligned buffer, a device with bigger blocks): the page cache
+            # from now on. dfd stays open until finish/abandon, as other writers may hold it.
+            self._direct_ok = False
+
+    def _close_direct(self) -> None:
+        dfd, self.dfd = self.dfd, -1
+        if dfd >= 0:
+            os.close(dfd)
 
     def _dirs_add(self, d: str) -> None:
         with self._dirs_lock:
@@ -158,6 +186,7 @@ class TargetFile:
         if self._expected is not None:
             self._verify(self._expected)
         try:
+            self._close_direct()
             os.fsync(self.fd)
             os.close(self.fd)
             self.fd = -1
@@ -195,6 +224,7 @@ class TargetFile:
 
     def abandon(self) -> None:
         """Close without finishing: the .tmp and its journal stay for a resume."""
+        self._close_direct()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
