@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import random
 import zlib
 from pathlib import Path
 
 import pytest
 
 import snapferry
-from snapferry.checksums import BLOCK, MANIFEST_FILE, decode, encode, file_crcs
+from snapferry.checksums import BLOCK, MANIFEST_FILE, BlockCrcs, decode, encode, file_crcs
 from snapferry.errors import BadBackupError
 from snapferry.remotes import open_remote
 from tests.conftest import tree_digest
@@ -24,6 +25,29 @@ def test_block_crcs_and_manifest_round_trip(tmp_path: Path) -> None:
     assert file_crcs(str(f), 0, 0) == [0]
     assert decode(encode({"a b/ü": crcs, "x": [0]})) == {"a b/ü": crcs, "x": [0]}
     assert decode(b"something else\n") is None
+
+
+def test_region_crcs_at_an_unaligned_offset_and_past_the_end(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    data = random.Random(3).randbytes(BLOCK + 5000)
+    f.write_bytes(data)
+    assert file_crcs(str(f), 4097, BLOCK) == [zlib.crc32(data[4097 : 4097 + BLOCK])]
+    with pytest.raises(OSError, match="end of file"):
+        file_crcs(str(f), 4097, BLOCK + 5000)  # a clear error, not a SIGBUS from the mapping
+
+
+@pytest.mark.parametrize("pieces", [[BLOCK, BLOCK, 7], [1, BLOCK - 1, BLOCK + 3, 4], [3 * MIB] * 11, [0]])
+def test_block_crcs_of_a_stream_match_the_file(tmp_path: Path, pieces: list[int]) -> None:
+    data = random.Random(len(pieces)).randbytes(sum(pieces))
+    (tmp_path / "f").write_bytes(data)
+    acc = BlockCrcs()
+    pos = 0
+    for n in pieces:
+        free = acc.update(data[pos : pos + n])
+        # Bytes that start a block and stay in it come with their CRC (an upload's checksum header).
+        assert free == (zlib.crc32(data[pos : pos + n]) if n <= BLOCK and pos % BLOCK == 0 else None)
+        pos += n
+    assert acc.result() == file_crcs(str(tmp_path / "f"), 0, len(data))
 
 
 def test_backup_writes_a_checksum_for_every_part(snapshot_tree: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ are counted as unverified, never guessed.
 
 from __future__ import annotations
 
+import mmap
 import os
 import zlib
 from collections.abc import Iterable
@@ -18,28 +19,63 @@ from .parts import Part, always_transfer
 
 MANIFEST_FILE = "snapferry_checksums.ignore"
 BLOCK = 16 * 1024 * 1024
-_READ = 1024 * 1024
 _HEADER = "snapferry-checksums 1 crc32 16777216"
 
 
 def region_crcs(fd: int, offset: int, size: int) -> list[int]:
-    """CRC32 per BLOCK of fd[offset:offset+size], read 1 MiB at a time with a running CRC
-    (zlib releases the GIL on big buffers, so several threads hash in parallel)."""
-    out: list[int] = []
-    buf = bytearray(min(_READ, max(size, 1)))
-    mv = memoryview(buf)
-    pos = 0
-    while pos < size or (size == 0 and not out):
-        block_end = min(pos + BLOCK, size)
-        crc = 0
-        while pos < block_end:
-            n = os.preadv(fd, [mv[: min(len(buf), block_end - pos)]], offset + pos)
-            if n == 0:
-                raise OSError(f"unexpected end of file at byte {offset + pos}")
-            crc = zlib.crc32(mv[:n], crc)
-            pos += n
-        out.append(crc)
-    return out
+    """CRC32 per BLOCK of fd[offset:offset+size].
+
+    The bytes are hashed where the page cache holds them (mmap), not copied into a
+    buffer first: right after a backup wrote or read them, that is all the work left.
+    zlib releases the GIL on big buffers, so several threads hash in parallel.
+    """
+    if size == 0:
+        return [0]
+    if os.fstat(fd).st_size < offset + size:
+        # Checked first: touching a mapping beyond the end of its file is a SIGBUS.
+        raise OSError(f"unexpected end of file before byte {offset + size}")
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    skip = offset - start
+    with mmap.mmap(fd, skip + size, prot=mmap.PROT_READ, offset=start) as m, memoryview(m) as mv:
+        return [zlib.crc32(mv[skip + pos : skip + min(pos + BLOCK, size)]) for pos in range(0, size, BLOCK)]
+
+
+class BlockCrcs:
+    """CRC32 per BLOCK of a stream fed in order, in pieces of any size (an upload's chunks)."""
+
+    def __init__(self) -> None:
+        self._done: list[int] = []
+        self._crc = 0
+        self._fill = 0  # bytes of the current block so far
+
+    def update(self, data: bytes | bytearray | memoryview) -> int | None:
+        """Feed the next bytes; returns their CRC32 when they start a block and stay within it
+        (an upload chunk of up to BLOCK bytes: its checksum header comes free)."""
+        n = len(data)
+        if self._fill == 0 and n <= BLOCK:
+            crc = zlib.crc32(data)
+            if n == BLOCK:
+                self._done.append(crc)
+            else:
+                self._crc, self._fill = crc, n
+            return crc
+        with memoryview(data) as mv:
+            pos = 0
+            while pos < n:
+                take = min(BLOCK - self._fill, n - pos)
+                self._crc = zlib.crc32(mv[pos : pos + take], self._crc)
+                self._fill += take
+                pos += take
+                if self._fill == BLOCK:
+                    self._done.append(self._crc)
+                    self._crc = self._fill = 0
+        return None
+
+    def result(self) -> list[int]:
+        """The CRCs so far, a last partial block included (an empty stream is one empty block)."""
+        if self._fill or not self._done:
+            return [*self._done, self._crc]
+        return list(self._done)
 
 
 def file_crcs(path: str, offset: int, size: int) -> list[int]:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 import snapferry
+from snapferry.checksums import BLOCK, MANIFEST_FILE, decode, file_crcs
 from snapferry.errors import BadBackupError
+from snapferry.remotes import open_remote
 from tests.conftest import tree_digest, write_random
 from tests.servers import RemoteFactory
 
@@ -149,3 +151,23 @@ def test_cross_backend_copy_streams(
         out = tmp_path / "out"
         _restore(dst.url, dst.options, out)
     assert tree_digest(out) == tree_digest(snapshot_tree)
+
+
+def test_the_manifest_holds_the_crcs_of_the_bytes_on_disk(any_remote: RemoteFactory, tmp_path: Path) -> None:
+    # Cloud backends take the CRCs from the chunks they upload (16 MiB multipart chunks here);
+    # fs:// re-reads what it copied. Either way they must be those of the source bytes.
+    src = tmp_path / "snap"
+    write_random(src / "data" / "big.bin", 2 * BLOCK + 12345, 7)
+    write_random(src / "data" / "small.bin", 5000, 8)
+    (src / "data" / "empty.bin").write_bytes(b"")
+    spec = any_remote()
+    snapferry.backup(spec.url, str(src), remote_options=spec.options, progress="off")
+    remote = open_remote(spec.url, spec.options)
+    try:
+        manifest = decode(remote.read_file(MANIFEST_FILE))
+        parts = remote.list_parts()
+    finally:
+        remote.close()
+    assert manifest is not None and set(manifest) == {p.name for p in parts}
+    for p in parts:
+        assert manifest[p.name] == file_crcs(str(src / p.path), p.offset, p.size), p.name

@@ -125,12 +125,14 @@ def upload_with_retries(
     throttle: Throttle,
     progress: Progress,
     stop: threading.Event,
-) -> None:
+) -> list[int] | None:
     """Upload one part, retrying transient failures with a fresh body each time.
 
     The bytes pass the shared throttle and count once on the progress bar (a failed
-    attempt's bytes are taken back); once `stop` is set the upload aborts.
+    attempt's bytes are taken back); once `stop` is set the upload aborts. Returns
+    what the backend's upload_part returned (the part's block CRCs, or None).
     """
+    crcs: list[int] | None = None
     sent = [0]
 
     def on_bytes(n: int) -> None:
@@ -146,11 +148,12 @@ def upload_with_retries(
             sent[0] = 0
             body = open_body()
             try:
-                dst.upload_part(part, body, local, on_bytes)
+                crcs = dst.upload_part(part, body, local, on_bytes)
             finally:
                 body.close()
     # Backends that copy zero-copy may report fewer steps than bytes.
     progress.add(part.size - sent[0])
+    return crcs
 
 
 def source_parts(files: list[SourceFile], max_part_size: int) -> tuple[list[Part], dict[str, str]]:
@@ -246,12 +249,13 @@ def _backup(
 
         def upload_one(p: Part) -> None:
             path = where[p.path]
-            upload_with_retries(
+            sent = upload_with_retries(
                 dst, p, lambda: FileRegionBody(path, p.offset, p.size), LocalRegion(path, p.offset, p.size),
                 retry, throttle, progress, stop,
             )
-            # Right after the upload the bytes are in the page cache: hashing is cheap here.
-            crcs[p.name] = _local_crcs(path, p)
+            # The CRCs of the bytes sent, from the backends that read them; otherwise the
+            # bytes are in the page cache right after the upload, and hashing them is cheap.
+            crcs[p.name] = sent if sent is not None else _local_crcs(path, p)
 
         parallel(concurrency, to_upload, upload_one, stop)
 

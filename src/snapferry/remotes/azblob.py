@@ -179,7 +179,7 @@ class AzblobRemote(_cloud.ObjectStore):
         body: Body,
         local: LocalRegion | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> None:
+    ) -> list[int] | None:
         blob = self._blob(self._key(part.name))
         what = f"uploading {part}"
         with _cloud.ChunkSource(part, body, local, what) as src:
@@ -196,20 +196,21 @@ class AzblobRemote(_cloud.ObjectStore):
                     )
                 if progress is not None:
                     progress(len(data))
-                return
+                return src.crcs
             chunk = max(self._chunk, -(-part.size // _MAX_BLOCKS))
             # Blocks stay uncommitted (and invisible) until the list is committed, so
             # a failure midway never leaves a short blob; Azure drops them in a week.
             blocks: list[Any] = []
-            for number, data in enumerate(src.chunks(chunk)):
+            for number, piece in enumerate(src.chunks(chunk, reuse=True)):
                 block_id = base64.b64encode(f"snapferry-{number:08d}".encode()).decode()
                 with self._errors(what):
-                    blob.stage_block(block_id, data, length=len(data))
+                    blob.stage_block(block_id, piece, length=len(piece))
                 blocks.append(BlobBlock(block_id=block_id))
                 if progress is not None:
-                    progress(len(data))
+                    progress(len(piece))
             with self._errors(what):
                 blob.commit_block_list(blocks, metadata=self._metadata or None)
+            return src.crcs
 
     def delete_part(self, part: Part) -> None:
         self._delete(self._key(part.name), f"deleting {part}")

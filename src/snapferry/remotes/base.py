@@ -91,8 +91,12 @@ class Remote(Protocol):
     def upload_part(
         self, part: Part, body: Body, local: LocalRegion | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> None:
-        """Store exactly part.size bytes; `local` lets a backend copy zero-copy."""
+    ) -> list[int] | None:
+        """Store exactly part.size bytes; `local` lets a backend copy zero-copy.
+
+        Returns the CRC32 of each checksums.BLOCK of the bytes stored when the backend
+        read them itself (the backup's manifest then needs no second read), else None.
+        """
         ...
 
     def delete_part(self, part: Part) -> None: ...

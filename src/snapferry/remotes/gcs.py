@@ -227,7 +227,7 @@ class GcsRemote(_cloud.ObjectStore):
         body: Body,
         local: LocalRegion | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> None:
+    ) -> list[int] | None:
         what = f"uploading {part}"
         blob = self._bucket.blob(self._key(part.name), chunk_size=self._chunk)
         if self._metadata:
@@ -251,6 +251,7 @@ class GcsRemote(_cloud.ObjectStore):
             raise TransientRemoteError(
                 f"{what}: {self.url} stored {blob.size} of {part.size} bytes"
             )
+        return src.crcs
 
     def delete_part(self, part: Part) -> None:
         self._delete(self._key(part.name), f"deleting {part}")

@@ -7,6 +7,7 @@ of botocore's request pipeline and response parser.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import urllib.parse
@@ -339,25 +340,34 @@ class S3Remote(_cloud.ObjectStore):
         body: Body,
         local: LocalRegion | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> None:
+    ) -> list[int] | None:
         key = self._key(part.name)
         what = f"uploading {part}"
         chunk = max(self._chunk, -(-part.size // _MAX_CHUNKS))
         with _cloud.ChunkSource(part, body, local, what) as src:
             if part.size <= chunk:
-                data = src.read(part.size)
+                data = src.read_reused(part.size)
                 with self._errors(what):
                     self._client.put_object(
                         Bucket=self.bucket,
                         Key=key,
                         Body=data,
                         ContentLength=len(data),
+                        **self._checksum_arg(src),
                         **self._write_args(),
                     )
                 if progress is not None:
                     progress(len(data))
-                return
-            self._multipart(key, src, chunk, what, progress)
+            else:
+                self._multipart(key, src, chunk, what, progress)
+            return src.crcs
+
+    def _checksum_arg(self, src: _cloud.ChunkSource) -> dict[str, str]:
+        """The CRC32 header of the chunk just read, when the manifest's CRCs gave it for free;
+        botocore then does not hash the body a second time."""
+        if self._checksum_alg not in (None, "CRC32") or src.last_crc is None:
+            return {}
+        return {"ChecksumCRC32": base64.b64encode(src.last_crc.to_bytes(4, "big")).decode()}
 
     def _multipart(
         self,
@@ -373,8 +383,10 @@ class S3Remote(_cloud.ObjectStore):
             )["UploadId"]
         try:
             done: list[dict[str, Any]] = []
-            for number, data in enumerate(src.chunks(chunk), 1):
-                extra = {"ChecksumAlgorithm": self._checksum_alg} if self._checksum_alg else {}
+            for number, data in enumerate(src.chunks(chunk, reuse=True), 1):
+                extra = self._checksum_arg(src)
+                if not extra and self._checksum_alg:
+                    extra = {"ChecksumAlgorithm": self._checksum_alg}
                 with self._errors(what):
                     r = self._client.upload_part(
                         Bucket=self.bucket,
