@@ -92,6 +92,15 @@ def sh_cp(src: Path, dst: Path) -> list[str]:
     return ["sh", "-c", 'cp -a "$0" "$1" && sync', str(src), str(dst)]
 
 
+def sh_read(src: Path) -> list[str]:
+    """Only read every source file (8 at a time, to /dev/null): how long the disk needs to
+    hand over the bytes at all, the floor under any local restore or backup."""
+    return ["sh", "-c", 'find -L "$0" -type f -print0 | xargs -0 -P 8 -n 64 cat > /dev/null', str(src)]
+
+
+READ_FLOOR = "read only: cat > /dev/null"
+
+
 def vm_flags_s3(endpoint: str, creds: Path) -> list[str]:
     return [f"-customS3Endpoint={endpoint}", f"-credsFilePath={creds}"]
 
@@ -341,6 +350,9 @@ class Bench:
             t = target("cp")
             tools.append(Tool("cp -a + sync", lambda t=t: sh_cp(ds.snapshot, t), clean(t),
                               lambda t=t: ver.tree(t), self.env, kind="floor"))
+            if src_fs is not None:
+                root = Path(src_fs[len("fs://"):])
+                tools.append(Tool(READ_FLOOR, lambda: sh_read(root), env=self.env, kind="floor"))
         return tools
 
     def build(self, sid: str) -> Scenario | None:
@@ -379,6 +391,8 @@ class Bench:
                     lambda root=root: ver.tree(root))
                 label = {"snapferry": "snapferry", "vmbackup": "vmbackup 1.79.5", "cp": "cp -a + sync"}[name]
                 tools.append(Tool(label, argv, lambda root=root: rmtree(root), verify, self.env, kind))
+            tools.append(Tool(READ_FLOOR, lambda: sh_read(self.ds.snapshot), env=self.env, kind="floor"))
+
             def drop_backups() -> None:
                 for n in ("snapferry", "vmbackup", "cp"):
                     rmtree(self.work / "backups" / self.ds.key / f"e-{n}")

@@ -19,8 +19,9 @@ import pytest
 
 from snapferry.errors import RemoteError, TransientRemoteError, UsageError
 from snapferry.parts import Part
-from snapferry.remotes import LocalRegion, Reader, Remote, open_remote
+from snapferry.remotes import LocalRegion, Reader, Remote, RemoteOptions, open_remote
 from snapferry.remotes.base import FileReader
+from snapferry.remotes.s3 import S3Remote
 from tests.servers import (
     AZURITE_ACCOUNT,
     AZURITE_KEY,
@@ -454,6 +455,50 @@ def test_s3_write_options_reach_the_object(moto_server: S3Server) -> None:
         assert head.get("StorageClass") == "STANDARD_IA"
         tags = moto_server.client().get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
         assert {t["Key"]: t["Value"] for t in tags} == opts.s3_object_tags
+
+
+@pytest.mark.parametrize("server", ["seaweedfs", "moto_server"])
+def test_s3_gets_signed_from_the_probed_base_match_botocore(server: str, request: pytest.FixtureRequest) -> None:
+    # Ranged GETs skip generate_presigned_url after one probe; the URL must be the one
+    # botocore would have made (same path, scope and signature), for awkward keys too.
+    srv: S3Server = request.getfixturevalue(server)
+    url, opts = srv.new_remote()
+    r = open_remote(url, opts)
+    assert isinstance(r, S3Remote)
+    for name in ("dir with space/ünïcødé 日本/a+b=c&d~e%41.bin", "plain/0000000000000001_0000000000000000_01"):
+        key = f"backup/{name}"
+        for _ in range(3):  # the two signatures must fall in one second of X-Amz-Date
+            ours = urllib.parse.urlsplit(r._presigned_get(key))
+            theirs = urllib.parse.urlsplit(r._client.generate_presigned_url(
+                "get_object", Params={"Bucket": url.split("/")[2], "Key": key}, ExpiresIn=3600))
+            qo, qt = urllib.parse.parse_qs(ours.query), urllib.parse.parse_qs(theirs.query)
+            if qo["X-Amz-Date"] == qt["X-Amz-Date"]:
+                break
+        assert (ours.scheme, ours.netloc, ours.path) == (theirs.scheme, theirs.netloc, theirs.path)
+        assert qo == qt
+    assert r._get_signer is not None  # the fast path, not the fallback
+
+
+def test_s3_get_signing_with_a_session_token_matches_botocore(tmp_path: Path) -> None:
+    # No request is made: only the URLs are compared (temporary credentials add a token).
+    creds = tmp_path / "creds"
+    creds.write_text("[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = s3cr3t/+=\n"
+                     "aws_session_token = FwoG+token/with=odd&chars\n")
+    for endpoint in ("https://s3.example.com", "http://127.0.0.1:9000", "https://s3.example.com:8443"):
+        opts = RemoteOptions(custom_s3_endpoint=endpoint, creds_file_path=str(creds))
+        r = open_remote("s3://bkt/pre fix", opts)
+        assert isinstance(r, S3Remote)
+        key = "pre fix/a b/ü+%.bin"
+        for _ in range(3):
+            ours = urllib.parse.urlsplit(r._presigned_get(key))
+            theirs = urllib.parse.urlsplit(r._client.generate_presigned_url(
+                "get_object", Params={"Bucket": "bkt", "Key": key}, ExpiresIn=3600))
+            qo, qt = urllib.parse.parse_qs(ours.query), urllib.parse.parse_qs(theirs.query)
+            if qo["X-Amz-Date"] == qt["X-Amz-Date"]:
+                break
+        assert (ours.scheme, ours.netloc, ours.path) == (theirs.scheme, theirs.netloc, theirs.path), endpoint
+        assert qo == qt, endpoint
+        assert r._get_signer is not None
 
 
 def test_azblob_without_credentials_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ import fcntl
 import os
 import select
 import socket
+import struct
 import threading
 from contextlib import suppress
 
@@ -46,8 +47,10 @@ class Connections:
     def get(self) -> tuple[socket.socket, bool]:
         """A socket and whether it was reused (a reused one may have been closed by the server)."""
         with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+            sock = self._idle.pop() if self._idle else None
+        if sock is not None:
+            sock.settimeout(self.read_timeout)  # a body read may have left it blocking
+            return sock, True
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -134,6 +137,7 @@ class Response:
             self.length = int(cl)
         self.left = self.length
         self.done = 0
+        self._blocking = False
 
     def _read_head(self, sock: socket.socket) -> tuple[bytes, bytes]:
         buf = bytearray()
@@ -180,6 +184,13 @@ class Response:
         return bytes(out)
 
     def readinto(self, buf: memoryview) -> int:
+        """Fill buf from the body: one recv(MSG_WAITALL) per call, not one per arriving segment.
+
+        Each recv on a socket with a Python timeout is a poll plus a recv, and each lets the
+        GIL go and come back; a 4 MiB block used to take ~20 of them (strace of a 3 GiB
+        restore: 290,000 futex calls). A blocking socket with SO_RCVTIMEO keeps the read
+        timeout, in the kernel.
+        """
         if self.left <= 0 or len(buf) == 0 or self._sock is None:
             return 0
         want = min(len(buf), self.left)
@@ -188,9 +199,11 @@ class Response:
             buf[:n] = self._pending[:n]
             self._pending = self._pending[n:]
         else:
+            if not self._blocking:
+                self._block_with_timeout(self._sock)
             try:
-                n = self._sock.recv_into(buf[:want])
-            except TimeoutError:
+                n = self._sock.recv_into(buf[:want], want, socket.MSG_WAITALL)
+            except (BlockingIOError, TimeoutError):
                 raise self._broken(f"no byte for {self._conns.read_timeout:g} s") from None
             except OSError as e:
                 raise self._broken(str(e)) from e
@@ -198,6 +211,12 @@ class Response:
                 raise self._broken("the connection closed")
         self._advance(n)
         return n
+
+    def _block_with_timeout(self, sock: socket.socket) -> None:
+        t = self._conns.read_timeout
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", int(t), int(t % 1 * 1e6)))
+        self._blocking = True
 
     def read_to_file(self, fd: int, offset: int, n: int) -> int:
         """Move up to n body bytes into fd at offset without copying them through Python.

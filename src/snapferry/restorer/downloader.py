@@ -339,7 +339,7 @@ class Downloader:
             return
         reader = self.remote.open_part(c.part, state[0], end - state[0])
         try:
-            if self.t.zero_copy and isinstance(reader, FileReader) and not c.file.direct:
+            if self.t.zero_copy and not c.file.direct and isinstance(reader, FileReader):
                 self._stream_to_file(c, state, end, reader)
                 return
             while state[0] < end:
