@@ -27,17 +27,23 @@ def region_crcs(fd: int, offset: int, size: int) -> list[int]:
 
     The bytes are hashed where the page cache holds them (mmap), not copied into a
     buffer first: right after a backup wrote or read them, that is all the work left.
-    zlib releases the GIL on big buffers, so several threads hash in parallel.
+    One block is mapped at a time, so the mapped pages never add more than a block to
+    the process's resident set. zlib releases the GIL on big buffers, so several
+    threads hash in parallel.
     """
     if size == 0:
         return [0]
     if os.fstat(fd).st_size < offset + size:
         # Checked first: touching a mapping beyond the end of its file is a SIGBUS.
         raise OSError(f"unexpected end of file before byte {offset + size}")
-    start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    skip = offset - start
-    with mmap.mmap(fd, skip + size, prot=mmap.PROT_READ, offset=start) as m, memoryview(m) as mv:
-        return [zlib.crc32(mv[skip + pos : skip + min(pos + BLOCK, size)]) for pos in range(0, size, BLOCK)]
+    out: list[int] = []
+    for pos in range(offset, offset + size, BLOCK):
+        n = min(BLOCK, offset + size - pos)
+        start = pos - pos % mmap.ALLOCATIONGRANULARITY
+        skip = pos - start
+        with mmap.mmap(fd, skip + n, prot=mmap.PROT_READ, offset=start) as m, memoryview(m) as mv:
+            out.append(zlib.crc32(mv[skip:]))
+    return out
 
 
 class BlockCrcs:
