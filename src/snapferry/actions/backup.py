@@ -8,6 +8,7 @@ interruption resumes, because the listing sees what is already there.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -46,18 +47,16 @@ T = TypeVar("T")
 
 
 class FileRegionBody:
-    """Exactly `size` bytes of a source file from `offset`, for uploads."""
+    """Exactly `size` bytes of a source file from `offset`, for uploads.
+
+    Opened on the first read: backends that copy from the LocalRegion never read it."""
 
     def __init__(self, path: str, offset: int, size: int) -> None:
         self.path = path
         self.size = size
         self._pos = offset
         self._end = offset + size
-        try:
-            self._f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-        except OSError as e:
-            raise SnapferryError(f"cannot read the source file {path!r}: {e.strerror}; fix its permissions") from e
-        self._f.seek(offset)
+        self._f: io.FileIO | None = None
 
     def read(self, n: int = -1) -> bytes:
         left = self._end - self._pos
@@ -65,6 +64,14 @@ class FileRegionBody:
             n = left
         if n <= 0:
             return b""
+        if self._f is None:
+            try:
+                self._f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+            except OSError as e:
+                raise SnapferryError(
+                    f"cannot read the source file {self.path!r}: {e.strerror}; fix its permissions"
+                ) from e
+            self._f.seek(self._pos)
         try:
             data = self._f.read(n)
         except OSError as e:
@@ -77,7 +84,8 @@ class FileRegionBody:
         return data
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
 
 def parallel(
@@ -240,7 +248,9 @@ def _backup(
 
         parallel(concurrency, from_origin, copy_one)
     copied = {p.key for p in from_origin}
-    to_upload = [p for p in missing if p.key not in copied]
+    # Biggest first: a 1 GiB part is one worker's sequential job, and started last it
+    # would run alone at the end while the other workers sit idle.
+    to_upload = sorted((p for p in missing if p.key not in copied), key=lambda p: -p.size)
     upload_bytes = total_size(to_upload)
 
     crcs: dict[str, list[int]] = {}

@@ -5,13 +5,13 @@ and hand them to writer threads through a queue. The pool is the only memory
 the data path uses, so the bytes in flight are bounded for the whole restore,
 not per worker, and blocks are reused rather than reallocated.
 
-Downloaded files of at least `direct_min` bytes are written with direct I/O
-from the pool's page-aligned blocks (directio.py): no copy into the page cache,
-no writeback afterwards. `fs://` parts skip the pool and go by copy_file_range
-from the part's file into the target (in the kernel; a reflink where the
-filesystem has them). Without direct I/O (switched off, or refused by the
-filesystem), readers that can splice (s3:// over plain HTTP, remotes/_http.py)
-move the response body from the socket into the file in the kernel instead.
+Files of at least `direct_min` bytes are written with direct I/O from the
+pool's page-aligned blocks (directio.py): no copy into the page cache, no
+writeback afterwards; `fs://` parts are read into the pool for them too.
+Smaller files, and every file when direct I/O is switched off, are copied in
+the kernel instead where the source allows: `fs://` parts by copy_file_range
+(a reflink where the filesystem has them), and readers that can splice (s3://
+over plain HTTP, remotes/_http.py) from the socket into the file.
 """
 
 from __future__ import annotations
@@ -141,11 +141,8 @@ class Downloader:
     # -- scheduling -------------------------------------------------------------
     def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
         for fp in self.files:
-            # Local parts are copied in the kernel (copy_file_range: a reflink where the
-            # filesystem has them); direct writes are for bytes that come through our buffers.
-            local = any(self._local(p) for p in fp.parts[:1])
             tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock, self.expected, self._dirs_made,
-                            0 if local else self.t.direct_min)
+                            self.t.direct_min)
             self._open.append(tf)
             if fp.mode == "inplace":
                 yield tf  # one worker writes it in order: its length is its resume point
@@ -153,26 +150,32 @@ class Downloader:
             for p in fp.parts:
                 if p.size == 0:
                     yield Chunk(tf, p, 0, 0)
-                step = self._chunk_size(p)
+                step = self._chunk_size(p, fp.file_size)
                 for off in range(0, p.size, step):
                     yield Chunk(tf, p, off, min(step, p.size - off))
 
-    def _chunk_size(self, part: Part) -> int:
+    def _chunk_size(self, part: Part, file_size: int) -> int:
         """Big parts are cut so every worker gets a range; small ones stay one request,
         since each request costs the server and the client more than its bytes do.
 
-        Zero-copy parts are not cut: in-kernel copies are CPU-bound, and threads copying
-        into one file serialise on its inode lock (perf showed them spinning on it)."""
+        Parts copied in the kernel are not cut: those copies are CPU-bound, and threads
+        copying into one file serialise on its inode lock (perf showed them spinning on it)."""
         if self.t.chunk_size:
             return self.t.chunk_size
-        if self._local(part):
+        if self._in_kernel(part, file_size):
             return max(part.size, 1)
         even = -(-part.size // max(1, self.t.concurrency))
         return max(self.t.min_chunk_size, -(-even // (1 << 20)) << 20)
 
-    def _local(self, part: Part) -> bool:
-        """True when the part is copied from a local file in the kernel (fs://)."""
-        return self.t.zero_copy and self.remote.local_path(part) is not None
+    def _in_kernel(self, part: Part, file_size: int) -> str | None:
+        """The local file to copy_file_range the part from (fs://), or None.
+
+        Files written with direct I/O read local parts into the pool instead: on this
+        project's machine a buffered read plus a direct write costs the CPU what the
+        in-kernel copy does, and leaves no page cache to allocate and write back."""
+        if not self.t.zero_copy or 0 < self.t.direct_min <= file_size:
+            return None
+        return self.remote.local_path(part)
 
     def _next_job(self) -> Chunk | TargetFile | None:
         with self._jobs_lock:
@@ -282,7 +285,7 @@ class Downloader:
         if c.length == 0:
             self._account(c.file, c.part, 0)
             return
-        src = self.remote.local_path(c.part) if self.t.zero_copy else None
+        src = self._in_kernel(c.part, c.file.plan.file_size)
         if src is not None:
             self._copy_local(c, src)
         else:
@@ -391,8 +394,8 @@ class Downloader:
             if p.size == 0:
                 self._account(tf, p, 0)
                 continue
-            src = self.remote.local_path(p) if self.t.zero_copy else None
-            step = self._chunk_size(p)
+            src = self._in_kernel(p, tf.plan.file_size)
+            step = self._chunk_size(p, tf.plan.file_size)
             for off in range(0, p.size, step):
                 c = Chunk(tf, p, off, min(step, p.size - off))
                 if src is not None:
