@@ -1,7 +1,7 @@
 """Planner benchmark: plan the restore of 1,000,000 parts into an empty target.
 
 No data: object names are built the way a listing returns them, parsed with
-snapferry.parts.parse_name (what every remote's list_parts does), and given to
+snapferry.parts.parse_listing (what every remote's list_parts does), and given to
 snapferry.restorer.planner.plan_restore with an empty TargetListing.
 Target: plan <= 10 s and peak RSS <= 1 GiB (run.py runs this in a child
 process and reads the peak RSS from wait4).
@@ -51,17 +51,14 @@ def synthetic_names(n: int, seed: int = 1) -> list[tuple[str, int]]:
 
 def run(n: int) -> dict[str, float | int]:
     from snapferry.local import TargetListing
-    from snapferry.parts import parse_name
+    from snapferry.parts import parse_listing
     from snapferry.restorer.planner import plan_restore
 
     t0 = time.perf_counter()
     names = synthetic_names(n)
     t1 = time.perf_counter()
-    parts = []
-    for name, size in names:
-        p = parse_name(name, size)
-        assert p is not None
-        parts.append(p)
+    parts = parse_listing(names)  # what every object-store remote's list_parts does
+    assert len(parts) == len(names)
     del names
     gc.collect()
     t2 = time.perf_counter()

@@ -29,6 +29,10 @@ def test_parse_rejects_lowercase_and_short_hex() -> None:
     assert parse_name("a/000000000003df3f_0000000000000000_000000000003DF3F", 1) is None
     assert parse_name("a/3DF3F_0_3DF3F", 1) is None
     assert parse_name("0000000000000001_0000000000000000_0000000000000001", 1) is None
+    # Go's `$` (vmbackup) is the end of the text: no trailing newline, no newline in the path.
+    assert parse_name("a/0000000000000001_0000000000000000_0000000000000001\n", 1) is None
+    assert parse_name("a\nb/0000000000000001_0000000000000000_0000000000000001", 1) is None
+    assert parse_name("/0000000000000001_0000000000000000_0000000000000001", 1) is None  # no path
 
 
 def test_parse_accepts_backslash_separator_and_strips_leading_slash() -> None:

@@ -7,6 +7,8 @@ VictoriaMetrics' lib/backup names it, so either tool reads the other's backups.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,7 +29,12 @@ JOURNAL_SUFFIX = ".tmp.journal"
 _ALWAYS_TRANSFER_SUFFIXES = ("/parts.json", "/appliedRetention.txt")
 _ALWAYS_TRANSFER_NAMES = ("parts.json", "appliedRetention.txt")
 
-_NAME_RE = re.compile(r"^(.+)[/\\]([0-9A-F]{16})_([0-9A-F]{16})_([0-9A-F]{16})$")
+# vmbackup's `^(.+)[/\\]([0-9A-F]{16})_([0-9A-F]{16})_([0-9A-F]{16})$`, matched on the fixed-size
+# tail only: the leading `(.+)` made the regex walk every name to its end and back
+# (a third of the parse time of a million-part listing).
+# Go's `$` is the end of the text, hence `\Z` (Python's `$` would also take a final newline).
+_TAIL_RE = re.compile(r"[/\\]([0-9A-F]{16})_([0-9A-F]{16})_([0-9A-F]{16})\Z")
+_TAIL_LEN = 51
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +76,50 @@ class Part:
 
 def parse_name(name: str, actual_size: int) -> Part | None:
     """Parse a remote object name relative to the backup root; None if not a part."""
-    m = _NAME_RE.match(name)
-    if m is None:
+    cut = len(name) - _TAIL_LEN
+    m = _TAIL_RE.match(name, cut) if cut > 0 else None
+    if m is None or "\n" in name[:cut]:
         return None
-    path = m.group(1).lstrip("/")
     return Part(
-        path=path,
-        file_size=int(m.group(2), 16),
-        offset=int(m.group(3), 16),
-        size=int(m.group(4), 16),
+        path=name[:cut].lstrip("/"),
+        file_size=int(m.group(1), 16),
+        offset=int(m.group(2), 16),
+        size=int(m.group(3), 16),
         actual_size=actual_size,
     )
+
+
+def parse_listing(objects: Iterable[tuple[str, int]], strip: int = 0) -> list[Part]:
+    """The parts among (object name, real length) pairs, names cut by `strip` characters
+    (a listing prefix); markers and names that are not parts are left out."""
+    parts: list[Part] = []
+    with gc_paused():
+        for name, size in objects:
+            rel = name[strip:]
+            if is_ignored_name(rel):
+                continue
+            p = parse_name(rel, size)
+            if p is not None:
+                parts.append(p)
+    return parts
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a listing of parts is parsed or planned.
+
+    Parts hold no cycles, but the collector cannot know that: with a million of
+    them alive, each collection walks them all, and a plan spent 30 % of its time
+    there (bench/planner.py, 1,000,000 parts: 4.3 s with the collector, 3.0 s
+    without). The previous state is restored on the way out.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def is_ignored_name(name: str) -> bool:
@@ -125,12 +165,15 @@ def validate_path(path: str) -> None:
     Paths come from remote object names, which anyone with write access to the
     bucket controls; they are checked before anything touches the disk.
     """
+    segs = path.split("/")
     bad = (
         not path
         or path.startswith("/")
         or "\\" in path
         or "\x00" in path
-        or any(seg in ("", ".", "..") for seg in path.split("/"))
+        or "" in segs
+        or "." in segs
+        or ".." in segs
     )
     if bad:
         raise BadBackupError(

@@ -20,7 +20,7 @@ import urllib3.exceptions
 
 from ..checksums import BlockCrcs
 from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
-from ..parts import Part, is_ignored_name, parse_name
+from ..parts import Part, parse_listing
 from .base import Body, LocalRegion
 
 # Errors a half-read HTTP body raises; all of them are worth a retry of the part.
@@ -68,16 +68,7 @@ class ObjectStore:
 
     def _parts(self, objects: Iterable[tuple[str, int]]) -> list[Part]:
         """The parts among (key, real length) pairs listed under the prefix."""
-        lp = list_prefix(self.prefix)
-        parts: list[Part] = []
-        for key, size in objects:
-            rel = key[len(lp) :]
-            if is_ignored_name(rel):
-                continue
-            p = parse_name(rel, size)
-            if p is not None:
-                parts.append(p)
-        return parts
+        return parse_listing(objects, len(list_prefix(self.prefix)))
 
 
 def backoff_delays(attempts: int, base: float = 0.25, cap: float = 8.0) -> Iterator[float]:

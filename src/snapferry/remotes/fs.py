@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from .. import directio, durable
 from ..checksums import BlockCrcs
 from ..errors import NoSpaceError, RemoteError, SnapferryError, UsageError
-from ..parts import Part, is_ignored_name, parse_name
+from ..parts import Part, gc_paused, is_ignored_name, parse_name
 from .base import Body, LocalRegion, Reader, Remote
 
 _COPY_CHUNK = 8 * 1024 * 1024
@@ -74,6 +74,11 @@ class FsRemote:
             raise UsageError(f"{self.url} is not a directory; point it at a backup directory")
         parts: list[Part] = []
         prefix_len = len(self.root.rstrip("/")) + 1
+        with gc_paused():
+            self._walk_parts(prefix_len, parts)
+        return parts
+
+    def _walk_parts(self, prefix_len: int, parts: list[Part]) -> None:
         for dirpath, _dirs, files in os.walk(self.root):
             for fn in files:
                 full = os.path.join(dirpath, fn)
@@ -87,7 +92,6 @@ class FsRemote:
                 p = parse_name(rel, st.st_size)
                 if p is not None:
                     parts.append(p)
-        return parts
 
     def local_path(self, part: Part) -> str | None:
         return self._path(part.name)

@@ -17,6 +17,7 @@ from ..parts import (
     Part,
     always_transfer,
     check_coverage,
+    gc_paused,
     group_by_file,
     validate_path,
 )
@@ -61,6 +62,11 @@ class RestorePlan:
 def plan_restore(
     parts: list[Part], target: TargetListing, target_root: str, preallocate: bool
 ) -> RestorePlan:
+    with gc_paused():
+        return _plan(parts, target, target_root, preallocate)
+
+
+def _plan(parts: list[Part], target: TargetListing, target_root: str, preallocate: bool) -> RestorePlan:
     files = group_by_file(parts)
     for path in sorted(files):  # sorted: the same backup always names the same culprit
         validate_path(path)
