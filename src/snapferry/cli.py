@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import errno
 import json
@@ -24,6 +27,8 @@ from .remotes import RemoteOptions
 from .restorer.downloader import Tuning
 from .results import BackupResult, CopyResult, RestoreResult
 from .retry import RetryPolicy
+
+_M_MMAP_THRESHOLD = -3  # mallopt(3)
 
 log = logging.getLogger("snapferry")
 _ENV = "SNAPFERRY_"
@@ -303,6 +308,20 @@ def _interrupted(signum: int) -> int:
 
 
 def entry() -> None:
+    _big_buffers_unmapped_when_freed()
     sys.exit(main())
+
+
+def _big_buffers_unmapped_when_freed() -> None:
+    """Allocations of 1 MiB and more get mappings of their own, returned when freed.
+
+    glibc raises its mmap threshold after the first big free and then serves later
+    upload chunks (16 MiB, on eight threads' arenas) from heaps it keeps: the peak
+    RSS of an s3:// backup grew with the dataset (132, 172, 196 MiB at 1, 3, 6 GiB).
+    A process-wide setting, so the CLI makes it, not the library.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
