@@ -361,7 +361,8 @@ class Bench:
             src = f"fs://{self.fs_backup()}"
             return Scenario("a", "full restore, fs://", self.ds.total_bytes,
                             self.restore_tools("a", src, None, None, self.ds, with_cp=True),
-                            notes="snapferry: copy_file_range zero-copy; cp -a copies the snapshot dir")
+                            notes="snapferry: reads of the backup into its buffers, O_DIRECT writes; "
+                            "cp -a copies the snapshot dir")
         if sid == "d-fs":
             src = f"fs://{self.fs_backup()}"
             return self._incr_restore("d-fs", src, None)
