@@ -25,6 +25,11 @@ ALIGN = 4096
 _REFUSED = (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP)
 
 
+def wanted(min_size: int, size: int) -> bool:
+    """Whether a file of size bytes is written direct under a threshold of min_size (0 = never)."""
+    return 0 < min_size <= size
+
+
 def buffer(size: int) -> mmap.mmap:
     """A page-aligned buffer of size bytes (anonymous memory, as O_DIRECT needs)."""
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)

@@ -130,7 +130,7 @@ class FsRemote:
         try:
             written = 0
             dfd = -1
-            if local is not None and part.size >= _DIRECT_MIN:
+            if local is not None and directio.wanted(_DIRECT_MIN, part.size):
                 dfd = directio.open_direct(tmp, os.O_WRONLY)
             if local is not None and dfd >= 0:
                 try:

@@ -173,7 +173,7 @@ class Downloader:
         Files written with direct I/O read local parts into the pool instead: on this
         project's machine a buffered read plus a direct write costs the CPU what the
         in-kernel copy does, and leaves no page cache to allocate and write back."""
-        if not self.t.zero_copy or 0 < self.t.direct_min <= file_size:
+        if not self.t.zero_copy or directio.wanted(self.t.direct_min, file_size):
             return None
         return self.remote.local_path(part)
 

@@ -132,7 +132,7 @@ class TargetFile:
                     preallocate(self.fd, self.plan.file_size, self.plan.path)
                     if self.plan.has_journal:
                         self._journal = Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size)
-                if 0 < self._direct_min <= self.plan.file_size:
+                if directio.wanted(self._direct_min, self.plan.file_size):
                     self.dfd = directio.open_direct(self.tmp, os.O_WRONLY)
             except OSError as e:
                 raise io_error(e, self.plan.path) from e
