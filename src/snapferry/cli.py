@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import errno
 import json
@@ -21,6 +19,7 @@ import click
 
 from . import api
 from .errors import EXIT_FAILURE, EXIT_USAGE, Interrupted, NoSpaceError, SnapferryError
+from .libc import LIBC
 from .parts import MAX_PART_SIZE
 from .progress import human_bytes
 from .remotes import RemoteOptions
@@ -320,8 +319,7 @@ def _big_buffers_unmapped_when_freed() -> None:
     RSS of an s3:// backup grew with the dataset (132, 172, 196 MiB at 1, 3, 6 GiB).
     A process-wide setting, so the CLI makes it, not the library.
     """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    with contextlib.suppress(AttributeError):  # not glibc: nothing to tune
+        LIBC.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from .. import directio, durable
 from ..checksums import BlockCrcs
 from ..errors import NoSpaceError, RemoteError, SnapferryError, UsageError
-from ..parts import Part, gc_paused, is_ignored_name, parse_name
+from ..parts import Part, parse_listing
 from .base import Body, LocalRegion, Reader, Remote
 
 _COPY_CHUNK = 8 * 1024 * 1024
@@ -72,26 +72,19 @@ class FsRemote:
             return []
         if not os.path.isdir(self.root):
             raise UsageError(f"{self.url} is not a directory; point it at a backup directory")
-        parts: list[Part] = []
-        prefix_len = len(self.root.rstrip("/")) + 1
-        with gc_paused():
-            self._walk_parts(prefix_len, parts)
-        return parts
+        return parse_listing(self._files(), len(self.root.rstrip("/")) + 1)
 
-    def _walk_parts(self, prefix_len: int, parts: list[Part]) -> None:
+    def _files(self) -> Iterator[tuple[str, int]]:
+        """(path, size) of every file below the root but uploads in progress."""
         for dirpath, _dirs, files in os.walk(self.root):
             for fn in files:
-                full = os.path.join(dirpath, fn)
-                rel = full[prefix_len:]
-                if is_ignored_name(rel) or fn.endswith(".snapferry-tmp"):
+                if fn.endswith(".snapferry-tmp"):
                     continue
+                full = os.path.join(dirpath, fn)
                 try:
-                    st = os.stat(full)
+                    yield full, os.stat(full).st_size
                 except FileNotFoundError:
                     continue
-                p = parse_name(rel, st.st_size)
-                if p is not None:
-                    parts.append(p)
 
     def local_path(self, part: Part) -> str | None:
         return self._path(part.name)

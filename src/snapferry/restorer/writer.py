@@ -10,28 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import threading
 
 from .. import directio
 from ..checksums import region_crcs
-from ..durable import pwrite_all
 from ..errors import BadBackupError, NoSpaceError, SnapferryError
+from ..libc import LIBC
 from ..parts import JOURNAL_SUFFIX, TMP_SUFFIX, Part
 from .journal import Journal
 from .planner import FilePlan
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 
 
 def preallocate(fd: int, size: int, name: str) -> None:
     """Reserve the whole file now: fast sequential extents, and ENOSPC before any download."""
     if size == 0:
         return
-    if _libc.fallocate(fd, 0, 0, size) == 0:
+    if LIBC.fallocate(fd, 0, 0, size) == 0:
         return
     err = ctypes.get_errno()
     if err == errno.ENOSPC:
@@ -144,9 +140,7 @@ class TargetFile:
 
     def pwrite(self, data: memoryview, offset: int) -> None:
         """Write data at offset in the file (any thread)."""
-        if not self.direct:
-            pwrite_all(self.fd, data, offset)
-        elif not directio.pwrite(self.dfd, self.fd, data, offset):
+        if not directio.pwrite(self.dfd if self._direct_ok else -1, self.fd, data, offset):
             # Refused once (an unaligned buffer, a device with bigger blocks): the page cache
             # from now on. dfd stays open until finish/abandon, as other writers may hold it.
             self._direct_ok = False
