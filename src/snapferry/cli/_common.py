@@ -1,0 +1,146 @@
+"""Options and output shared by the commands (borg's archiver/_common.py, for click)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .. import api
+from ..progress import human_bytes
+from ..remotes import RemoteOptions
+from ..results import BackupResult, CopyResult, RestoreResult
+
+ENV = "SNAPFERRY_"
+
+
+def _json_map(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str]:
+    if not value:
+        return {}
+    try:
+        data = json.loads(value)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise click.BadParameter(f"{value!r} is not a JSON object of strings, like '{{\"team\": \"db\"}}'")
+    return {str(k): v for k, v in data.items()}
+
+
+def _tags(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str]:
+    """Tags as JSON ({"k": "v"}) or as vmbackup's query-string form (k=v&k2=v2)."""
+    if not value:
+        return {}
+    if value.lstrip().startswith("{"):
+        return _json_map(ctx, param, value)
+    out: dict[str, str] = {}
+    for item in value.split("&"):
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"{value!r} is not k=v&k2=v2 nor a JSON object")
+        out[k] = v
+    return out
+
+
+def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--custom-s3-endpoint", envvar=ENV + "CUSTOM_S3_ENDPOINT",
+                     help="S3-compatible endpoint URL, e.g. http://127.0.0.1:8333."),
+        click.option("--s3-force-path-style/--no-s3-force-path-style", default=True,
+                     envvar=ENV + "S3_FORCE_PATH_STYLE", help="Path-style S3 addressing (default on)."),
+        click.option("--creds-file-path", envvar=ENV + "CREDS_FILE_PATH",
+                     help="Credentials file: AWS shared credentials (s3) or service-account JSON (gs)."),
+        click.option("--config-file-path", envvar=ENV + "CONFIG_FILE_PATH", help="AWS shared config file."),
+        click.option("--config-profile", envvar=ENV + "CONFIG_PROFILE", help="AWS profile name."),
+        click.option("--s3-storage-class", envvar=ENV + "S3_STORAGE_CLASS", help="e.g. STANDARD_IA."),
+        click.option("--s3-acl", envvar=ENV + "S3_ACL", help="Canned ACL for new objects."),
+        click.option("--s3-sse-kms-key-id", envvar=ENV + "S3_SSE_KMS_KEY_ID", help="SSE-KMS key id."),
+        click.option("--s3-checksum-algorithm", envvar=ENV + "S3_CHECKSUM_ALGORITHM",
+                     help="CRC32, CRC32C, SHA1 or SHA256."),
+        click.option("--s3-object-tags", envvar=ENV + "S3_OBJECT_TAGS", callback=_tags,
+                     help='Tags for new objects: k=v&k2=v2 or {"k": "v"}.'),
+        click.option("--object-metadata", envvar=ENV + "OBJECT_METADATA", callback=_json_map,
+                     help='User metadata for new objects, JSON: {"k": "v"}.'),
+        click.option("--tls-insecure-skip-verify", is_flag=True, envvar=ENV + "TLS_INSECURE_SKIP_VERIFY",
+                     help="Do not verify TLS certificates (test setups only)."),
+        click.option("--retries", type=click.IntRange(1, 100), default=6, show_default=True,
+                     envvar=ENV + "RETRIES",
+                     help="Attempts per part or range without progress, on transient errors."),
+        click.option("--read-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
+                     envvar=ENV + "READ_TIMEOUT", help="Seconds without a byte before a request is retried."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--concurrency", type=click.IntRange(1, 256), default=api.DEFAULT_CONCURRENCY,
+                     show_default=True, envvar=ENV + "CONCURRENCY", help="Parallel transfers."),
+        click.option("--max-bytes-per-second", type=click.IntRange(0), default=0,
+                     envvar=ENV + "MAX_BYTES_PER_SECOND", help="Bandwidth limit; 0 means none."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+        click.option("--progress", type=click.Choice(["auto", "bar", "log", "off"]), default="auto",
+                     help="A bar on a TTY, log lines otherwise (auto)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
+    return dataclasses.replace(
+        api.default_options(concurrency),
+        custom_s3_endpoint=kw.pop("custom_s3_endpoint"),
+        s3_force_path_style=kw.pop("s3_force_path_style"),
+        creds_file_path=kw.pop("creds_file_path"),
+        config_file_path=kw.pop("config_file_path"),
+        config_profile=kw.pop("config_profile"),
+        s3_storage_class=kw.pop("s3_storage_class"),
+        s3_acl=kw.pop("s3_acl"),
+        s3_sse_kms_key_id=kw.pop("s3_sse_kms_key_id"),
+        s3_checksum_algorithm=kw.pop("s3_checksum_algorithm"),
+        s3_object_tags=kw.pop("s3_object_tags"),
+        object_metadata=kw.pop("object_metadata"),
+        tls_insecure_skip_verify=kw.pop("tls_insecure_skip_verify"),
+        read_timeout=kw.pop("read_timeout"),
+        # Our own loop retries whole parts and ranges; the SDKs only smooth single requests.
+        max_attempts=min(3, kw["retries"]),
+    )
+
+
+def emit(result: BackupResult | RestoreResult | CopyResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    d = result.to_dict()
+    secs = d["seconds"]
+    if isinstance(result, RestoreResult):
+        rate = result.downloaded_bytes / secs if secs > 0 else 0.0
+        click.echo(
+            f"restored {human_bytes(result.backup_bytes)} ({result.files_total} files) into {result.dst} "
+            f"in {secs:.2f}s: downloaded {human_bytes(result.downloaded_bytes)} "
+            f"({human_bytes(rate)}/s), kept {human_bytes(result.resumed_bytes)} from an earlier run, "
+            f"deleted {human_bytes(result.deleted_bytes)} ({result.files_deleted} files)",
+            err=True,
+        )
+    elif isinstance(result, BackupResult):
+        click.echo(
+            f"backed up {human_bytes(result.backup_bytes)} to {result.dst} in {secs:.2f}s: "
+            f"uploaded {human_bytes(result.uploaded_bytes)} ({result.parts_uploaded} parts), "
+            f"copied {human_bytes(result.copied_bytes)} from origin, "
+            f"deleted {human_bytes(result.deleted_bytes)} ({result.parts_deleted} parts)",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"copied {human_bytes(result.copied_bytes)} ({result.parts_copied} parts, "
+            f"{'server-side' if result.server_side else 'streamed'}) from {result.src} to {result.dst} "
+            f"in {secs:.2f}s, deleted {human_bytes(result.deleted_bytes)}",
+            err=True,
+        )
+
+

@@ -1,0 +1,37 @@
+"""`snapferry backup`: a snapshot to a remote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import api
+from ..parts import MAX_PART_SIZE
+from ..retry import RetryPolicy
+from ._common import common_options, emit, options_from, remote_options
+
+
+@click.command()
+@click.option("--src", help="Snapshot directory to back up.")
+@click.option("--storage-data-path", help="VictoriaMetrics -storageDataPath (with a snapshot option).")
+@click.option("--snapshot-name", help="An existing snapshot in <storage-data-path>/snapshots.")
+@click.option("--snapshot-create-url", help="e.g. http://127.0.0.1:8428/snapshot/create.")
+@click.option("--snapshot-delete-url", help="Defaults to the create URL with /delete.")
+@click.option("--dst", required=True, help="Where the backup goes, e.g. fs:///var/backups/vm/daily.")
+@click.option("--origin", help="An older backup on the same backend to copy unchanged parts from.")
+@click.option("--max-part-size", type=click.IntRange(1), default=MAX_PART_SIZE, hidden=True)
+@common_options
+@remote_options
+def backup(**kw: Any) -> None:
+    """Back up a snapshot to a remote (incremental when dst already holds a backup)."""
+    as_json = kw.pop("as_json")
+    opts = options_from(kw, kw["concurrency"])
+    result = api.backup(
+        kw["dst"], kw["src"], storage_data_path=kw["storage_data_path"], snapshot_name=kw["snapshot_name"],
+        snapshot_create_url=kw["snapshot_create_url"], snapshot_delete_url=kw["snapshot_delete_url"],
+        origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
+        remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
+        max_part_size=kw["max_part_size"],
+    )
+    emit(result, as_json)

@@ -1,0 +1,30 @@
+"""`snapferry copy`: a backup from one remote to another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import api
+from ..retry import RetryPolicy
+from ._common import common_options, emit, options_from, remote_options
+
+
+@click.command()
+@click.option("--src", required=True, help="The backup to copy.")
+@click.option("--dst", required=True, help="Where the copy goes (extra parts there are deleted).")
+@click.option("--skip-backup-complete-check", is_flag=True, help="Copy even without the completion marker.")
+@common_options
+@remote_options
+def copy(**kw: Any) -> None:
+    """Copy a backup between remotes (server-side on one backend, streamed across backends)."""
+    as_json = kw.pop("as_json")
+    opts = options_from(kw, kw["concurrency"])
+    result = api.copy(
+        kw["src"], kw["dst"], concurrency=kw["concurrency"],
+        skip_backup_complete_check=kw["skip_backup_complete_check"],
+        max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
+        retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
+    )
+    emit(result, as_json)

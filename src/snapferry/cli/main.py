@@ -1,0 +1,113 @@
+"""The `snapferry` command line: a thin layer over snapferry.api, one module per command."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shlex
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from ..errors import EXIT_FAILURE, EXIT_USAGE, Interrupted, NoSpaceError, SnapferryError
+from ..libc import LIBC
+from . import backup_cmd, copy_cmd, restore_cmd
+from ._common import ENV
+
+_M_MMAP_THRESHOLD = -3  # mallopt(3)
+
+log = logging.getLogger("snapferry")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              envvar=ENV + "LOG_LEVEL")
+@click.version_option(package_name="snapferry")
+def cli(log_level: str) -> None:
+    """Back up VictoriaMetrics snapshots to fs://, s3://, gs:// or azblob:// and restore them fast."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy):
+    cli.add_command(_command)
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum, "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    try:
+        cli.main(args=argv, prog_name="snapferry", standalone_mode=False)
+        return 0
+    except click.exceptions.Abort:
+        return _interrupted(signal.SIGINT)
+    except click.ClickException as e:
+        e.show()
+        return EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except Interrupted as e:
+        return _interrupted(e.signum)
+    except KeyboardInterrupt:
+        return _interrupted(signal.SIGINT)
+    except SnapferryError as e:
+        click.echo(f"snapferry: error: {e}", err=True)
+        return e.exit_code
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            where = e.filename or "the target"
+            err: SnapferryError = NoSpaceError(f"no space left on the device ({where}); free space and rerun")
+            click.echo(f"snapferry: error: {err}", err=True)
+            return err.exit_code
+        click.echo(f"snapferry: error: {e.strerror or e} ({e.filename or 'no file'})", err=True)
+        return EXIT_FAILURE
+    except Exception as e:  # a bug: one line, the trace only on request
+        if os.environ.get("SNAPFERRY_DEBUG"):
+            raise
+        click.echo(
+            f"snapferry: internal error: {type(e).__name__}: {e} (set SNAPFERRY_DEBUG=1 for the trace "
+            "and please report it)",
+            err=True,
+        )
+        return EXIT_FAILURE
+
+
+def _interrupted(signum: int) -> int:
+    name = signal.Signals(signum).name
+    cmd = shlex.join(sys.argv[1:]) or "the same command"
+    click.echo(
+        f"snapferry: interrupted by {name}; nothing is lost and the work is resumable: rerun "
+        f"`snapferry {cmd}` to continue",
+        err=True,
+    )
+    return 128 + signum
+
+
+def entry() -> None:
+    _big_buffers_unmapped_when_freed()
+    sys.exit(main())
+
+
+def _big_buffers_unmapped_when_freed() -> None:
+    """Allocations of 1 MiB and more get mappings of their own, returned when freed.
+
+    glibc raises its mmap threshold after the first big free and then serves later
+    upload chunks (16 MiB, on eight threads' arenas) from heaps it keeps: the peak
+    RSS of an s3:// backup grew with the dataset (132, 172, 196 MiB at 1, 3, 6 GiB).
+    A process-wide setting, so the CLI makes it, not the library.
+    """
+    with contextlib.suppress(AttributeError):  # not glibc: nothing to tune
+        LIBC.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+
+

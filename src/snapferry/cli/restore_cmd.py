@@ -1,0 +1,46 @@
+"""`snapferry restore`: a backup into a directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import api
+from ..restorer.downloader import Tuning
+from ..retry import RetryPolicy
+from ._common import common_options, emit, options_from, remote_options
+
+
+@click.command()
+@click.option("--src", required=True, help="The backup, e.g. fs:///var/backups/vm/daily.")
+@click.option("--dst", required=True, help="The directory to restore into (VictoriaMetrics -storageDataPath).")
+@click.option("--skip-backup-complete-check", is_flag=True, help="Restore even without the completion marker.")
+@click.option("--skip-file-preallocation", is_flag=True,
+              help="Write files in place (no .tmp, no fallocate); slower, resumes at part granularity.")
+@click.option("--verify", is_flag=True,
+              help="Check every restored file against the backup's CRC32s before it is renamed into place.")
+@click.option("--max-inflight-bytes", type=click.IntRange(8 * 1024 * 1024), default=Tuning().max_inflight_bytes,
+              show_default=True, help="Memory for data in flight, shared by all workers.")
+@click.option("--chunk-size", type=click.IntRange(0), default=0, show_default=True,
+              help="Bytes per ranged request; 0 splits each big part evenly over the workers (at least 32 MiB).")
+@click.option("--direct-io/--no-direct-io", default=True, show_default=True,
+              help="Write downloaded files with O_DIRECT, past the page cache (falls back where refused).")
+@common_options
+@remote_options
+def restore(**kw: Any) -> None:
+    """Restore a backup into a directory (incremental: only missing parts are fetched)."""
+    as_json = kw.pop("as_json")
+    opts = options_from(kw, kw["concurrency"])
+    tuning = Tuning(
+        concurrency=kw["concurrency"], max_inflight_bytes=kw["max_inflight_bytes"], chunk_size=kw["chunk_size"],
+        direct_min=Tuning().direct_min if kw["direct_io"] else 0,
+    )
+    result = api.restore(
+        kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
+        skip_file_preallocation=kw["skip_file_preallocation"], concurrency=kw["concurrency"],
+        max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
+        retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
+        verify=kw["verify"],
+    )
+    emit(result, as_json)
