@@ -178,7 +178,7 @@ def validate_path(path: str) -> None:
     if bad:
         raise BadBackupError(
             f"the backup holds a part with the unsafe path {path!r} "
-            "(absolute, empty, '.' or '..' segments); refusing to restore it"
+            "(absolute, empty, '.' or '..' segments); refusing to use it"
         )
     if path.endswith((TMP_SUFFIX, JOURNAL_SUFFIX)):
         raise BadBackupError(
@@ -191,6 +191,16 @@ def validate_path(path: str) -> None:
             f"the backup holds a part named {path!r}, which is reserved for the restore lock; "
             "refusing to restore it"
         )
+
+
+def validate_listing(parts: Iterable[Part], url: str) -> None:
+    """validate_path for every path of a remote's listing, before an action acts on any of it
+    (copy and backup list sources, destinations and origins; restore plans from its source)."""
+    for path in sorted({p.path for p in parts}):  # sorted: the same listing names the same culprit
+        try:
+            validate_path(path)
+        except BadBackupError as e:
+            raise BadBackupError(f"{url}: {e}") from None
 
 
 def group_by_file(parts: Iterable[Part]) -> dict[str, list[Part]]:

@@ -23,7 +23,7 @@ from .. import checksums
 from ..checksums import MANIFEST_FILE
 from ..errors import SnapferryError, UsageError
 from ..lease import BackupLease
-from ..local import SourceFile, is_within, list_source
+from ..local import SourceFile, list_source
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,
@@ -34,9 +34,11 @@ from ..parts import (
     intersect,
     split_file,
     total_size,
+    validate_listing,
 )
 from ..progress import Progress, human_bytes
 from ..remotes.base import Body, LocalRegion, Remote
+from ..remotes.location import local_location, location_of, refuse_overlap, within
 from ..results import BackupResult
 from ..retry import RetryPolicy, retrying
 from ..snapshot import snapshot_time
@@ -184,24 +186,27 @@ def run_backup(
     max_part_size: int = MAX_PART_SIZE,
     progress_mode: str = "auto",
     created_at: datetime | None = None,
+    lease_ttl: float | None = None,
 ) -> BackupResult:
     start = time.monotonic()
     throttle = throttle or Throttle(0)
     retry = retry or RetryPolicy()
     src_dir = os.path.abspath(src_dir)
     refuse_dst_inside(src_dir, dst)
-    if origin is not None and origin.url == dst.url:
-        origin = None
-    if origin is not None and not dst.can_copy_from(origin):
-        raise UsageError(
-            f"--origin {origin.url} cannot be copied server-side to {dst.url}; "
-            "use an origin on the same backend (and endpoint) as --dst"
-        )
+    if origin is not None:
+        # The backup deletes dst's parts the snapshot lacks: an origin inside dst would lose its own.
+        refuse_overlap(location_of(origin), location_of(dst), "--origin", "--dst")
+        if not dst.can_copy_from(origin):
+            raise UsageError(
+                f"--origin {origin.url} cannot be copied server-side to {dst.url}; "
+                "use an origin on the same backend (and endpoint) as --dst"
+            )
 
     files = list_source(src_dir)
-    with BackupLease(dst, "backup") as lease:
+    stop = threading.Event()
+    with BackupLease(dst, "backup", lease_ttl, on_lost=stop) as lease:
         return _backup(src_dir, files, dst, origin, concurrency, throttle, retry, max_part_size, progress_mode,
-                       created_at, start, lease)
+                       created_at, start, lease, stop)
 
 
 def _backup(
@@ -217,20 +222,27 @@ def _backup(
     created_at: datetime | None,
     start: float,
     lease: BackupLease,
+    stop: threading.Event,
 ) -> BackupResult:
-    dst.delete_file(BACKUP_COMPLETE_FILE)
-    known = _read_manifest(dst)
-    if origin is not None:
-        known = {**_read_manifest(origin), **known}
     src_parts, where = source_parts(files, max_part_size)
+    # Every name a remote lists is checked before anything is written or deleted.
     dst_parts = dst.list_parts()
+    validate_listing(dst_parts, dst.url)
     origin_parts = origin.list_parts() if origin is not None else []
+    if origin is not None:
+        validate_listing(origin_parts, origin.url)
     log.info(
         "backup of %s to %s: %d source parts, %d at dst, %d at origin",
         src_dir, dst.url, len(src_parts), len(dst_parts), len(origin_parts),
     )
-
     to_delete = difference(dst_parts, src_parts)
+    refuse_nested_backups(dst, to_delete, concurrency)
+    lease.check()
+
+    dst.delete_file(BACKUP_COMPLETE_FILE)
+    known = _read_manifest(dst)
+    if origin is not None:
+        known = {**_read_manifest(origin), **known}
     parallel(concurrency, to_delete, dst.delete_part)
     if to_delete:
         dst.remove_empty_dirs()
@@ -254,7 +266,6 @@ def _backup(
     upload_bytes = total_size(to_upload)
 
     crcs: dict[str, list[int]] = {}
-    stop = threading.Event()
     with Progress("backup", upload_bytes, progress_mode) as progress:
 
         def upload_one(p: Part) -> None:
@@ -283,6 +294,7 @@ def _backup(
         crcs[p.name] = _local_crcs(where[p.path], p)
 
     parallel(concurrency, unknown, hash_one)
+    lease.check()  # a writer whose lease was taken over must not overwrite the new one's files
     dst.write_file(MANIFEST_FILE, checksums.encode(crcs))
 
     created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
@@ -333,18 +345,42 @@ def _rfc3339(t: datetime) -> str:
 def refuse_dst_inside(src_dir: str, dst: Remote) -> None:
     """A destination inside the data (or snapshot) directory would back itself up;
     a source inside the destination would lose files to the stale-part deletion."""
-    root = getattr(dst, "root", None)
-    if not isinstance(root, str):
-        return
-    s = os.path.realpath(src_dir)
-    d = os.path.realpath(root)
-    if is_within(d, s):
+    src, where = local_location(src_dir), location_of(dst)
+    if within(where, src):
         raise UsageError(
             f"the backup destination {dst.url} is inside the source {src_dir!r}; "
             "pick a destination outside the data directory"
         )
-    if is_within(s, d):
+    if within(src, where):
         raise UsageError(
             f"the source {src_dir!r} is inside the backup destination {dst.url}, whose stale "
             "parts a backup deletes; pick another destination"
+        )
+
+
+def refuse_nested_backups(dst: Remote, to_delete: list[Part], concurrency: int) -> None:
+    """Refuse (exit 2) when parts about to be deleted belong to another backup below dst.
+
+    A backup below dst (`vm/daily` under `vm`) shows up in dst's listing as parts whose
+    paths start with its prefix, and a backup or copy to dst would delete them all. Its
+    completion marker sits in one of those parts' ancestor directories: ask for it there.
+    """
+    dirs: set[str] = set()
+    for p in to_delete:
+        d = p.path.rpartition("/")[0]
+        while d and d not in dirs:
+            dirs.add(d)
+            d = d.rpartition("/")[0]
+    found: list[str] = []
+
+    def look(d: str) -> None:
+        if dst.has_file(f"{d}/{BACKUP_COMPLETE_FILE}"):
+            found.append(d)
+
+    parallel(concurrency, sorted(dirs), look)
+    if found:
+        nested = min(found)
+        raise UsageError(
+            f"{dst.url} holds another backup below it, {dst.url.rstrip('/')}/{nested}, whose parts this run "
+            "would delete; pick a destination that holds no other backups"
         )

@@ -12,7 +12,7 @@ import threading
 import time
 
 from ..checksums import MANIFEST_FILE
-from ..errors import BadBackupError, TransientRemoteError, UsageError
+from ..errors import BadBackupError, TransientRemoteError
 from ..lease import BackupLease
 from ..parts import (
     BACKUP_COMPLETE_FILE,
@@ -23,13 +23,15 @@ from ..parts import (
     difference,
     group_by_file,
     total_size,
+    validate_listing,
 )
 from ..progress import Progress
 from ..remotes.base import Reader, Remote
+from ..remotes.location import location_of, refuse_overlap
 from ..results import CopyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
-from .backup import parallel, upload_with_retries
+from .backup import parallel, refuse_nested_backups, upload_with_retries
 
 log = logging.getLogger("snapferry")
 _BLOCK = 8 * 1024 * 1024
@@ -107,21 +109,25 @@ def run_copy(
     throttle: Throttle | None = None,
     retry: RetryPolicy | None = None,
     progress_mode: str = "auto",
+    lease_ttl: float | None = None,
 ) -> CopyResult:
     start = time.monotonic()
     throttle = throttle or Throttle(0)
     retry = retry or RetryPolicy()
-    if src.url == dst.url:
-        raise UsageError(f"--src and --dst are both {src.url}; copy needs two different places")
+    # Same place under two spellings, or one inside the other: the copy would delete the
+    # source's parts as the destination's extras.
+    refuse_overlap(location_of(src), location_of(dst))
     if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
         raise BadBackupError(
             f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete; finish it, or pass "
             "--skip-backup-complete-check to copy it anyway"
         )
     src_parts = src.list_parts()
+    validate_listing(src_parts, src.url)
     check_coverage(group_by_file(src_parts))
-    with BackupLease(dst, "copy") as lease:
-        return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease)
+    stop = threading.Event()
+    with BackupLease(dst, "copy", lease_ttl, on_lost=stop) as lease:
+        return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease, stop)
 
 
 def _copy(
@@ -134,11 +140,15 @@ def _copy(
     progress_mode: str,
     start: float,
     lease: BackupLease,
+    stop: threading.Event,
 ) -> CopyResult:
-    dst.delete_file(BACKUP_COMPLETE_FILE)
     dst_parts = dst.list_parts()
-
+    validate_listing(dst_parts, dst.url)
     to_delete = difference(dst_parts, src_parts)
+    refuse_nested_backups(dst, to_delete, concurrency)
+    lease.check()
+
+    dst.delete_file(BACKUP_COMPLETE_FILE)
     parallel(concurrency, to_delete, dst.delete_part)
     if to_delete:
         dst.remove_empty_dirs()
@@ -147,7 +157,6 @@ def _copy(
     server_side = dst.can_copy_from(src)
     nbytes = total_size(to_copy)
 
-    stop = threading.Event()
     with Progress("copy", nbytes, progress_mode) as progress:
 
         def copy_one(p: Part) -> None:
@@ -164,6 +173,7 @@ def _copy(
 
         parallel(concurrency, to_copy, copy_one, stop)
 
+    lease.check()  # a writer whose lease was taken over must not overwrite the new one's files
     for name in (MANIFEST_FILE, BACKUP_METADATA_FILE):
         if src.has_file(name):
             dst.write_file(name, src.read_file(name))

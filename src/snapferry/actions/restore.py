@@ -16,11 +16,12 @@ import time
 from .. import durable
 from ..checksums import MANIFEST_FILE, decode, verifiable
 from ..errors import BadBackupError, NoSpaceError, UsageError
-from ..local import is_within, list_target
+from ..local import list_target
 from ..lock import DirLock
 from ..parts import BACKUP_COMPLETE_FILE, RESTORE_IN_PROGRESS_FILE, Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote
+from ..remotes.location import local_location, location_of, within
 from ..restorer.downloader import Downloader, Tuning
 from ..restorer.planner import RestorePlan, plan_restore
 from ..results import RestoreResult
@@ -39,12 +40,12 @@ def check_target(dst: str, src: Remote) -> str:
     real = os.path.realpath(dst)
     src_root = getattr(src, "root", None)
     if isinstance(src_root, str):
-        sr = os.path.realpath(src_root)
-        if is_within(real, sr):
+        here, there = local_location(real), location_of(src)  # the overlap rule of copy and backup
+        if within(here, there):
             raise UsageError(
                 f"the restore target {dst!r} is inside the backup {src.url}; pick a directory outside it"
             )
-        if is_within(sr, real):
+        if within(there, here):
             raise UsageError(
                 f"the backup {src.url} is inside the restore target {dst!r}, which a restore "
                 "would delete; pick another target"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from .. import directio, durable
 from ..checksums import BlockCrcs
-from ..errors import NoSpaceError, RemoteError, SnapferryError, UsageError
+from ..errors import BadBackupError, NoSpaceError, RemoteError, SnapferryError, UsageError
 from ..parts import Part, parse_listing
 from .base import Body, LocalRegion, Reader, Remote
 
@@ -60,12 +60,23 @@ class FsRemote:
             raise UsageError(f"fs://{root} is a relative path; fs:// needs an absolute one")
         self.root = root
         self.url = f"fs://{root}"
+        self._real_root = os.path.realpath(root)
 
     def __repr__(self) -> str:
         return self.url
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.root, name)
+        """The local path of a name under the root; a name that would resolve outside it
+        (absolute, `..`, or through a symlink) is refused, whatever the caller checked."""
+        path = os.path.join(self.root, name)
+        if not _inside(os.path.normpath(path), os.path.normpath(self.root)) or not _inside(
+            os.path.realpath(path), self._real_root
+        ):
+            raise BadBackupError(
+                f"{name!r} would resolve outside {self.url} (absolute, '..' or through a symlink); "
+                "refusing to touch it: remove that name from the backup"
+            )
+        return path
 
     def list_parts(self) -> list[Part]:
         if not os.path.exists(self.root):
@@ -288,6 +299,10 @@ def _open_source(path: str) -> int:
     except OSError as e:
         # Not the destination's fault, and no retry will fix it.
         raise SnapferryError(f"cannot read the source file {path!r}: {e.strerror}; fix its permissions") from e
+
+
+def _inside(path: str, root: str) -> bool:
+    return path != root and path.startswith(root.rstrip("/") + "/")
 
 
 def _unlink_quiet(path: str) -> None:
