@@ -41,6 +41,8 @@ def test_object_store_prefixes_overlap_by_whole_segments() -> None:
 def test_object_store_spellings_of_one_place_are_the_same_place() -> None:
     assert overlaps(cloud("x", endpoint="HTTP://127.0.0.1:8333/"), cloud("x", endpoint="http://127.0.0.1:8333"))
     assert overlaps(cloud("x", endpoint="https://s3.example.com:443"), cloud("x", endpoint="https://s3.example.com"))
+    assert overlaps(cloud("x", endpoint="https://s3.eu-west-1.amazonaws.com"),
+                    cloud("x/y", endpoint="https://s3.us-east-1.amazonaws.com"))
 
 
 def test_fs_locations_see_symlinks_dot_dot_and_bind_aliases(tmp_path: Path) -> None:

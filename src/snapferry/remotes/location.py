@@ -82,6 +82,9 @@ def _normal_endpoint(endpoint: str) -> str:
     """One spelling per service: case, default ports and a trailing slash do not make another place."""
     u = urllib.parse.urlsplit(endpoint.strip().rstrip("/"))
     host = (u.hostname or "").lower()
+    if host.endswith(".amazonaws.com"):
+        # AWS bucket names are global: every regional endpoint reaches the same bucket.
+        return "https://s3.amazonaws.com"
     port = u.port
     default = port is None or (u.scheme.lower(), port) in (("http", 80), ("https", 443))
     netloc = host if default else f"{host}:{port}"
