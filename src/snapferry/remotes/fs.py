@@ -60,7 +60,9 @@ class FsRemote:
             raise UsageError(f"fs://{root} is a relative path; fs:// needs an absolute one")
         self.root = root
         self.url = f"fs://{root}"
+        self._norm_root = os.path.normpath(root)
         self._real_root = os.path.realpath(root)
+        self._real_dirs: dict[str, str] = {self._norm_root: self._real_root}
 
     def __repr__(self) -> str:
         return self.url
@@ -68,10 +70,18 @@ class FsRemote:
     def _path(self, name: str) -> str:
         """The local path of a name under the root; a name that would resolve outside it
         (absolute, `..`, or through a symlink) is refused, whatever the caller checked."""
-        path = os.path.join(self.root, name)
-        if not _inside(os.path.normpath(path), os.path.normpath(self.root)) or not _inside(
-            os.path.realpath(path), self._real_root
-        ):
+        path = os.path.normpath(os.path.join(self.root, name))
+        real = ""
+        if _inside(path, self._norm_root):
+            # Directories resolved once per run (a restore asks for thousands of names in a few).
+            d, base = os.path.split(path)
+            real_dir = self._real_dirs.get(d)
+            if real_dir is None:
+                real_dir = self._real_dirs[d] = os.path.realpath(d)
+            real = os.path.join(real_dir, base)
+            if os.path.islink(real):
+                real = os.path.realpath(real)
+        if not _inside(real, self._real_root):
             raise BadBackupError(
                 f"{name!r} would resolve outside {self.url} (absolute, '..' or through a symlink); "
                 "refusing to touch it: remove that name from the backup"
