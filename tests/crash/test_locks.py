@@ -8,7 +8,10 @@ never takes the lock itself.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,6 +54,21 @@ def finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
             proc.kill()
             proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def paused(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """Hold a running writer still (SIGSTOP) while another process meets its lock.
+
+    On a loaded machine a throttled 8 MiB backup could finish while the second
+    CLI was still starting; paused, the writer keeps its lock for as long as the
+    check takes, however slow the machine is.
+    """
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
 
 
 @pytest.mark.parametrize("preallocate", [True, False], ids=["prealloc", "inplace"])
@@ -105,7 +123,8 @@ def test_restore_of_a_backup_being_written_is_refused(ws: h.Workspace) -> None:
     try:
         assert h.wait_until(lambda: h.wchar(writer.pid) >= ws.total // 4 or writer.poll() is not None)
         assert writer.poll() is None, "the backup ended too soon to overlap"
-        r = h.run_cli(ws.restore_argv(base / "out", True, 0, src=dst))
+        with paused(writer):
+            r = h.run_cli(ws.restore_argv(base / "out", True, 0, src=dst))
         assert r.returncode == EXIT_BAD_BACKUP, r.stderr
         assert h.COMPLETE in r.stderr
     finally:
@@ -123,7 +142,8 @@ def test_second_backup_to_the_same_dst_is_refused(ws: h.Workspace) -> None:
     try:
         assert h.wait_until(lambda: h.wchar(first.pid) >= ws.total // 4 or first.poll() is not None)
         assert first.poll() is None, "the first backup ended too soon to overlap"
-        second = h.run_cli(ws.backup_argv(ws.old_src, dst, 0))
+        with paused(first):
+            second = h.run_cli(ws.backup_argv(ws.old_src, dst, 0))
         assert_refused_as_locked(second, f"fs://{dst}", "another backup", str(first.pid))
     finally:
         r = finish(first)
@@ -149,7 +169,8 @@ def test_second_backup_to_the_same_s3_dst_is_refused(ws: h.Workspace, seaweedfs:
         assert h.wait_until(lambda: first.poll() is not None or client.list_objects_v2(
             Bucket=bucket, Prefix=prefix + "/data/").get("KeyCount", 0) >= 5, step=0.05)
         assert first.poll() is None, "the first backup ended too soon to overlap"
-        second = h.run_cli(h.snapferry_argv("backup", "--src", str(ws.old_src), "--dst", url, *s3))
+        with paused(first):
+            second = h.run_cli(h.snapferry_argv("backup", "--src", str(ws.old_src), "--dst", url, *s3))
         assert_refused_as_locked(second, url, "another backup", str(first.pid))
     finally:
         r = finish(first)
