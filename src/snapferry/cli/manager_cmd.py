@@ -131,6 +131,7 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
         mgr.serve(stop)
     finally:
         stop_api()
+        mgr.close()
         for s, h in previous.items():
             signal.signal(s, h)
 
@@ -181,7 +182,8 @@ def backup() -> None:
 @remote_options
 def backup_list(as_json: bool, **kw: Any) -> None:
     """List the backups: name, size, created_at, locked, state."""
-    infos = _catalog(kw).list()
+    with _catalog(kw) as catalog:
+        infos = catalog.list()
     if as_json:
         click.echo(json.dumps([i.to_dict() for i in infos]))
         return
@@ -200,7 +202,8 @@ def _lock_command(locked: bool) -> click.Command:
     @click.option("--json", "as_json", is_flag=True, help="Print the backup as JSON.")
     @remote_options
     def cmd(name: str, as_json: bool, **kw: Any) -> None:
-        info = _catalog(kw).set_locked(parse_backup_name(name), locked)
+        with _catalog(kw) as catalog:
+            info = catalog.set_locked(parse_backup_name(name), locked)
         click.echo(json.dumps(info.to_dict()) if as_json else f"{verb}ed {info.name}")
 
     cmd.help = ("Protect a backup from retention (backup_locked.ignore)." if locked
@@ -249,8 +252,11 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 def restore_create(name: str, **kw: Any) -> None:
     """Mark NAME (daily/2026-11-27, or a full backup URL) for restore on the next start."""
     data = _need(kw["storage_data_path"], "--storage-data-path")
-    catalog = _catalog(kw) if kw["dst"] else None
-    RestoreMarks(data, catalog).create(name)
+    if kw["dst"]:
+        with _catalog(kw) as catalog:
+            RestoreMarks(data, catalog).create(name)
+    else:
+        RestoreMarks(data, None).create(name)
     click.echo(f"marked {name} for restore into {data}", err=True)
 
 

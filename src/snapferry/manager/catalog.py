@@ -19,8 +19,9 @@ from ..checksums import MANIFEST_FILE
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
 from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
-from ..remotes import Remote, RemoteOptions, open_remote
+from ..remotes import Remote, RemoteOptions
 from .layout import BACKUP_LOCKED_FILE, BackupName, BackupType, parse_backup_name
+from .remotes import DstRemotes
 
 log = logging.getLogger("snapferry")
 
@@ -61,29 +62,31 @@ def human_size(n: int) -> str:
     return f"{n}"
 
 
-def join_url(dst: str, name: BackupName | str) -> str:
-    return f"{dst.rstrip('/')}/{name}"
-
-
 class Catalog:
-    """The backups of one --dst."""
+    """The backups of one --dst; close() it when done."""
 
     def __init__(self, dst: str, options: RemoteOptions, concurrency: int = 8) -> None:
-        self.dst = dst.rstrip("/")
+        self.remotes = DstRemotes(dst, options)
+        self.dst = self.remotes.dst
         self.options = options
         self.concurrency = concurrency
-        open_remote(self.dst, options).close()  # validates the URL now, not on first use
 
     def open(self, name: BackupName) -> Remote:
-        return open_remote(join_url(self.dst, name), self.options)
+        """The backup's remote (shares the root's client: never close it)."""
+        return self.remotes.child(str(name))
+
+    def close(self) -> None:
+        self.remotes.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def names_and_sizes(self) -> dict[BackupName, int]:
         """Every backup of the layout that holds parts, with its size; other prefixes are skipped."""
-        root = open_remote(self.dst, self.options)
-        try:
-            parts = root.list_parts()
-        finally:
-            root.close()
+        parts = self.remotes.root.list_parts()
         sizes: dict[BackupName, int] = {}
         seen_bad: set[str] = set()
         for p in parts:
@@ -108,41 +111,32 @@ class Catalog:
     def info(self, name: BackupName) -> BackupInfo:
         """One backup's info; NoSuchBackupError when it holds nothing."""
         remote = self.open(name)
-        try:
-            size = sum(p.actual_size for p in remote.list_parts())
-            if size == 0 and not remote.has_file(BACKUP_COMPLETE_FILE):
-                raise NoSuchBackupError(
-                    f"there is no backup {name} in {self.dst}; list them with `snapferry manager backup list`"
-                )
-        finally:
-            remote.close()
+        size = sum(p.actual_size for p in remote.list_parts())
+        if size == 0 and not remote.has_file(BACKUP_COMPLETE_FILE):
+            raise NoSuchBackupError(
+                f"there is no backup {name} in {self.dst}; list them with `snapferry manager backup list`"
+            )
         return self._info(name, size)
 
     def _info(self, name: BackupName, size: int) -> BackupInfo:
         remote = self.open(name)
-        try:
-            return BackupInfo(
-                name=str(name),
-                size_bytes=size,
-                created_at=_created_at(remote, name),
-                locked=name.type is not BackupType.LATEST and remote.has_file(BACKUP_LOCKED_FILE),
-                complete=remote.has_file(BACKUP_COMPLETE_FILE),
-            )
-        finally:
-            remote.close()
+        return BackupInfo(
+            name=str(name),
+            size_bytes=size,
+            created_at=_created_at(remote, name),
+            locked=name.type is not BackupType.LATEST and remote.has_file(BACKUP_LOCKED_FILE),
+            complete=remote.has_file(BACKUP_COMPLETE_FILE),
+        )
 
     def set_locked(self, name: BackupName, locked: bool) -> BackupInfo:
         if name.type is BackupType.LATEST:
             raise UsageError("latest is never deleted by retention and cannot be locked; lock a dated backup")
         self.info(name)  # exists?
         remote = self.open(name)
-        try:
-            if locked:
-                remote.write_file(BACKUP_LOCKED_FILE, b"")
-            else:
-                remote.delete_file(BACKUP_LOCKED_FILE)
-        finally:
-            remote.close()
+        if locked:
+            remote.write_file(BACKUP_LOCKED_FILE, b"")
+        else:
+            remote.delete_file(BACKUP_LOCKED_FILE)
         return self.info(name)
 
     def require_complete(self, name: BackupName) -> None:
@@ -159,17 +153,16 @@ class Catalog:
         if name.type is BackupType.LATEST:
             raise UsageError("refusing to delete latest: it is the base of every run")
         remote = self.open(name)
-        try:
-            with BackupLease(remote, "retention"):
-                if remote.has_file(BACKUP_LOCKED_FILE):
-                    raise UsageError(f"the backup {name} is locked; unlock it first")
-                remote.delete_file(BACKUP_COMPLETE_FILE)
-                parallel(self.concurrency, remote.list_parts(), remote.delete_part)
-                for f in (MANIFEST_FILE, BACKUP_METADATA_FILE):
-                    remote.delete_file(f)
-            remote.remove_empty_dirs()
-        finally:
-            remote.close()
+        with BackupLease(remote, "retention"):
+            if remote.has_file(BACKUP_LOCKED_FILE):
+                raise UsageError(f"the backup {name} is locked; unlock it first")
+            remote.delete_file(BACKUP_COMPLETE_FILE)
+            parallel(self.concurrency, remote.list_parts(), remote.delete_part)
+            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE):
+                remote.delete_file(f)
+        # On fs:// the backup's own directory goes too (its parent keeps the other backups);
+        # object stores have no directories and this is a no-op there.
+        self.remotes.child(name.type.value).remove_empty_dirs()
 
 
 def _created_at(remote: Remote, name: BackupName) -> datetime:

@@ -15,7 +15,7 @@ from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..parts import BACKUP_COMPLETE_FILE
 from ..remotes import open_remote, split_url
-from .catalog import Catalog, join_url
+from .catalog import Catalog
 from .layout import RESTORE_MARK_FILE, parse_backup_name
 
 
@@ -33,7 +33,7 @@ class RestoreMarks:
         name = parse_backup_name(value)
         if self.catalog is None:
             raise UsageError(f"the restore mark names {value!r}: pass --dst to say where it is")
-        return join_url(self.catalog.dst, name)
+        return self.catalog.remotes.url(str(name))
 
     def create(self, value: str) -> None:
         """Mark `value` for restore after checking the backup exists and is complete."""

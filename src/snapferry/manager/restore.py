@@ -30,13 +30,16 @@ def restore_marked(
     progress: str = "auto",
 ) -> RestoreResult | None:
     """The restore's result, or None when there is no restore mark."""
-    catalog = Catalog(dst, remote_options, concurrency) if dst else None
-    marks = RestoreMarks(storage_data_path, catalog)
+    marks = RestoreMarks(storage_data_path, None)
     value = marks.get()
     if value is None:
         log.info("no restore mark in %s: nothing to restore", storage_data_path)
         return None
-    src = marks.source_url(value)
+    if dst:
+        with Catalog(dst, remote_options, concurrency) as catalog:
+            src = RestoreMarks(storage_data_path, catalog).source_url(value)
+    else:
+        src = marks.source_url(value)
     log.info("restoring %s into %s (restore mark %s)", src, storage_data_path, marks.path)
     result = api.restore(
         src, storage_data_path, concurrency=concurrency, max_bytes_per_second=max_bytes_per_second,

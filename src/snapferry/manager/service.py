@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from .. import api
+from .. import api, snapshot
+from ..actions.backup import refuse_dst_inside, run_backup
+from ..actions.copy import run_copy
 from ..errors import SnapferryError
 from ..lease import BackupLease
-from ..remotes import Remote, RemoteOptions, open_remote
+from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
+from ..throttle import Throttle
 from . import retention
-from .catalog import BackupInfo, Catalog, join_url
+from .catalog import BackupInfo, Catalog
 from .layout import DATED_TYPES, BackupType, backup_name, parse_backup_name, period_of
 from .marks import RestoreMarks
 from .schedule import Clock, Schedule, SystemClock, zone
@@ -154,13 +157,11 @@ class Manager:
         local = started.astimezone(self.schedule.tz)
         steps: list[StepResult] = []
         deleted: tuple[str, ...] = ()
-        error: str | None = None
-        root = open_remote(self.config.dst, self.config.remote_options)
-        lease = BackupLease(root, "manager run")
+        lease = BackupLease(self.catalog.remotes.root, "manager run")
         try:
             lease.acquire()
         except SnapferryError as e:
-            root.close()
+            # Another manager (or a run of ours that is still going) writes here: fail cleanly.
             log.error("backup run skipped: %s", e)
             self.events.run_started(BackupType.LATEST)
             self.events.backup_done(BackupType.LATEST, False, 0.0, 0)
@@ -169,16 +170,16 @@ class Manager:
             latest = self._step(BackupType.LATEST, "latest", self._backup_latest)
             steps.append(latest)
             if latest.ok:
+                # Only a complete latest/ is copied (run_copy checks its marker again).
                 for kind in self.config.enabled_types():
                     name = backup_name(kind, local)
                     steps.append(self._step(kind, name, lambda n=name: self._copy_latest(n)))
                 deleted = self._retention()
                 if all(s.ok for s in steps):
-                    self._save_state(started, root)
+                    self._save_state(started)
             error = next((s.error for s in steps if s.error), None)
         finally:
             lease.release()
-            root.close()
         return self._done(RunResult(started, error is None, tuple(steps), deleted, error))
 
     def _done(self, result: RunResult) -> RunResult:
@@ -203,21 +204,30 @@ class Manager:
         return StepResult(name, True, secs, nbytes)
 
     def _backup_latest(self) -> int:
+        """api.backup's snapshot handling, on the shared remote of latest/."""
         c = self.config
-        result = api.backup(
-            join_url(c.dst, "latest"), storage_data_path=c.storage_data_path,
-            snapshot_create_url=c.snapshot_create_url, snapshot_delete_url=c.snapshot_delete_url,
-            concurrency=c.concurrency, max_bytes_per_second=c.max_bytes_per_second,
-            remote_options=c.remote_options, retry=RetryPolicy(attempts=c.retries), progress="off",
-        )
+        latest = self.catalog.remotes.child("latest")
+        refuse_dst_inside(c.storage_data_path, latest)
+        name = snapshot.create(c.snapshot_create_url)
+        log.info("created snapshot %s", name)
+        try:
+            result = run_backup(
+                snapshot.snapshot_dir(c.storage_data_path, name), latest, concurrency=c.concurrency,
+                throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries),
+                progress_mode="off",
+            )
+        finally:
+            # Also when the backup failed: a snapshot left behind pins its parts on disk.
+            snapshot.delete(c.snapshot_delete_url or snapshot.delete_url_for(c.snapshot_create_url, name))
+            log.info("deleted snapshot %s", name)
         return result.uploaded_bytes
 
     def _copy_latest(self, name: str) -> int:
         c = self.config
-        result = api.copy(
-            join_url(c.dst, "latest"), join_url(c.dst, name), concurrency=c.concurrency,
-            max_bytes_per_second=c.max_bytes_per_second, remote_options=c.remote_options,
-            retry=RetryPolicy(attempts=c.retries), progress="off",
+        remotes = self.catalog.remotes
+        result = run_copy(
+            remotes.child("latest"), remotes.child(name), concurrency=c.concurrency,
+            throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
         )
         return result.copied_bytes
 
@@ -268,17 +278,17 @@ class Manager:
                 return
             self.run_once()
 
-    def _save_state(self, started: datetime, root: Remote) -> None:
+    def _save_state(self, started: datetime) -> None:
         body = json.dumps({"last_run_at": started.isoformat(),
                            "periods": {t.value: period_of(t, started.astimezone(self.schedule.tz))
                                        for t in self.config.enabled_types()}}).encode()
         try:
-            root.write_file(STATE_FILE, body)
+            self.catalog.remotes.root.write_file(STATE_FILE, body)
         except SnapferryError as e:
             log.warning("cannot record the run in %s/%s: %s", self.config.dst, STATE_FILE, e)
 
     def _load_state(self) -> datetime | None:
-        remote = open_remote(self.config.dst, self.config.remote_options)
+        remote = self.catalog.remotes.root
         try:
             if not remote.has_file(STATE_FILE):
                 return None
@@ -287,8 +297,6 @@ class Manager:
         except (SnapferryError, ValueError, KeyError, TypeError) as e:
             log.warning("ignoring the unreadable %s/%s: %s", self.config.dst, STATE_FILE, e)
             return None
-        finally:
-            remote.close()
 
     # --- inspect and protect -------------------------------------------------
 
@@ -306,6 +314,10 @@ class Manager:
 
     def restore_mark_delete(self) -> None:
         self.marks.delete()
+
+    def close(self) -> None:
+        """Release the remotes; call after serve() returned and no run is in flight."""
+        self.catalog.close()
 
 
 class _Work(Protocol):
