@@ -49,7 +49,7 @@ def utc(*a: int) -> datetime:
     return datetime(*a, tzinfo=UTC)
 
 
-def test_week_on_seaweedfs_every_6h(seaweedfs: S3Server, vm_server: StartVM, tmp_path: Path) -> None:
+def test_week_on_seaweedfs_every_12h(seaweedfs: S3Server, vm_server: StartVM, tmp_path: Path) -> None:
     vm = vm_server(tmp_path / "vmdata")
     dst, opts = seaweedfs.new_remote("vm-node-1")
     feed = Feed(vm)
@@ -65,38 +65,38 @@ def test_week_on_seaweedfs_every_6h(seaweedfs: S3Server, vm_server: StartVM, tmp
     rec = Recorder()
     config = ManagerConfig(
         storage_data_path=str(vm.storage_data_path), snapshot_create_url=vm.snapshot_create_url, dst=dst,
-        backup_interval=timedelta(hours=6), run_on_start=True, keep_last_hourly=3, keep_last_daily=2,
+        backup_interval=timedelta(hours=12), run_on_start=True, keep_last_hourly=3, keep_last_daily=2,
         keep_last_weekly=1, remote_options=opts, concurrency=4,
     )
     mgr = Manager(config, clock=clock, events=rec)
     feed.ingest_before(start)
     mgr.serve(threading.Event())
 
-    runs = [start + timedelta(hours=6 * i) for i in range(28)]
+    runs = [start + timedelta(hours=12 * i) for i in range(14)]
     assert [t for t, _ in feed.batches] == runs  # one run per slot, none skipped or doubled
-    assert rec.events.count(("done", BackupType.LATEST, True)) == 28
-    assert rec.events.count(("done", BackupType.DAILY, True)) == 28
+    assert rec.events.count(("done", BackupType.LATEST, True)) == 14
+    assert rec.events.count(("done", BackupType.DAILY, True)) == 14
     assert not [e for e in rec.events if not e[2]]
     assert vm.snapshot_list() == []  # every run deleted its snapshot
 
     infos = {i.name: i for i in mgr.list_backups()}
     when = {
-        "latest": utc(2026, 11, 3, 18),
-        "hourly/2026-11-03:06": utc(2026, 11, 3, 6),
+        "latest": utc(2026, 11, 3, 12),
+        "hourly/2026-11-02:12": utc(2026, 11, 2, 12),
+        "hourly/2026-11-03:00": utc(2026, 11, 3, 0),
         "hourly/2026-11-03:12": utc(2026, 11, 3, 12),
-        "hourly/2026-11-03:18": utc(2026, 11, 3, 18),
-        "daily/2026-10-29": utc(2026, 10, 29, 18),  # locked: kept past keep-last-daily=2
-        "daily/2026-11-02": utc(2026, 11, 2, 18),
-        "daily/2026-11-03": utc(2026, 11, 3, 18),
-        "weekly/2026-45": utc(2026, 11, 3, 18),
-        "monthly/2026-10": utc(2026, 10, 31, 18),
-        "monthly/2026-11": utc(2026, 11, 3, 18),
+        "daily/2026-10-29": utc(2026, 10, 29, 12),  # locked: kept past keep-last-daily=2
+        "daily/2026-11-02": utc(2026, 11, 2, 12),
+        "daily/2026-11-03": utc(2026, 11, 3, 12),
+        "weekly/2026-45": utc(2026, 11, 3, 12),
+        "monthly/2026-10": utc(2026, 10, 31, 12),
+        "monthly/2026-11": utc(2026, 11, 3, 12),
     }
     assert sorted(infos) == sorted(when)
     assert all(i.complete for i in infos.values())
     assert [n for n, i in infos.items() if i.locked] == ["daily/2026-10-29"]
-    # 28 runs made 28 hourly, 7 daily, 2 weekly: all but the kept ones were deleted.
-    assert rec.deleted == (28 - 3) + (7 - 3) + (2 - 1)
+    # 14 runs made 14 hourly, 7 daily, 2 weekly: all but the kept ones were deleted.
+    assert rec.deleted == (14 - 3) + (7 - 3) + (2 - 1)
     for name, run_at in when.items():
         check_restores(f"{dst}/{name}", opts, seaweedfs, vm_server, tmp_path, feed.up_to(run_at))
 

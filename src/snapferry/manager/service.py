@@ -7,8 +7,10 @@ never both write; the per-backup leases of backup and copy stay underneath.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Protocol
 from .. import api, snapshot
 from ..actions.backup import refuse_dst_inside, run_backup
 from ..actions.copy import run_copy
+from ..durable import write_file_atomic
 from ..errors import SnapferryError
 from ..lease import BackupLease
 from ..remotes import RemoteOptions
@@ -34,6 +37,9 @@ log = logging.getLogger("snapferry")
 # The last successful run's time (the manager's clock), at the --dst root: a restart
 # resumes the schedule from it instead of skipping the slot it slept through.
 STATE_FILE = "snapferry_manager.ignore"
+# In the storage data path: the snapshot a run made, until it is deleted. A run killed
+# before it could delete its snapshot leaves this behind, and the next run deletes it.
+SNAPSHOT_RECORD_FILE = "snapferry_snapshot.ignore"
 
 __all__ = ["BackupInfo", "Manager", "ManagerConfig", "ManagerEvents", "NoEvents", "RunResult", "StepResult"]
 
@@ -208,8 +214,10 @@ class Manager:
         c = self.config
         latest = self.catalog.remotes.child("latest")
         refuse_dst_inside(c.storage_data_path, latest)
+        self._drop_stale_snapshot()
         name = snapshot.create(c.snapshot_create_url)
         log.info("created snapshot %s", name)
+        write_file_atomic(self._snapshot_record, name.encode())
         try:
             result = run_backup(
                 snapshot.snapshot_dir(c.storage_data_path, name), latest, concurrency=c.concurrency,
@@ -218,9 +226,38 @@ class Manager:
             )
         finally:
             # Also when the backup failed: a snapshot left behind pins its parts on disk.
-            snapshot.delete(c.snapshot_delete_url or snapshot.delete_url_for(c.snapshot_create_url, name))
-            log.info("deleted snapshot %s", name)
+            self._delete_snapshot(name)
         return result.uploaded_bytes
+
+    @property
+    def _snapshot_record(self) -> str:
+        return os.path.join(self.config.storage_data_path, SNAPSHOT_RECORD_FILE)
+
+    def _delete_snapshot(self, name: str) -> None:
+        c = self.config
+        snapshot.delete(c.snapshot_delete_url or snapshot.delete_url_for(c.snapshot_create_url, name))
+        log.info("deleted snapshot %s", name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._snapshot_record)
+
+    def _drop_stale_snapshot(self) -> None:
+        """Delete the snapshot of a run that was killed before it could (the record names it)."""
+        try:
+            with open(self._snapshot_record, "rb") as f:
+                name = f.read(256).decode("ascii", "replace").strip()
+        except FileNotFoundError:
+            return
+        try:
+            snapshot.validate_name(name)
+        except SnapferryError:
+            log.warning("ignoring the unreadable %s", self._snapshot_record)
+            os.unlink(self._snapshot_record)
+            return
+        log.info("deleting snapshot %s, left by a run that was interrupted", name)
+        if os.path.isdir(os.path.join(self.config.storage_data_path, "snapshots", name)):
+            self._delete_snapshot(name)
+        else:
+            os.unlink(self._snapshot_record)
 
     def _copy_latest(self, name: str) -> int:
         c = self.config
