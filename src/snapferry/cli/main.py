@@ -15,7 +15,7 @@ import click
 
 from ..errors import EXIT_FAILURE, EXIT_USAGE, Interrupted, NoSpaceError, SnapferryError
 from ..libc import LIBC
-from . import backup_cmd, copy_cmd, restore_cmd
+from . import backup_cmd, copy_cmd, manager_cmd, restore_cmd
 from ._common import ENV
 
 _M_MMAP_THRESHOLD = -3  # mallopt(3)
@@ -36,7 +36,7 @@ def cli(log_level: str) -> None:
     for noisy in ("botocore", "boto3", "urllib3", "azure", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy):
+for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy, manager_cmd.manager):
     cli.add_command(_command)
 
 

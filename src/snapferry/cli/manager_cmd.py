@@ -1,0 +1,275 @@
+"""`snapferry manager`: the backup scheduler service, and the commands beside it.
+
+`snapferry manager [options]` runs the service; `manager backup list|lock|unlock`
+and `manager restore [create|get|delete]` read and write the remote and the
+storage data path directly, with no server running.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .. import api
+from ..errors import UsageError
+from ..manager import retention
+from ..manager.catalog import Catalog
+from ..manager.layout import parse_backup_name
+from ..manager.marks import RestoreMarks
+from ..manager.restore import restore_marked
+from ..manager.schedule import parse_interval, zone
+from ..manager.service import Manager, ManagerConfig
+from ..remotes import RemoteOptions
+from ._common import ENV, emit, options_from, remote_options
+
+log = logging.getLogger("snapferry")
+
+DEFAULT_HTTP_LISTEN_ADDR = "127.0.0.1:8300"
+
+
+def _dst_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--dst", envvar=ENV + "DST",
+                        help="The root of the backups, e.g. s3://bucket/vm-node-1 (holds latest/, daily/...).")(f)
+
+
+def _data_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--storage-data-path", envvar=ENV + "STORAGE_DATA_PATH",
+                        help="VictoriaMetrics -storageDataPath.")(f)
+
+
+def _concurrency_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--max-bytes-per-second", type=click.IntRange(0), default=0,
+                     envvar=ENV + "MAX_BYTES_PER_SECOND", help="Bandwidth limit; 0 means none.")(f)
+    return click.option("--concurrency", type=click.IntRange(1, 256), default=api.DEFAULT_CONCURRENCY,
+                        show_default=True, envvar=ENV + "CONCURRENCY", help="Parallel transfers.")(f)
+
+
+def _keep(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(f"--keep-last-{kind}", type=click.IntRange(-1), default=retention.KEEP_ALL,
+                        show_default=True, envvar=ENV + f"KEEP_LAST_{kind.upper()}",
+                        help=f"Keep the newest N {kind} backups; -1 keeps all, 0 none.")
+
+
+def _need(value: str | None, flag: str) -> str:
+    if not value:
+        raise UsageError(f"{flag} is required here (or set {ENV}{flag[2:].upper().replace('-', '_')})")
+    return value
+
+
+def start_http_api(manager: Manager, listen_addr: str) -> Callable[[], None]:
+    """The hook for the HTTP API: snapferry.manager.http.start_server(manager, listen_addr)
+    serves /api/v1/..., /health and /metrics on a thread and returns a function that stops it."""
+    try:
+        http = importlib.import_module("snapferry.manager.http")
+    except ModuleNotFoundError:
+        log.warning("this build has no HTTP API; %s is not served", listen_addr)
+        return lambda: None
+    stop: Callable[[], None] = http.start_server(manager, listen_addr)
+    return stop
+
+
+def make_events() -> Any:
+    """The hook for metrics: snapferry.manager.metrics.Metrics(), or None (no-op events)."""
+    try:
+        metrics = importlib.import_module("snapferry.manager.metrics")
+    except ModuleNotFoundError:
+        return None
+    return metrics.Metrics()
+
+
+@click.group(invoke_without_command=True)
+@_data_option
+@click.option("--snapshot-create-url", envvar=ENV + "SNAPSHOT_CREATE_URL",
+              help="e.g. http://127.0.0.1:8428/snapshot/create.")
+@click.option("--snapshot-delete-url", envvar=ENV + "SNAPSHOT_DELETE_URL",
+              help="Defaults to the create URL with /delete.")
+@_dst_option
+@_concurrency_options
+@click.option("--http-listen-addr", default=DEFAULT_HTTP_LISTEN_ADDR, show_default=True,
+              envvar=ENV + "HTTP_LISTEN_ADDR", help="Where the API and /metrics listen.")
+@click.option("--backup-interval", default="0", envvar=ENV + "BACKUP_INTERVAL",
+              help="Seconds or a duration like 1h30m between runs; 0: hourly, or daily at 00:00 without hourly.")
+@click.option("--backup-schedule-timezone", default="UTC", show_default=True,
+              envvar=ENV + "BACKUP_SCHEDULE_TIMEZONE", help="IANA zone for the schedule and backup names.")
+@click.option("--disable-hourly", is_flag=True, envvar=ENV + "DISABLE_HOURLY", help="No hourly backups.")
+@click.option("--disable-daily", is_flag=True, envvar=ENV + "DISABLE_DAILY", help="No daily backups.")
+@click.option("--disable-weekly", is_flag=True, envvar=ENV + "DISABLE_WEEKLY", help="No weekly backups.")
+@click.option("--disable-monthly", is_flag=True, envvar=ENV + "DISABLE_MONTHLY", help="No monthly backups.")
+@click.option("--run-on-start", is_flag=True, envvar=ENV + "RUN_ON_START", help="Run a backup at start.")
+@click.option("--disable-scheduled-backups", is_flag=True, envvar=ENV + "DISABLE_SCHEDULED_BACKUPS",
+              help="Only back up when asked through the API.")
+@_keep("hourly")
+@_keep("daily")
+@_keep("weekly")
+@_keep("monthly")
+@remote_options
+@click.pass_context
+def manager(ctx: click.Context, /, **kw: Any) -> None:
+    """Scheduled backups in vmbackupmanager's layout, with retention and restore marks."""
+    if ctx.invoked_subcommand is not None:
+        return
+    config = config_from(kw)
+    mgr = Manager(config, events=make_events())
+    stop = threading.Event()
+    stop_api = start_http_api(mgr, config.http_listen_addr)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("stopping on %s", signal.Signals(signum).name)
+        stop.set()
+
+    for s in previous:
+        signal.signal(s, on_signal)
+    try:
+        mgr.serve(stop)
+    finally:
+        stop_api()
+        mgr.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def config_from(kw: dict[str, Any]) -> ManagerConfig:
+    """A ManagerConfig from the service's options (validated: one line per mistake)."""
+    interval = parse_interval(kw["backup_interval"])
+    zone(kw["backup_schedule_timezone"])
+    opts = options_from(kw, kw["concurrency"])
+    return ManagerConfig(
+        storage_data_path=_need(kw["storage_data_path"], "--storage-data-path"),
+        snapshot_create_url=_need(kw["snapshot_create_url"], "--snapshot-create-url"),
+        snapshot_delete_url=kw["snapshot_delete_url"],
+        dst=_need(kw["dst"], "--dst"),
+        concurrency=kw["concurrency"],
+        max_bytes_per_second=kw["max_bytes_per_second"],
+        http_listen_addr=kw["http_listen_addr"],
+        backup_interval=interval,
+        backup_schedule_timezone=kw["backup_schedule_timezone"],
+        disable_hourly=kw["disable_hourly"],
+        disable_daily=kw["disable_daily"],
+        disable_weekly=kw["disable_weekly"],
+        disable_monthly=kw["disable_monthly"],
+        run_on_start=kw["run_on_start"],
+        disable_scheduled_backups=kw["disable_scheduled_backups"],
+        keep_last_hourly=kw["keep_last_hourly"],
+        keep_last_daily=kw["keep_last_daily"],
+        keep_last_weekly=kw["keep_last_weekly"],
+        keep_last_monthly=kw["keep_last_monthly"],
+        remote_options=opts,
+        retries=kw["retries"],
+    )
+
+
+def _catalog(kw: dict[str, Any]) -> Catalog:
+    opts: RemoteOptions = options_from(kw, api.DEFAULT_CONCURRENCY)
+    return Catalog(_need(kw["dst"], "--dst"), opts)
+
+
+@manager.group()
+def backup() -> None:
+    """List, lock and unlock the backups under --dst (reads the remote directly)."""
+
+
+@backup.command("list")
+@_dst_option
+@click.option("--json", "as_json", is_flag=True, help="Print vmbackupmanager's JSON list.")
+@remote_options
+def backup_list(as_json: bool, **kw: Any) -> None:
+    """List the backups: name, size, created_at, locked, state."""
+    with _catalog(kw) as catalog:
+        infos = catalog.list()
+    if as_json:
+        click.echo(json.dumps([i.to_dict() for i in infos]))
+        return
+    for i in infos:
+        d = i.to_dict()
+        click.echo(f"{d['name']:<24} {d['size']:>10} {d['created_at']:<22} {d['state']:<10}"
+                   f"{' locked' if i.locked else ''}")
+
+
+def _lock_command(locked: bool) -> click.Command:
+    verb = "lock" if locked else "unlock"
+
+    @click.command(verb)
+    @click.argument("name")
+    @_dst_option
+    @click.option("--json", "as_json", is_flag=True, help="Print the backup as JSON.")
+    @remote_options
+    def cmd(name: str, as_json: bool, **kw: Any) -> None:
+        with _catalog(kw) as catalog:
+            info = catalog.set_locked(parse_backup_name(name), locked)
+        click.echo(json.dumps(info.to_dict()) if as_json else f"{verb}ed {info.name}")
+
+    cmd.help = ("Protect a backup from retention (backup_locked.ignore)." if locked
+                else "Let retention delete a backup again.")
+    return cmd
+
+
+backup.add_command(_lock_command(True))
+backup.add_command(_lock_command(False))
+
+
+@manager.group("restore", invoke_without_command=True)
+@_data_option
+@_dst_option
+@_concurrency_options
+@click.option("--json", "as_json", is_flag=True, help="Print the restore summary as JSON.")
+@click.option("--progress", type=click.Choice(["auto", "bar", "log", "off"]), default="auto")
+@remote_options
+@click.pass_context
+def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> None:
+    """Restore the backup named by the restore mark (exit 0 at once without one).
+
+    Run it while the database is stopped, e.g. as an init container."""
+    if ctx.invoked_subcommand is not None:
+        return
+    data = _need(kw["storage_data_path"], "--storage-data-path")
+    opts = options_from(kw, kw["concurrency"])
+    result = restore_marked(
+        data, kw["dst"], remote_options=opts, concurrency=kw["concurrency"],
+        max_bytes_per_second=kw["max_bytes_per_second"], retries=kw["retries"], progress=progress,
+    )
+    if result is None:
+        if as_json:
+            click.echo(json.dumps({"action": "restore", "restored": None}))
+        else:
+            click.echo(f"no restore mark in {data}: nothing to restore", err=True)
+        return
+    emit(result, as_json)
+
+
+@restore.command("create")
+@click.argument("name")
+@_data_option
+@_dst_option
+@remote_options
+def restore_create(name: str, **kw: Any) -> None:
+    """Mark NAME (daily/2026-11-27, or a full backup URL) for restore on the next start."""
+    data = _need(kw["storage_data_path"], "--storage-data-path")
+    if kw["dst"]:
+        with _catalog(kw) as catalog:
+            RestoreMarks(data, catalog).create(name)
+    else:
+        RestoreMarks(data, None).create(name)
+    click.echo(f"marked {name} for restore into {data}", err=True)
+
+
+@restore.command("get")
+@_data_option
+def restore_get(storage_data_path: str | None) -> None:
+    """Print the restore mark as {"backup": NAME}, or {} without one."""
+    value = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).get()
+    click.echo(json.dumps({"backup": value} if value is not None else {}))
+
+
+@restore.command("delete")
+@_data_option
+def restore_delete(storage_data_path: str | None) -> None:
+    """Delete the restore mark (nothing happens without one)."""
+    RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).delete()

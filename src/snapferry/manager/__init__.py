@@ -1,0 +1,1 @@
+"""`snapferry manager`: scheduled backups in vmbackupmanager's layout, retention, restore marks."""

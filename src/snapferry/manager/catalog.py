@@ -1,0 +1,177 @@
+"""The backups under --dst: list them, lock and unlock them, delete one.
+
+Reads the remote directly (no server needed), so the CLI and the service share it.
+Each backup is opened as a remote of its own prefix, so deleting one never
+touches another's objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..actions.backup import parallel
+from ..checksums import MANIFEST_FILE
+from ..errors import BadBackupError, SnapferryError, UsageError
+from ..lease import BackupLease
+from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
+from ..remotes import Remote, RemoteOptions
+from .layout import BACKUP_LOCKED_FILE, BackupName, BackupType, parse_backup_name
+from .remotes import DstRemotes
+
+log = logging.getLogger("snapferry")
+
+_UNITS = ("", "ki", "Mi", "Gi", "Ti", "Pi")
+
+
+class NoSuchBackupError(UsageError):
+    """A backup name that is valid but not present under --dst."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    name: str
+    size_bytes: int
+    created_at: datetime
+    locked: bool
+    complete: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """vmbackupmanager's list item: name, size_bytes, size, created_at, locked, state."""
+        return {
+            "name": self.name,
+            "size_bytes": self.size_bytes,
+            "size": human_size(self.size_bytes),
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "locked": self.locked,
+            "state": "complete" if self.complete else "incomplete",
+        }
+
+
+def human_size(n: int) -> str:
+    """vmbackupmanager's short sizes: 311.4ki, 1.2Gi."""
+    value = float(n)
+    for unit in _UNITS:
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{value:.1f}{unit}" if unit else f"{n}"
+        value /= 1024
+    return f"{n}"
+
+
+class Catalog:
+    """The backups of one --dst; close() it when done."""
+
+    def __init__(self, dst: str, options: RemoteOptions, concurrency: int = 8) -> None:
+        self.remotes = DstRemotes(dst, options)
+        self.dst = self.remotes.dst
+        self.options = options
+        self.concurrency = concurrency
+
+    def open(self, name: BackupName) -> Remote:
+        """The backup's remote (shares the root's client: never close it)."""
+        return self.remotes.child(str(name))
+
+    def close(self) -> None:
+        self.remotes.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def names_and_sizes(self) -> dict[BackupName, int]:
+        """Every backup of the layout that holds parts, with its size; other prefixes are skipped."""
+        parts = self.remotes.root.list_parts()
+        sizes: dict[BackupName, int] = {}
+        seen_bad: set[str] = set()
+        for p in parts:
+            segs = p.path.split("/", 2)
+            head = segs[0] if segs[0] == "latest" else "/".join(segs[:2])
+            if head in seen_bad:
+                continue
+            try:
+                name = parse_backup_name(head)
+            except UsageError:
+                seen_bad.add(head)
+                continue
+            sizes[name] = sizes.get(name, 0) + p.actual_size
+        return sizes
+
+    def list(self) -> list[BackupInfo]:
+        sizes = self.names_and_sizes()
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, 16)) as pool:
+            infos = list(pool.map(lambda n: self._info(n, sizes[n]), sorted(sizes, key=str)))
+        return infos
+
+    def info(self, name: BackupName) -> BackupInfo:
+        """One backup's info; NoSuchBackupError when it holds nothing."""
+        remote = self.open(name)
+        size = sum(p.actual_size for p in remote.list_parts())
+        if size == 0 and not remote.has_file(BACKUP_COMPLETE_FILE):
+            raise NoSuchBackupError(
+                f"there is no backup {name} in {self.dst}; list them with `snapferry manager backup list`"
+            )
+        return self._info(name, size)
+
+    def _info(self, name: BackupName, size: int) -> BackupInfo:
+        remote = self.open(name)
+        return BackupInfo(
+            name=str(name),
+            size_bytes=size,
+            created_at=_created_at(remote, name),
+            locked=name.type is not BackupType.LATEST and remote.has_file(BACKUP_LOCKED_FILE),
+            complete=remote.has_file(BACKUP_COMPLETE_FILE),
+        )
+
+    def set_locked(self, name: BackupName, locked: bool) -> BackupInfo:
+        if name.type is BackupType.LATEST:
+            raise UsageError("latest is never deleted by retention and cannot be locked; lock a dated backup")
+        self.info(name)  # exists?
+        remote = self.open(name)
+        if locked:
+            remote.write_file(BACKUP_LOCKED_FILE, b"")
+        else:
+            remote.delete_file(BACKUP_LOCKED_FILE)
+        return self.info(name)
+
+    def require_complete(self, name: BackupName) -> None:
+        info = self.info(name)
+        if not info.complete:
+            raise BadBackupError(
+                f"the backup {name} in {self.dst} is incomplete (no {BACKUP_COMPLETE_FILE}); "
+                "pick a complete one from `snapferry manager backup list`"
+            )
+
+    def delete(self, name: BackupName) -> None:
+        """Delete one dated backup: its completion marker first, so a crash never leaves
+        a partial backup that looks whole; under its lease, so no copy writes meanwhile."""
+        if name.type is BackupType.LATEST:
+            raise UsageError("refusing to delete latest: it is the base of every run")
+        remote = self.open(name)
+        with BackupLease(remote, "retention"):
+            if remote.has_file(BACKUP_LOCKED_FILE):
+                raise UsageError(f"the backup {name} is locked; unlock it first")
+            remote.delete_file(BACKUP_COMPLETE_FILE)
+            parallel(self.concurrency, remote.list_parts(), remote.delete_part)
+            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE):
+                remote.delete_file(f)
+        # On fs:// the backup's own directory goes too (its parent keeps the other backups);
+        # object stores have no directories and this is a no-op there.
+        self.remotes.child(name.type.value).remove_empty_dirs()
+
+
+def _created_at(remote: Remote, name: BackupName) -> datetime:
+    """The snapshot time recorded in backup_metadata.ignore; the period's start without one."""
+    try:
+        if remote.has_file(BACKUP_METADATA_FILE):
+            meta = json.loads(remote.read_file(BACKUP_METADATA_FILE))
+            if isinstance(meta, dict) and isinstance(meta.get("created_at"), str):
+                return datetime.fromisoformat(meta["created_at"].replace("Z", "+00:00"))
+    except (SnapferryError, ValueError) as e:
+        log.warning("cannot read the metadata of %s: %s", name, e)
+    return name.period_start()

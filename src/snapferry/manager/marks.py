@@ -1,0 +1,84 @@
+"""The restore mark: `backup_restore.ignore` in the storage data path, naming the
+backup `snapferry manager restore` restores on the next start of the database.
+
+It holds a backup name of the layout (`daily/2026-11-27`) or a full remote URL
+(a backup of another --dst, e.g. another cluster's). Written atomically and
+durably; both forms are validated on write and again on read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ..durable import fsync_dir, write_file_atomic
+from ..errors import BadBackupError, SnapferryError, UsageError
+from ..parts import BACKUP_COMPLETE_FILE
+from ..remotes import open_remote, split_url
+from .catalog import Catalog
+from .layout import RESTORE_MARK_FILE, parse_backup_name
+
+
+class RestoreMarks:
+    def __init__(self, storage_data_path: str, catalog: Catalog | None) -> None:
+        self.storage_data_path = storage_data_path
+        self.catalog = catalog
+        self.path = os.path.join(storage_data_path, RESTORE_MARK_FILE)
+
+    def source_url(self, value: str) -> str:
+        """The remote URL a mark's value stands for (validated)."""
+        if "://" in value:
+            split_url(value)
+            return value.rstrip("/")
+        name = parse_backup_name(value)
+        if self.catalog is None:
+            raise UsageError(f"the restore mark names {value!r}: pass --dst to say where it is")
+        return self.catalog.remotes.url(str(name))
+
+    def create(self, value: str) -> None:
+        """Mark `value` for restore after checking the backup exists and is complete."""
+        value = value.strip()
+        if "://" in value:
+            split_url(value)
+            remote = open_remote(value, self.catalog.options if self.catalog else None)
+            try:
+                if not remote.has_file(BACKUP_COMPLETE_FILE):
+                    raise BadBackupError(
+                        f"{value} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup"
+                    )
+            finally:
+                remote.close()
+        else:
+            name = parse_backup_name(value)
+            if self.catalog is None:
+                raise UsageError("pass --dst: the restore mark must be checked against the backups there")
+            self.catalog.require_complete(name)
+        if not os.path.isdir(self.storage_data_path):
+            raise UsageError(f"the storage data path {self.storage_data_path} is not a directory; check it")
+        write_file_atomic(self.path, value.encode() + b"\n")
+
+    def get(self) -> str | None:
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read(4096)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise SnapferryError(f"cannot read the restore mark {self.path}: {e.strerror}") from e
+        value = raw.decode("utf-8", "replace").strip()
+        try:
+            if "://" in value:
+                split_url(value)
+            else:
+                parse_backup_name(value)
+        except UsageError as e:
+            raise UsageError(
+                f"the restore mark {self.path} holds {value!r}, not a backup name nor a URL; delete it with "
+                "`snapferry manager restore delete` and create it again"
+            ) from e
+        return value
+
+    def delete(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+            fsync_dir(self.storage_data_path)

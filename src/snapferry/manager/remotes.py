@@ -1,0 +1,40 @@
+"""The remotes of one --dst: its root, opened once, and each backup under it as a child.
+
+A child shares the root's client and connection pools. Opening a fresh remote per
+backup cost about 0.5 s of CPU on s3:// (botocore builds a session, loads its
+service model and a client each time): a run touching latest/ and four dated
+backups spent more time there than copying, and a listing paid it per backup.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..remotes import Remote, RemoteOptions, open_remote
+from ..remotes._cloud import ObjectStore, join_key
+from ..remotes.fs import FsRemote
+
+
+class DstRemotes:
+    def __init__(self, dst: str, options: RemoteOptions) -> None:
+        self.dst = dst.rstrip("/")
+        self.options = options
+        self.root = open_remote(self.dst, options)
+
+    def child(self, sub: str) -> Remote:
+        """The remote of `sub` (a validated backup name) under the root; never close it."""
+        root = self.root
+        if isinstance(root, FsRemote):
+            return FsRemote(f"{root.root.rstrip('/')}/{sub}")
+        if isinstance(root, ObjectStore):
+            c = copy.copy(root)  # the same client, pools and credentials; another prefix
+            c.prefix = join_key(root.prefix, sub)
+            c.url = f"{root.url.rstrip('/')}/{sub}"
+            return c
+        return open_remote(f"{self.dst}/{sub}", self.options)
+
+    def url(self, sub: str) -> str:
+        return f"{self.dst}/{sub}"
+
+    def close(self) -> None:
+        self.root.close()

@@ -1,0 +1,362 @@
+"""The manager service: one run = snapshot, backup into latest/, dated copies, retention.
+
+Runs are serialised in the process (the scheduler waits for a run the API started)
+and across processes by a lease on the --dst root, so two managers on one --dst
+never both write; the per-backup leases of backup and copy stay underneath.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from .. import api, snapshot
+from ..actions.backup import refuse_dst_inside, run_backup
+from ..actions.copy import run_copy
+from ..durable import write_file_atomic
+from ..errors import SnapferryError
+from ..lease import BackupLease
+from ..remotes import RemoteOptions
+from ..retry import RetryPolicy
+from ..throttle import Throttle
+from . import retention
+from .catalog import BackupInfo, Catalog
+from .layout import DATED_TYPES, BackupType, backup_name, parse_backup_name, period_of
+from .marks import RestoreMarks
+from .schedule import Clock, Schedule, SystemClock, zone
+
+log = logging.getLogger("snapferry")
+
+# The last successful run's time (the manager's clock), at the --dst root: a restart
+# resumes the schedule from it instead of skipping the slot it slept through.
+STATE_FILE = "snapferry_manager.ignore"
+# In the storage data path: the snapshot a run made, until it is deleted. A run killed
+# before it could delete its snapshot leaves this behind, and the next run deletes it.
+SNAPSHOT_RECORD_FILE = "snapferry_snapshot.ignore"
+
+__all__ = ["BackupInfo", "Manager", "ManagerConfig", "ManagerEvents", "NoEvents", "RunResult", "StepResult"]
+
+
+@dataclass(slots=True)
+class ManagerConfig:
+    storage_data_path: str
+    snapshot_create_url: str
+    dst: str
+    snapshot_delete_url: str | None = None
+    concurrency: int = api.DEFAULT_CONCURRENCY
+    max_bytes_per_second: int = 0
+    http_listen_addr: str = "127.0.0.1:8300"
+    backup_interval: timedelta | None = None
+    backup_schedule_timezone: str = "UTC"
+    disable_hourly: bool = False
+    disable_daily: bool = False
+    disable_weekly: bool = False
+    disable_monthly: bool = False
+    run_on_start: bool = False
+    disable_scheduled_backups: bool = False
+    keep_last_hourly: int = retention.KEEP_ALL
+    keep_last_daily: int = retention.KEEP_ALL
+    keep_last_weekly: int = retention.KEEP_ALL
+    keep_last_monthly: int = retention.KEEP_ALL
+    remote_options: RemoteOptions = field(default_factory=RemoteOptions)
+    retries: int = 6
+
+    def enabled_types(self) -> list[BackupType]:
+        off = {BackupType.HOURLY: self.disable_hourly, BackupType.DAILY: self.disable_daily,
+               BackupType.WEEKLY: self.disable_weekly, BackupType.MONTHLY: self.disable_monthly}
+        return [t for t in DATED_TYPES if not off[t]]
+
+    def keep(self) -> dict[BackupType, int]:
+        return {BackupType.HOURLY: self.keep_last_hourly, BackupType.DAILY: self.keep_last_daily,
+                BackupType.WEEKLY: self.keep_last_weekly, BackupType.MONTHLY: self.keep_last_monthly}
+
+    def schedule(self) -> Schedule:
+        return Schedule(zone(self.backup_schedule_timezone), not self.disable_hourly, self.backup_interval)
+
+
+class ManagerEvents(Protocol):
+    """What a run reports as it goes (the metrics implement it)."""
+
+    def run_started(self, type: BackupType) -> None: ...
+
+    def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None: ...
+
+    def retention_done(self, ok: bool, seconds: float, deleted: int) -> None: ...
+
+
+class NoEvents:
+    def run_started(self, type: BackupType) -> None:
+        pass
+
+    def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
+        pass
+
+    def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    name: str
+    ok: bool
+    seconds: float
+    bytes: int  # uploaded into latest/, or copied into a dated backup
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    started_at: datetime
+    ok: bool
+    steps: tuple[StepResult, ...]
+    deleted: tuple[str, ...]
+    error: str | None = None
+
+
+class Manager:
+    def __init__(self, config: ManagerConfig, clock: Clock | None = None,
+                 events: ManagerEvents | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.events: ManagerEvents = events or NoEvents()
+        self.schedule = config.schedule()
+        self.catalog = Catalog(config.dst, config.remote_options, config.concurrency)
+        self.marks = RestoreMarks(config.storage_data_path, self.catalog)
+        self._running = threading.Lock()
+        self._last_run_at: datetime | None = None
+        self.last_result: RunResult | None = None
+
+    # --- runs -------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> bool:
+        return self._running.locked()
+
+    def trigger(self) -> bool:
+        """Start a run on a worker thread now; False when one is in flight."""
+        if not self._running.acquire(blocking=False):
+            return False
+
+        def work() -> None:
+            try:
+                self._run()
+            finally:
+                self._running.release()
+
+        threading.Thread(target=work, name="manager-run", daemon=True).start()
+        return True
+
+    def run_once(self) -> RunResult:
+        """One run now, after any run in flight has finished."""
+        with self._running:
+            return self._run()
+
+    def _run(self) -> RunResult:
+        started = self.clock.now()
+        local = started.astimezone(self.schedule.tz)
+        steps: list[StepResult] = []
+        deleted: tuple[str, ...] = ()
+        lease = BackupLease(self.catalog.remotes.root, "manager run")
+        try:
+            lease.acquire()
+        except SnapferryError as e:
+            # Another manager (or a run of ours that is still going) writes here: fail cleanly.
+            log.error("backup run skipped: %s", e)
+            self.events.run_started(BackupType.LATEST)
+            self.events.backup_done(BackupType.LATEST, False, 0.0, 0)
+            return self._done(RunResult(started, False, (), (), str(e)))
+        try:
+            latest = self._step(BackupType.LATEST, "latest", self._backup_latest)
+            steps.append(latest)
+            if latest.ok:
+                # Only a complete latest/ is copied (run_copy checks its marker again).
+                for kind in self.config.enabled_types():
+                    name = backup_name(kind, local)
+                    steps.append(self._step(kind, name, lambda n=name: self._copy_latest(n)))
+                deleted = self._retention()
+                if all(s.ok for s in steps):
+                    self._save_state(started)
+            error = next((s.error for s in steps if s.error), None)
+        finally:
+            lease.release()
+        return self._done(RunResult(started, error is None, tuple(steps), deleted, error))
+
+    def _done(self, result: RunResult) -> RunResult:
+        self.last_result = result
+        if result.ok:
+            self._last_run_at = result.started_at
+        return result
+
+    def _step(self, kind: BackupType, name: str, work: _Work) -> StepResult:
+        self.events.run_started(kind)
+        t0 = time.monotonic()
+        try:
+            nbytes = work()
+        except SnapferryError as e:
+            secs = time.monotonic() - t0
+            log.error("backup %s failed after %.1fs: %s", name, secs, e)
+            self.events.backup_done(kind, False, secs, 0)
+            return StepResult(name, False, secs, 0, str(e))
+        secs = time.monotonic() - t0
+        log.info("backup %s done in %.1fs", name, secs)
+        self.events.backup_done(kind, True, secs, nbytes)
+        return StepResult(name, True, secs, nbytes)
+
+    def _backup_latest(self) -> int:
+        """api.backup's snapshot handling, on the shared remote of latest/."""
+        c = self.config
+        latest = self.catalog.remotes.child("latest")
+        refuse_dst_inside(c.storage_data_path, latest)
+        self._drop_stale_snapshot()
+        name = snapshot.create(c.snapshot_create_url)
+        log.info("created snapshot %s", name)
+        write_file_atomic(self._snapshot_record, name.encode())
+        try:
+            result = run_backup(
+                snapshot.snapshot_dir(c.storage_data_path, name), latest, concurrency=c.concurrency,
+                throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries),
+                progress_mode="off",
+            )
+        finally:
+            # Also when the backup failed: a snapshot left behind pins its parts on disk.
+            self._delete_snapshot(name)
+        return result.uploaded_bytes
+
+    @property
+    def _snapshot_record(self) -> str:
+        return os.path.join(self.config.storage_data_path, SNAPSHOT_RECORD_FILE)
+
+    def _delete_snapshot(self, name: str) -> None:
+        c = self.config
+        snapshot.delete(c.snapshot_delete_url or snapshot.delete_url_for(c.snapshot_create_url, name))
+        log.info("deleted snapshot %s", name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._snapshot_record)
+
+    def _drop_stale_snapshot(self) -> None:
+        """Delete the snapshot of a run that was killed before it could (the record names it)."""
+        try:
+            with open(self._snapshot_record, "rb") as f:
+                name = f.read(256).decode("ascii", "replace").strip()
+        except FileNotFoundError:
+            return
+        try:
+            snapshot.validate_name(name)
+        except SnapferryError:
+            log.warning("ignoring the unreadable %s", self._snapshot_record)
+            os.unlink(self._snapshot_record)
+            return
+        log.info("deleting snapshot %s, left by a run that was interrupted", name)
+        if os.path.isdir(os.path.join(self.config.storage_data_path, "snapshots", name)):
+            self._delete_snapshot(name)
+        else:
+            os.unlink(self._snapshot_record)
+
+    def _copy_latest(self, name: str) -> int:
+        c = self.config
+        remotes = self.catalog.remotes
+        result = run_copy(
+            remotes.child("latest"), remotes.child(name), concurrency=c.concurrency,
+            throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
+        )
+        return result.copied_bytes
+
+    def _retention(self) -> tuple[str, ...]:
+        keep = self.config.keep()
+        if all(n < 0 for n in keep.values()):
+            return ()
+        t0 = time.monotonic()
+        done: list[str] = []
+        ok = True
+        try:
+            infos = self.catalog.list()
+            names = [parse_backup_name(i.name) for i in infos]
+            locked = [parse_backup_name(i.name) for i in infos if i.locked]
+            for name in retention.to_delete(names, keep, locked):
+                log.info("retention: deleting %s", name)
+                self.catalog.delete(name)
+                done.append(str(name))
+        except SnapferryError as e:
+            ok = False
+            log.error("retention failed: %s", e)
+        self.events.retention_done(ok, time.monotonic() - t0, len(done))
+        return tuple(done)
+
+    # --- the schedule -------------------------------------------------------
+
+    def next_due(self) -> datetime:
+        """The next slot after the last successful run; now when that slot has passed
+        (a restart catches up once, however many slots it slept through)."""
+        now = self.clock.now()
+        last = self._last_run_at or self._load_state()
+        if last is None:
+            return self.schedule.next_due(now)
+        due = self.schedule.next_due(last)
+        return now if due <= now else due
+
+    def serve(self, stop_event: threading.Event) -> None:
+        """The scheduler loop, until stop_event is set."""
+        if self.config.run_on_start:
+            self.run_once()
+        if self.config.disable_scheduled_backups:
+            stop_event.wait()
+            return
+        while not stop_event.is_set():
+            due = self.next_due()
+            log.info("next backup run at %s", due.astimezone(self.schedule.tz).isoformat())
+            if not self.clock.sleep_until(due, stop_event):
+                return
+            self.run_once()
+
+    def _save_state(self, started: datetime) -> None:
+        body = json.dumps({"last_run_at": started.isoformat(),
+                           "periods": {t.value: period_of(t, started.astimezone(self.schedule.tz))
+                                       for t in self.config.enabled_types()}}).encode()
+        try:
+            self.catalog.remotes.root.write_file(STATE_FILE, body)
+        except SnapferryError as e:
+            log.warning("cannot record the run in %s/%s: %s", self.config.dst, STATE_FILE, e)
+
+    def _load_state(self) -> datetime | None:
+        remote = self.catalog.remotes.root
+        try:
+            if not remote.has_file(STATE_FILE):
+                return None
+            data = json.loads(remote.read_file(STATE_FILE))
+            return datetime.fromisoformat(data["last_run_at"])
+        except (SnapferryError, ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring the unreadable %s/%s: %s", self.config.dst, STATE_FILE, e)
+            return None
+
+    # --- inspect and protect -------------------------------------------------
+
+    def list_backups(self) -> list[BackupInfo]:
+        return self.catalog.list()
+
+    def set_locked(self, name: str, locked: bool) -> BackupInfo:
+        return self.catalog.set_locked(parse_backup_name(name), locked)
+
+    def restore_mark_create(self, name: str) -> None:
+        self.marks.create(name)
+
+    def restore_mark_get(self) -> str | None:
+        return self.marks.get()
+
+    def restore_mark_delete(self) -> None:
+        self.marks.delete()
+
+    def close(self) -> None:
+        """Release the remotes; call after serve() returned and no run is in flight."""
+        self.catalog.close()
+
+
+class _Work(Protocol):
+    def __call__(self) -> int: ...
+

@@ -1,0 +1,188 @@
+"""Crash safety of manager runs: SIGKILL at seeded moments, restart, and two managers on one dst.
+
+After a kill: no backup is marked complete unless it holds exactly the parts of
+a complete latest/ (of the killed run, or of an earlier one), every complete
+backup covers its files; the restarted run finishes the work, deletes the
+snapshot the killed run left, and its backups restore to the samples ingested.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapferry.lease import LEASE_FILE
+from snapferry.manager.layout import BackupType
+from snapferry.manager.service import Manager, ManagerConfig
+from snapferry.parts import BACKUP_COMPLETE_FILE, check_coverage, group_by_file
+from snapferry.remotes.fs import FsRemote
+from tests.crash.harness import child_env, run_and_kill, wait_until, written_at_least
+from tests.manager.helpers import Feed, StartVM, check_restores
+from tests.manager.sim import SimClock
+
+pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
+
+REPO = Path(__file__).resolve().parents[2]
+Keys = frozenset[tuple[str, int, int, int, int]]
+
+
+def child_argv(config: dict[str, Any], now: datetime) -> list[str]:
+    spec = json.dumps({"now": now.isoformat(), "config": config})
+    return [sys.executable, "-m", "tests.manager.sim_child", spec]
+
+
+def child_env_here() -> dict[str, str]:
+    return child_env({"PYTHONPATH": str(REPO)})
+
+
+def keys(backup: Path) -> Keys:
+    return frozenset(p.key for p in FsRemote(str(backup)).list_parts())
+
+
+def backups(dst: Path) -> list[Path]:
+    return [d for kind in ("hourly", "daily", "weekly", "monthly") for d in sorted((dst / kind).glob("*"))]
+
+
+def complete(backup: Path) -> bool:
+    return (backup / BACKUP_COMPLETE_FILE).exists()
+
+
+def check_truthful(dst: Path, allowed: list[Keys]) -> None:
+    """Every backup marked complete is whole and holds a complete latest/'s parts."""
+    for b in [dst / "latest", *backups(dst)]:
+        if not complete(b):
+            continue
+        check_coverage(group_by_file(FsRemote(str(b)).list_parts()))
+        if b.name != "latest":
+            assert keys(b) in allowed, f"{b} is marked complete but holds no complete latest/ state"
+
+
+def periods(t: datetime) -> list[str]:
+    return [t.strftime("hourly/%Y-%m-%d:%H"), t.strftime("daily/%Y-%m-%d"),
+            f"weekly/{t.isocalendar().year}-{t.isocalendar().week:02d}", t.strftime("monthly/%Y-%m")]
+
+
+def test_sigkill_mid_run_then_restart_finishes(vm_server: StartVM, tmp_path: Path) -> None:
+    vm = vm_server(tmp_path / "vmdata")
+    dst_dir = tmp_path / "backups"
+    config: dict[str, Any] = {
+        "storage_data_path": str(vm.storage_data_path), "snapshot_create_url": vm.snapshot_create_url,
+        "dst": f"fs://{dst_dir}", "concurrency": 2, "max_bytes_per_second": 256 * 1024,
+    }
+    feed = Feed(vm, series=40, per_batch=1500)
+    t = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    feed.ingest_before(t)
+    mgr = Manager(ManagerConfig(**config), clock=SimClock(t))
+    assert mgr.run_once().ok
+    mgr.close()
+    allowed = [keys(dst_dir / "latest")]
+    rng = random.Random(20261128)
+    landed = 0
+    for _ in range(3):
+        t += timedelta(hours=1)
+        feed.ingest_before(t)
+        size = sum(p.stat().st_size for p in (dst_dir / "latest").rglob("*") if p.is_file())
+        attempt = run_and_kill(child_argv(config, t), written_at_least(rng.randrange(size)),
+                               rng.uniform(0.0, 0.6), env=child_env_here(), workdir=tmp_path)
+        landed += attempt.killed
+        assert attempt.killed or attempt.returncode == 0, attempt.describe()
+        check_truthful(dst_dir, allowed + ([keys(dst_dir / "latest")] if complete(dst_dir / "latest") else []))
+
+        rerun = subprocess.run(child_argv(config, t), capture_output=True, text=True, timeout=300,
+                               env=child_env_here(), check=False)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        latest = keys(dst_dir / "latest")
+        assert complete(dst_dir / "latest")
+        for name in periods(t):
+            assert complete(dst_dir / name) and keys(dst_dir / name) == latest, name
+        check_truthful(dst_dir, [*allowed, latest])
+        allowed.append(latest)
+        assert vm.snapshot_list() == []  # the rerun deleted the snapshot the killed run left
+        assert not (dst_dir / LEASE_FILE).exists() and not (dst_dir / "latest" / LEASE_FILE).exists()
+    assert landed >= 2  # the kills landed mid-run, not after the runs had ended
+    check_restores(f"fs://{dst_dir}/daily/2026-11-02", ManagerConfig(**config).remote_options, None, vm_server,
+                   tmp_path, feed.up_to(t))
+
+
+def test_two_managers_on_one_dst(vm_server: StartVM, tmp_path: Path) -> None:
+    vm = vm_server(tmp_path / "vmdata")
+    dst_dir = tmp_path / "backups"
+    config: dict[str, Any] = {
+        "storage_data_path": str(vm.storage_data_path), "snapshot_create_url": vm.snapshot_create_url,
+        "dst": f"fs://{dst_dir}", "concurrency": 2, "max_bytes_per_second": 64 * 1024,
+    }
+    feed = Feed(vm, series=40, per_batch=1500)
+    t = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    feed.ingest_before(t)
+    slow = subprocess.Popen(child_argv(config, t), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env_here())
+    try:
+        assert wait_until(lambda: (dst_dir / "latest" / LEASE_FILE).exists() or slow.poll() is not None, 60)
+        assert slow.poll() is None, "the first manager's run ended before the second could meet it"
+        events: list[tuple[BackupType, bool]] = []
+
+        class Events:
+            def run_started(self, type: BackupType) -> None:
+                pass
+
+            def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
+                events.append((type, ok))
+
+            def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
+                pass
+
+        other = Manager(ManagerConfig(**{**config, "max_bytes_per_second": 0}), clock=SimClock(t), events=Events())
+        res = other.run_once()
+        assert not res.ok and res.error is not None and "another manager run is writing" in res.error
+        assert events == [(BackupType.LATEST, False)]
+        out, err = slow.communicate(timeout=300)
+        assert slow.returncode == 0, err[-3000:]
+        assert json.loads(out)["ok"]
+        assert other.run_once().ok  # the dst is free again
+        other.close()
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+
+
+def test_restart_neither_skips_nor_doubles(vm_server: StartVM, tmp_path: Path) -> None:
+    vm = vm_server(tmp_path / "vmdata")
+    config = ManagerConfig(storage_data_path=str(vm.storage_data_path), snapshot_create_url=vm.snapshot_create_url,
+                           dst=f"fs://{tmp_path / 'backups'}")
+    Feed(vm).ingest_before(datetime(2026, 11, 2, 10, tzinfo=UTC))
+
+    def at(h: int, m: int = 0) -> datetime:
+        return datetime(2026, 11, 2, h, m, tzinfo=UTC)
+
+    first = Manager(config, clock=SimClock(at(10)))
+    assert first.next_due() == at(11)  # a fresh dst: the next slot, no run now
+    assert first.run_once().ok
+    first.close()
+    soon = Manager(config, clock=SimClock(at(10, 20)))  # restarted within the hour: no second run
+    assert soon.next_due() == at(11)
+    soon.close()
+    clock = SimClock(at(12, 30))  # down from 10:20 to 12:30: one catch-up run now, then 13:00
+    late = Manager(config, clock=clock)
+    assert late.next_due() == at(12, 30)
+    stop = threading.Event()
+    runs: list[datetime] = []
+
+    def stop_after_first(t: datetime) -> None:
+        runs.append(t)
+
+    clock.on_advance = stop_after_first
+    clock.end = at(13, 30)
+    late.serve(stop)
+    late.close()
+    assert runs == [at(12, 30), at(13)]
+    assert {i.name for i in Manager(config, clock=clock).list_backups()} >= {"hourly/2026-11-02:12",
+                                                                              "hourly/2026-11-02:13"}
