@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,13 @@ def _tags(ctx: click.Context, param: click.Parameter, value: str | None) -> dict
             raise click.BadParameter(f"{value!r} is not k=v&k2=v2 nor a JSON object")
         out[k] = v
     return out
+
+
+def _http_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    u = urllib.parse.urlsplit(value or "")
+    if value and (u.scheme not in ("http", "https") or not u.netloc):
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    return value or None
 
 
 def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,6 +93,9 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
         click.option("--progress", type=click.Choice(["auto", "bar", "log", "off"]), default="auto",
                      help="A bar on a TTY, log lines otherwise (auto)."),
+        click.option("--push-metrics-url", envvar=ENV + "PUSH_METRICS_URL", callback=_http_url,
+                     help="POST Prometheus metrics of the run here when it ends, e.g. a Pushgateway's "
+                          "/metrics/job/snapferry or VictoriaMetrics' /api/v1/import/prometheus."),
     ]
     for o in reversed(opts):
         f = o(f)

@@ -8,6 +8,7 @@ import click
 
 from .. import api
 from ..parts import MAX_PART_SIZE
+from ..pushmetrics import Action, pushed
 from ..retry import RetryPolicy
 from ._common import common_options, emit, options_from, remote_options
 
@@ -27,11 +28,13 @@ def backup(**kw: Any) -> None:
     """Back up a snapshot to a remote (incremental when dst already holds a backup)."""
     as_json = kw.pop("as_json")
     opts = options_from(kw, kw["concurrency"])
-    result = api.backup(
-        kw["dst"], kw["src"], storage_data_path=kw["storage_data_path"], snapshot_name=kw["snapshot_name"],
-        snapshot_create_url=kw["snapshot_create_url"], snapshot_delete_url=kw["snapshot_delete_url"],
-        origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
-        remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
-        max_part_size=kw["max_part_size"],
-    )
+    with pushed(kw.pop("push_metrics_url"), Action.BACKUP) as run:
+        result = api.backup(
+            kw["dst"], kw["src"], storage_data_path=kw["storage_data_path"], snapshot_name=kw["snapshot_name"],
+            snapshot_create_url=kw["snapshot_create_url"], snapshot_delete_url=kw["snapshot_delete_url"],
+            origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
+            remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
+            max_part_size=kw["max_part_size"],
+        )
+        run.result = result
     emit(result, as_json)

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from .. import api
+from ..pushmetrics import Action, pushed
 from ..retry import RetryPolicy
 from ._common import common_options, emit, options_from, remote_options
 
@@ -21,10 +22,12 @@ def copy(**kw: Any) -> None:
     """Copy a backup between remotes (server-side on one backend, streamed across backends)."""
     as_json = kw.pop("as_json")
     opts = options_from(kw, kw["concurrency"])
-    result = api.copy(
-        kw["src"], kw["dst"], concurrency=kw["concurrency"],
-        skip_backup_complete_check=kw["skip_backup_complete_check"],
-        max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
-        retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
-    )
+    with pushed(kw.pop("push_metrics_url"), Action.COPY) as run:
+        result = api.copy(
+            kw["src"], kw["dst"], concurrency=kw["concurrency"],
+            skip_backup_complete_check=kw["skip_backup_complete_check"],
+            max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
+            retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
+        )
+        run.result = result
     emit(result, as_json)

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from .. import api
+from ..pushmetrics import Action, pushed
 from ..restorer.downloader import Tuning
 from ..retry import RetryPolicy
 from ._common import common_options, emit, options_from, remote_options
@@ -36,11 +37,13 @@ def restore(**kw: Any) -> None:
         concurrency=kw["concurrency"], max_inflight_bytes=kw["max_inflight_bytes"], chunk_size=kw["chunk_size"],
         direct_min=Tuning().direct_min if kw["direct_io"] else 0,
     )
-    result = api.restore(
-        kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
-        skip_file_preallocation=kw["skip_file_preallocation"], concurrency=kw["concurrency"],
-        max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
-        retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
-        verify=kw["verify"],
-    )
+    with pushed(kw.pop("push_metrics_url"), Action.RESTORE) as run:
+        result = api.restore(
+            kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
+            skip_file_preallocation=kw["skip_file_preallocation"], concurrency=kw["concurrency"],
+            max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
+            retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
+            verify=kw["verify"],
+        )
+        run.result = result
     emit(result, as_json)
