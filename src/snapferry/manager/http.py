@@ -1,0 +1,289 @@
+"""The manager's HTTP API and /metrics, in vmbackupmanager's shapes (Starlette on uvicorn, on a thread).
+
+Routes (vmbackupmanager's): `GET/POST /api/v1/backups`, `PUT /api/v1/backups/<name>`,
+`POST/GET/DELETE /api/v1/restore`, `GET /health`, `GET /metrics`. Every error is
+JSON `{"error": "..."}` with a 4xx for the caller's mistakes; a request is fully
+validated (name against the layout, body shape) before it changes anything.
+
+The endpoints are async only to read bodies; the manager's blocking work (listing,
+locking, marks) goes to Starlette's thread pool, and runs start on the manager's
+own thread (`Manager.trigger`), so a slow remote never stalls /health or /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..errors import BadBackupError, LockedError, SnapferryError, UsageError
+from .catalog import NoSuchBackupError
+from .layout import BackupType, parse_backup_name
+from .metrics import CONTENT_TYPE, Metrics
+from .service import Manager, ManagerEvents, NoEvents
+
+log = logging.getLogger("snapferry")
+
+MAX_BODY = 64 * 1024  # the API's bodies are a few dozen bytes
+DEFAULT_HOST = "127.0.0.1"
+_STARTUP_WAIT = 30.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddr:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen_addr(value: str) -> ListenAddr:
+    """`host:port`, `[v6]:port` or `:port`; an empty host is 127.0.0.1, never every interface."""
+    host, sep, port_s = value.strip().rpartition(":")
+    host = host.strip("[]") or DEFAULT_HOST
+    if not sep or not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise UsageError(f"--http-listen-addr {value!r} is not host:port, e.g. 127.0.0.1:8300")
+    return ListenAddr(host, int(port_s))
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _status_of(e: SnapferryError) -> int:
+    if isinstance(e, NoSuchBackupError):
+        return 404
+    if isinstance(e, UsageError | BadBackupError):
+        return 400
+    if isinstance(e, LockedError):
+        return 409
+    return 500
+
+
+async def _call(fn: Callable[[], T], failed: Callable[[], None] | None = None) -> T:
+    """Run blocking manager work on the thread pool; its errors become API errors, and
+    `failed` hears of those that are not the caller's mistake."""
+    try:
+        return await run_in_threadpool(fn)
+    except SnapferryError as e:
+        status = _status_of(e)
+        if status >= 500:
+            log.error("API request failed: %s", e)
+            if failed is not None:
+                failed()
+        raise ApiError(status, str(e)) from e
+
+
+async def _json_object(request: Request, keys: dict[str, type]) -> dict[str, Any]:
+    """The body as a JSON object with exactly `keys` of the given types."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+    want = ", ".join(f'"{k}": {t.__name__}' for k, t in keys.items())
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, f"the body is not JSON; send {{{want}}}") from None
+    # bool is not an int here and an int is not a bool: {"locked": 1} is refused
+    if (not isinstance(data, dict) or set(data) != set(keys)
+            or any(type(data[k]) is not t for k, t in keys.items())):
+        raise ApiError(400, f"the body must be exactly {{{want}}}")
+    return data
+
+
+def _backup_name(value: str) -> str:
+    try:
+        return str(parse_backup_name(value))
+    except UsageError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def build_app(manager: Manager, metrics: Metrics) -> Starlette:
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("OK")
+
+    async def metrics_page(request: Request) -> Response:
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    async def list_backups(request: Request) -> Response:
+        infos = await _call(manager.list_backups)
+        return JSONResponse([i.to_dict() for i in infos])
+
+    async def start_backup(request: Request) -> Response:
+        if not manager.trigger():
+            raise ApiError(400, "backups latest is in progress; retry when vm_backup_in_flight is 0")
+        return JSONResponse({}, status_code=201)
+
+    async def update_backup(request: Request) -> Response:
+        name = _backup_name(request.path_params["name"])
+        if name == BackupType.LATEST.value:
+            raise ApiError(400, "latest is never deleted by retention and cannot be locked; lock a dated backup")
+        body = await _json_object(request, {"locked": bool})
+        info = await _call(lambda: manager.set_locked(name, body["locked"]))
+        return JSONResponse(info.to_dict())
+
+    async def create_mark(request: Request) -> Response:
+        body = await _json_object(request, {"backup": str})
+        name = _backup_name(body["backup"])
+        await _call(lambda: manager.restore_mark_create(name), metrics.restore_state_failed)
+        return JSONResponse({"backup": name}, status_code=201)
+
+    async def get_mark(request: Request) -> Response:
+        value = await _call(manager.restore_mark_get, metrics.restore_state_failed)
+        # {} without a mark, as `snapferry manager restore get` prints
+        return JSONResponse({"backup": value} if value is not None else {})
+
+    async def delete_mark(request: Request) -> Response:
+        await _call(manager.restore_mark_delete, metrics.restore_state_failed)
+        return JSONResponse({})
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _error(exc.status, str(exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {request.url.path}")
+        if exc.status_code == 404:
+            return _error(404, f"no such endpoint {request.url.path}; see the README's API table")
+        return _error(exc.status_code, str(exc.detail))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("API %s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
+        Route("/api/v1/backups", list_backups, methods=["GET"]),
+        Route("/api/v1/backups", start_backup, methods=["POST"]),
+        Route("/api/v1/backups/{name:path}", update_backup, methods=["PUT"]),
+        Route("/api/v1/restore", create_mark, methods=["POST"]),
+        Route("/api/v1/restore", get_mark, methods=["GET"]),
+        Route("/api/v1/restore", delete_mark, methods=["DELETE"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={
+        ApiError: api_error, HTTPException: http_error, Exception: server_error,
+    })
+
+
+class _Fanout:
+    """Events to the metrics and to whatever observer the manager already had."""
+
+    def __init__(self, *observers: ManagerEvents) -> None:
+        self.observers = observers
+
+    def run_started(self, type: BackupType) -> None:
+        for o in self.observers:
+            o.run_started(type)
+
+    def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
+        for o in self.observers:
+            o.backup_done(type, ok, seconds, uploaded_bytes)
+
+    def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
+        for o in self.observers:
+            o.retention_done(ok, seconds, deleted)
+
+
+class ApiServer:
+    """uvicorn serving the API on a thread of its own, on a socket bound before it starts."""
+
+    def __init__(self, manager: Manager, addr: ListenAddr) -> None:
+        self.manager = manager
+        self.addr = addr
+        events = manager.events
+        if isinstance(events, Metrics):
+            self.metrics = events
+        else:  # the service made none: ours, beside whatever observer the manager has
+            self.metrics = Metrics()
+            manager.events = self.metrics if isinstance(events, NoEvents) else _Fanout(events, self.metrics)
+        self.metrics.bind(
+            [BackupType.LATEST, *manager.config.enabled_types()],
+            in_flight=lambda: manager.in_flight, list_backups=manager.list_backups,
+            clock=lambda: manager.clock.now().timestamp(),
+        )
+        self._sock: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._retries = contextlib.ExitStack()
+
+    @property
+    def url(self) -> str:
+        assert self._sock is not None
+        host, port = self._sock.getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.addr.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.addr.host, self.addr.port))
+            sock.listen(128)
+        except OSError as e:
+            sock.close()
+            raise UsageError(f"cannot listen on {self.addr}: {e.strerror}; pick a free --http-listen-addr") from e
+        self._sock = sock
+        config = uvicorn.Config(build_app(self.manager, self.metrics), lifespan="off", access_log=False,
+                                log_level="warning", server_header=False)
+        server = self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="manager-http", daemon=True)
+        self._thread.start()
+        waited = threading.Event()
+        for _ in range(int(_STARTUP_WAIT / 0.01)):
+            if server.started or not self._thread.is_alive():
+                break
+            waited.wait(0.01)
+        if not server.started:
+            self.stop()
+            raise SnapferryError(f"the API server on {self.addr} did not start; see the log above")
+        self._retries.enter_context(self.metrics.retries.attached())
+        log.info("API and /metrics on %s", self.url)
+
+    def _serve(self) -> None:
+        assert self._server is not None and self._sock is not None
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    def stop(self) -> None:
+        self._retries.close()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(_STARTUP_WAIT)
+        if self._sock is not None:
+            self._sock.close()
+
+
+def start_server(manager: Manager, listen_addr: str) -> Callable[[], None]:
+    """Serve the API and /metrics on a thread (the service command's hook); returns the stop."""
+    server = ApiServer(manager, parse_listen_addr(listen_addr))
+    server.start()
+    return server.stop

@@ -1,0 +1,333 @@
+"""The manager's HTTP API through a real HTTP client (urllib), against the real server on a real
+manager: real victoria-metrics snapshots, real backups on fs:// and SeaweedFS, real restores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from snapferry.errors import UsageError
+from snapferry.manager.http import ApiServer, parse_listen_addr, start_server
+from snapferry.manager.layout import RESTORE_MARK_FILE, BackupType
+from snapferry.manager.metrics import Metrics
+from snapferry.manager.service import Manager, ManagerConfig
+from snapferry.remotes import RemoteOptions
+from tests.servers import S3Server
+from tests.vm import Samples, VMServer, make_samples, run_snapferry
+
+BACKENDS = ["fs", "s3-seaweedfs"]
+LIST_KEYS = {"name", "size_bytes", "size", "created_at", "locked", "state"}
+MetricKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def parse_metrics(text: str) -> dict[MetricKey, float]:
+    out: dict[MetricKey, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+@dataclass
+class Backend:
+    kind: str
+    url: str
+    options: RemoteOptions
+    digest: Callable[[], dict[str, str]]  # every object under the root -> sha256 of its bytes
+    cli_args: list[str]
+
+
+@dataclass
+class Api:
+    url: str
+    manager: Manager
+    vm: VMServer
+    storage: Path
+    backend: Backend
+    samples: Samples
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                status, payload, ctype = resp.status, resp.read(), resp.headers.get("content-type", "")
+        except urllib.error.HTTPError as e:
+            status, payload, ctype = e.code, e.read(), e.headers.get("content-type", "")
+        if ctype.startswith("application/json"):
+            return status, json.loads(payload)
+        return status, payload.decode()
+
+    def metrics(self) -> dict[MetricKey, float]:
+        status, text = self.call("GET", "/metrics")
+        assert status == 200
+        return parse_metrics(text)
+
+    def wait_idle(self) -> None:
+        for _ in range(6000):  # a bounded wait for the run on the manager's thread
+            if not self.manager.in_flight:
+                return
+            time.sleep(0.05)
+        raise AssertionError("the backup run did not finish")
+
+    def run(self) -> None:
+        status, body = self.call("POST", "/api/v1/backups")
+        assert (status, body) == (201, {})
+        self.wait_idle()
+        assert self.manager.last_result is not None and self.manager.last_result.ok, self.manager.last_result
+
+    def backups(self) -> dict[str, dict[str, Any]]:
+        status, items = self.call("GET", "/api/v1/backups")
+        assert status == 200 and isinstance(items, list)
+        return {i["name"]: i for i in items}
+
+    def state(self) -> tuple[dict[str, str], bytes | None]:
+        """Everything a request could change: the remote's objects and the restore mark."""
+        mark = self.storage / RESTORE_MARK_FILE
+        return self.backend.digest(), mark.read_bytes() if mark.exists() else None
+
+
+def _fs_digest(root: Path) -> Callable[[], dict[str, str]]:
+    def digest() -> dict[str, str]:
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+    return digest
+
+
+def _s3_digest(server: S3Server, url: str) -> Callable[[], dict[str, str]]:
+    bucket, _, prefix = url.split("://", 1)[1].partition("/")
+
+    def digest() -> dict[str, str]:
+        c = server.client()
+        out = {}
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+            for obj in page.get("Contents", ()):
+                body = c.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                out[obj["Key"]] = hashlib.sha256(body).hexdigest()
+        return out
+    return digest
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "fs":
+        root = tmp_path / "backups"
+        return Backend("fs", f"fs://{root}", RemoteOptions(), _fs_digest(root), [])
+    server: S3Server = request.getfixturevalue("seaweedfs")
+    url, opts = server.new_remote("vm-node-1")
+    assert opts.creds_file_path and opts.config_file_path
+    args = ["--custom-s3-endpoint", server.endpoint, "--creds-file-path", opts.creds_file_path,
+            "--config-file-path", opts.config_file_path]
+    return Backend(request.param, url, opts, _s3_digest(server, url), args)
+
+
+@pytest.fixture
+def api(vm_server: Callable[..., VMServer], backend: Backend, tmp_path: Path) -> Iterator[Api]:
+    storage = tmp_path / "vm-data"
+    vm = vm_server(storage)
+    samples = make_samples(seed=12, series=3, per_series=120)
+    vm.ingest(samples)
+    vm.force_flush()
+    config = ManagerConfig(
+        storage_data_path=str(storage), snapshot_create_url=vm.snapshot_create_url, dst=backend.url,
+        remote_options=backend.options, disable_scheduled_backups=True, http_listen_addr="127.0.0.1:0",
+    )
+    manager = Manager(config, events=Metrics())
+    server = ApiServer(manager, parse_listen_addr(config.http_listen_addr))
+    server.start()
+    try:
+        yield Api(server.url, manager, vm, storage, backend, samples)
+    finally:
+        server.stop()
+
+
+def test_a_run_through_the_api_lists_every_backup_and_counts_it(api: Api) -> None:
+    assert api.call("GET", "/health") == (200, "OK")
+    before = time.time()
+    api.run()
+    after = time.time()
+    listed = api.backups()
+    result = api.manager.last_result
+    assert result is not None
+    local = result.started_at
+    expected = {"latest", local.strftime("hourly/%Y-%m-%d:%H"), local.strftime("daily/%Y-%m-%d"),
+                f"weekly/{local.isocalendar().year:04d}-{local.isocalendar().week:02d}",
+                local.strftime("monthly/%Y-%m")}
+    assert set(listed) == expected
+    latest = listed["latest"]
+    for item in listed.values():
+        assert set(item) == LIST_KEYS
+        assert item["state"] == "complete" and item["locked"] is False
+        assert item["size_bytes"] == latest["size_bytes"] > 0
+        datetime.fromisoformat(item["created_at"].replace("Z", "+00:00"))  # RFC 3339
+
+    m = api.metrics()
+    steps = {s.name.split("/")[0]: s for s in result.steps}
+    assert set(steps) == {t.value for t in BackupType}
+    for t, step in steps.items():
+        lab = (("type", t),)
+        assert m[("vm_backups_total", lab)] == 1
+        assert m[("vm_backup_errors_total", lab)] == 0
+        assert m[("vm_backup_last_run_failed", lab)] == 0
+        assert before <= m[("vm_backup_last_success_at", lab)] <= after
+        assert m[("vm_backup_duration_seconds_total", lab)] == pytest.approx(step.seconds)
+        assert m[("vm_backups_stored", lab)] == 1
+    assert m[("vm_backup_errors_total", (("type", "restoreState"),))] == 0
+    assert m[("vm_backups_uploaded_bytes_total", ())] == steps["latest"].bytes == latest["size_bytes"]
+    for name, item in listed.items():
+        key = ("vm_backups_size_bytes", (("backup", name), ("type", name.split("/")[0])))
+        assert m[key] == item["size_bytes"]
+    created = datetime.fromisoformat(latest["created_at"].replace("Z", "+00:00")).timestamp()
+    assert m[("vm_backup_last_created_at", (("type", "latest"),))] == pytest.approx(created)
+    assert m[("vm_backup_in_flight", ())] == 0
+    assert m[("vm_app_uptime_seconds", ())] > 0
+    assert m[("snapferry_retries_total", ())] == 0
+
+
+def test_a_second_trigger_while_a_run_goes_is_refused(api: Api) -> None:
+    api.manager.config.max_bytes_per_second = 400  # a few KiB of snapshot: the run lasts seconds
+    assert api.call("POST", "/api/v1/backups") == (201, {})
+    status, body = api.call("POST", "/api/v1/backups")
+    assert status == 400 and "in progress" in body["error"], body
+    assert api.call("GET", "/health") == (200, "OK")  # the API answers while the run uploads
+    assert api.metrics()[("vm_backup_in_flight", ())] == 1
+    api.wait_idle()
+    m = api.metrics()
+    assert m[("vm_backup_in_flight", ())] == 0
+    assert m[("vm_backups_total", (("type", "latest"),))] == 1  # the refused trigger started nothing
+
+
+def test_a_locked_backup_survives_retention_until_unlocked(api: Api) -> None:
+    api.run()
+    daily = next(n for n in api.backups() if n.startswith("daily/"))
+    hourly = next(n for n in api.backups() if n.startswith("hourly/"))
+    status, body = api.call("PUT", f"/api/v1/backups/{daily}", {"locked": True})
+    assert status == 200 and body["name"] == daily and body["locked"] is True and body["state"] == "complete"
+    assert any(k.endswith(f"{daily}/backup_locked.ignore") for k in api.backend.digest())
+    assert api.backups()[daily]["locked"] is True
+
+    api.manager.config.keep_last_hourly = 0
+    api.manager.config.keep_last_daily = 0
+    api.run()
+    left = api.backups()
+    assert daily in left and hourly not in left
+    m = api.metrics()
+    assert m[("snapferry_retention_deleted_backups_total", ())] == 1
+    assert m[("vm_retention_last_run_failed", ())] == 0
+    assert ("vm_backups_stored", (("type", "hourly"),)) not in m
+
+    status, body = api.call("PUT", f"/api/v1/backups/{daily}", {"locked": False})
+    assert status == 200 and body["locked"] is False
+    api.run()
+    assert daily not in api.backups()
+    assert api.metrics()[("snapferry_retention_deleted_backups_total", ())] == 3  # hourly twice, daily once
+
+
+def test_a_restore_mark_is_restored_by_manager_restore(api: Api, vm_server: Callable[..., VMServer]) -> None:
+    api.run()
+    daily = next(n for n in api.backups() if n.startswith("daily/"))
+    assert api.call("GET", "/api/v1/restore") == (200, {})
+    assert api.call("POST", "/api/v1/restore", {"backup": daily}) == (201, {"backup": daily})
+    assert api.call("GET", "/api/v1/restore") == (200, {"backup": daily})
+    assert (api.storage / RESTORE_MARK_FILE).read_text().strip() == daily
+    # samples written after the backup must be gone once the backup is restored
+    api.vm.ingest(make_samples(seed=13, series=2, per_series=50, metric="snapferry_after"))
+    api.vm.force_flush()
+    api.vm.stop()
+
+    p = run_snapferry("manager", "restore", "--storage-data-path", str(api.storage), "--dst", api.backend.url,
+                      "--progress", "off", "--json", *api.backend.cli_args)
+    restored = json.loads(p.stdout)
+    assert restored["src"].endswith(daily) and restored["deleted_bytes"] > 0  # the later parts went
+    assert not (api.storage / RESTORE_MARK_FILE).exists()
+    assert api.call("GET", "/api/v1/restore") == (200, {})
+    vm2 = vm_server(api.storage)
+    assert vm2.export('{__name__="snapferry_test"}') == api.samples
+    assert vm2.export('{__name__="snapferry_after"}') == {}
+
+    # with no mark, manager restore is a no-op that exits 0
+    p = run_snapferry("manager", "restore", "--storage-data-path", str(api.storage), "--dst", api.backend.url,
+                      *api.backend.cli_args)
+    assert "nothing to restore" in p.stderr
+
+
+def test_a_restore_mark_is_deleted(api: Api) -> None:
+    api.run()
+    assert api.call("POST", "/api/v1/restore", {"backup": "latest"}) == (201, {"backup": "latest"})
+    assert api.call("DELETE", "/api/v1/restore") == (200, {})
+    assert not (api.storage / RESTORE_MARK_FILE).exists()
+    assert api.call("DELETE", "/api/v1/restore") == (200, {})  # idempotent
+    assert api.call("GET", "/api/v1/restore") == (200, {})
+
+
+BAD_REQUESTS: list[tuple[str, str, Any, int]] = [
+    # method, path, body (bytes are sent raw), expected status
+    ("PUT", "/api/v1/backups/../../etc", {"locked": True}, 400),
+    ("PUT", "/api/v1/backups/%2e%2e/%2e%2e/etc", {"locked": True}, 400),
+    ("PUT", "/api/v1/backups/daily/../latest", {"locked": True}, 400),
+    ("PUT", "/api/v1/backups/other/2026-11-27", {"locked": True}, 400),
+    ("PUT", "/api/v1/backups/daily/2026-13-01", {"locked": True}, 400),
+    ("PUT", "/api/v1/backups/daily/2026-11-27/extra", {"locked": True}, 400),
+    ("PUT", "/api/v1/backups/latest", {"locked": True}, 400),
+    ("PUT", "/api/v1/backups/daily/2001-01-01", {"locked": True}, 404),
+    ("PUT", "/api/v1/backups/{daily}", b"not json", 400),
+    ("PUT", "/api/v1/backups/{daily}", {"locked": "yes"}, 400),
+    ("PUT", "/api/v1/backups/{daily}", {"locked": 1}, 400),
+    ("PUT", "/api/v1/backups/{daily}", {"locked": True, "also": 1}, 400),
+    ("PUT", "/api/v1/backups/{daily}", [True], 400),
+    ("PUT", "/api/v1/backups/{daily}", b"", 400),
+    ("PUT", "/api/v1/backups/{daily}", b'{"locked": true' + b" " * 70_000 + b"}", 413),
+    ("POST", "/api/v1/restore", {"backup": "../../etc"}, 400),
+    ("POST", "/api/v1/restore", {"backup": "daily/../latest"}, 400),
+    ("POST", "/api/v1/restore", {"backup": "s3://another-bucket/vm/daily/2026-11-27"}, 400),
+    ("POST", "/api/v1/restore", {"backup": "fs:///etc"}, 400),
+    ("POST", "/api/v1/restore", {"backup": "daily/2001-01-01"}, 404),
+    ("POST", "/api/v1/restore", {"backup": 5}, 400),
+    ("POST", "/api/v1/restore", {}, 400),
+    ("POST", "/api/v1/restore", b"{", 400),
+    ("DELETE", "/api/v1/backups", None, 405),
+    ("PUT", "/api/v1/restore", {"backup": "latest"}, 405),
+    ("GET", "/api/v1/nothing", None, 404),
+]
+
+
+def test_bad_requests_get_a_json_4xx_and_change_nothing(api: Api) -> None:
+    api.run()
+    daily = next(n for n in api.backups() if n.startswith("daily/"))
+    before = api.state()
+    assert before[1] is None and before[0]
+    for method, path, body, want in BAD_REQUESTS:
+        raw = body if isinstance(body, bytes) else None
+        status, got = api.call(method, path.replace("{daily}", daily), None if raw is not None else body, raw)
+        assert status == want, (method, path, body, status, got)
+        assert isinstance(got, dict) and set(got) == {"error"} and got["error"], (method, path, got)
+    assert api.state() == before
+    assert api.backups()[daily]["locked"] is False
+    assert api.metrics()[("vm_backups_total", (("type", "latest"),))] == 1
+
+
+def test_listen_addresses_default_to_loopback_and_a_busy_port_is_one_error(api: Api) -> None:
+    assert parse_listen_addr(":8300") == parse_listen_addr("127.0.0.1:8300")
+    assert str(parse_listen_addr("[::1]:8300")) == "[::1]:8300"
+    for bad in ("8300", "host:port", "127.0.0.1:70000"):
+        with pytest.raises(UsageError, match="--http-listen-addr"):
+            parse_listen_addr(bad)
+    assert api.url.startswith("http://127.0.0.1:")
+    port = int(api.url.rsplit(":", 1)[1])
+    with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}"):
+        start_server(api.manager, f"127.0.0.1:{port}")
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        pass  # the first server still answers
+    assert api.call("GET", "/health") == (200, "OK")
