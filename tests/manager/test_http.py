@@ -3,9 +3,12 @@ manager: real victoria-metrics snapshots, real backups on fs:// and SeaweedFS, r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +28,7 @@ from snapferry.manager.metrics import Metrics
 from snapferry.manager.service import Manager, ManagerConfig
 from snapferry.remotes import RemoteOptions
 from tests.servers import S3Server
-from tests.vm import Samples, VMServer, make_samples, run_snapferry
+from tests.vm import Samples, VMServer, make_samples, run_snapferry, snapferry_command
 
 BACKENDS = ["fs", "s3-seaweedfs"]
 LIST_KEYS = {"name", "size_bytes", "size", "created_at", "locked", "state"}
@@ -331,3 +334,46 @@ def test_listen_addresses_default_to_loopback_and_a_busy_port_is_one_error(api: 
     with socket.create_connection(("127.0.0.1", port), timeout=10):
         pass  # the first server still answers
     assert api.call("GET", "/health") == (200, "OK")
+
+
+def test_the_manager_command_serves_the_api_until_sigterm(
+    vm_server: Callable[..., VMServer], backend: Backend, tmp_path: Path
+) -> None:
+    """`snapferry manager` as a user runs it: the service command starts the server through its hook."""
+    storage = tmp_path / "vm-data"
+    vm = vm_server(storage)
+    vm.ingest(make_samples(seed=14, series=2, per_series=40))
+    vm.force_flush()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free now; the manager binds it below
+    cmd = [*snapferry_command(), "manager", "--storage-data-path", str(storage), "--snapshot-create-url",
+           vm.snapshot_create_url, "--dst", backend.url, "--http-listen-addr", f"127.0.0.1:{port}",
+           "--disable-scheduled-backups", *backend.cli_args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        client = Api(f"http://127.0.0.1:{port}", None, vm, storage, backend, {})  # type: ignore[arg-type]
+        for _ in range(600):  # bounded: until the service listens
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(OSError):
+                if client.call("GET", "/health") == (200, "OK"):
+                    break
+            time.sleep(0.05)
+        assert client.call("POST", "/api/v1/backups") == (201, {})
+        for _ in range(1200):
+            m = client.metrics()
+            if m[("vm_backup_in_flight", ())] == 0 and m[("vm_backups_total", (("type", "monthly"),))] == 1:
+                break
+            time.sleep(0.05)
+        assert m[("vm_backup_last_run_failed", (("type", "latest"),))] == 0
+        sized = {dict(lab)["backup"] for (k, lab) in m if k == "vm_backups_size_bytes"}
+        assert set(client.backups()) == sized and len(sized) == 5  # latest and the four dated backups
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
