@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,28 +38,38 @@ class Action(enum.Enum):
     COPY = "copy"
 
 
-class RetryCounter(logging.Handler):
+class RetryCounter(logging.Filter):
     """Counts the retries of whole parts and ranges while it is attached.
 
     retry.py logs one warning per retry (`_log_retry`); counting those records
-    needs no counter threaded through every transfer loop.
+    needs no counter threaded through every transfer loop. It filters the logger
+    itself, so retries count whatever --log-level hides: while attached the logger
+    lets warnings through to this filter, which drops what the level would have.
     """
 
     def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
+        super().__init__()
+        self._lock = threading.Lock()
+        self._shown_from = logging.NOTSET
         self.count = 0
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         if record.module == "retry" and record.funcName == "_log_retry":
-            self.count += 1  # one handler lock (logging's) serialises emit
+            with self._lock:
+                self.count += 1
+        return record.levelno >= self._shown_from
 
     @contextlib.contextmanager
     def attached(self, logger: logging.Logger = log) -> Iterator[RetryCounter]:
-        logger.addHandler(self)
+        level = logger.level
+        self._shown_from = logger.getEffectiveLevel()
+        logger.setLevel(min(self._shown_from, logging.WARNING))
+        logger.addFilter(self)
         try:
             yield self
         finally:
-            logger.removeHandler(self)
+            logger.removeFilter(self)
+            logger.setLevel(level)
 
 
 @dataclass(slots=True)

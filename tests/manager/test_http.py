@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import signal
 import socket
@@ -316,6 +317,15 @@ def test_bad_requests_get_a_json_4xx_and_change_nothing(api: Api) -> None:
         status, got = api.call(method, path.replace("{daily}", daily), None if raw is not None else body, raw)
         assert status == want, (method, path, body, status, got)
         assert isinstance(got, dict) and set(got) == {"error"} and got["error"], (method, path, got)
+    # a chunked body has no Content-Length to refuse up front: it is cut off at the limit
+    conn = http.client.HTTPConnection(api.url.removeprefix("http://"), timeout=60)
+    try:
+        chunks = (b'{"locked": true' if i == 0 else b" " * 8192 for i in range(20))
+        conn.request("PUT", f"/api/v1/backups/{daily}", body=chunks, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 413 and "error" in json.loads(resp.read())
+    finally:
+        conn.close()
     assert api.state() == before
     assert api.backups()[daily]["locked"] is False
     assert api.metrics()[("vm_backups_total", (("type", "latest"),))] == 1

@@ -101,9 +101,11 @@ async def _json_object(request: Request, keys: dict[str, type]) -> dict[str, Any
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():  # a chunked body is cut off at the limit, never held whole
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
     want = ", ".join(f'"{k}": {t.__name__}' for k, t in keys.items())
     try:
         data = json.loads(raw)
@@ -252,8 +254,9 @@ class ApiServer:
             sock.close()
             raise UsageError(f"cannot listen on {self.addr}: {e.strerror}; pick a free --http-listen-addr") from e
         self._sock = sock
+        # log_config=None: uvicorn's records go to our handlers, and it configures no logging of its own
         config = uvicorn.Config(build_app(self.manager, self.metrics), lifespan="off", access_log=False,
-                                log_level="warning", server_header=False)
+                                log_config=None, log_level="warning", server_header=False)
         server = self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="manager-http", daemon=True)
         self._thread.start()
