@@ -68,8 +68,12 @@ def per_type(m: dict[MetricKey, float], name: str) -> dict[str, float]:
 
 def test_a_failed_run_then_a_good_one(vm: VMServer, tmp_path: Path) -> None:
     clock = StepClock(datetime(2026, 11, 27, 13, 5, tzinfo=UTC))
-    mgr, metrics = manager_with_metrics(vm, tmp_path, clock, disable_weekly=True)
+    mgr, metrics = manager_with_metrics(vm, tmp_path, clock, disable_weekly=True, keep_last_daily=7)
     fresh = scrape(metrics)
+    # the settings under vmbackupmanager's flag names, which its dashboard's tables read
+    flags = {dict(lab)["name"]: (dict(lab)["value"], dict(lab)["is_set"]) for (n, lab) in fresh if n == "flag"}
+    assert flags["disableWeekly"] == ("true", "true") and flags["disableDaily"] == ("false", "false")
+    assert flags["keepLastDaily"] == ("7", "true") and flags["keepLastHourly"] == ("-1", "false")
     # before any run every backup type the manager makes is there at 0, as the alert rules expect
     assert per_type(fresh, "vm_backup_last_success_at") == {"latest": 0, "hourly": 0, "daily": 0, "monthly": 0}
 

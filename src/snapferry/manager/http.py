@@ -32,8 +32,8 @@ from starlette.routing import Route
 
 from ..errors import BadBackupError, LockedError, SnapferryError, UsageError
 from .catalog import NoSuchBackupError
-from .layout import BackupType, parse_backup_name
-from .metrics import CONTENT_TYPE, Metrics
+from .layout import DATED_TYPES, BackupType, parse_backup_name
+from .metrics import CONTENT_TYPE, Metrics, config_flags
 from .service import Manager, ManagerEvents, NoEvents
 
 log = logging.getLogger("snapferry")
@@ -227,10 +227,16 @@ class ApiServer:
         else:  # the service made none: ours, beside whatever observer the manager has
             self.metrics = Metrics()
             manager.events = self.metrics if isinstance(events, NoEvents) else _Fanout(events, self.metrics)
+        c = manager.config
         self.metrics.bind(
-            [BackupType.LATEST, *manager.config.enabled_types()],
+            [BackupType.LATEST, *c.enabled_types()],
             in_flight=lambda: manager.in_flight, list_backups=manager.list_backups,
             clock=lambda: manager.clock.now().timestamp(),
+            flags=config_flags(
+                {t: t not in c.enabled_types() for t in DATED_TYPES}, c.keep(),
+                c.backup_interval.total_seconds() if c.backup_interval else 0, c.backup_schedule_timezone,
+                c.run_on_start, c.disable_scheduled_backups, c.concurrency, c.max_bytes_per_second,
+            ),
         )
         self._sock: socket.socket | None = None
         self._server: uvicorn.Server | None = None

@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -84,6 +84,7 @@ class Metrics:
         self._retention_deleted = 0
         self._stored: list[_Stored] = []
         self._list_errors = 0
+        self._flags: dict[str, str] = {}
         self._stale = True  # the listing behind vm_backups_size_bytes/_stored needs a refresh
         self.retries = RetryCounter()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -95,10 +96,15 @@ class Metrics:
         in_flight: Callable[[], bool],
         list_backups: Callable[[], Sequence[BackupInfo]],
         clock: Callable[[], float] | None = None,
+        flags: Mapping[str, str] | None = None,
     ) -> None:
         """Attach to a manager: the types it makes (their series start at 0, as the alerts
-        expect), its in-flight flag, its listing and its clock (injectable in tests)."""
+        expect), its in-flight flag, its listing, its clock (injectable in tests) and its
+        settings under vmbackupmanager's flag names (`flag{name, value, is_set}`, which the
+        upstream dashboard's configuration tables read)."""
         with self._lock:
+            if flags is not None:
+                self._flags = dict(flags)
             for t in types:
                 self._types.setdefault(t.value, _PerType())
             self._in_flight = in_flight
@@ -179,6 +185,7 @@ class Metrics:
             uploaded, copied, restore_errors = self._uploaded_bytes, self._copied_bytes, self._restore_state_errors
             stored, deleted, list_errors = list(self._stored), self._retention_deleted, self._list_errors
             in_flight = self._in_flight
+            flags = sorted(self._flags.items())
         yield from _per_type(types, restore_errors)
         t = _family
         yield t(GaugeMetricFamily, "vm_backup_in_flight", "1 while a backup run is going.",
@@ -214,9 +221,39 @@ class Metrics:
                 [((), time.monotonic() - self._started)])
         yield t(GaugeMetricFamily, "vm_app_start_timestamp", "Unix time the manager started.",
                 [((), self._start_time)])
+        yield t(GaugeMetricFamily, "flag", "The manager's settings, by vmbackupmanager's flag names.",
+                [((k, v, "true" if v != FLAG_DEFAULTS.get(k) else "false"), 1.0) for k, v in flags],
+                ["name", "value", "is_set"])
         v = _version()
         yield t(GaugeMetricFamily, "vm_app_version", "The manager's version.",
                 [((f"snapferry-{v}", v), 1.0)], ["version", "short_version"])
+
+
+# vmbackupmanager's defaults, for is_set; the keys are its flag names
+FLAG_DEFAULTS = {
+    "disableHourly": "false", "disableDaily": "false", "disableWeekly": "false", "disableMonthly": "false",
+    "keepLastHourly": "-1", "keepLastDaily": "-1", "keepLastWeekly": "-1", "keepLastMonthly": "-1",
+    "backupInterval": "0s", "backupScheduleTimezone": "UTC", "runOnStart": "false",
+    "disableScheduledBackups": "false", "maxBytesPerSecond": "0",
+}
+
+
+def config_flags(
+    disabled: Mapping[BackupType, bool], keep: Mapping[BackupType, int], interval_seconds: float,
+    timezone: str, run_on_start: bool, disable_scheduled: bool, concurrency: int, max_bytes_per_second: int,
+) -> dict[str, str]:
+    """A manager's settings as vmbackupmanager's flags with Go-style values."""
+    def b(x: bool) -> str:
+        return "true" if x else "false"
+
+    out = {f"disable{t.value.capitalize()}": b(disabled.get(t, False)) for t in BackupType if t in disabled}
+    out |= {f"keepLast{t.value.capitalize()}": str(n) for t, n in keep.items()}
+    out |= {
+        "backupInterval": f"{interval_seconds:g}s", "backupScheduleTimezone": timezone,
+        "runOnStart": b(run_on_start), "disableScheduledBackups": b(disable_scheduled),
+        "concurrency": str(concurrency), "maxBytesPerSecond": str(max_bytes_per_second),
+    }
+    return out
 
 
 def _per_type(types: dict[str, _PerType], restore_errors: int) -> Iterable[Metric]:
