@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from snapferry.manager.catalog import BackupInfo
 from snapferry.manager.layout import BackupType
-from snapferry.manager.metrics import Metrics
+from snapferry.manager.metrics import Metrics, config_flags
 from tests.servers import REPO, free_port
 from tests.vm import VMServer, require_binary, snapferry_command
 
@@ -36,15 +36,42 @@ GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "5m", "$__range": "1h",
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool"}
 
 
-def exported_names() -> set[str]:
-    """The sample names in a real render of the manager's metrics, with every type and a backup listed."""
+def exported() -> dict[str, set[str]]:
+    """Sample name -> its label names, from a real render of the manager's metrics with every
+    type, a backup listed and its settings bound."""
     backups = [BackupInfo("daily/2026-11-27", 1000, datetime(2026, 11, 27, tzinfo=UTC), False, True)]
     m = Metrics()
-    m.bind(list(BackupType), in_flight=lambda: False, list_backups=lambda: backups)
+    m.bind(list(BackupType), in_flight=lambda: False, list_backups=lambda: backups,
+           flags=config_flags({BackupType.HOURLY: True}, {BackupType.DAILY: 3}, 0, "UTC", False, False, 8, 0))
     m.backup_done(BackupType.LATEST, True, 1.0, 10)
     m.retention_done(True, 0.5, 0)
-    families = text_string_to_metric_families(m.render().decode())
-    return {s.name for f in families for s in f.samples}
+    out: dict[str, set[str]] = {}
+    for f in text_string_to_metric_families(m.render().decode()):
+        for sample in f.samples:
+            out.setdefault(sample.name, set()).update(sample.labels)
+    return out
+
+
+def exported_names() -> set[str]:
+    return set(exported())
+
+
+# What VictoriaMetrics' own vmbackupmanager dashboard (dashboards/backupmanager.json) and alert
+# rules (deployment/docker/rules/alerts-vmbackupmanager.yml) read: name -> the labels they use.
+UPSTREAM = {
+    "vm_backup_last_success_at": {"type"}, "vm_backup_last_run_failed": set(), "vm_backup_errors_total": set(),
+    "vm_backups_total": {"type"}, "vm_backup_duration_seconds_total": {"type"},
+    "vm_backups_size_bytes": {"backup", "type"}, "vm_backups_stored": set(),
+    "vm_retention_last_run_failed": set(), "vm_retention_errors_total": set(),
+    "vm_retention_duration_seconds_total": set(), "vm_backups_uploaded_bytes_total": set(),
+    "vm_app_uptime_seconds": set(), "vm_app_version": {"version"}, "flag": {"name", "value", "is_set"},
+}
+
+
+def test_every_series_the_upstream_dashboard_and_alerts_read_is_exported() -> None:
+    got = exported()
+    missing = {n: labels for n, labels in UPSTREAM.items() if n not in got or not labels <= got[n]}
+    assert not missing, missing
 
 
 def alert_rules() -> list[dict[str, Any]]:
