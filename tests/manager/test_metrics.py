@@ -141,3 +141,33 @@ def test_an_unreadable_restore_mark_counts_as_a_restore_state_error(vm: VMServer
         assert per_type(scrape(server.metrics), "vm_backup_errors_total")["restoreState"] == 1
     finally:
         server.stop()
+
+
+class Recorder:
+    """Another observer of the manager's events, as a service might add."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, bool]] = []
+
+    def run_started(self, type: BackupType) -> None:
+        pass
+
+    def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
+        self.done.append((type.value, ok))
+
+    def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
+        pass
+
+
+def test_the_api_server_brings_metrics_when_the_manager_has_none(vm: VMServer, tmp_path: Path) -> None:
+    cfg = ManagerConfig(storage_data_path=str(vm.storage_data_path), snapshot_create_url=vm.snapshot_create_url,
+                        dst=f"fs://{tmp_path / 'backups'}", disable_hourly=True, disable_weekly=True,
+                        disable_monthly=True)
+    plain = Manager(cfg)
+    assert ApiServer(plain, parse_listen_addr("127.0.0.1:0")).metrics is plain.events
+    recorder = Recorder()
+    observed = Manager(cfg, events=recorder)
+    metrics = ApiServer(observed, parse_listen_addr("127.0.0.1:0")).metrics
+    assert observed.run_once().ok
+    assert recorder.done == [("latest", True), ("daily", True)]  # the first observer still hears everything
+    assert per_type(scrape(metrics), "vm_backups_total") == {"latest": 1, "daily": 1}
