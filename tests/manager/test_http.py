@@ -155,6 +155,7 @@ def api(vm_server: Callable[..., VMServer], backend: Backend, tmp_path: Path) ->
         yield Api(server.url, manager, vm, storage, backend, samples)
     finally:
         server.stop()
+        manager.close()
 
 
 def test_a_run_through_the_api_lists_every_backup_and_counts_it(api: Api) -> None:

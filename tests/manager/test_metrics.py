@@ -7,7 +7,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,11 +49,21 @@ def vm(vm_server: Callable[..., VMServer], tmp_path: Path) -> VMServer:
     return server
 
 
-def manager_with_metrics(vm: VMServer, tmp_path: Path, clock: StepClock | None = None,
+@pytest.fixture
+def managers() -> Iterator[list[Manager]]:
+    """Managers a test made, closed at its end."""
+    made: list[Manager] = []
+    yield made
+    for m in made:
+        m.close()
+
+
+def manager_with_metrics(vm: VMServer, tmp_path: Path, made: list[Manager], clock: StepClock | None = None,
                          **config: object) -> tuple[Manager, Metrics]:
     cfg = ManagerConfig(storage_data_path=str(vm.storage_data_path), snapshot_create_url=vm.snapshot_create_url,
                         dst=f"fs://{tmp_path / 'backups'}", **config)  # type: ignore[arg-type]
     mgr = Manager(cfg, clock=clock, events=Metrics())
+    made.append(mgr)
     server = ApiServer(mgr, parse_listen_addr("127.0.0.1:0"))  # binds the metrics; never started here
     return mgr, server.metrics
 
@@ -66,9 +76,9 @@ def per_type(m: dict[MetricKey, float], name: str) -> dict[str, float]:
     return {dict(labels)["type"]: v for (n, labels), v in m.items() if n == name}
 
 
-def test_a_failed_run_then_a_good_one(vm: VMServer, tmp_path: Path) -> None:
+def test_a_failed_run_then_a_good_one(vm: VMServer, tmp_path: Path, managers: list[Manager]) -> None:
     clock = StepClock(datetime(2026, 11, 27, 13, 5, tzinfo=UTC))
-    mgr, metrics = manager_with_metrics(vm, tmp_path, clock, disable_weekly=True, keep_last_daily=7)
+    mgr, metrics = manager_with_metrics(vm, tmp_path, managers, clock, disable_weekly=True, keep_last_daily=7)
     fresh = scrape(metrics)
     # the settings under vmbackupmanager's flag names, which its dashboard's tables read
     flags = {dict(lab)["name"]: (dict(lab)["value"], dict(lab)["is_set"]) for (n, lab) in fresh if n == "flag"}
@@ -107,8 +117,10 @@ def test_a_failed_run_then_a_good_one(vm: VMServer, tmp_path: Path) -> None:
     assert rate == pytest.approx(uploaded / result.steps[0].seconds)
 
 
-def test_the_remote_is_listed_once_per_run_not_per_scrape(vm: VMServer, tmp_path: Path) -> None:
-    mgr, metrics = manager_with_metrics(vm, tmp_path, keep_last_hourly=1)
+def test_the_remote_is_listed_once_per_run_not_per_scrape(
+    vm: VMServer, tmp_path: Path, managers: list[Manager]
+) -> None:
+    mgr, metrics = manager_with_metrics(vm, tmp_path, managers, keep_last_hourly=1)
     listings = []
 
     def counted() -> list:  # type: ignore[type-arg]
@@ -129,8 +141,10 @@ def test_the_remote_is_listed_once_per_run_not_per_scrape(vm: VMServer, tmp_path
     assert m[("snapferry_list_errors_total", ())] == 0
 
 
-def test_an_unreadable_restore_mark_counts_as_a_restore_state_error(vm: VMServer, tmp_path: Path) -> None:
-    mgr, _ = manager_with_metrics(vm, tmp_path)
+def test_an_unreadable_restore_mark_counts_as_a_restore_state_error(
+    vm: VMServer, tmp_path: Path, managers: list[Manager]
+) -> None:
+    mgr, _ = manager_with_metrics(vm, tmp_path, managers)
     (vm.storage_data_path / "backup_restore.ignore").mkdir()  # a mark that cannot be read as a file
     server = ApiServer(mgr, parse_listen_addr("127.0.0.1:0"))
     server.start()
@@ -159,14 +173,18 @@ class Recorder:
         pass
 
 
-def test_the_api_server_brings_metrics_when_the_manager_has_none(vm: VMServer, tmp_path: Path) -> None:
+def test_the_api_server_brings_metrics_when_the_manager_has_none(
+    vm: VMServer, tmp_path: Path, managers: list[Manager]
+) -> None:
     cfg = ManagerConfig(storage_data_path=str(vm.storage_data_path), snapshot_create_url=vm.snapshot_create_url,
                         dst=f"fs://{tmp_path / 'backups'}", disable_hourly=True, disable_weekly=True,
                         disable_monthly=True)
     plain = Manager(cfg)
+    managers.append(plain)
     assert ApiServer(plain, parse_listen_addr("127.0.0.1:0")).metrics is plain.events
     recorder = Recorder()
     observed = Manager(cfg, events=recorder)
+    managers.append(observed)
     metrics = ApiServer(observed, parse_listen_addr("127.0.0.1:0")).metrics
     assert observed.run_once().ok
     assert recorder.done == [("latest", True), ("daily", True)]  # the first observer still hears everything
