@@ -12,6 +12,7 @@ from pathlib import Path
 import snapferry
 from snapferry.remotes import RemoteOptions
 from tests.servers import S3Server
+from tests.test_interop_vm_s3 import _vm_s3_flags
 from tests.vm import Samples, VMServer, free_port, make_samples, merge_samples, require_binary
 
 StartVM = Callable[..., VMServer]
@@ -40,15 +41,6 @@ class Feed:
         return merge_samples(*(b for t, b in self.batches if t <= run_at))
 
 
-def vm_s3_flags(server: S3Server) -> list[str]:
-    assert server.options.creds_file_path and server.options.config_file_path
-    return [
-        f"-customS3Endpoint={server.endpoint}",
-        f"-credsFilePath={server.options.creds_file_path}",
-        f"-configFilePath={server.options.config_file_path}",
-    ]
-
-
 def restored_samples(start_vm: StartVM, data: Path) -> Samples:
     vm = start_vm(data)
     try:
@@ -62,8 +54,8 @@ def check_restores(url: str, opts: RemoteOptions, s3: S3Server | None, start_vm:
     """vmrestore and snapferry restore `url`; a VictoriaMetrics on each result exports `expected`."""
     tag = url.rsplit("/", 2)[-2:]
     out_vm = work / ("vmrestore-" + "-".join(tag).replace(":", "_"))
-    cmd = [require_binary("vmrestore"), f"-src={url}", f"-storageDataPath={out_vm}",
-           f"-httpListenAddr=127.0.0.1:{free_port()}", "-loggerLevel=WARN", *(vm_s3_flags(s3) if s3 else [])]
+    flags = _vm_s3_flags(s3) if s3 else [f"-httpListenAddr=127.0.0.1:{free_port()}", "-loggerLevel=WARN"]
+    cmd = [require_binary("vmrestore"), f"-src={url}", f"-storageDataPath={out_vm}", *flags]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
     assert p.returncode == 0, f"vmrestore of {url} failed: {p.stderr[-3000:]}"
     assert restored_samples(start_vm, out_vm) == expected, f"vmrestore of {url}"

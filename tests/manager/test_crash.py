@@ -27,6 +27,7 @@ from snapferry.remotes.fs import FsRemote
 from tests.crash.harness import child_env, run_and_kill, wait_until, written_at_least
 from tests.manager.helpers import Feed, StartVM, check_restores
 from tests.manager.sim import SimClock
+from tests.vm import VMServer
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
 
@@ -41,6 +42,19 @@ def child_argv(config: dict[str, Any], now: datetime) -> list[str]:
 
 def child_env_here() -> dict[str, str]:
     return child_env({"PYTHONPATH": str(REPO)})
+
+
+def fed_vm(vm_server: StartVM, tmp_path: Path, rate: int) -> tuple[VMServer, Path, dict[str, Any], Feed, datetime]:
+    """A VictoriaMetrics with a first batch, and a child's ManagerConfig fields with uploads
+    slow enough for a kill or a second manager to land mid-run."""
+    vm = vm_server(tmp_path / "vmdata")
+    dst_dir = tmp_path / "backups"
+    config = {"storage_data_path": str(vm.storage_data_path), "snapshot_create_url": vm.snapshot_create_url,
+              "dst": f"fs://{dst_dir}", "concurrency": 2, "max_bytes_per_second": rate}
+    feed = Feed(vm, series=40, per_batch=1500)
+    t = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    feed.ingest_before(t)
+    return vm, dst_dir, config, feed, t
 
 
 def keys(backup: Path) -> Keys:
@@ -71,15 +85,7 @@ def periods(t: datetime) -> list[str]:
 
 
 def test_sigkill_mid_run_then_restart_finishes(vm_server: StartVM, tmp_path: Path) -> None:
-    vm = vm_server(tmp_path / "vmdata")
-    dst_dir = tmp_path / "backups"
-    config: dict[str, Any] = {
-        "storage_data_path": str(vm.storage_data_path), "snapshot_create_url": vm.snapshot_create_url,
-        "dst": f"fs://{dst_dir}", "concurrency": 2, "max_bytes_per_second": 256 * 1024,
-    }
-    feed = Feed(vm, series=40, per_batch=1500)
-    t = datetime(2026, 11, 2, 10, tzinfo=UTC)
-    feed.ingest_before(t)
+    vm, dst_dir, config, feed, t = fed_vm(vm_server, tmp_path, 256 * 1024)
     mgr = Manager(ManagerConfig(**config), clock=SimClock(t))
     assert mgr.run_once().ok
     mgr.close()
@@ -113,15 +119,7 @@ def test_sigkill_mid_run_then_restart_finishes(vm_server: StartVM, tmp_path: Pat
 
 
 def test_two_managers_on_one_dst(vm_server: StartVM, tmp_path: Path) -> None:
-    vm = vm_server(tmp_path / "vmdata")
-    dst_dir = tmp_path / "backups"
-    config: dict[str, Any] = {
-        "storage_data_path": str(vm.storage_data_path), "snapshot_create_url": vm.snapshot_create_url,
-        "dst": f"fs://{dst_dir}", "concurrency": 2, "max_bytes_per_second": 64 * 1024,
-    }
-    feed = Feed(vm, series=40, per_batch=1500)
-    t = datetime(2026, 11, 2, 10, tzinfo=UTC)
-    feed.ingest_before(t)
+    vm, dst_dir, config, _feed, t = fed_vm(vm_server, tmp_path, 64 * 1024)
     slow = subprocess.Popen(child_argv(config, t), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=child_env_here())
     try:
@@ -148,6 +146,7 @@ def test_two_managers_on_one_dst(vm_server: StartVM, tmp_path: Path) -> None:
         assert json.loads(out)["ok"]
         assert other.run_once().ok  # the dst is free again
         other.close()
+        assert vm.snapshot_list() == []  # the refused run made no snapshot
     finally:
         if slow.poll() is None:
             slow.kill()
