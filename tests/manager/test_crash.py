@@ -86,6 +86,7 @@ def periods(t: datetime) -> list[str]:
 
 def test_sigkill_mid_run_then_restart_finishes(vm_server: StartVM, tmp_path: Path) -> None:
     vm, dst_dir, config, feed, t = fed_vm(vm_server, tmp_path, 256 * 1024)
+    config["keep_last_hourly"] = 1  # kills also land in retention's deletions
     mgr = Manager(ManagerConfig(**config), clock=SimClock(t))
     assert mgr.run_once().ok
     mgr.close()
@@ -110,6 +111,7 @@ def test_sigkill_mid_run_then_restart_finishes(vm_server: StartVM, tmp_path: Pat
         for name in periods(t):
             assert complete(dst_dir / name) and keys(dst_dir / name) == latest, name
         check_truthful(dst_dir, [*allowed, latest])
+        assert [b.name for b in sorted((dst_dir / "hourly").iterdir())] == [t.strftime("%Y-%m-%d:%H")]
         allowed.append(latest)
         assert vm.snapshot_list() == []  # the rerun deleted the snapshot the killed run left
         assert not (dst_dir / LEASE_FILE).exists() and not (dst_dir / "latest" / LEASE_FILE).exists()

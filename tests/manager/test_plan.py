@@ -142,3 +142,14 @@ def test_retention_never_deletes_locked_nor_latest() -> None:
     got = retention.to_delete(existing, keep, locked=names("daily/2026-11-20"))
     assert got == names("daily/2026-11-21", "daily/2026-11-22")
     assert retention.to_delete(existing, {}) == []
+
+
+def test_retention_counts_only_complete_backups() -> None:
+    existing = names("hourly/2026-11-23:01", "hourly/2026-11-23:02", "hourly/2026-11-23:03", "hourly/2026-11-23:04")
+    # The newest copy failed: it does not push the last complete one out, and stays for its rerun.
+    got = retention.to_delete(existing, {BackupType.HOURLY: 1}, incomplete=names("hourly/2026-11-23:04"))
+    assert got == names("hourly/2026-11-23:01", "hourly/2026-11-23:02")
+    # An incomplete backup older than the kept ones goes.
+    got = retention.to_delete(existing, {BackupType.HOURLY: 2}, incomplete=names("hourly/2026-11-23:02"))
+    assert got == names("hourly/2026-11-23:01", "hourly/2026-11-23:02")
+    assert retention.to_delete(existing, {BackupType.HOURLY: 0}, incomplete=names("hourly/2026-11-23:04")) == existing

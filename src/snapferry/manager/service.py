@@ -279,7 +279,8 @@ class Manager:
             infos = self.catalog.list()
             names = [parse_backup_name(i.name) for i in infos]
             locked = [parse_backup_name(i.name) for i in infos if i.locked]
-            for name in retention.to_delete(names, keep, locked):
+            partial = [parse_backup_name(i.name) for i in infos if not i.complete]
+            for name in retention.to_delete(names, keep, locked, partial):
                 log.info("retention: deleting %s", name)
                 self.catalog.delete(name)
                 done.append(str(name))
