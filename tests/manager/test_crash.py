@@ -19,15 +19,16 @@ from typing import Any
 
 import pytest
 
+from snapferry.errors import UsageError
 from snapferry.lease import LEASE_FILE
 from snapferry.manager.layout import BackupType
-from snapferry.manager.service import Manager, ManagerConfig
+from snapferry.manager.service import STATE_FILE, Manager, ManagerConfig
 from snapferry.parts import BACKUP_COMPLETE_FILE, check_coverage, group_by_file
 from snapferry.remotes.fs import FsRemote
 from tests.crash.harness import child_env, run_and_kill, wait_until, written_at_least
 from tests.manager.helpers import Feed, StartVM, check_restores
 from tests.manager.sim import SimClock
-from tests.vm import VMServer
+from tests.vm import VMServer, free_port
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
 
@@ -187,3 +188,47 @@ def test_restart_neither_skips_nor_doubles(vm_server: StartVM, tmp_path: Path) -
     assert runs == [at(12, 30), at(13)]
     assert {i.name for i in Manager(config, clock=clock).list_backups()} >= {"hourly/2026-11-02:12",
                                                                               "hourly/2026-11-02:13"}
+
+
+def test_a_failing_run_waits_for_the_next_slot(tmp_path: Path) -> None:
+    """VictoriaMetrics down: the run fails cleanly (one error, events say so) and the
+    schedule goes on at the next slot instead of retrying at once in a loop."""
+    dead = f"http://127.0.0.1:{free_port()}/snapshot/create"
+    (tmp_path / "data").mkdir()
+    config = ManagerConfig(storage_data_path=str(tmp_path / "data"), snapshot_create_url=dead,
+                           dst=f"fs://{tmp_path / 'b'}")
+    at = [datetime(2026, 11, 2, h, tzinfo=UTC) for h in (10, 11, 12, 13)]
+    runs: list[datetime] = []
+    clock = SimClock(at[0], at[3], runs.append)
+    failures: list[BackupType] = []
+
+    class Events:
+        def run_started(self, type: BackupType) -> None:
+            pass
+
+        def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
+            if not ok:
+                failures.append(type)
+
+        def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
+            pass
+
+    # An earlier run succeeded at 09:00 (its record), so 10:00 is due at once.
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / STATE_FILE).write_text(json.dumps({"last_run_at": "2026-11-02T09:00:00+00:00"}))
+    mgr = Manager(config, clock=clock, events=Events())
+    assert mgr.next_due() == at[0]
+    res = mgr.run_once()
+    assert not res.ok and res.error is not None and "cannot reach" in res.error
+    assert mgr.next_due() == at[1]
+    mgr.serve(threading.Event())
+    mgr.close()
+    assert runs == at[1:3]  # 11:00 and 12:00, each once; 13:00 is the end of the simulation
+    assert failures == [BackupType.LATEST] * 3
+
+
+def test_dst_inside_the_data_path_is_refused_at_start(tmp_path: Path) -> None:
+    config = ManagerConfig(storage_data_path=str(tmp_path), snapshot_create_url="http://127.0.0.1:1/snapshot/create",
+                           dst=f"fs://{tmp_path / 'backups'}")
+    with pytest.raises(UsageError, match="inside the source"):
+        Manager(config)

@@ -128,9 +128,17 @@ class Manager:
         self.events: ManagerEvents = events or NoEvents()
         self.schedule = config.schedule()
         self.catalog = Catalog(config.dst, config.remote_options, config.concurrency)
+        try:
+            # A --dst inside the data path would back itself up: a mistake to refuse at start.
+            refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child("latest"))
+        except SnapferryError:
+            self.catalog.close()
+            raise
         self.marks = RestoreMarks(config.storage_data_path, self.catalog)
         self._running = threading.Lock()
-        self._last_run_at: datetime | None = None
+        # The last run this process started, failed or not: the schedule goes on from it,
+        # so a failing run waits for the next slot instead of retrying at once, forever.
+        self._last_attempt_at: datetime | None = None
         self.last_result: RunResult | None = None
 
     # --- runs -------------------------------------------------------------
@@ -160,6 +168,7 @@ class Manager:
 
     def _run(self) -> RunResult:
         started = self.clock.now()
+        self._last_attempt_at = started
         local = started.astimezone(self.schedule.tz)
         steps: list[StepResult] = []
         deleted: tuple[str, ...] = ()
@@ -190,8 +199,6 @@ class Manager:
 
     def _done(self, result: RunResult) -> RunResult:
         self.last_result = result
-        if result.ok:
-            self._last_run_at = result.started_at
         return result
 
     def _step(self, kind: BackupType, name: str, work: _Work) -> StepResult:
@@ -199,11 +206,13 @@ class Manager:
         t0 = time.monotonic()
         try:
             nbytes = work()
-        except SnapferryError as e:
+        except (SnapferryError, OSError) as e:
+            # A local OSError (the data path unwritable, say) fails the step, not the service.
             secs = time.monotonic() - t0
-            log.error("backup %s failed after %.1fs: %s", name, secs, e)
+            msg = str(e) if isinstance(e, SnapferryError) else f"{e.strerror or e} ({e.filename or 'no file'})"
+            log.error("backup %s failed after %.1fs: %s", name, secs, msg)
             self.events.backup_done(kind, False, secs, 0)
-            return StepResult(name, False, secs, 0, str(e))
+            return StepResult(name, False, secs, 0, msg)
         secs = time.monotonic() - t0
         log.info("backup %s done in %.1fs", name, secs)
         self.events.backup_done(kind, True, secs, nbytes)
@@ -293,10 +302,11 @@ class Manager:
     # --- the schedule -------------------------------------------------------
 
     def next_due(self) -> datetime:
-        """The next slot after the last successful run; now when that slot has passed
-        (a restart catches up once, however many slots it slept through)."""
+        """The next slot after the last run this process started; at start, after the last
+        successful run on record, or now when that slot has passed (a restart catches up
+        once, however many slots it slept through)."""
         now = self.clock.now()
-        last = self._last_run_at or self._load_state()
+        last = self._last_attempt_at or self._load_state()
         if last is None:
             return self.schedule.next_due(now)
         due = self.schedule.next_due(last)
@@ -314,7 +324,10 @@ class Manager:
             log.info("next backup run at %s", due.astimezone(self.schedule.tz).isoformat())
             if not self.clock.sleep_until(due, stop_event):
                 return
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception:  # a bug in one run must not end the schedule; it is logged whole
+                log.exception("the backup run failed unexpectedly; the next one runs as scheduled")
 
     def _save_state(self, started: datetime) -> None:
         body = json.dumps({"last_run_at": started.isoformat(),
