@@ -77,6 +77,12 @@ def test_list_lock_restore_marks_and_init_restore(vm_server: StartVM, tmp_path: 
     assert json.loads(run_snapferry("manager", "restore", "get", *sd).stdout) == {"backup": "daily/2026-11-27"}
     run_snapferry("manager", "restore", "delete", *sd)
     assert json.loads(run_snapferry("manager", "restore", "get", *sd).stdout) == {}
+    full = f"{dst}/daily/2026-11-27"  # a full URL: a backup of any --dst, as vmbackupmanager allows
+    run_snapferry("manager", "restore", "create", full, *sd)
+    assert json.loads(run_snapferry("manager", "restore", "get", *sd).stdout) == {"backup": full}
+    one_line_error(run_snapferry("manager", "restore", "create", f"{dst}/hourly/2026-11-27:13", *sd, check=False),
+                   3, "incomplete")
+    run_snapferry("manager", "restore", "delete", *sd)
     run_snapferry("manager", "restore", "create", "daily/2026-11-27", *sd, "--dst", dst)
 
     # The init container: the database is stopped, the marked backup comes back, the mark goes.

@@ -367,8 +367,9 @@ class Manager:
         self.marks.delete()
 
     def close(self) -> None:
-        """Release the remotes; call after serve() returned and no run is in flight."""
-        self.catalog.close()
+        """Release the remotes, after the run in flight (one the API started) has ended."""
+        with self._running:
+            self.catalog.close()
 
 
 class _Work(Protocol):
