@@ -232,3 +232,15 @@ def test_dst_inside_the_data_path_is_refused_at_start(tmp_path: Path) -> None:
                            dst=f"fs://{tmp_path / 'backups'}")
     with pytest.raises(UsageError, match="inside the source"):
         Manager(config)
+
+
+def test_a_failed_backup_deletes_its_snapshot(vm_server: StartVM, tmp_path: Path) -> None:
+    vm, dst_dir, config, _feed, t = fed_vm(vm_server, tmp_path, 0)
+    dst_dir.mkdir()
+    (dst_dir / "latest").write_text("not a directory")  # the backup into latest/ fails after the snapshot
+    mgr = Manager(ManagerConfig(**config), clock=SimClock(t))
+    res = mgr.run_once()
+    mgr.close()
+    assert not res.ok and [s.name for s in res.steps] == ["latest"]
+    assert vm.snapshot_list() == []
+    assert not list(vm.storage_data_path.glob("*.ignore"))  # nor its record
