@@ -1,24 +1,27 @@
-"""The Python API; the CLI is a thin layer over these three functions."""
+"""The Python API; the CLI is a thin layer over these functions."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 from . import snapshot
 from .actions.backup import refuse_dst_inside, run_backup
 from .actions.copy import run_copy
-from .actions.restore import run_restore
-from .errors import UsageError
+from .actions.restore import dry_run_restore, run_restore
+from .errors import SnapferryError, UsageError
 from .parts import MAX_PART_SIZE
 from .remotes import RemoteOptions, open_remote
 from .restorer.downloader import Tuning
-from .results import BackupResult, CopyResult, RestoreResult
+from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
 from .retry import RetryPolicy
 from .throttle import Throttle
 
 log = logging.getLogger("snapferry")
 
 DEFAULT_CONCURRENCY = 8
+# Below this a ranged request costs more in round trips than it moves (0 = automatic).
+MIN_CHUNK_SIZE = 1024 * 1024
 
 
 def backup(
@@ -50,13 +53,17 @@ def backup(
             "name exactly one source: --src DIR, or --storage-data-path with --snapshot-name "
             "or --snapshot-create-url"
         )
+    if src is not None and storage_data_path is not None:
+        raise UsageError(
+            "--src and --storage-data-path name two sources; use --src DIR alone, or --storage-data-path "
+            "with --snapshot-name or --snapshot-create-url"
+        )
     if (snapshot_name or snapshot_create_url) and not storage_data_path:
         raise UsageError("--snapshot-name and --snapshot-create-url need --storage-data-path")
     opts = remote_options or default_options(concurrency)
     dst_remote = open_remote(dst, opts)
     origin_remote = open_remote(origin, opts) if origin else None
-    data_dir = storage_data_path or src
-    assert data_dir is not None
+    data_dir = storage_data_path or _data_dir_of_snapshot(src)
     refuse_dst_inside(data_dir, dst_remote)
 
     def go(src_dir: str) -> BackupResult:
@@ -75,16 +82,52 @@ def backup(
         assert snapshot_create_url is not None
         name = snapshot.create(snapshot_create_url)
         log.info("created snapshot %s", name)
+        url = snapshot_delete_url or snapshot.delete_url_for(snapshot_create_url, name)
         try:
-            return go(snapshot.snapshot_dir(storage_data_path, name))
-        finally:
-            url = snapshot_delete_url or snapshot.delete_url_for(snapshot_create_url, name)
-            snapshot.delete(url)
-            log.info("deleted snapshot %s", name)
+            result = go(snapshot.snapshot_dir(storage_data_path, name))
+        except BaseException:
+            _delete_snapshot_after_failure(url, name)
+            raise
+        _delete_snapshot_after_backup(url, name, result)
+        return result
     finally:
         dst_remote.close()
         if origin_remote is not None:
             origin_remote.close()
+
+
+def _data_dir_of_snapshot(src: str | None) -> str:
+    """The directory no backup may land in: for a snapshot path
+    `<data>/snapshots/<name>` the whole data directory, else the source itself."""
+    assert src is not None
+    real = os.path.realpath(src)
+    parent = os.path.dirname(real)
+    if os.path.basename(parent) == "snapshots":
+        return os.path.dirname(parent)
+    return src
+
+
+def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> None:
+    """The backup is complete and good; a snapshot left behind still holds disk space
+    (its hard links keep merged-away parts), so the run fails (exit 1) and says both."""
+    try:
+        snapshot.delete(url)
+    except SnapferryError as e:
+        raise SnapferryError(
+            f"the backup to {result.dst} is complete, but the snapshot {name} is left: {e}; "
+            f"delete it with `curl '{url}'`"
+        ) from e
+    log.info("deleted snapshot %s", name)
+
+
+def _delete_snapshot_after_failure(url: str, name: str) -> None:
+    """The backup's own error is what the user must see; a failed delete is a warning."""
+    try:
+        snapshot.delete(url)
+    except SnapferryError as e:
+        log.warning("the snapshot %s is left: %s; delete it with `curl '%s'`", name, e, url)
+    else:
+        log.info("deleted snapshot %s", name)
 
 
 def restore(
@@ -100,27 +143,63 @@ def restore(
     progress: str = "auto",
     tuning: Tuning | None = None,
     verify: bool = False,
+    force: bool = False,
 ) -> RestoreResult:
     """Restore the backup at remote `src` into the directory `dst`.
 
     With `verify`, every file written is re-read before its rename and checked
-    against the CRC32s snapferry stored at backup time.
+    against the CRC32s snapferry stored at backup time. Without `force`, a
+    non-empty `dst` that looks like neither a VictoriaMetrics data directory nor an
+    earlier restore is refused when the restore would delete files in it.
     """
     _positive("concurrency", concurrency)
+    tuning = tuning or Tuning(concurrency=concurrency)
     src_remote = open_remote(src, remote_options or default_options(concurrency))
     try:
         return run_restore(
             src_remote, dst,
             preallocate=not skip_file_preallocation,
             skip_backup_complete_check=skip_backup_complete_check,
-            tuning=tuning or Tuning(concurrency=concurrency),
+            tuning=tuning,
             throttle=Throttle(max_bytes_per_second),
             retry=retry,
             progress_mode=progress,
             verify=verify,
+            force=force,
         )
     finally:
         src_remote.close()
+
+
+def restore_dry_run(
+    src: str,
+    dst: str,
+    *,
+    skip_backup_complete_check: bool = False,
+    skip_file_preallocation: bool = False,
+    remote_options: RemoteOptions | None = None,
+    verify: bool = False,
+    force: bool = False,
+) -> RestoreDryRun:
+    """Every check `restore` makes and its plan, changing nothing: no directory, no
+    lock file, no marker (a lock already there is taken and released, to report a
+    running VictoriaMetrics)."""
+    src_remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
+    try:
+        return dry_run_restore(
+            src_remote, dst, preallocate=not skip_file_preallocation,
+            skip_backup_complete_check=skip_backup_complete_check, verify=verify, force=force,
+        )
+    finally:
+        src_remote.close()
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    """The CLI's floor for --chunk-size (Tuning itself takes any size, for tests of tiny data)."""
+    if chunk_size != 0 and chunk_size < MIN_CHUNK_SIZE:
+        raise UsageError(
+            f"--chunk-size {chunk_size} is too small; use at least {MIN_CHUNK_SIZE} (1 MiB), or 0 for automatic"
+        )
 
 
 def copy(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import SnapferryError, UsageError
 from .parts import FLOCK_FILE, JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE, TMP_SUFFIX, is_ignored_name
@@ -73,18 +73,32 @@ class LocalEntry:
     path: str  # relative
     size: int
     is_link: bool
+    # What deleting it frees: the blocks it holds, counted once per inode and only
+    # when every link to that inode goes (VictoriaMetrics snapshots are hard links).
+    disk_bytes: int | None = None  # None: take size
+    inode: tuple[int, int] | None = None
+    nlink: int = 1
 
 
 @dataclass(slots=True)
 class TargetListing:
     files: dict[str, LocalEntry]  # data files (and symlinks, which a restore never keeps)
     tmp_files: list[str]  # our `.tmp` files and journals, relative
+    tmp_disk_bytes: dict[str, int] = field(default_factory=dict)  # blocks each of them holds
+    # Top-level names that mark a VictoriaMetrics data directory or a restore into
+    # one (flock.lock, restore-in-progress, data/, indexdb/) found in the target.
+    vm_markers: tuple[str, ...] = ()
+
+
+_VM_DIRS = ("data", "indexdb")
 
 
 def list_target(root: str) -> TargetListing:
     """Everything below the restore target, never following symlinks."""
     files: dict[str, LocalEntry] = {}
     tmp: list[str] = []
+    tmp_disk: dict[str, int] = {}
+    markers: list[str] = []
     if not os.path.isdir(root):
         return TargetListing(files, tmp)
 
@@ -93,15 +107,24 @@ def list_target(root: str) -> TargetListing:
             for e in it:
                 child = f"{rel}/{e.name}" if rel else e.name
                 if rel == "" and (e.name in _SPECIAL or is_ignored_name(e.name)):
+                    if e.name in _SPECIAL:
+                        markers.append(e.name)
                     continue
                 if e.is_dir(follow_symlinks=False):
+                    if rel == "" and e.name in _VM_DIRS:
+                        markers.append(e.name + "/")
                     walk(e.path, child)
                 elif e.is_symlink():
                     files[child] = LocalEntry(child, 0, True)
-                elif e.name.endswith((TMP_SUFFIX, JOURNAL_SUFFIX)):
-                    tmp.append(child)
                 else:
-                    files[child] = LocalEntry(child, e.stat(follow_symlinks=False).st_size, False)
+                    st = e.stat(follow_symlinks=False)
+                    if e.name.endswith((TMP_SUFFIX, JOURNAL_SUFFIX)):
+                        tmp.append(child)
+                        tmp_disk[child] = st.st_blocks * 512
+                    else:
+                        files[child] = LocalEntry(
+                            child, st.st_size, False, st.st_blocks * 512, (st.st_dev, st.st_ino), st.st_nlink
+                        )
 
     walk(root, "")
-    return TargetListing(files, tmp)
+    return TargetListing(files, tmp, tmp_disk, tuple(sorted(markers)))

@@ -58,3 +58,40 @@ class CopyResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": "copy", **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    path: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreDryRun:
+    """What `restore --dry-run` found: the plan, after every precheck, nothing changed."""
+
+    src: str
+    dst: str
+    dst_exists: bool
+    backup_bytes: int
+    files_total: int
+    delete: tuple[PlannedFile, ...]  # files and symlinks the backup lacks
+    delete_tmp: tuple[str, ...]  # stale .tmp files and journals of an earlier run
+    download: tuple[PlannedFile, ...]  # files to write, with the bytes still to download
+    parts_to_download: int
+    bytes_to_download: int
+    bytes_kept: int  # of the backup, already in place
+    space_needed: int
+    space_free: int
+    space_freed: int  # given back by the deletions before any download
+    seconds: float
+
+    @property
+    def bytes_to_delete(self) -> int:
+        return sum(f.bytes for f in self.delete)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bytes_to_delete"] = self.bytes_to_delete
+        d["space_available"] = self.space_free + self.space_freed
+        return {"action": "restore", "dry_run": True, **d}

@@ -10,6 +10,7 @@ import snapferry
 from snapferry.errors import BadBackupError, LockedError, NoSpaceError, UsageError
 from snapferry.restorer.journal import Journal
 from tests.conftest import tree_digest, write_random
+from tests.fsutil import mounted_tmpfs
 
 MIB = 1024 * 1024
 VALUES = "data/small/2026_11/17A3F0C2D1E50050/values.bin"
@@ -128,8 +129,12 @@ def test_missing_marker_is_refused_unless_skipped(snapshot_tree: Path, backup_ur
     (dst / "keep.bin").write_bytes(b"x")
     with pytest.raises(BadBackupError, match=r"backup_complete\.ignore"):
         _restore(backup_url, dst)
+    assert sorted(p.name for p in dst.iterdir()) == ["keep.bin"]  # no lock file, no marker
+    # keep.bin is not the backup's and dst is no data directory: deleting it takes --force.
+    with pytest.raises(UsageError, match=r"would delete 1 files in it .* e\.g\. 'keep\.bin'.*--force"):
+        _restore(backup_url, dst, skip_backup_complete_check=True)
     assert (dst / "keep.bin").read_bytes() == b"x"
-    _restore(backup_url, dst, skip_backup_complete_check=True)
+    _restore(backup_url, dst, skip_backup_complete_check=True, force=True)
     assert tree_digest(dst) == tree_digest(snapshot_tree)
 
 
@@ -162,7 +167,7 @@ def test_inconsistent_backup_changes_nothing(backup_url: str, tmp_path: Path, mu
     (dst / "keep.bin").write_bytes(b"x")
     with pytest.raises(BadBackupError, match=match):
         _restore(backup_url, dst)
-    assert sorted(p.name for p in dst.iterdir()) == ["flock.lock", "keep.bin", "restore-in-progress"]
+    assert sorted(p.name for p in dst.iterdir()) == ["keep.bin"]  # refused before anything was written
 
 
 def test_target_that_is_a_file_is_refused(backup_url: str, tmp_path: Path) -> None:
@@ -203,7 +208,7 @@ def test_symlinks_in_target_are_never_followed(snapshot_tree: Path, backup_url: 
     dst.mkdir()
     os.symlink(outside, dst / "data")  # where the backup needs a real directory
     os.symlink(outside / "precious", dst / "indexdb")
-    _restore(backup_url, dst)
+    _restore(backup_url, dst, force=True)
     assert sorted(p.name for p in outside.iterdir()) == ["precious"]
     assert (outside / "precious").read_bytes() == b"keep me"
     assert not (dst / "data").is_symlink() and (dst / "data").is_dir()
@@ -222,22 +227,24 @@ def test_unsafe_part_paths_are_refused_before_any_change(backup_url: str, tmp_pa
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.system(f"mount -t tmpfs -o size=4m tmpfs {mnt}") != 0:
-        pytest.fail("cannot mount a tmpfs for the ENOSPC test; the test suite runs as root")
-    yield mnt
-    os.system(f"umount {mnt}")
+    with mounted_tmpfs(tmp_path / "tiny", "4m") as mnt:
+        yield mnt
 
 
 def test_enospc_is_a_clear_error(backup_url: str, small_tmpfs: Path) -> None:
     dst = small_tmpfs / "out"
     with pytest.raises(NoSpaceError, match="free space"):
         _restore(backup_url, dst)
+    assert not dst.exists()  # refused by the precheck: nothing created
 
 
-def test_enospc_during_write_is_a_clear_error(backup_url: str, small_tmpfs: Path, tmp_path: Path) -> None:
+def test_enospc_during_write_is_a_clear_error(backup_url: str, tmp_path: Path) -> None:
     # Fill the disk after the up-front space check, so the writes themselves fail.
+    with mounted_tmpfs(tmp_path / "mnt", "8m") as mnt:
+        _enospc_during_write(backup_url, mnt)
+
+
+def _enospc_during_write(backup_url: str, small_tmpfs: Path) -> None:
     dst = small_tmpfs / "out"
     dst.mkdir()
     filler = small_tmpfs / "filler"

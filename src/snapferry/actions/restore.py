@@ -1,9 +1,11 @@
 """Restore: bring a target directory to exactly the backup's content, fast.
 
-Order (see docs in the README): lock, `restore-in-progress`, check the marker,
-plan (coverage and path checks before anything changes), delete what the
-backup does not have, download what is missing, sync every directory, and
-only then remove `restore-in-progress`.
+Order (see the README): every check that needs no write first (the backup's
+marker and listing, coverage and path checks in the plan, the wrong-directory
+guard, free space), so a refused restore leaves the target exactly as it was;
+then the lock, `restore-in-progress`, delete what the backup does not have,
+download what is missing, sync every directory, and only then remove
+`restore-in-progress`.
 """
 
 from __future__ import annotations
@@ -12,19 +14,20 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 
 from .. import durable
 from ..checksums import MANIFEST_FILE, decode, verifiable
 from ..errors import BadBackupError, NoSpaceError, UsageError
-from ..local import list_target
+from ..local import TargetListing, list_target
 from ..lock import DirLock
-from ..parts import BACKUP_COMPLETE_FILE, RESTORE_IN_PROGRESS_FILE, Part
+from ..parts import BACKUP_COMPLETE_FILE, FLOCK_FILE, RESTORE_IN_PROGRESS_FILE, Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote
 from ..remotes.location import local_location, location_of, within
 from ..restorer.downloader import Downloader, Tuning
 from ..restorer.planner import RestorePlan, plan_restore
-from ..results import RestoreResult
+from ..results import PlannedFile, RestoreDryRun, RestoreResult
 from ..retry import RetryPolicy
 from ..throttle import Throttle
 
@@ -53,6 +56,100 @@ def check_target(dst: str, src: Remote) -> str:
     return real
 
 
+@dataclass(slots=True)
+class _Checked:
+    """What every precheck found, before anything in the target changed."""
+
+    parts: list[Part]
+    listing: TargetListing
+    plan: RestorePlan
+    expected: dict[str, list[int]] | None
+    space: SpaceCheck
+
+
+def _lock_if_present(root: str) -> DirLock | None:
+    """Take the lock now when flock.lock is already there (opening it creates nothing):
+    a running VictoriaMetrics is then refused before any work; otherwise the lock is
+    taken only once every precheck passed, so a refused restore leaves no lock file."""
+    if os.path.isfile(os.path.join(root, FLOCK_FILE)):
+        return DirLock(root, "restore")
+    return None
+
+
+def _precheck(
+    src: Remote, root: str, *, preallocate: bool, skip_backup_complete_check: bool, verify: bool, force: bool
+) -> _Checked:
+    """Every check that can be made without writing: marker, listing, coverage and
+    path safety (in the plan), checksums, the wrong-directory guard and free space."""
+    if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
+        raise BadBackupError(
+            f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete or was made by an "
+            "old tool; finish the backup, or pass --skip-backup-complete-check to restore it anyway"
+        )
+    log.info("listing parts of %s", src.url)
+    parts = src.list_parts()
+    if not parts and not src.has_file(BACKUP_COMPLETE_FILE):
+        raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
+    listing = list_target(root)
+    plan = plan_restore(parts, listing, root, preallocate)
+    expected = _load_checksums(src, parts) if verify else None
+    _refuse_foreign_target(root, listing, plan, force)
+    return _Checked(parts, listing, plan, expected, check_space(root, plan, preallocate))
+
+
+def _replan_if_changed(checked: _Checked, root: str, preallocate: bool, force: bool) -> _Checked:
+    """The target was listed before the lock was held: list it again under the lock
+    and plan again if anything changed in between."""
+    listing = list_target(root)
+    if listing.files == checked.listing.files and listing.tmp_files == checked.listing.tmp_files:
+        return checked
+    plan = plan_restore(checked.parts, listing, root, preallocate)
+    _refuse_foreign_target(root, listing, plan, force)
+    return _Checked(checked.parts, listing, plan, checked.expected, check_space(root, plan, preallocate))
+
+
+def dry_run_restore(
+    src: Remote,
+    dst: str,
+    *,
+    preallocate: bool = True,
+    skip_backup_complete_check: bool = False,
+    verify: bool = False,
+    force: bool = False,
+) -> RestoreDryRun:
+    """Run every precheck and the plan; change nothing (no directory, lock file or marker)."""
+    start = time.monotonic()
+    root = check_target(dst, src)
+    lock = _lock_if_present(root)
+    try:
+        c = _precheck(
+            src, root, preallocate=preallocate, skip_backup_complete_check=skip_backup_complete_check,
+            verify=verify, force=force,
+        )
+    finally:
+        if lock is not None:
+            lock.close()
+    plan = c.plan
+    entries = c.listing.files
+    return RestoreDryRun(
+        src=src.url,
+        dst=root,
+        dst_exists=os.path.isdir(root),
+        backup_bytes=plan.backup_bytes,
+        files_total=plan.files_total,
+        delete=tuple(PlannedFile(p, entries[p].size) for p in plan.delete),
+        delete_tmp=tuple(plan.delete_tmp),
+        download=tuple(PlannedFile(f.path, sum(p.size for p in f.parts)) for f in plan.files),
+        parts_to_download=plan.parts_to_download,
+        bytes_to_download=plan.download_bytes,
+        bytes_kept=plan.backup_bytes - plan.download_bytes,
+        space_needed=c.space.needed,
+        space_free=c.space.free,
+        space_freed=c.space.freed,
+        seconds=time.monotonic() - start,
+    )
+
+
 def run_restore(
     src: Remote,
     dst: str,
@@ -64,29 +161,26 @@ def run_restore(
     retry: RetryPolicy | None = None,
     progress_mode: str = "auto",
     verify: bool = False,
+    force: bool = False,
 ) -> RestoreResult:
     start = time.monotonic()
     root = check_target(dst, src)
-    os.makedirs(root, exist_ok=True)
-    lock = DirLock(root, "restore")
+    lock = _lock_if_present(root)
     try:
+        c = _precheck(
+            src, root, preallocate=preallocate, skip_backup_complete_check=skip_backup_complete_check,
+            verify=verify, force=force,
+        )
+        if lock is None:
+            os.makedirs(root, exist_ok=True)
+            lock = DirLock(root, "restore")
+            c = _replan_if_changed(c, root, preallocate, force)
+        plan = c.plan
+        # From here on the target changes: a database must not start on it until the end.
         marker = os.path.join(root, RESTORE_IN_PROGRESS_FILE)
         with open(marker, "wb") as mf:
             os.fsync(mf.fileno())
         durable.fsync_dir(root)
-
-        if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
-            raise BadBackupError(
-                f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete or was made by an "
-                "old tool; finish the backup, or pass --skip-backup-complete-check to restore it anyway"
-            )
-        log.info("listing parts of %s", src.url)
-        parts = src.list_parts()
-        if not parts and not src.has_file(BACKUP_COMPLETE_FILE):
-            raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
-        plan = plan_restore(parts, list_target(root), root, preallocate)
-        expected = _load_checksums(src, parts) if verify else None
-        _check_space(root, plan, preallocate)
         synced_dirs: set[str] = {root} | _apply_deletions(root, plan)
 
         tuning = tuning or Tuning()
@@ -97,7 +191,7 @@ def run_restore(
         )
         progress = Progress("restore", plan.download_bytes, progress_mode)
         dl = Downloader(
-            src, root, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(), expected
+            src, root, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(), c.expected
         )
         with progress:
             dl.run()
@@ -110,7 +204,8 @@ def run_restore(
         os.unlink(marker)
         durable.fsync_dir(root)
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
     seconds = time.monotonic() - start
     return RestoreResult(
         src=src.url,
@@ -140,15 +235,44 @@ def _load_checksums(src: Remote, parts: list[Part]) -> dict[str, list[int]]:
     return verifiable(parts, manifest)
 
 
-def _check_space(root: str, plan: RestorePlan, preallocate: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class SpaceCheck:
+    needed: int  # bytes the restore adds before any rename frees some
+    free: int  # free on the target's filesystem now
+    freed: int  # given back by the deletions and discarded stale .tmp files, before any download
+
+
+def check_space(root: str, plan: RestorePlan, preallocate: bool) -> SpaceCheck:
+    """Refuse a restore that cannot fit; what it deletes first counts as free."""
     need = plan.space_needed() if preallocate else plan.download_bytes
-    st = os.statvfs(root)
-    free = st.f_bavail * st.f_frsize
-    if need > free:
+    st = os.statvfs(_existing_ancestor(root))
+    space = SpaceCheck(need, st.f_bavail * st.f_frsize, plan.freed_bytes)
+    if need > space.free + space.freed:
         raise NoSpaceError(
-            f"the restore needs {human_bytes(need)} in {root!r} but only {human_bytes(free)} is free; "
+            f"the restore needs {human_bytes(need)} in {root!r} but only {human_bytes(space.free)} is free "
+            f"(and {human_bytes(space.freed)} will be freed by deleting files the backup lacks and stale .tmp files); "
             "free space and rerun"
         )
+    return space
+
+
+def _existing_ancestor(path: str) -> str:
+    while not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _refuse_foreign_target(root: str, listing: TargetListing, plan: RestorePlan, force: bool) -> None:
+    """A restore deletes every file the backup lacks: refuse to do that in a directory
+    that is neither a VictoriaMetrics data directory nor an earlier restore (a typo
+    such as --dst /tmp or a home directory), unless --force."""
+    if force or not plan.delete or listing.vm_markers or listing.tmp_files:
+        return
+    raise UsageError(
+        f"the restore target {root!r} does not look like a VictoriaMetrics data directory (no flock.lock, "
+        f"data/ or indexdb/) and the restore would delete {len(plan.delete)} files in it that the backup "
+        f"lacks, e.g. {plan.delete[0]!r}; check --dst, or pass --force to delete them"
+    )
 
 
 def _apply_deletions(root: str, plan: RestorePlan) -> set[str]:

@@ -48,6 +48,9 @@ class RestorePlan:
     download_bytes: int = 0
     resumed_bytes: int = 0  # bytes of partial files kept from an interrupted run
     deleted_bytes: int = 0
+    # Disk space the deletions and the discarded stale `.tmp`s give back before any
+    # download starts: the free-space check counts it as free.
+    freed_bytes: int = 0
     files_total: int = 0
 
     @property
@@ -126,7 +129,28 @@ def _plan(parts: list[Part], target: TargetListing, target_root: str, preallocat
     plan.delete_tmp = sorted(tmp_set - journals_used)
     plan.download_bytes = sum(p.size for f in plan.files for p in f.parts)
     plan.delete.sort()
+    plan.freed_bytes = _freed_by_deletions(target, plan.delete) + sum(
+        target.tmp_disk_bytes.get(t, 0) for t in plan.delete_tmp
+    )
     return plan
+
+
+def _freed_by_deletions(target: TargetListing, delete: list[str]) -> int:
+    """Blocks the deletions give back: an inode only when all its links go."""
+    freed = 0
+    links_gone: dict[tuple[int, int], int] = {}
+    for rel in delete:
+        e = target.files[rel]
+        if e.is_link:
+            continue
+        size = e.size if e.disk_bytes is None else e.disk_bytes
+        if e.inode is None or e.nlink <= 1:
+            freed += size
+            continue
+        links_gone[e.inode] = links_gone.get(e.inode, 0) + 1
+        if links_gone[e.inode] == e.nlink:
+            freed += size
+    return freed
 
 
 def _inplace_resume(path: str, plist: list[Part], local_size: int) -> FilePlan:

@@ -130,9 +130,23 @@ class TargetFile:
                         self._journal = Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size)
                 if directio.wanted(self._direct_min, self.plan.file_size):
                     self.dfd = directio.open_direct(self.tmp, os.O_WRONLY)
-            except OSError as e:
-                raise io_error(e, self.plan.path) from e
+            except BaseException as e:
+                # Nothing half-open stays behind (an ENOSPC from preallocate would leak the
+                # descriptor on every retry and keep the filesystem busy).
+                self._close_after_failed_open()
+                if isinstance(e, OSError):
+                    raise io_error(e, self.plan.path) from e
+                raise
             self._opened = True
+
+    def _close_after_failed_open(self) -> None:
+        self._close_direct()
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
 
     @property
     def direct(self) -> bool:
