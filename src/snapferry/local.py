@@ -61,11 +61,38 @@ def list_source(root: str) -> list[SourceFile]:
             if stat.S_ISDIR(est.st_mode):
                 walk(os.path.realpath(ent.path) if ent.is_symlink() else ent.path, child_rel)
             elif stat.S_ISREG(est.st_mode):
+                check_source_name(child_rel, ent.path)
                 out.append(SourceFile(child_rel, ent.path, est.st_size))
         active.discard(ident)
 
     walk(root, "")
     return out
+
+
+def check_source_name(rel: str, path: str) -> None:
+    """Refuse, at backup time, a file whose name cannot come back from a backup.
+
+    Object stores hold UTF-8 keys only; vmbackup's part-name pattern reads a backslash
+    as a directory separator and a newline as the end of the name (the file would be
+    silently dropped on restore); `.tmp`/`.tmp.journal` are a restore's own names.
+    """
+    why = None
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        why = "is not valid UTF-8, which object stores cannot hold"
+    else:
+        if "\n" in rel:
+            why = "holds a newline, which vmbackup's part names cannot carry (vmrestore drops the file)"
+        elif "\\" in rel:
+            why = "holds a backslash, which vmbackup's part names read as a directory separator"
+        elif rel.endswith((TMP_SUFFIX, JOURNAL_SUFFIX)):
+            why = "ends in .tmp or .tmp.journal, which a restore keeps for its own in-progress files"
+    if why is not None:
+        shown = repr(os.fsencode(path))[1:]  # the bytes as they are, escaped, on one line
+        raise UsageError(
+            f"cannot back up the source file {shown}: its name {why}; rename or remove it and take a new snapshot"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,10 @@ import sys
 import threading
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
 
 log = logging.getLogger("snapferry")
 
@@ -81,25 +85,32 @@ class Progress:
             log.info("%s", self.line())
 
     def _run_bar(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-        from rich.progress import Progress as RichProgress
-
-        with RichProgress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        ) as bar:
+        with bar_progress() as bar:
             task = bar.add_task(self.what, total=self.total)
             while not self._stop.wait(0.2):
                 bar.update(task, completed=self.done)
             bar.update(task, completed=self.done)
+
+
+def bar_progress(**kw: Any) -> RichProgress:
+    """The bar: bytes done and total in binary units (MiB) and the speed in the same
+    units (rich's own TransferSpeedColumn says MB/s beside a MiB total)."""
+    from rich.progress import BarColumn, DownloadColumn, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as RichProgress
+    from rich.text import Text
+
+    class BinarySpeedColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("?" if speed is None else f"{human_bytes(speed)}/s", style="progress.data.speed")
+
+    return RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        DownloadColumn(binary_units=True),
+        BinarySpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        **kw,
+    )

@@ -305,7 +305,8 @@ def _backup(
     lease.check()
     dst.write_file(BACKUP_COMPLETE_FILE, b"")
     seconds = time.monotonic() - start
-    log.info(
+    # The CLI prints the summary; at info level this line would say it a second time.
+    log.debug(
         "backup complete: %s backed up, %s uploaded, %s copied from origin, %s deleted in %.1fs",
         human_bytes(total_size(src_parts)), human_bytes(upload_bytes),
         human_bytes(total_size(from_origin)), human_bytes(total_size(to_delete)), seconds,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import sys
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -13,7 +15,7 @@ import click
 from .. import api
 from ..progress import human_bytes
 from ..remotes import RemoteOptions
-from ..results import BackupResult, CopyResult, RestoreResult
+from ..results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
 
 ENV = "SNAPFERRY_"
 
@@ -52,36 +54,79 @@ def _http_url(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value or None
 
 
-def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    opts = [
-        click.option("--custom-s3-endpoint", envvar=ENV + "CUSTOM_S3_ENDPOINT",
-                     help="S3-compatible endpoint URL, e.g. http://127.0.0.1:8333."),
-        click.option("--s3-force-path-style/--no-s3-force-path-style", default=True,
-                     envvar=ENV + "S3_FORCE_PATH_STYLE", help="Path-style S3 addressing (default on)."),
-        click.option("--creds-file-path", envvar=ENV + "CREDS_FILE_PATH",
-                     help="Credentials file: AWS shared credentials (s3) or service-account JSON (gs)."),
-        click.option("--config-file-path", envvar=ENV + "CONFIG_FILE_PATH", help="AWS shared config file."),
-        click.option("--config-profile", envvar=ENV + "CONFIG_PROFILE", help="AWS profile name."),
-        click.option("--s3-storage-class", envvar=ENV + "S3_STORAGE_CLASS", help="e.g. STANDARD_IA."),
-        click.option("--s3-acl", envvar=ENV + "S3_ACL", help="Canned ACL for new objects."),
-        click.option("--s3-sse-kms-key-id", envvar=ENV + "S3_SSE_KMS_KEY_ID", help="SSE-KMS key id."),
-        click.option("--s3-checksum-algorithm", envvar=ENV + "S3_CHECKSUM_ALGORITHM",
-                     help="CRC32, CRC32C, SHA1 or SHA256."),
-        click.option("--s3-object-tags", envvar=ENV + "S3_OBJECT_TAGS", callback=_tags,
-                     help='Tags for new objects: k=v&k2=v2 or {"k": "v"}.'),
-        click.option("--object-metadata", envvar=ENV + "OBJECT_METADATA", callback=_json_map,
-                     help='User metadata for new objects, JSON: {"k": "v"}.'),
-        click.option("--tls-insecure-skip-verify", is_flag=True, envvar=ENV + "TLS_INSECURE_SKIP_VERIFY",
-                     help="Do not verify TLS certificates (test setups only)."),
-        click.option("--retries", type=click.IntRange(1, 100), default=6, show_default=True,
-                     envvar=ENV + "RETRIES",
-                     help="Attempts per part or range without progress, on transient errors."),
-        click.option("--read-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
-                     envvar=ENV + "READ_TIMEOUT", help="Seconds without a byte before a request is retried."),
-    ]
+def _apply(f: Callable[..., Any], opts: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+# Options of every remote: where it is, who we are, how requests are retried.
+_SHARED_REMOTE = [
+    click.option("--custom-s3-endpoint", envvar=ENV + "CUSTOM_S3_ENDPOINT",
+                 help="S3-compatible endpoint URL, e.g. http://127.0.0.1:8333."),
+    click.option("--s3-force-path-style/--no-s3-force-path-style", default=True,
+                 envvar=ENV + "S3_FORCE_PATH_STYLE", help="Path-style S3 addressing (default on)."),
+    click.option("--creds-file-path", envvar=ENV + "CREDS_FILE_PATH",
+                 help="Credentials file: AWS shared credentials (s3) or service-account JSON (gs)."),
+    click.option("--config-file-path", envvar=ENV + "CONFIG_FILE_PATH", help="AWS shared config file."),
+    click.option("--config-profile", envvar=ENV + "CONFIG_PROFILE", help="AWS profile name."),
+    click.option("--tls-insecure-skip-verify", is_flag=True, envvar=ENV + "TLS_INSECURE_SKIP_VERIFY",
+                 help="Do not verify TLS certificates (test setups only)."),
+    click.option("--retries", type=click.IntRange(1, 100), default=6, show_default=True,
+                 envvar=ENV + "RETRIES",
+                 help="Attempts per part or range without progress, on transient errors."),
+    click.option("--read-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
+                 envvar=ENV + "READ_TIMEOUT", help="Seconds without a byte before a request is retried."),
+]
+
+# Options that only shape objects a command writes (backup, copy): meaningless for a read.
+_WRITE_REMOTE = [
+    click.option("--s3-storage-class", envvar=ENV + "S3_STORAGE_CLASS", help="e.g. STANDARD_IA."),
+    click.option("--s3-acl", envvar=ENV + "S3_ACL", help="Canned ACL for new objects."),
+    click.option("--s3-sse-kms-key-id", envvar=ENV + "S3_SSE_KMS_KEY_ID", help="SSE-KMS key id."),
+    click.option("--s3-checksum-algorithm", envvar=ENV + "S3_CHECKSUM_ALGORITHM",
+                 help="CRC32, CRC32C, SHA1 or SHA256."),
+    click.option("--s3-object-tags", envvar=ENV + "S3_OBJECT_TAGS", callback=_tags,
+                 help='Tags for new objects: k=v&k2=v2 or {"k": "v"}.'),
+    click.option("--object-metadata", envvar=ENV + "OBJECT_METADATA", callback=_json_map,
+                 help='User metadata for new objects, JSON: {"k": "v"}.'),
+]
+
+
+def read_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Remote options of a command that only reads its remote (restore)."""
+    return _apply(f, _SHARED_REMOTE)
+
+
+def write_remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Remote options of a command that writes to a remote (backup, copy)."""
+    return _apply(f, _SHARED_REMOTE + _WRITE_REMOTE)
+
+
+# Kept for commands that have not chosen: everything.
+remote_options = write_remote_options
+
+
+def _set_log_level(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        setup_logging(value)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger().setLevel(getattr(logging, level.upper()))
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"])
+
+# Also accepted after the subcommand (`snapferry restore ... --log-level debug`); it wins
+# over the group's, which is applied first.
+log_level_option = click.option(
+    "--log-level", type=LOG_LEVELS, default=None, expose_value=False, callback=_set_log_level,
+    is_eager=True, help="Log level (also accepted before the command).",
+)
 
 
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -96,36 +141,40 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--push-metrics-url", envvar=ENV + "PUSH_METRICS_URL", callback=_http_url,
                      help="POST Prometheus metrics of the run here when it ends, e.g. a Pushgateway's "
                           "/metrics/job/snapferry or VictoriaMetrics' /api/v1/import/prometheus."),
+        log_level_option,
     ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+    return _apply(f, opts)
 
 
 def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
+    base = api.default_options(concurrency)
+    # A read-only command has no write options: the defaults stand for them.
+    write = {
+        name: kw.pop(name) if name in kw else getattr(base, name)
+        for name in ("s3_storage_class", "s3_acl", "s3_sse_kms_key_id", "s3_checksum_algorithm",
+                     "s3_object_tags", "object_metadata")
+    }
     return dataclasses.replace(
-        api.default_options(concurrency),
+        base,
         custom_s3_endpoint=kw.pop("custom_s3_endpoint"),
         s3_force_path_style=kw.pop("s3_force_path_style"),
         creds_file_path=kw.pop("creds_file_path"),
         config_file_path=kw.pop("config_file_path"),
         config_profile=kw.pop("config_profile"),
-        s3_storage_class=kw.pop("s3_storage_class"),
-        s3_acl=kw.pop("s3_acl"),
-        s3_sse_kms_key_id=kw.pop("s3_sse_kms_key_id"),
-        s3_checksum_algorithm=kw.pop("s3_checksum_algorithm"),
-        s3_object_tags=kw.pop("s3_object_tags"),
-        object_metadata=kw.pop("object_metadata"),
         tls_insecure_skip_verify=kw.pop("tls_insecure_skip_verify"),
         read_timeout=kw.pop("read_timeout"),
         # Our own loop retries whole parts and ranges; the SDKs only smooth single requests.
         max_attempts=min(3, kw["retries"]),
+        **write,
     )
 
 
-def emit(result: BackupResult | RestoreResult | CopyResult, as_json: bool) -> None:
+def emit(result: BackupResult | RestoreResult | CopyResult | RestoreDryRun, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    if isinstance(result, RestoreDryRun):
+        emit_dry_run(result)
         return
     d = result.to_dict()
     secs = d["seconds"]
@@ -155,3 +204,26 @@ def emit(result: BackupResult | RestoreResult | CopyResult, as_json: bool) -> No
         )
 
 
+def emit_dry_run(r: RestoreDryRun) -> None:
+    """The plan, one line per file on stdout (like rsync --dry-run), the summary on stderr."""
+    for f in r.delete:
+        click.echo(f"delete {f.path} ({human_bytes(f.bytes)})")
+    for t in r.delete_tmp:
+        click.echo(f"discard {t}")
+    for f in r.download:
+        click.echo(f"download {f.path} ({human_bytes(f.bytes)})")
+    click.echo(
+        f"dry run: restoring {r.src} into {r.dst}{'' if r.dst_exists else ' (to be created)'} would delete "
+        f"{len(r.delete)} files ({human_bytes(r.bytes_to_delete)}), download {human_bytes(r.bytes_to_download)} "
+        f"in {r.parts_to_download} parts for {len(r.download)} files and keep {human_bytes(r.bytes_kept)}; "
+        f"free space needed {human_bytes(r.space_needed)}, available {human_bytes(r.space_free + r.space_freed)} "
+        f"({human_bytes(r.space_free)} free + {human_bytes(r.space_freed)} freed by deletions); nothing was changed",
+        err=True,
+    )
+
+
+def emit_error(command: str | None, message: str, kind: str, exit_code: int) -> None:
+    """With --json a failure is one JSON object on stdout, beside the line on stderr."""
+    click.echo(json.dumps(
+        {"action": command, "ok": False, "exit_code": exit_code, "error": message, "kind": kind}, indent=2,
+    ))

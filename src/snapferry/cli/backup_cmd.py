@@ -10,7 +10,7 @@ from .. import api
 from ..parts import MAX_PART_SIZE
 from ..pushmetrics import Action, pushed
 from ..retry import RetryPolicy
-from ._common import common_options, emit, options_from, remote_options
+from ._common import common_options, emit, options_from, write_remote_options
 
 
 @click.command()
@@ -23,7 +23,7 @@ from ._common import common_options, emit, options_from, remote_options
 @click.option("--origin", help="An older backup on the same backend to copy unchanged parts from.")
 @click.option("--max-part-size", type=click.IntRange(1), default=MAX_PART_SIZE, hidden=True)
 @common_options
-@remote_options
+@write_remote_options
 def backup(**kw: Any) -> None:
     """Back up a snapshot to a remote (incremental when dst already holds a backup)."""
     as_json = kw.pop("as_json")

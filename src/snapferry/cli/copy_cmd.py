@@ -9,7 +9,7 @@ import click
 from .. import api
 from ..pushmetrics import Action, pushed
 from ..retry import RetryPolicy
-from ._common import common_options, emit, options_from, remote_options
+from ._common import common_options, emit, options_from, write_remote_options
 
 
 @click.command()
@@ -17,7 +17,7 @@ from ._common import common_options, emit, options_from, remote_options
 @click.option("--dst", required=True, help="Where the copy goes (extra parts there are deleted).")
 @click.option("--skip-backup-complete-check", is_flag=True, help="Copy even without the completion marker.")
 @common_options
-@remote_options
+@write_remote_options
 def copy(**kw: Any) -> None:
     """Copy a backup between remotes (server-side on one backend, streamed across backends)."""
     as_json = kw.pop("as_json")

@@ -16,7 +16,7 @@ import click
 from ..errors import EXIT_FAILURE, EXIT_USAGE, Interrupted, NoSpaceError, SnapferryError
 from ..libc import LIBC
 from . import backup_cmd, copy_cmd, manager_cmd, restore_cmd
-from ._common import ENV
+from ._common import ENV, LOG_LEVELS, emit_error, setup_logging
 
 _M_MMAP_THRESHOLD = -3  # mallopt(3)
 
@@ -24,17 +24,11 @@ log = logging.getLogger("snapferry")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              envvar=ENV + "LOG_LEVEL")
+@click.option("--log-level", type=LOG_LEVELS, default="info", envvar=ENV + "LOG_LEVEL")
 @click.version_option(package_name="snapferry")
 def cli(log_level: str) -> None:
     """Back up VictoriaMetrics snapshots to fs://, s3://, gs:// or azblob:// and restore them fast."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
-    for noisy in ("botocore", "boto3", "urllib3", "azure", "google"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(log_level)
 
 for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy, manager_cmd.manager):
     cli.add_command(_command)
@@ -45,16 +39,21 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return _run(list(sys.argv[1:] if argv is None else argv))
+
+
+def _run(args: list[str]) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:
-        cli.main(args=argv, prog_name="snapferry", standalone_mode=False)
+        cli.main(args=args, prog_name="snapferry", standalone_mode=False)
         return 0
     except click.exceptions.Abort:
         return _interrupted(signal.SIGINT)
     except click.ClickException as e:
         e.show()
-        return EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code
+        code = EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code
+        return _json_error(args, e.format_message(), e, code)
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except Interrupted as e:
@@ -62,16 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _interrupted(signal.SIGINT)
     except SnapferryError as e:
-        click.echo(f"snapferry: error: {e}", err=True)
-        return e.exit_code
+        return _fail(args, str(e), e, e.exit_code)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             where = e.filename or "the target"
             err: SnapferryError = NoSpaceError(f"no space left on the device ({where}); free space and rerun")
-            click.echo(f"snapferry: error: {err}", err=True)
-            return err.exit_code
-        click.echo(f"snapferry: error: {e.strerror or e} ({e.filename or 'no file'})", err=True)
-        return EXIT_FAILURE
+            return _fail(args, str(err), err, err.exit_code)
+        return _fail(args, f"{e.strerror or e} ({e.filename or 'no file'})", e, EXIT_FAILURE)
     except Exception as e:  # a bug: one line, the trace only on request
         if os.environ.get("SNAPFERRY_DEBUG"):
             raise
@@ -80,7 +76,19 @@ def main(argv: list[str] | None = None) -> int:
             "and please report it)",
             err=True,
         )
-        return EXIT_FAILURE
+        return _json_error(args, f"internal error: {type(e).__name__}: {e}", e, EXIT_FAILURE)
+
+
+def _fail(args: list[str], message: str, err: Exception, code: int) -> int:
+    click.echo(f"snapferry: error: {message}", err=True)
+    return _json_error(args, message, err, code)
+
+
+def _json_error(args: list[str], message: str, err: Exception, code: int) -> int:
+    """Scripts that asked for --json get the failure as JSON on stdout too."""
+    if "--json" in args:
+        emit_error(next((a for a in args if a in cli.commands), None), message, type(err).__name__, code)
+    return code
 
 
 def _interrupted(signum: int) -> int:

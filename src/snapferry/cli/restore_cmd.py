@@ -7,10 +7,19 @@ from typing import Any
 import click
 
 from .. import api
+from ..errors import UsageError
 from ..pushmetrics import Action, pushed
 from ..restorer.downloader import Tuning
 from ..retry import RetryPolicy
-from ._common import common_options, emit, options_from, remote_options
+from ._common import common_options, emit, options_from, read_remote_options
+
+
+def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    try:
+        api.check_chunk_size(value)
+    except UsageError as e:
+        raise click.BadParameter(str(e)) from e
+    return value
 
 
 @click.command()
@@ -23,16 +32,29 @@ from ._common import common_options, emit, options_from, remote_options
               help="Check every restored file against the backup's CRC32s before it is renamed into place.")
 @click.option("--max-inflight-bytes", type=click.IntRange(8 * 1024 * 1024), default=Tuning().max_inflight_bytes,
               show_default=True, help="Memory for data in flight, shared by all workers.")
-@click.option("--chunk-size", type=click.IntRange(0), default=0, show_default=True,
-              help="Bytes per ranged request; 0 splits each big part evenly over the workers (at least 32 MiB).")
+@click.option("--chunk-size", type=click.IntRange(0), default=0, show_default=True, callback=_chunk_size,
+              help="Bytes per ranged request, at least 1 MiB; 0 splits each big part evenly over the workers "
+                   "(at least 32 MiB).")
 @click.option("--direct-io/--no-direct-io", default=True, show_default=True,
               help="Write downloaded files with O_DIRECT, past the page cache (falls back where refused).")
+@click.option("--force", is_flag=True,
+              help="Restore into a directory that does not look like a VictoriaMetrics data directory, "
+                   "deleting its files that the backup lacks.")
+@click.option("--dry-run", is_flag=True,
+              help="Run every check and print the plan (deletions, downloads, space); change nothing.")
 @common_options
-@remote_options
+@read_remote_options
 def restore(**kw: Any) -> None:
     """Restore a backup into a directory (incremental: only missing parts are fetched)."""
     as_json = kw.pop("as_json")
     opts = options_from(kw, kw["concurrency"])
+    if kw["dry_run"]:
+        emit(api.restore_dry_run(
+            kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
+            skip_file_preallocation=kw["skip_file_preallocation"], remote_options=opts, verify=kw["verify"],
+            force=kw["force"],
+        ), as_json)
+        return
     tuning = Tuning(
         concurrency=kw["concurrency"], max_inflight_bytes=kw["max_inflight_bytes"], chunk_size=kw["chunk_size"],
         direct_min=Tuning().direct_min if kw["direct_io"] else 0,
@@ -43,7 +65,8 @@ def restore(**kw: Any) -> None:
             skip_file_preallocation=kw["skip_file_preallocation"], concurrency=kw["concurrency"],
             max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
             retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
-            verify=kw["verify"],
+            verify=kw["verify"], force=kw["force"],
         )
         run.result = result
     emit(result, as_json)
+
