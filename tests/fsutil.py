@@ -24,6 +24,16 @@ def mounted_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", str(mnt)], check=True)
 
 
+def fill_disk(filler: Path) -> None:
+    """Write filler until the filesystem is full, as another process would."""
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(bytes(1024 * 1024))
+        except OSError:
+            pass
+
+
 def tree_state(root: Path) -> dict[str, str] | None:
     """Everything below root, exactly: directories, files (sha256 and mode), symlinks
     (target), including flock.lock and restore-in-progress; None when root is absent."""

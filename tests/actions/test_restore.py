@@ -10,7 +10,7 @@ import snapferry
 from snapferry.errors import BadBackupError, LockedError, NoSpaceError, UsageError
 from snapferry.restorer.journal import Journal
 from tests.conftest import tree_digest, write_random
-from tests.fsutil import mounted_tmpfs
+from tests.fsutil import fill_disk, mounted_tmpfs
 
 MIB = 1024 * 1024
 VALUES = "data/small/2026_11/17A3F0C2D1E50050/values.bin"
@@ -254,12 +254,7 @@ def _enospc_during_write(backup_url: str, small_tmpfs: Path) -> None:
 
     def fill_then_preallocate(fd: int, size: int, name: str) -> None:
         if not filler.exists():
-            with open(filler, "wb") as f:
-                try:
-                    while True:
-                        f.write(bytes(MIB))
-                except OSError:
-                    pass
+            fill_disk(filler)
         real(fd, size, name)
 
     writer.preallocate = fill_then_preallocate  # type: ignore[assignment]

@@ -25,7 +25,7 @@ from snapferry.errors import (
 )
 from snapferry.restorer import writer
 from tests.conftest import tree_digest, write_random
-from tests.fsutil import mounted_tmpfs, tree_state
+from tests.fsutil import fill_disk, mounted_tmpfs, tree_state
 from tests.servers import S3Server, free_port
 
 MIB = 1024 * 1024
@@ -204,12 +204,7 @@ def test_a_rerun_after_enospc_counts_the_stale_tmp_files_as_free(
             # (throttled, so they are still .tmp): the last file's preallocation fails.
             calls[0] += size > 0
             if calls[0] == 6 and not filler.exists():
-                with open(filler, "wb") as f:
-                    try:
-                        while True:
-                            f.write(bytes(MIB))
-                    except OSError:
-                        pass
+                fill_disk(filler)
             real(fd, size, name)
 
         monkeypatch.setattr(writer, "preallocate", fill_before_the_last_file)

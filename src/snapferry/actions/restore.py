@@ -108,6 +108,23 @@ def _replan_if_changed(checked: _Checked, root: str, preallocate: bool, force: b
     return _Checked(checked.parts, listing, plan, checked.expected, check_space(root, plan, preallocate))
 
 
+def _checked_target(
+    src: Remote, dst: str, preallocate: bool, skip_backup_complete_check: bool, verify: bool, force: bool
+) -> tuple[str, DirLock | None, _Checked]:
+    """The resolved target, its lock when flock.lock was there, and every precheck passed."""
+    root = check_target(dst, src)
+    lock = _lock_if_present(root)
+    try:
+        return root, lock, _precheck(
+            src, root, preallocate=preallocate, skip_backup_complete_check=skip_backup_complete_check,
+            verify=verify, force=force,
+        )
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
+
+
 def dry_run_restore(
     src: Remote,
     dst: str,
@@ -119,16 +136,9 @@ def dry_run_restore(
 ) -> RestoreDryRun:
     """Run every precheck and the plan; change nothing (no directory, lock file or marker)."""
     start = time.monotonic()
-    root = check_target(dst, src)
-    lock = _lock_if_present(root)
-    try:
-        c = _precheck(
-            src, root, preallocate=preallocate, skip_backup_complete_check=skip_backup_complete_check,
-            verify=verify, force=force,
-        )
-    finally:
-        if lock is not None:
-            lock.close()
+    root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force)
+    if lock is not None:
+        lock.close()
     plan = c.plan
     entries = c.listing.files
     return RestoreDryRun(
@@ -164,13 +174,8 @@ def run_restore(
     force: bool = False,
 ) -> RestoreResult:
     start = time.monotonic()
-    root = check_target(dst, src)
-    lock = _lock_if_present(root)
+    root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force)
     try:
-        c = _precheck(
-            src, root, preallocate=preallocate, skip_backup_complete_check=skip_backup_complete_check,
-            verify=verify, force=force,
-        )
         if lock is None:
             os.makedirs(root, exist_ok=True)
             lock = DirLock(root, "restore")
