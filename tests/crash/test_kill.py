@@ -150,8 +150,19 @@ def test_backup_files_named_like_restore_temporaries(tmp_path: Path) -> None:
     }
     src = h.write_tree(tmp_path / "snap" / h.SNAPSHOT_NAME, files)
     bk = tmp_path / "bk"
+    # snapferry refuses to back them up (they could not be restored)...
+    r = h.run_cli(h.snapferry_argv("backup", "--src", str(src), "--dst", f"fs://{bk}"))
+    assert r.returncode == 2 and "d/a.tmp" in r.stderr, r.stderr
+    assert not (bk / "backup_complete.ignore").exists()
+    # ...but vmbackup stores them: such a backup, laid out by hand here.
+    (src / "d" / "a.tmp").unlink()
+    (src / "d" / "b.tmp.journal").unlink()
     assert h.run_cli(h.snapferry_argv("backup", "--src", str(src), "--dst", f"fs://{bk}",
                                       "--max-part-size", str(64 * h.KIB))).returncode == 0
+    for name, data in files.items():
+        if name.endswith((".tmp", ".tmp.journal")):
+            (bk / name).mkdir(parents=True)
+            (bk / name / f"{len(data):016X}_{0:016X}_{len(data):016X}").write_bytes(data)
     # Such names would collide with the restore's own in-progress files: refused up front,
     # with nothing written, rather than restored wrong.
     for preallocate in (True, False):
