@@ -27,6 +27,7 @@ from snapferry.restorer import writer
 from tests.conftest import tree_digest, write_random
 from tests.fsutil import fill_disk, mounted_tmpfs, tree_state
 from tests.servers import S3Server, free_port
+from tests.vm import VMServer, make_samples
 
 MIB = 1024 * 1024
 VALUES = "data/small/2026_11/17A3F0C2D1E50050/values.bin"
@@ -113,6 +114,23 @@ def test_a_missing_bucket_or_unreachable_endpoint_leaves_no_trace(seaweedfs: S3S
     assert not fresh.exists()
 
 
+def test_victoria_metrics_starts_on_its_data_directory_after_a_refused_restore(
+    vm_server: Callable[..., VMServer], backup_dir: Path, tmp_path: Path
+) -> None:
+    storage = tmp_path / "vm"
+    vm = vm_server(storage)
+    samples = make_samples(seed=9, series=3, per_series=100)
+    vm.ingest(samples)
+    vm.force_flush()
+    vm.stop()
+    before = tree_state(storage)
+    with pytest.raises(SnapferryError) as e:
+        _restore(f"fs://{backup_dir}-typo", storage)  # a mistyped --src
+    assert e.value.exit_code == EXIT_BAD_BACKUP
+    assert tree_state(storage) == before
+    assert vm_server(storage).export('{__name__="snapferry_test"}') == samples  # no restore-in-progress
+
+
 # --- 9.8: the wrong directory --------------------------------------------------------------
 
 
@@ -122,18 +140,19 @@ def test_a_directory_that_is_no_data_directory_is_not_wiped_without_force(
     home = tmp_path / "home"
     write_random(home / "notes.txt", 100, 1)
     write_random(home / "projects" / "thesis.tex", 200, 2)
+    write_random(home / "download.tmp", 50, 3)  # as /tmp holds: not a trace of ours
     before = tree_state(home)
     with pytest.raises(UsageError) as e:
         _restore(f"fs://{backup_dir}", home)
     msg = str(e.value)
     assert e.value.exit_code == EXIT_USAGE
-    assert "would delete 2 files" in msg and "'notes.txt'" in msg and "--force" in msg, msg
+    assert "would delete 3 files" in msg and "'notes.txt'" in msg and "--force" in msg, msg
     assert tree_state(home) == before
     _restore(f"fs://{backup_dir}", home, force=True)
     assert tree_digest(home) == tree_digest(snapshot_tree)
 
 
-@pytest.mark.parametrize("trace", ["flock.lock", "data/", "indexdb/", "restore-in-progress", "x.bin.tmp"])
+@pytest.mark.parametrize("trace", ["flock.lock", "data/", "indexdb/", "restore-in-progress", "x.bin.tmp.journal"])
 def test_a_data_directory_or_an_earlier_restore_is_restored_without_force(
     snapshot_tree: Path, backup_dir: Path, tmp_path: Path, trace: str
 ) -> None:

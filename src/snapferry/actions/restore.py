@@ -21,7 +21,7 @@ from ..checksums import MANIFEST_FILE, decode, verifiable
 from ..errors import BadBackupError, NoSpaceError, UsageError
 from ..local import TargetListing, list_target
 from ..lock import DirLock
-from ..parts import BACKUP_COMPLETE_FILE, FLOCK_FILE, RESTORE_IN_PROGRESS_FILE, Part
+from ..parts import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE, Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote
 from ..remotes.location import local_location, location_of, within
@@ -271,12 +271,16 @@ def _refuse_foreign_target(root: str, listing: TargetListing, plan: RestorePlan,
     """A restore deletes every file the backup lacks: refuse to do that in a directory
     that is neither a VictoriaMetrics data directory nor an earlier restore (a typo
     such as --dst /tmp or a home directory), unless --force."""
-    if force or not plan.delete or listing.vm_markers or listing.tmp_files:
+    # Of our traces only a journal counts: `.tmp` files are everywhere in /tmp, and an
+    # interrupted restore also leaves restore-in-progress and flock.lock.
+    ours = any(t.endswith(JOURNAL_SUFFIX) for t in listing.tmp_files)
+    doomed = plan.delete + plan.delete_tmp
+    if force or not doomed or listing.vm_markers or ours:
         return
     raise UsageError(
         f"the restore target {root!r} does not look like a VictoriaMetrics data directory (no flock.lock, "
-        f"data/ or indexdb/) and the restore would delete {len(plan.delete)} files in it that the backup "
-        f"lacks, e.g. {plan.delete[0]!r}; check --dst, or pass --force to delete them"
+        f"data/, indexdb/ or restore-in-progress) and the restore would delete {len(doomed)} files in it that the "
+        f"backup lacks, e.g. {doomed[0]!r}; check --dst, or pass --force to delete them"
     )
 
 
