@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,17 @@ def mounted_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+        _umount(mnt)
+
+
+def _umount(mnt: Path) -> None:
+    """A thread of a failed run may still be closing its last file: try again, then
+    detach the mount (lazily) rather than leave it behind."""
+    for _ in range(20):
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def fill_disk(filler: Path) -> None:
