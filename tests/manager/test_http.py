@@ -24,9 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from snapferry.errors import UsageError
 from snapferry.manager.http import ApiServer, parse_listen_addr, start_server
-from snapferry.manager.layout import RESTORE_MARK_FILE, BackupType
+from snapferry.manager.layout import RESTORE_MARK_FILE, BackupType, parse_backup_name
 from snapferry.manager.metrics import Metrics
 from snapferry.manager.service import Manager, ManagerConfig
+from snapferry.parts import BACKUP_COMPLETE_FILE
 from snapferry.remotes import RemoteOptions
 from tests.servers import S3Server
 from tests.vm import Samples, VMServer, make_samples, run_snapferry, snapferry_command
@@ -277,6 +278,29 @@ def test_a_restore_mark_is_deleted(api: Api) -> None:
     assert api.call("GET", "/api/v1/restore") == (200, {})
 
 
+def test_a_restore_mark_takes_a_full_backup_url_as_vmbackupmanager_restore_create_posts(api: Api) -> None:
+    """vmbackupmanager's `restore create <URL>` posts a full URL (another --dst's backup): accepted
+    when that backup is complete; an incomplete one, or one inside the data path, is refused."""
+    api.run()
+    daily = next(n for n in api.backups() if n.startswith("daily/"))
+    url = f"{api.backend.url}/{daily}"
+    assert api.call("POST", "/api/v1/restore", {"backup": url}) == (201, {"backup": url})
+    assert api.call("GET", "/api/v1/restore") == (200, {"backup": url})
+    assert (api.storage / RESTORE_MARK_FILE).read_text().strip() == url
+    assert api.call("DELETE", "/api/v1/restore") == (200, {})
+
+    inside = api.storage / "stash"
+    inside.mkdir()
+    (inside / BACKUP_COMPLETE_FILE).write_bytes(b"")
+    api.manager.catalog.open(parse_backup_name(daily)).delete_file(BACKUP_COMPLETE_FILE)
+    before = api.state()
+    for bad, want in ((f"fs://{inside}", "overlaps the storage data path"), (url, "incomplete"),
+                      (f"{api.backend.url}/daily/2001-01-01", "incomplete")):
+        status, body = api.call("POST", "/api/v1/restore", {"backup": bad})
+        assert status == 400 and want in body["error"], (bad, status, body)
+    assert api.state() == before and before[1] is None
+
+
 BAD_REQUESTS: list[tuple[str, str, Any, int]] = [
     # method, path, body (bytes are sent raw), expected status
     ("PUT", "/api/v1/backups/../../etc", {"locked": True}, 400),
@@ -296,7 +320,6 @@ BAD_REQUESTS: list[tuple[str, str, Any, int]] = [
     ("PUT", "/api/v1/backups/{daily}", b'{"locked": true' + b" " * 70_000 + b"}", 413),
     ("POST", "/api/v1/restore", {"backup": "../../etc"}, 400),
     ("POST", "/api/v1/restore", {"backup": "daily/../latest"}, 400),
-    ("POST", "/api/v1/restore", {"backup": "s3://another-bucket/vm/daily/2026-11-27"}, 400),
     ("POST", "/api/v1/restore", {"backup": "fs:///etc"}, 400),
     ("POST", "/api/v1/restore", {"backup": "daily/2001-01-01"}, 404),
     ("POST", "/api/v1/restore", {"backup": 5}, 400),

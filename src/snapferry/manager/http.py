@@ -152,7 +152,11 @@ def build_app(manager: Manager, metrics: Metrics) -> Starlette:
 
     async def create_mark(request: Request) -> Response:
         body = await _json_object(request, {"backup": str})
-        name = _backup_name(body["backup"])
+        # vmbackupmanager's `restore create s3://other/vm-0/weekly/2025-17` posts a full URL
+        # (a backup of another --dst, e.g. another cluster's): marks.create validates it and
+        # checks that it is complete, as it does a name of the layout.
+        value = body["backup"].strip()
+        name = value if "://" in value else _backup_name(value)
         await _call(lambda: manager.restore_mark_create(name), metrics.restore_state_failed)
         return JSONResponse({"backup": name}, status_code=201)
 

@@ -15,6 +15,7 @@ from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..parts import BACKUP_COMPLETE_FILE
 from ..remotes import open_remote, split_url
+from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
 from .layout import RESTORE_MARK_FILE, parse_backup_name
 
@@ -42,6 +43,13 @@ class RestoreMarks:
             split_url(value)
             remote = open_remote(value, self.catalog.options if self.catalog else None)
             try:
+                # A restore deletes what the backup lacks from the data path: a backup inside it
+                # (or holding it) would be destroyed by the restore it asks for.
+                if overlaps(location_of(remote), local_location(os.path.realpath(self.storage_data_path))):
+                    raise UsageError(
+                        f"{value} overlaps the storage data path {self.storage_data_path}, which the "
+                        "restore overwrites; mark a backup stored elsewhere"
+                    )
                 if not remote.has_file(BACKUP_COMPLETE_FILE):
                     raise BadBackupError(
                         f"{value} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup"
