@@ -244,3 +244,19 @@ def test_a_failed_backup_deletes_its_snapshot(vm_server: StartVM, tmp_path: Path
     assert not res.ok and [s.name for s in res.steps] == ["latest"]
     assert vm.snapshot_list() == []
     assert not list(vm.storage_data_path.glob("*.ignore"))  # nor its record
+
+
+@pytest.mark.parametrize("sub", ["outer/latest", "outer/latest/node-1", "outer/daily/2026-11-27/node-1",
+                                 "outer/weekly/2026-48/x/y"])
+def test_a_dst_inside_another_layouts_backup_is_refused_at_start(tmp_path: Path, sub: str) -> None:
+    """An outer manager's runs delete latest/'s stale objects and its retention whole backups: an
+    inner --dst there would lose its backups, so it is refused before anything is written."""
+    config = ManagerConfig(storage_data_path=str(tmp_path / "data"), dst=f"fs://{tmp_path / sub}",
+                           snapshot_create_url="http://127.0.0.1:1/snapshot/create")
+    with pytest.raises(UsageError, match="lies inside the backup"):
+        Manager(config)
+    assert not (tmp_path / "outer").exists()
+    # a root merely named like a type, or a sibling of the layout's backups, is fine
+    for ok in ("backups/daily", "outer/node-1", "outer/daily-node"):
+        Manager(ManagerConfig(storage_data_path=str(tmp_path / "data"), dst=f"fs://{tmp_path / ok}",
+                              snapshot_create_url="http://127.0.0.1:1/snapshot/create")).close()

@@ -105,3 +105,21 @@ def _valid_period(kind: BackupType, nums: list[int]) -> bool:
     except ValueError:
         return False
     return kind is not BackupType.HOURLY or nums[3] < 24
+
+
+def enclosing_backup(path: str) -> str | None:
+    """The backup of a layout that `path` (a --dst's path or prefix) lies in, e.g.
+    `vm/latest` of `vm/latest/node-1`, or None. A --dst there would have its objects
+    deleted by the runs (stale parts of latest/) and the retention of the manager that
+    owns that layout, and copied into its dated backups."""
+    segs = [s for s in path.split("/") if s]
+    for i, seg in enumerate(segs):
+        if seg == BackupType.LATEST.value:
+            return "/".join(segs[: i + 1])
+        if i + 1 < len(segs):
+            try:
+                parse_backup_name(f"{seg}/{segs[i + 1]}")
+            except UsageError:
+                continue
+            return "/".join(segs[: i + 2])
+    return None

@@ -21,14 +21,14 @@ from .. import api, snapshot
 from ..actions.backup import refuse_dst_inside, run_backup
 from ..actions.copy import run_copy
 from ..durable import write_file_atomic
-from ..errors import SnapferryError
+from ..errors import SnapferryError, UsageError
 from ..lease import BackupLease
-from ..remotes import RemoteOptions
+from ..remotes import RemoteOptions, split_url
 from ..retry import RetryPolicy
 from ..throttle import Throttle
 from . import retention
 from .catalog import BackupInfo, Catalog
-from .layout import DATED_TYPES, BackupType, backup_name, parse_backup_name, period_of
+from .layout import DATED_TYPES, BackupType, backup_name, enclosing_backup, parse_backup_name, period_of
 from .marks import RestoreMarks
 from .schedule import Clock, Schedule, SystemClock, zone
 
@@ -120,6 +120,17 @@ class RunResult:
     error: str | None = None
 
 
+def refuse_dst_in_a_backup(dst: str) -> None:
+    """A --dst inside another layout's backup (`s3://b/vm/latest/node-1`) would lose its objects to
+    that layout's manager: refused at start, before anything is written."""
+    inside = enclosing_backup(split_url(dst)[2])
+    if inside is not None:
+        raise UsageError(
+            f"--dst {dst} lies inside the backup {inside!r} of a backup layout, whose manager would delete "
+            "or copy its objects; pick a --dst outside any latest/, hourly/, daily/, weekly/ or monthly/ backup"
+        )
+
+
 class Manager:
     def __init__(self, config: ManagerConfig, clock: Clock | None = None,
                  events: ManagerEvents | None = None) -> None:
@@ -131,6 +142,7 @@ class Manager:
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child("latest"))
+            refuse_dst_in_a_backup(config.dst)
         except SnapferryError:
             self.catalog.close()
             raise
