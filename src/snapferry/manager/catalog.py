@@ -11,7 +11,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..actions.backup import parallel
@@ -46,7 +46,7 @@ class BackupInfo:
             "name": self.name,
             "size_bytes": self.size_bytes,
             "size": human_size(self.size_bytes),
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "created_at": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "locked": self.locked,
             "state": "complete" if self.complete else "incomplete",
         }
@@ -171,7 +171,10 @@ def _created_at(remote: Remote, name: BackupName) -> datetime:
         if remote.has_file(BACKUP_METADATA_FILE):
             meta = json.loads(remote.read_file(BACKUP_METADATA_FILE))
             if isinstance(meta, dict) and isinstance(meta.get("created_at"), str):
-                return datetime.fromisoformat(meta["created_at"].replace("Z", "+00:00"))
+                t = datetime.fromisoformat(meta["created_at"].replace("Z", "+00:00"))
+                # vmbackupmanager's form is UTC; a zone-less time (another writer's) is taken as UTC,
+                # never as the manager's local time
+                return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).astimezone(UTC)
     except (SnapferryError, ValueError) as e:
         log.warning("cannot read the metadata of %s: %s", name, e)
     return name.period_start()
