@@ -241,6 +241,28 @@ def test_a_locked_backup_survives_retention_until_unlocked(api: Api) -> None:
     assert api.metrics()[("snapferry_retention_deleted_backups_total", ())] == 3  # hourly twice, daily once
 
 
+def test_retention_keeps_the_backup_a_restore_mark_names(api: Api) -> None:
+    """A backup marked for restore outlives keep-last 0 until the mark goes: the init
+    container's restore must find it."""
+    api.run()
+    daily = next(n for n in api.backups() if n.startswith("daily/"))
+    hourly = next(n for n in api.backups() if n.startswith("hourly/"))
+    api.manager.config.keep_last_hourly = 0
+    api.manager.config.keep_last_daily = 0
+    for mark in (daily, f"{api.backend.url}/{daily}"):  # a name, and the full URL of one of ours
+        assert api.call("POST", "/api/v1/restore", {"backup": mark})[0] == 201
+        api.run()
+        assert api.manager.last_result is not None
+        deleted = api.manager.last_result.deleted  # the hour may have turned since the first run
+        assert deleted and all(n.startswith("hourly/") for n in deleted), deleted
+        left = api.backups()
+        assert hourly not in left and left[daily]["state"] == "complete"
+    assert api.call("DELETE", "/api/v1/restore") == (200, {})
+    api.run()
+    assert api.manager.last_result is not None and daily in api.manager.last_result.deleted
+    assert {n.split("/")[0] for n in api.backups()} == {"latest", "weekly", "monthly"}
+
+
 def test_a_restore_mark_is_restored_by_manager_restore(api: Api, vm_server: Callable[..., VMServer]) -> None:
     api.run()
     daily = next(n for n in api.backups() if n.startswith("daily/"))

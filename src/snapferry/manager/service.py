@@ -28,7 +28,7 @@ from ..retry import RetryPolicy
 from ..throttle import Throttle
 from . import retention
 from .catalog import BackupInfo, Catalog
-from .layout import DATED_TYPES, BackupType, backup_name, enclosing_backup, parse_backup_name, period_of
+from .layout import DATED_TYPES, BackupName, BackupType, backup_name, enclosing_backup, parse_backup_name, period_of
 from .marks import RestoreMarks
 from .schedule import Clock, Schedule, SystemClock, zone
 
@@ -300,6 +300,9 @@ class Manager:
             infos = self.catalog.list()
             names = [parse_backup_name(i.name) for i in infos]
             locked = [parse_backup_name(i.name) for i in infos if i.locked]
+            marked = self._marked_backup()
+            if marked is not None:  # deleting it would leave the init container a restore that fails
+                locked.append(marked)
             partial = [parse_backup_name(i.name) for i in infos if not i.complete]
             for name in retention.to_delete(names, keep, locked, partial):
                 log.info("retention: deleting %s", name)
@@ -310,6 +313,22 @@ class Manager:
             log.error("retention failed: %s", e)
         self.events.retention_done(ok, time.monotonic() - t0, len(done))
         return tuple(done)
+
+    def _marked_backup(self) -> BackupName | None:
+        """The backup of this --dst the restore mark names: kept by retention until the restore
+        (or a user) removes the mark."""
+        value = self.marks.get()
+        if value is None:
+            return None
+        if "://" in value:
+            root = self.catalog.dst + "/"
+            if not value.startswith(root):
+                return None  # another --dst's backup: not ours to keep or delete
+            value = value[len(root):]
+        try:
+            return parse_backup_name(value)
+        except UsageError:
+            return None
 
     # --- the schedule -------------------------------------------------------
 
