@@ -260,3 +260,25 @@ def test_a_dst_inside_another_layouts_backup_is_refused_at_start(tmp_path: Path,
     for ok in ("backups/daily", "outer/node-1", "outer/daily-node"):
         Manager(ManagerConfig(storage_data_path=str(tmp_path / "data"), dst=f"fs://{tmp_path / ok}",
                               snapshot_create_url="http://127.0.0.1:1/snapshot/create")).close()
+
+
+def test_a_clock_that_jumps_back_does_not_stall_the_schedule(tmp_path: Path) -> None:
+    """A last run stamped after now (a clock stepped back by NTP, or a record written by a host
+    whose clock ran ahead) must not hold the schedule until that time comes round again."""
+    now = datetime(2026, 11, 2, 5, 10, tzinfo=UTC)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / STATE_FILE).write_text(json.dumps({"last_run_at": "2030-01-01T10:00:00+00:00"}))
+    config = ManagerConfig(storage_data_path=str(tmp_path / "data"), dst=f"fs://{tmp_path / 'b'}",
+                           snapshot_create_url=f"http://127.0.0.1:{free_port()}/snapshot/create")
+    clock = SimClock(now)
+    mgr = Manager(config, clock=clock)
+    try:
+        assert mgr.next_due() == datetime(2026, 11, 2, 6, tzinfo=UTC)
+        clock.set(datetime(2026, 11, 2, 10, tzinfo=UTC))
+        assert not mgr.run_once().ok  # the run is attempted at 10:00 (its snapshot URL is dead)
+        assert mgr.next_due() == datetime(2026, 11, 2, 11, tzinfo=UTC)
+        clock.set(now)  # the clock steps back five hours
+        assert mgr.next_due() == datetime(2026, 11, 2, 6, tzinfo=UTC)
+    finally:
+        mgr.close()

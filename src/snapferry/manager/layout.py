@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from ..errors import UsageError
+from ..remotes import split_url
 
 BACKUP_LOCKED_FILE = "backup_locked.ignore"
 RESTORE_MARK_FILE = "backup_restore.ignore"
@@ -123,3 +124,14 @@ def enclosing_backup(path: str) -> str | None:
                 continue
             return "/".join(segs[: i + 2])
     return None
+
+
+def refuse_dst_in_a_backup(dst: str) -> None:
+    """A --dst inside another layout's backup (`s3://b/vm/latest/node-1`) would lose its objects to
+    that layout's manager: refused at start, before anything is written."""
+    inside = enclosing_backup(split_url(dst)[2])
+    if inside is not None:
+        raise UsageError(
+            f"--dst {dst} lies inside the backup {inside!r} of a backup layout, whose manager would delete "
+            "or copy its objects; pick a --dst outside any latest/, hourly/, daily/, weekly/ or monthly/ backup"
+        )

@@ -17,7 +17,7 @@ from ..parts import BACKUP_COMPLETE_FILE
 from ..remotes import open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
-from .layout import RESTORE_MARK_FILE, parse_backup_name
+from .layout import RESTORE_MARK_FILE, BackupName, parse_backup_name
 
 
 class RestoreMarks:
@@ -90,3 +90,19 @@ class RestoreMarks:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
             fsync_dir(self.storage_data_path)
+
+    def backup_in(self, dst: str) -> BackupName | None:
+        """The backup under `dst` the mark names (by name or by a URL under dst), or None:
+        retention keeps it until the restore (or a user) removes the mark."""
+        value = self.get()
+        if value is None:
+            return None
+        if "://" in value:
+            root = dst.rstrip("/") + "/"
+            if not value.startswith(root):
+                return None  # another --dst's backup: not ours to keep or delete
+            value = value[len(root):]
+        try:
+            return parse_backup_name(value)
+        except UsageError:
+            return None

@@ -21,14 +21,14 @@ from .. import api, snapshot
 from ..actions.backup import refuse_dst_inside, run_backup
 from ..actions.copy import run_copy
 from ..durable import write_file_atomic
-from ..errors import SnapferryError, UsageError
+from ..errors import SnapferryError
 from ..lease import BackupLease
-from ..remotes import RemoteOptions, split_url
+from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
 from ..throttle import Throttle
 from . import retention
 from .catalog import BackupInfo, Catalog
-from .layout import DATED_TYPES, BackupName, BackupType, backup_name, enclosing_backup, parse_backup_name, period_of
+from .layout import DATED_TYPES, BackupType, backup_name, parse_backup_name, period_of, refuse_dst_in_a_backup
 from .marks import RestoreMarks
 from .schedule import Clock, Schedule, SystemClock, zone
 
@@ -118,17 +118,6 @@ class RunResult:
     steps: tuple[StepResult, ...]
     deleted: tuple[str, ...]
     error: str | None = None
-
-
-def refuse_dst_in_a_backup(dst: str) -> None:
-    """A --dst inside another layout's backup (`s3://b/vm/latest/node-1`) would lose its objects to
-    that layout's manager: refused at start, before anything is written."""
-    inside = enclosing_backup(split_url(dst)[2])
-    if inside is not None:
-        raise UsageError(
-            f"--dst {dst} lies inside the backup {inside!r} of a backup layout, whose manager would delete "
-            "or copy its objects; pick a --dst outside any latest/, hourly/, daily/, weekly/ or monthly/ backup"
-        )
 
 
 class Manager:
@@ -300,7 +289,7 @@ class Manager:
             infos = self.catalog.list()
             names = [parse_backup_name(i.name) for i in infos]
             locked = [parse_backup_name(i.name) for i in infos if i.locked]
-            marked = self._marked_backup()
+            marked = self.marks.backup_in(self.catalog.dst)
             if marked is not None:  # deleting it would leave the init container a restore that fails
                 locked.append(marked)
             partial = [parse_backup_name(i.name) for i in infos if not i.complete]
@@ -314,22 +303,6 @@ class Manager:
         self.events.retention_done(ok, time.monotonic() - t0, len(done))
         return tuple(done)
 
-    def _marked_backup(self) -> BackupName | None:
-        """The backup of this --dst the restore mark names: kept by retention until the restore
-        (or a user) removes the mark."""
-        value = self.marks.get()
-        if value is None:
-            return None
-        if "://" in value:
-            root = self.catalog.dst + "/"
-            if not value.startswith(root):
-                return None  # another --dst's backup: not ours to keep or delete
-            value = value[len(root):]
-        try:
-            return parse_backup_name(value)
-        except UsageError:
-            return None
-
     # --- the schedule -------------------------------------------------------
 
     def next_due(self) -> datetime:
@@ -338,6 +311,12 @@ class Manager:
         once, however many slots it slept through)."""
         now = self.clock.now()
         last = self._last_attempt_at or self._load_state()
+        if last is not None and last > now:
+            # The clock stepped back, or another host's clock ran ahead: counting from that last
+            # run would stall the schedule until the clock catches up with it.
+            log.warning("the last run (%s) is later than now (%s): the clock went back; scheduling from now",
+                        last.isoformat(), now.isoformat())
+            last = None
         if last is None:
             return self.schedule.next_due(now)
         due = self.schedule.next_due(last)
