@@ -11,8 +11,10 @@ import pytest
 
 import snapferry
 from snapferry.manager.catalog import Catalog
+from snapferry.manager.layout import RESTORE_MARK_FILE
 from snapferry.parts import BACKUP_METADATA_FILE
 from snapferry.remotes import RemoteOptions
+from tests.servers import S3Server
 from tests.vm import run_snapferry
 
 
@@ -35,3 +37,20 @@ def test_created_at_is_listed_in_vmbackupmanager_form(snapshot_tree: Path, tmp_p
     assert info.created_at.replace(microsecond=0) == datetime(2025, 4, 25, 15, 48, 49, tzinfo=UTC)
     items = json.loads(run_snapferry("manager", "backup", "list", "--json", "--dst", f"fs://{root}").stdout)
     assert [(i["name"], i["created_at"]) for i in items] == [("daily/2025-04-25", listed)]
+
+
+def test_a_url_restore_mark_is_checked_with_the_remote_options_given_without_dst(
+        snapshot_tree: Path, tmp_path: Path, seaweedfs: S3Server) -> None:
+    """`manager restore create s3://...` with no --dst (the init container's other cluster's
+    backup) reaches the backup through the --custom-s3-endpoint and credentials it was given."""
+    url, opts = seaweedfs.new_remote("other-cluster/vm-0")
+    assert opts.creds_file_path and opts.config_file_path
+    snapferry.backup(f"{url}/weekly/2026-48", str(snapshot_tree), remote_options=opts, progress="off")
+    data = tmp_path / "vmdata-restore"
+    data.mkdir()
+    args = ["--storage-data-path", str(data), "--custom-s3-endpoint", seaweedfs.endpoint,
+            "--creds-file-path", opts.creds_file_path, "--config-file-path", opts.config_file_path]
+    run_snapferry("manager", "restore", "create", f"{url}/weekly/2026-48", *args)
+    assert (data / RESTORE_MARK_FILE).read_text().strip() == f"{url}/weekly/2026-48"
+    p = run_snapferry("manager", "restore", "create", f"{url}/weekly/2026-47", *args, "--retries", "1", check=False)
+    assert p.returncode == 3 and "incomplete" in p.stderr and "Traceback" not in p.stderr, p.stderr

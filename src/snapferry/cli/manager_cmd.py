@@ -256,7 +256,7 @@ def restore_create(name: str, **kw: Any) -> None:
         with _catalog(kw) as catalog:
             RestoreMarks(data, catalog).create(name)
     else:
-        RestoreMarks(data, None).create(name)
+        RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name)
     click.echo(f"marked {name} for restore into {data}", err=True)
 
 

@@ -14,16 +14,19 @@ import os
 from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..parts import BACKUP_COMPLETE_FILE
-from ..remotes import open_remote, split_url
+from ..remotes import RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
 from .layout import RESTORE_MARK_FILE, BackupName, parse_backup_name
 
 
 class RestoreMarks:
-    def __init__(self, storage_data_path: str, catalog: Catalog | None) -> None:
+    def __init__(self, storage_data_path: str, catalog: Catalog | None,
+                 options: RemoteOptions | None = None) -> None:
         self.storage_data_path = storage_data_path
         self.catalog = catalog
+        # how to reach a URL mark's backup: the --dst's options, or the caller's without a --dst
+        self.options = catalog.options if catalog is not None else options
         self.path = os.path.join(storage_data_path, RESTORE_MARK_FILE)
 
     def source_url(self, value: str) -> str:
@@ -41,7 +44,7 @@ class RestoreMarks:
         value = value.strip()
         if "://" in value:
             split_url(value)
-            remote = open_remote(value, self.catalog.options if self.catalog else None)
+            remote = open_remote(value, self.options)
             try:
                 # A restore deletes what the backup lacks from the data path: a backup inside it
                 # (or holding it) would be destroyed by the restore it asks for.
