@@ -282,3 +282,18 @@ def test_a_clock_that_jumps_back_does_not_stall_the_schedule(tmp_path: Path) -> 
         assert mgr.next_due() == datetime(2026, 11, 2, 6, tzinfo=UTC)
     finally:
         mgr.close()
+
+
+@pytest.mark.parametrize("sub", ["daily/2026-11-27/vm-data", "hourly/2026-11-27:13", "weekly/2026-48/a/b"])
+def test_a_data_path_inside_a_dated_backup_of_the_dst_is_refused_at_start(tmp_path: Path, sub: str) -> None:
+    """Copies into a dated backup and retention delete what is there: VictoriaMetrics' data would go."""
+    data = tmp_path / "b" / sub
+    data.mkdir(parents=True)
+    (data / "flock.lock").write_bytes(b"")
+    config = ManagerConfig(storage_data_path=str(data), dst=f"fs://{tmp_path / 'b'}",
+                           snapshot_create_url="http://127.0.0.1:1/snapshot/create")
+    with pytest.raises(UsageError, match="is inside the backup"):
+        Manager(config)
+    assert (data / "flock.lock").exists()
+    Manager(ManagerConfig(storage_data_path=str(tmp_path / "b" / "vm-data"), dst=f"fs://{tmp_path / 'b'}",
+                          snapshot_create_url="http://127.0.0.1:1/snapshot/create")).close()

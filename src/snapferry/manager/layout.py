@@ -7,6 +7,7 @@ prefix: they come from users (CLI, API) and from remote listings.
 from __future__ import annotations
 
 import enum
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -126,10 +127,22 @@ def enclosing_backup(path: str) -> str | None:
     return None
 
 
-def refuse_dst_in_a_backup(dst: str) -> None:
+def refuse_dst_in_a_backup(dst: str, storage_data_path: str) -> None:
     """A --dst inside another layout's backup (`s3://b/vm/latest/node-1`) would lose its objects to
-    that layout's manager: refused at start, before anything is written."""
-    inside = enclosing_backup(split_url(dst)[2])
+    that layout's manager, and a storage data path inside one of this --dst's dated backups would
+    be deleted by its copies and retention: both are refused at start, before anything is written."""
+    scheme, _, path = split_url(dst)
+    if scheme == "fs":
+        data = os.path.realpath(storage_data_path)
+        root = os.path.realpath(path)
+        if data.startswith(root.rstrip("/") + "/"):
+            held = enclosing_backup(os.path.relpath(data, root))
+            if held is not None:
+                raise UsageError(
+                    f"the storage data path {storage_data_path} is inside the backup {held} of --dst {dst}, "
+                    "whose copies and retention would delete it; move the data or pick another --dst"
+                )
+    inside = enclosing_backup(path)
     if inside is not None:
         raise UsageError(
             f"--dst {dst} lies inside the backup {inside!r} of a backup layout, whose manager would delete "

@@ -131,7 +131,7 @@ class Manager:
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child("latest"))
-            refuse_dst_in_a_backup(config.dst)
+            refuse_dst_in_a_backup(config.dst, config.storage_data_path)
         except SnapferryError:
             self.catalog.close()
             raise
