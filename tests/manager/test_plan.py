@@ -46,6 +46,8 @@ def test_parse_accepts_the_layout(name: str) -> None:
     "daily/2026-11-27/x", "daily/2026-13-01", "daily/2026-02-30", "hourly/2026-11-27:24", "hourly/2026-11-27",
     "weekly/2025-53", "weekly/2026-00", "monthly/2026-00", "monthly/2026-11-01", "yearly/2026", "Daily/2026-11-27",
     "daily/2026-11-27\n", " daily/2026-11-27", "daily\\2026-11-27", "latest2", "snapferry_lock.ignore",
+    # digits of other scripts match \d and int() reads them, but name another prefix than the layout's
+    "daily/\u0662\u0660\u0662\u0666-11-27", "weekly/2026-\uff14\uff18", "hourly/2026-11-27:\u0967\u0969",
 ])
 def test_parse_refuses_everything_else(name: str) -> None:
     with pytest.raises(UsageError, match="is not a backup name"):

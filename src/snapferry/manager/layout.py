@@ -30,11 +30,12 @@ class BackupType(enum.Enum):
 DATED_TYPES = (BackupType.HOURLY, BackupType.DAILY, BackupType.WEEKLY, BackupType.MONTHLY)
 
 # Fixed-width forms: within one type, name order is time order (retention relies on it).
+# re.ASCII: \d would also match other scripts' digits (int() reads them), naming other prefixes.
 _PERIOD_RE = {
-    BackupType.HOURLY: re.compile(r"(\d{4})-(\d{2})-(\d{2}):(\d{2})"),
-    BackupType.DAILY: re.compile(r"(\d{4})-(\d{2})-(\d{2})"),
-    BackupType.WEEKLY: re.compile(r"(\d{4})-(\d{2})"),
-    BackupType.MONTHLY: re.compile(r"(\d{4})-(\d{2})"),
+    BackupType.HOURLY: re.compile(r"(\d{4})-(\d{2})-(\d{2}):(\d{2})", re.ASCII),
+    BackupType.DAILY: re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII),
+    BackupType.WEEKLY: re.compile(r"(\d{4})-(\d{2})", re.ASCII),
+    BackupType.MONTHLY: re.compile(r"(\d{4})-(\d{2})", re.ASCII),
 }
 _FORMS = "latest, hourly/YYYY-MM-DD:HH, daily/YYYY-MM-DD, weekly/YYYY-WW or monthly/YYYY-MM"
 
