@@ -204,8 +204,9 @@ def test_restore_gives_up_when_every_request_fails(
     line = one_error_line(r.stderr)
     assert "error" in line and url.split("/")[2] in line, line
     assert proxy.stats.requests <= 8, "bounded retries: a handful of requests, not a storm"
-    # Nothing half-done may look finished.
-    assert (target / h.RESTORE_MARKER).exists()
+    # Every request failed, so the checks before the first write failed: a refused
+    # restore leaves the target as it was (here: never created), nothing half-done.
+    assert not target.exists(), sorted(p.name for p in target.iterdir())
 
 
 def test_backup_gives_up_when_every_request_fails(
