@@ -468,7 +468,7 @@ def test_s3_gets_signed_from_the_probed_base_match_botocore(server: str, request
     for name in ("dir with space/ünïcødé 日本/a+b=c&d~e%41.bin", "plain/0000000000000001_0000000000000000_01"):
         key = f"backup/{name}"
         for _ in range(3):  # the two signatures must fall in one second of X-Amz-Date
-            ours = urllib.parse.urlsplit(r._presigned_get(key))
+            ours = urllib.parse.urlsplit(r.gets.presigned_get(key))
             theirs = urllib.parse.urlsplit(r._client.generate_presigned_url(
                 "get_object", Params={"Bucket": url.split("/")[2], "Key": key}, ExpiresIn=3600))
             qo, qt = urllib.parse.parse_qs(ours.query), urllib.parse.parse_qs(theirs.query)
@@ -476,7 +476,7 @@ def test_s3_gets_signed_from_the_probed_base_match_botocore(server: str, request
                 break
         assert (ours.scheme, ours.netloc, ours.path) == (theirs.scheme, theirs.netloc, theirs.path)
         assert qo == qt
-    assert r._get_signer is not None  # the fast path, not the fallback
+    assert r.gets.signer is not None  # the fast path, not the fallback
 
 
 def test_s3_get_signing_with_a_session_token_matches_botocore(tmp_path: Path) -> None:
@@ -490,7 +490,7 @@ def test_s3_get_signing_with_a_session_token_matches_botocore(tmp_path: Path) ->
         assert isinstance(r, S3Remote)
         key = "pre fix/a b/ü+%.bin"
         for _ in range(3):
-            ours = urllib.parse.urlsplit(r._presigned_get(key))
+            ours = urllib.parse.urlsplit(r.gets.presigned_get(key))
             theirs = urllib.parse.urlsplit(r._client.generate_presigned_url(
                 "get_object", Params={"Bucket": "bkt", "Key": key}, ExpiresIn=3600))
             qo, qt = urllib.parse.parse_qs(ours.query), urllib.parse.parse_qs(theirs.query)
@@ -498,7 +498,7 @@ def test_s3_get_signing_with_a_session_token_matches_botocore(tmp_path: Path) ->
                 break
         assert (ours.scheme, ours.netloc, ours.path) == (theirs.scheme, theirs.netloc, theirs.path), endpoint
         assert qo == qt, endpoint
-        assert r._get_signer is not None
+        assert r.gets.signer is not None
 
 
 def test_azblob_without_credentials_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """remotes/_http.py: ranged GETs whose bodies are spliced into files, on real sockets.
 
-A small threaded HTTP server on 127.0.0.1 plays the object store, so each test
+A small threaded HTTP server on 127.0.0.1 (tests/tinyhttp.py) plays the object store, so each test
 can shape the response (length, framing, early close, stalls, keep-alive).
 """
 
@@ -10,67 +10,18 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from snapferry.errors import RemoteError, TransientRemoteError
 from snapferry.remotes import _http
+from tests.tinyhttp import Handler, Server
 
 pytestmark = pytest.mark.skipif(not _http.SUPPORTED, reason="os.splice is Linux-only")
 
 DATA = random.Random(7).randbytes(3 * 1024 * 1024 + 123)
-
-Handler = Callable[[socket.socket, bytes], bool]  # (conn, request head) -> keep the connection
-
-
-class Server:
-    """Accepts connections and answers each request with `handler`; counts connections."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self._threads: list[threading.Thread] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            buf = b""
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        chunk = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                self.requests.append(head)
-                try:
-                    if not self.handler(conn, head):
-                        return
-                except OSError:
-                    return
-
-    def close(self) -> None:
-        self.sock.close()
-
 
 def range_of(head: bytes) -> tuple[int, int]:
     for line in head.split(b"\r\n"):
@@ -88,20 +39,6 @@ def ranged(conn: socket.socket, head: bytes) -> bool:
         % (len(body), a, b, len(DATA)) + body
     )
     return True
-
-
-@pytest.fixture
-def server_factory() -> Iterator[Callable[[Handler], Server]]:
-    servers: list[Server] = []
-
-    def make(handler: Handler) -> Server:
-        s = Server(handler)
-        servers.append(s)
-        return s
-
-    yield make
-    for s in servers:
-        s.close()
 
 
 def conns_for(server: Server, read_timeout: float = 10.0) -> _http.Connections:

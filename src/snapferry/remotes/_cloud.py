@@ -1,34 +1,97 @@
-"""Pieces the object-store backends (s3, gs, azblob) share.
+"""The skeleton the object-store backends (s3, gs, azblob) share.
 
-Uploads go out in chunks held in memory, because every SDK needs a rewindable
-body to retry a request; downloads stream straight from the HTTP response into
-the caller's buffer, because that is where restore spends its time.
+A backend supplies a handful of single requests (`_exists`, `_get`, `_put`,
+`_put_chunks`, `_delete`, `_list`, `_open_range`, `_copy`, `_bucket_exists`) and
+one function, `_classify`, that says what kind of `Failure` an exception of its
+SDK is (restic's backends do the same with IsPermanentError). Everything else is
+written once here: the error messages, which requests the backend retries
+itself (through the run's RetryPolicy; the SDKs make one attempt each), the
+has_file bucket-vs-object probe, exclusive create, the copy type check, single
+versus multipart upload and the connection pool of the requests-based SDKs.
 """
 
 from __future__ import annotations
 
-import http.client
-import os
-import random
+import abc
+import enum
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
-from types import TracebackType
-from typing import Any, Protocol
+from contextlib import contextmanager
+from typing import ClassVar, TypeVar
 
+import requests
+import requests.adapters
 import urllib3
 import urllib3.exceptions
 
-from ..checksums import BlockCrcs
-from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
+from ..errors import NoSpaceError, RemoteError, SnapferryError, TransientRemoteError, UsageError
 from ..parts import Part, parse_listing
-from .base import Body, LocalRegion
+from ..retry import RetryPolicy
+from ._transfer import ChunkSource, EmptyReader, check_range
+from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
 
-# Errors a half-read HTTP body raises; all of them are worth a retry of the part.
-STREAM_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    http.client.HTTPException,
-    urllib3.exceptions.HTTPError,
-)
+T = TypeVar("T")
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class Failure(enum.Enum):
+    """What went wrong with a request, as far as the caller needs to know."""
+
+    RETRYABLE = "retryable"  # throttling, 5xx, resets, timeouts: worth another attempt
+    NOT_FOUND = "not found"  # the object, or the bucket: the answer does not tell (a bare 404)
+    NO_OBJECT = "no object"  # the object, in a bucket the answer says exists (S3's NoSuchKey)
+    NO_BUCKET = "no bucket"
+    DENIED = "denied"
+    NO_CREDENTIALS = "no credentials"
+    NO_SPACE = "no space"  # the store's quota or disk is full
+    EXISTS = "exists"  # a create-if-absent found the object
+    SHORT = "short"  # a range past the object's end: it is shorter than its name says
+    PERMANENT = "permanent"
+
+
+Classified = tuple[Failure, str]  # the failure and the detail for the message
+
+
+# The one sentence per failure, with its error class (and so its exit code).
+_MESSAGES: dict[Failure, tuple[type[SnapferryError], str]] = {
+    Failure.NO_BUCKET: (RemoteError, "{word} does not exist: {bucket!r} at {endpoint}; create it or fix the URL {url}"),
+    Failure.NOT_FOUND: (RemoteError, "{what}: the object does not exist in {url}"),
+    Failure.NO_OBJECT: (RemoteError, "{what}: the object does not exist in {url}"),
+    Failure.DENIED: (RemoteError, "{what}: {endpoint} denied access to {url} ({detail}); {denied_hint}"),
+    Failure.NO_CREDENTIALS: (UsageError, "no usable credentials for {url}: {detail}; {creds_hint}"),
+    Failure.NO_SPACE: (
+        NoSpaceError, "{what} on {url} failed: the store is full ({detail}); free space or raise the quota"
+    ),
+    Failure.SHORT: (RemoteError, "{what}: the object in {url} is shorter than its name says"),
+    Failure.RETRYABLE: (TransientRemoteError, "{what} on {url} failed: {detail}"),
+    Failure.EXISTS: (RemoteError, "{what} on {url} failed: the object already exists ({detail})"),
+    Failure.PERMANENT: (RemoteError, "{what} on {url} failed: {detail}"),
+}
+
+
+class HttpStatus(Exception):
+    """An HTTP answer a backend got outside its SDK (the fast read paths), classified like SDK errors."""
+
+    def __init__(self, status: int, code: str = "") -> None:
+        super().__init__(f"HTTP {status} {code}".rstrip())
+        self.status = status
+        self.code = code
+
+
+def status_failure(status: int) -> Failure:
+    """The failure an HTTP status means when the body's error code says nothing more."""
+    if status in (401, 403):
+        return Failure.DENIED
+    if status == 404:
+        return Failure.NOT_FOUND
+    if status == 412:
+        return Failure.EXISTS
+    if status == 416:
+        return Failure.SHORT
+    if status == 507:
+        return Failure.NO_SPACE
+    if status in RETRY_STATUS or status >= 500:
+        return Failure.RETRYABLE
+    return Failure.PERMANENT
 
 
 def join_key(prefix: str, name: str) -> str:
@@ -44,289 +107,6 @@ def remote_url(scheme: str, bucket: str, prefix: str) -> str:
     return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
 
 
-class ObjectStore:
-    """What the object-store backends share: names under a prefix, no local files,
-    no directories, and durability as soon as a PUT returns."""
-
-    url: str
-    prefix: str
-
-    def __repr__(self) -> str:
-        return self.url
-
-    def _key(self, name: str) -> str:
-        return join_key(self.prefix, name)
-
-    def local_path(self, part: Part) -> str | None:
-        return None
-
-    def flush(self) -> None:
-        pass  # an object is durable once its upload returned
-
-    def remove_empty_dirs(self) -> None:
-        pass
-
-    def _parts(self, objects: Iterable[tuple[str, int]]) -> list[Part]:
-        """The parts among (key, real length) pairs listed under the prefix."""
-        return parse_listing(objects, len(list_prefix(self.prefix)))
-
-
-def backoff_delays(attempts: int, base: float = 0.25, cap: float = 8.0) -> Iterator[float]:
-    """Sleeps between `attempts` tries: exponential with full jitter."""
-    for i in range(max(attempts, 1) - 1):
-        yield random.uniform(0, min(cap, base * 2**i))
-
-
-class ChunkSource:
-    """Hands out exactly part.size bytes of an upload in chunks of at most `chunk_size`.
-
-    With `local`, the bytes come straight from the file with pread (the body is
-    not touched); otherwise from `body`. A source that runs dry before part.size
-    bytes raises TransientRemoteError, so a short object is never committed.
-    On the way it takes the CRC32 of every checksums.BLOCK it hands out (`crcs`),
-    so a backup's checksum manifest needs no second read of the file.
-    """
-
-    def __init__(
-        self, part: Part, body: Body, local: LocalRegion | None, what: str
-    ) -> None:
-        self._part = part
-        self._body = body
-        self._local = local
-        self._what = what
-        self._fd = -1
-        self._pos = 0
-        self._crcs: BlockCrcs | None = BlockCrcs()
-        self._buf: bytearray | None = None
-        # CRC32 of the chunk last handed out when it came free with the block CRCs.
-        self.last_crc: int | None = None
-        if local is not None:
-            if local.size < part.size:
-                raise RemoteError(
-                    f"{what}: the local region holds {local.size} bytes but the part needs "
-                    f"{part.size}"
-                )
-            try:
-                self._fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                # A local file we cannot open will not open on a retry either.
-                raise SnapferryError(
-                    f"cannot read the source file {local.path!r}: {e.strerror}; fix its permissions"
-                ) from e
-
-    def __enter__(self) -> ChunkSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    @property
-    def left(self) -> int:
-        return self._part.size - self.pos
-
-    @property
-    def pos(self) -> int:
-        return self._pos
-
-    @pos.setter
-    def pos(self, value: int) -> None:
-        """Seek (local sources); the bytes are then no longer seen once each, in order."""
-        if value != self._pos:
-            self._crcs = None
-        self._pos = value
-
-    @property
-    def crcs(self) -> list[int] | None:
-        """CRC32 per checksums.BLOCK of the whole part, once every byte was handed out
-        exactly once and in order (None after a seek)."""
-        return self._crcs.result() if self._crcs is not None and self.left == 0 else None
-
-    def read(self, n: int) -> bytes:
-        """The next min(n, left) bytes, all of them or an exception."""
-        n = min(n, self.left)
-        if n <= 0:
-            return b""
-        data = self._pread(n) if self._local is not None else self._body_read(n)
-        self._handed_out(data, n)
-        return data
-
-    def read_reused(self, n: int) -> bytes | bytearray:
-        """Like read, but local bytes land in one buffer that every call reuses: valid only
-        until the next call. One allocation per part instead of one per chunk, and a
-        bytearray body goes out in one send (botocore wraps bytes in a BytesIO it sends
-        16 KiB at a time)."""
-        n = min(n, self.left)
-        if n <= 0 or self._local is None:
-            return self.read(n)
-        if self._buf is None or len(self._buf) < n:
-            self._buf = bytearray(n)
-        elif len(self._buf) > n:
-            del self._buf[n:]  # the part's last, shorter chunk
-        with memoryview(self._buf) as mv:
-            got = self._pread_into(mv)
-        self._handed_out(self._buf if got == n else self._buf[:got], n)
-        return self._buf
-
-    def chunks(self, chunk_size: int, reuse: bool = False) -> Iterator[bytes | bytearray]:
-        while self.left > 0:
-            yield self.read_reused(chunk_size) if reuse else self.read(chunk_size)
-
-    def _handed_out(self, data: bytes | bytearray, n: int) -> None:
-        if len(data) != n:
-            raise TransientRemoteError(
-                f"{self._what}: the source ran short after {self.pos + len(data)} of "
-                f"{self._part.size} bytes"
-            )
-        self.last_crc = self._crcs.update(data) if self._crcs is not None else None
-        self._pos += n
-
-    def _pread_into(self, mv: memoryview) -> int:
-        assert self._local is not None
-        off = self._local.offset + self.pos
-        got = 0
-        try:
-            while got < len(mv):
-                k = os.preadv(self._fd, [mv[got:]], off + got)
-                if not k:
-                    break
-                got += k
-        except OSError as e:
-            raise SnapferryError(f"cannot read the source file {self._local.path!r}: {e.strerror}") from e
-        return got
-
-    def _pread(self, n: int) -> bytes:
-        assert self._local is not None
-        off = self._local.offset + self.pos
-        try:
-            data = os.pread(self._fd, n, off)
-            if len(data) == n or not data:
-                return data
-            # Linux caps one read near 2 GiB; loop in case a read comes back partial.
-            pieces = [data]
-            got = len(data)
-            while got < n:
-                more = os.pread(self._fd, n - got, off + got)
-                if not more:
-                    break
-                pieces.append(more)
-                got += len(more)
-            return b"".join(pieces)
-        except OSError as e:
-            raise SnapferryError(f"cannot read the source file {self._local.path!r}: {e.strerror}") from e
-
-    def _body_read(self, n: int) -> bytes:
-        data = self._body.read(n)
-        if len(data) >= n or not data:
-            return data[:n]
-        pieces = [data]
-        got = len(data)
-        while got < n:
-            more = self._body.read(n - got)
-            if not more:
-                break
-            pieces.append(more)
-            got += len(more)
-        return b"".join(pieces)
-
-
-class RawStream(Protocol):
-    def readinto(self, b: Any) -> int: ...
-
-
-def check_range_response(
-    content_length: str | None, status: int, offset: int, length: int, what: str, url: str,
-    close: Callable[[], None],
-) -> None:
-    """A ranged GET must answer exactly the bytes asked for: a server that ignored the
-    Range (200 for an inner range) or an object shorter than its name is refused."""
-    if (content_length is not None and int(content_length) != length) or (status == 200 and offset != 0):
-        close()
-        raise RemoteError(
-            f"{what}: {url} returned {content_length} bytes for a range of {length}; "
-            "the object is shorter than its name says"
-        )
-
-
-class RangeReader:
-    """Streams an HTTP response body into the caller's buffers.
-
-    `raw` is the urllib3 response under the SDK's wrapper, whose readinto goes
-    to the socket without per-chunk Python objects beyond one bytes per call.
-    The reader checks the byte count itself: a body that ends early raises
-    TransientRemoteError instead of looking like a short part.
-    """
-
-    def __init__(
-        self, raw: RawStream, length: int, what: str, closer: Callable[[], None]
-    ) -> None:
-        self._raw = raw
-        self._left = length
-        self._length = length
-        self._what = what
-        self._closer: Callable[[], None] | None = closer
-
-    def readinto(self, buf: memoryview) -> int:
-        if self._left <= 0 or len(buf) == 0:
-            return 0
-        view = buf if len(buf) <= self._left else buf[: self._left]
-        try:
-            n = self._raw.readinto(view)
-        except STREAM_ERRORS as e:
-            raise TransientRemoteError(
-                f"{self._what}: the download broke after {self._length - self._left} of "
-                f"{self._length} bytes: {e}"
-            ) from e
-        if not n:
-            raise TransientRemoteError(
-                f"{self._what}: the download ended after {self._length - self._left} of "
-                f"{self._length} bytes"
-            )
-        self._left -= n
-        return n
-
-    def close(self) -> None:
-        # Closing before the end drops the connection (it still holds unread bytes);
-        # after the end, urllib3 has already put it back in the pool.
-        closer, self._closer = self._closer, None
-        if closer is not None:
-            with suppress(*STREAM_ERRORS):
-                closer()
-
-
-class EmptyReader:
-    def readinto(self, buf: memoryview) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
-def quiet_insecure_tls_warnings() -> None:
-    """The user asked to skip TLS checks; urllib3 would otherwise warn on every request."""
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-
-
-def check_range(part: Part, offset: int, length: int | None) -> int:
-    """The length to read, refusing ranges outside the part."""
-    if length is None:
-        length = part.size - offset
-    if offset < 0 or length < 0 or offset + length > part.size:
-        raise ValueError(
-            f"range {offset}+{length} is outside {part} ({part.size} bytes)"
-        )
-    return length
-
-
 def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
     """User metadata travels in HTTP headers, so only ASCII survives every backend."""
     for k, v in metadata.items():
@@ -336,3 +116,237 @@ def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
                 "metadata in HTTP headers, so use ASCII names and values"
             )
     return dict(metadata)
+
+
+def mount_pool(session: requests.Session, opts: RemoteOptions) -> requests.Session:
+    """One pool for a requests-based SDK: as many connections as workers, no retries of its own."""
+    # requests keeps 10 connections per host unless told; restore runs more streams.
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4, pool_maxsize=max(opts.max_connections, 1), max_retries=0
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.verify = not opts.tls_insecure_skip_verify
+    return session
+
+
+class ObjectStore(abc.ABC):
+    """A bucket (container) and a prefix in an object store; implements the Remote protocol.
+
+    Objects are durable once a PUT returns and there are no directories, so flush,
+    remove_empty_dirs and local_path do nothing. Transfers (upload_part, open_part,
+    copy_part) make one attempt: the actions retry them whole, resuming where they
+    stopped. The other requests are retried here, by the policy from max_attempts.
+    """
+
+    scheme: ClassVar[str]
+    bucket_word: ClassVar[str] = "bucket"
+    denied_hint: ClassVar[str]  # what to check when access is denied
+    creds_hint: ClassVar[str]  # how to give credentials
+    max_chunks: ClassVar[int]  # most chunks one multipart upload may have
+    single_put_reuses_buffer: ClassVar[bool] = True  # the SDK takes a bytearray body
+    endpoint: str
+
+    def __init__(self, bucket: str, prefix: str, opts: RemoteOptions, chunk_size: int) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.url = remote_url(self.scheme, bucket, prefix)
+        self._opts = opts
+        self._metadata = check_metadata(opts.object_metadata)
+        self._chunk = chunk_size
+        self._policy = RetryPolicy(attempts=max(opts.max_attempts, 1))
+        if opts.tls_insecure_skip_verify:
+            # The user asked to skip TLS checks; urllib3 would otherwise warn on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def __repr__(self) -> str:
+        return self.url
+
+    def _key(self, name: str) -> str:
+        return join_key(self.prefix, name)
+
+    # --- what a backend supplies -----------------------------------------------------
+
+    @abc.abstractmethod
+    def _classify(self, e: BaseException) -> Classified | None:
+        """The failure e means, or None when it is not an error of this backend's SDK."""
+
+    @abc.abstractmethod
+    def _bucket_exists(self) -> bool: ...
+
+    @abc.abstractmethod
+    def _exists(self, key: str) -> bool:
+        """False for a missing object; a missing bucket may also answer False."""
+
+    @abc.abstractmethod
+    def _get(self, key: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def _put(self, key: str, data: bytes | bytearray, crc: int | None, exclusive: bool) -> None:
+        """One PUT of a whole object; crc is the CRC32 of data when it came for free."""
+
+    @abc.abstractmethod
+    def _put_chunks(self, key: str, src: ChunkSource, chunk: int, progress: Callable[[int], None] | None) -> None:
+        """A multipart upload of every byte of src, in chunks of `chunk` bytes."""
+
+    @abc.abstractmethod
+    def _delete(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> Iterable[tuple[str, int]]:
+        """(key, real length) of every object under prefix."""
+
+    @abc.abstractmethod
+    def _open_range(self, key: str, offset: int, length: int, what: str) -> Reader:
+        """A streamed GET of length bytes from offset; HttpStatus for an answer other than 200/206."""
+
+    @abc.abstractmethod
+    def _copy(self, src_key: str, src: ObjectStore, key: str) -> None: ...
+
+    def _same_account(self, src: ObjectStore) -> bool:
+        """Whether this remote's credentials may read src server-side (same kind and endpoint)."""
+        return True
+
+    # --- errors ---------------------------------------------------------------------
+
+    def _error(self, what: str, failure: Failure, detail: str) -> SnapferryError:
+        # A missing bucket answers a bare 404 to a HEAD, and some stores (SeaweedFS) deny
+        # a PUT into it: ask the bucket, so backup and restore word it the same way.
+        if failure in (Failure.NOT_FOUND, Failure.DENIED) and not self._bucket_exists_quietly():
+            failure = Failure.NO_BUCKET
+        kind, template = _MESSAGES[failure]
+        return kind(template.format(
+            what=what, url=self.url, endpoint=self.endpoint, detail=detail, bucket=self.bucket,
+            word=self.bucket_word, denied_hint=self.denied_hint, creds_hint=self.creds_hint,
+        ))
+
+    def _bucket_exists_quietly(self) -> bool:
+        try:
+            return self._bucket_exists()
+        except Exception:
+            return True  # only used to word an error; when unsure, blame the object
+
+    def _failure(self, e: BaseException) -> Failure | None:
+        kind = self._classify(e)
+        return kind[0] if kind is not None else None
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """SDK errors inside become one SnapferryError sentence; ours pass as they are."""
+        try:
+            yield
+        except SnapferryError:
+            raise
+        except Exception as e:
+            kind = self._classify(e)
+            if kind is None:
+                raise
+            raise self._error(what, *kind) from e
+
+    def _request(self, what: str, fn: Callable[[], T]) -> T:
+        """One request the actions do not retry themselves, retried here by the policy."""
+
+        def attempt() -> T:
+            with self._errors(what):
+                return fn()
+
+        return self._policy.call(attempt)
+
+    # --- parts ----------------------------------------------------------------------
+
+    def list_parts(self) -> list[Part]:
+        return self._request(
+            "listing", lambda: parse_listing(self._list(list_prefix(self.prefix)), len(list_prefix(self.prefix)))
+        )
+
+    def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
+        length = check_range(part, offset, length)
+        key = self._key(part.name)
+        what = f"reading {part}"
+        with self._errors(what):
+            if length > 0:
+                return self._open_range(key, offset, length, what)
+            # A Range header on an empty object is an error; still prove the object exists.
+            if not self._exists(key):
+                raise self._error(what, Failure.NOT_FOUND, "")
+            return EmptyReader()
+
+    def upload_part(
+        self, part: Part, body: Body, local: LocalRegion | None = None, progress: Callable[[int], None] | None = None
+    ) -> list[int] | None:
+        key = self._key(part.name)
+        what = f"uploading {part}"
+        chunk = max(self._chunk, -(-part.size // self.max_chunks))
+        with ChunkSource(part, body, local, what) as src, self._errors(what):
+            if part.size > chunk:
+                self._put_chunks(key, src, chunk, progress)
+            else:
+                data = src.read_reused(part.size) if self.single_put_reuses_buffer else src.read(part.size)
+                self._put(key, data, src.last_crc, False)
+                if progress is not None:
+                    progress(len(data))
+        return src.crcs
+
+    def delete_part(self, part: Part) -> None:
+        self._delete_if_there(self._key(part.name), f"deleting {part}")
+
+    def can_copy_from(self, src: Remote) -> bool:
+        return isinstance(src, type(self)) and src.endpoint == self.endpoint and self._same_account(src)
+
+    def copy_part(self, src: Remote, part: Part) -> None:
+        if not isinstance(src, type(self)):
+            raise TypeError(f"cannot copy server-side from {src!r} to {self.url}")
+        with self._errors(f"copying {part} from {src.url}"):
+            self._copy(src._key(part.name), src, self._key(part.name))
+
+    # --- small files ----------------------------------------------------------------
+
+    def has_file(self, name: str) -> bool:
+        if self._request(f"checking {name}", lambda: self._exists(self._key(name))):
+            return True
+        # A HEAD answers a bare 404 for a missing bucket and a missing object alike.
+        if not self._bucket_exists_quietly():
+            raise self._error(f"checking {name}", Failure.NO_BUCKET, "")
+        return False
+
+    def read_file(self, name: str) -> bytes:
+        return self._request(f"reading {name}", lambda: self._get(self._key(name)))
+
+    def write_file(self, name: str, data: bytes) -> None:
+        self._request(f"writing {name}", lambda: self._put(self._key(name), data, None, False))
+
+    def create_file_exclusive(self, name: str, data: bytes) -> bool:
+        def create() -> bool:
+            try:
+                self._put(self._key(name), data, None, True)
+            except Exception as e:
+                if self._failure(e) is Failure.EXISTS:
+                    return False
+                raise
+            return True
+
+        return self._request(f"creating {name}", create)
+
+    def delete_file(self, name: str) -> None:
+        self._delete_if_there(self._key(name), f"deleting {name}")
+
+    def _delete_if_there(self, key: str, what: str) -> None:
+        def delete() -> None:
+            try:
+                self._delete(key)
+            except Exception as e:
+                if self._failure(e) not in (Failure.NOT_FOUND, Failure.NO_OBJECT):
+                    raise
+
+        self._request(what, delete)
+
+    # --- what only a local filesystem has ----------------------------------------------
+
+    def local_path(self, part: Part) -> str | None:
+        return None
+
+    def flush(self) -> None:  # noqa: B027 - nothing to do, by design
+        """Nothing to do: an object is durable once its upload returned."""
+
+    def remove_empty_dirs(self) -> None:  # noqa: B027 - nothing to do, by design
+        """Nothing to do: an object store has no directories."""

@@ -1,13 +1,18 @@
-"""Ranged GETs over plain HTTP whose bodies go from the socket to the file in the kernel.
+"""Ranged GETs over plain HTTP, read from the socket with as few copies and calls as we can.
 
 A restore from an `http://` endpoint (an S3-compatible store inside the cluster)
-spends most of its CPU copying bytes: socket -> Python buffer -> page cache.
-Here the body moves socket -> pipe -> target file with splice(2), so no byte is
-copied through user space and the GIL is released for the whole move.
+spends most of its CPU moving bytes. Bodies of files written with direct I/O
+(64 KiB and more, see directio.py) are read with one recv(MSG_WAITALL) per pool
+buffer (`Response.readinto`); bodies of smaller files, written through the page
+cache, move socket -> pipe -> file with splice(2) (`Response.read_to_file`), no
+byte through user space and the GIL released for the whole move.
 
 Only the little HTTP/1.1 a ranged GET needs: one request per call on a
 keep-alive connection, a response with a Content-Length. TLS endpoints keep
-the urllib3 path, since the kernel cannot decrypt what it splices.
+the urllib3 path, since the kernel cannot decrypt what it splices. Nothing is
+retried here (retry.py decides); the one exception is a pooled keep-alive socket
+the server closed while it sat idle, which is not a failed request: it is
+dropped, and the request goes out once on a new connection.
 """
 
 from __future__ import annotations
@@ -46,9 +51,14 @@ class Connections:
 
     def get(self) -> tuple[socket.socket, bool]:
         """A socket and whether it was reused (a reused one may have been closed by the server)."""
-        with self._lock:
-            sock = self._idle.pop() if self._idle else None
-        if sock is not None:
+        while True:
+            with self._lock:
+                sock = self._idle.pop() if self._idle else None
+            if sock is None:
+                break
+            if _closed_by_peer(sock):
+                sock.close()  # the server timed the idle connection out
+                continue
             sock.settimeout(self.read_timeout)  # a body read may have left it blocking
             return sock, True
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
@@ -73,8 +83,17 @@ class Connections:
             s.close()
 
 
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """An idle keep-alive socket is readable only when the server closed it (or sent junk)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
 def get(conns: Connections, target: str, host_header: str, headers: dict[str, str], what: str) -> Response:
-    """Send `GET target` and read the response head; retried once on a stale keep-alive socket."""
+    """Send `GET target` and read the response head (sent again once, on a new connection, when
+    a pooled socket turns out closed by the server before it answered: the race _closed_by_peer
+    cannot see)."""
     lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -65,7 +65,9 @@ class RemoteOptions:
     s3_object_tags: dict[str, str] = field(default_factory=dict)
     object_metadata: dict[str, str] = field(default_factory=dict)
     tls_insecure_skip_verify: bool = False
-    # Attempts per request in the SDKs (our own retry loop wraps whole parts).
+    # Attempts (RetryPolicy) of the single requests the actions do not retry themselves:
+    # listings, small files, deletes. Transfers are retried whole by the actions; the SDKs
+    # make one attempt per request.
     max_attempts: int = 5
     # Size of one multipart chunk for large uploads.
     multipart_chunk_size: int = 16 * 1024 * 1024  # held in memory per upload: bounds backup RSS

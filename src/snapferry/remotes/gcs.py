@@ -1,170 +1,121 @@
-"""The `gs://bucket/prefix` remote (Google Cloud Storage) on google-cloud-storage."""
+"""The `gs://bucket/prefix` remote (Google Cloud Storage) on google-cloud-storage.
+
+Every SDK call gets retry=None (and our read timeout), and the session's pools retry
+nothing: the RetryPolicy decides every retry (see _cloud.ObjectStore). Ranged reads
+are streamed GETs on the client's authorised session, so restore reads straight
+from the socket.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import time
 import urllib.parse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import google.auth
 import google.auth.exceptions as gae
 import requests
-import requests.adapters
 from google.api_core import exceptions as gex
 from google.auth.credentials import AnonymousCredentials
 from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import Request as AuthRequest
 from google.cloud import storage
 from google.cloud.storage import exceptions as gsx
-from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
-from ..errors import RemoteError, SnapferryError, TransientRemoteError, UsageError
-from ..parts import Part
-from . import _cloud
-from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
+from ..errors import TransientRemoteError, UsageError
+from ._cloud import RETRY_STATUS, Classified, Failure, HttpStatus, ObjectStore, mount_pool, status_failure
+from ._transfer import STREAM_ERRORS, ChunkSource, RangeReader, check_range_response
+from .base import Reader, RemoteOptions
 
+log = logging.getLogger("snapferry")
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.full_control",)
 _CHUNK_ALIGN = 256 * 1024  # GCS wants resumable chunks in multiples of 256 KiB
-# The storage SDK's own test for retryable errors (429, 5xx, resets, timeouts).
-_SHOULD_RETRY: Callable[[Exception], bool] = DEFAULT_RETRY._predicate
-_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_TRANSIENT = (
-    gex.TooManyRequests,
-    gex.ServerError,
-    gex.RetryError,
-    gex.DeadlineExceeded,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    gae.TransportError,
-    gsx.DataCorruption,
-    *_cloud.STREAM_ERRORS,
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    gex.TooManyRequests, gex.ServerError, gex.RetryError, gex.DeadlineExceeded, gsx.DataCorruption,
+)
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    requests.exceptions.RequestException, gae.TransportError, *STREAM_ERRORS,
 )
 
 
-class GcsRemote(_cloud.ObjectStore):
+class GcsRemote(ObjectStore):
+    scheme = "gs"
+    denied_hint = "check the service account and its roles on the bucket"
+    creds_hint = "set GOOGLE_APPLICATION_CREDENTIALS to a service-account JSON file or pass it with --creds-file-path"
+    max_chunks = 1 << 62  # a resumable upload has no chunk limit
+    single_put_reuses_buffer = False  # upload_from_string takes bytes only
+
     def __init__(self, bucket: str, prefix: str, opts: RemoteOptions) -> None:
-        self.bucket = bucket
-        self.prefix = prefix
-        self.url = _cloud.remote_url("gs", bucket, prefix)
-        self._opts = opts
-        self._metadata = _cloud.check_metadata(opts.object_metadata)
-        self._chunk = max(_CHUNK_ALIGN, opts.multipart_chunk_size // _CHUNK_ALIGN * _CHUNK_ALIGN)
-        self._attempts = max(opts.max_attempts, 1)
-        creds, project = _credentials(opts, self.url)
-        self._session = AuthorizedSession(creds)  # type: ignore[no-untyped-call]
-        # requests keeps 10 connections per host unless told; restore runs more streams.
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=4, pool_maxsize=max(opts.max_connections, 1), max_retries=0
-        )
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        self._session.verify = not opts.tls_insecure_skip_verify
-        if opts.tls_insecure_skip_verify:
-            _cloud.quiet_insecure_tls_warnings()
-        self._client: Any = storage.Client(project=project, credentials=creds, _http=self._session)
+        chunk = max(_CHUNK_ALIGN, opts.multipart_chunk_size // _CHUNK_ALIGN * _CHUNK_ALIGN)
+        super().__init__(bucket, prefix, opts, chunk)
+        with _google_quiet():
+            creds, project = _credentials(opts, self.url)
+            # Token refreshes go through a pool of ours too: AuthorizedSession's default one
+            # retries them three times on its own, and logs each retry as a warning.
+            auth_request = AuthRequest(mount_pool(requests.Session(), opts))
+            self._session = AuthorizedSession(creds, auth_request=auth_request)  # type: ignore[no-untyped-call]
+            mount_pool(self._session, opts)
+            self._client: Any = storage.Client(project=project, credentials=creds, _http=self._session)
+        # google-cloud-storage 3.x fetches bucket metadata for its tracing in a background
+        # thread, with the SDK's own retries, on first use of each bucket: a request and a
+        # retry layer nobody asked for (and one that outlives a failed run's error).
+        self._client._bucket_metadata_cache = None
         self._bucket: Any = self._client.bucket(bucket)
         self.endpoint: str = str(self._client.api_endpoint).rstrip("/")
-        # A backstop for the attempt count below: sleeps plus a minute per request.
-        self._read_timeout = opts.read_timeout
-        self._retry_timeout = sum(min(8.0, 0.25 * 2**i) for i in range(self._attempts))
-        self._retry_timeout += opts.read_timeout * self._attempts
+        # The SDK's calls take their own timeout (60 s unless told), not the session's.
+        self._timeout = (10.0, opts.read_timeout)
 
-    @property
-    def _retry(self) -> Any:
-        """A fresh policy per call: google's Retry counts time, not attempts, so the
-        predicate counts them (one budget per call; a resumable upload shares it
-        across its chunks)."""
-        left = [self._attempts - 1]
+    # --- what failed ----------------------------------------------------------------
 
-        def predicate(exc: Exception) -> bool:
-            if not _SHOULD_RETRY(exc):
-                return False
-            left[0] -= 1
-            return left[0] >= 0
+    def _classify(self, e: BaseException) -> Classified | None:
+        if isinstance(e, HttpStatus):
+            return status_failure(e.status), str(e)
+        if isinstance(e, gex.NotFound):
+            return Failure.NOT_FOUND, str(e)
+        if isinstance(e, gex.PreconditionFailed):
+            return Failure.EXISTS, str(e)
+        if isinstance(e, (gex.Forbidden, gex.Unauthorized, gae.RefreshError)):
+            return Failure.DENIED, str(e)
+        if isinstance(e, gsx.InvalidResponse):
+            status = getattr(getattr(e, "response", None), "status_code", 0) or 0
+            return (Failure.RETRYABLE if status in RETRY_STATUS else Failure.PERMANENT), str(e)
+        if isinstance(e, _TRANSIENT):
+            return Failure.RETRYABLE, str(e)
+        if isinstance(e, gae.DefaultCredentialsError):
+            return Failure.NO_CREDENTIALS, str(e)
+        if isinstance(e, _UNREACHABLE):
+            return Failure.RETRYABLE, f"cannot reach {self.endpoint}: {e}"
+        if isinstance(e, gex.GoogleAPICallError):
+            return Failure.PERMANENT, str(e)
+        return None
 
-        return (
-            DEFAULT_RETRY.with_predicate(predicate)
-            .with_delay(initial=0.25, maximum=8.0, multiplier=2.0)
-            .with_timeout(self._retry_timeout)
-        )
-
-    # --- errors ---------------------------------------------------------
-
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except SnapferryError:
-            raise
-        except gex.NotFound as e:
-            raise self._not_found(what) from e
-        except (gex.Forbidden, gex.Unauthorized, gae.RefreshError) as e:
-            raise self._denied(what, e) from e
-        except gsx.InvalidResponse as e:
-            status = getattr(getattr(e, "response", None), "status_code", 0)
-            if status in _RETRY_STATUS:
-                raise TransientRemoteError(f"{what} on {self.url} failed: {e}") from e
-            raise RemoteError(f"{what} on {self.url} failed: {e}") from e
-        except _TRANSIENT as e:
-            raise TransientRemoteError(f"{what} on {self.url} failed: {e}") from e
-        except gae.DefaultCredentialsError as e:
-            raise UsageError(f"no usable Google credentials for {self.url}: {e}") from e
-        except gex.GoogleAPICallError as e:
-            raise RemoteError(f"{what} on {self.url} failed: {e}") from e
-
-    def _denied(self, what: str, e: BaseException) -> RemoteError:
-        return RemoteError(
-            f"{what}: {self.endpoint} denied access to {self.url} ({e}); check the "
-            "service account and its roles on the bucket"
-        )
-
-    def _no_bucket(self) -> RemoteError:
-        return RemoteError(
-            f"bucket {self.bucket!r} does not exist at {self.endpoint}; "
-            f"create it or fix the URL {self.url}"
-        )
-
-    def _not_found(self, what: str) -> RemoteError:
-        """GCS answers 404 for a missing bucket and a missing object alike: tell them apart."""
-        if not self._bucket_exists():
-            return self._no_bucket()
-        return RemoteError(f"{what}: the object does not exist in {self.url}")
+    # --- requests -------------------------------------------------------------------
 
     def _bucket_exists(self) -> bool:
-        try:
-            return bool(self._bucket.exists(retry=self._retry))
-        except Exception:
-            # Only used to word an error; when unsure, blame the object.
-            return True
+        return bool(self._bucket.exists(retry=None, timeout=self._timeout))
 
-    # --- parts ----------------------------------------------------------
+    def _exists(self, key: str) -> bool:
+        return bool(self._bucket.blob(key).exists(retry=None, timeout=self._timeout))
 
-    def list_parts(self) -> list[Part]:
-        with self._errors("listing"):
-            blobs = self._client.list_blobs(
-                self.bucket,
-                prefix=_cloud.list_prefix(self.prefix),
-                page_size=1000,
-                fields="items(name,size),nextPageToken",
-                retry=self._retry,
-            )
-            return self._parts((blob.name, int(blob.size or 0)) for blob in blobs)
+    def _get(self, key: str) -> bytes:
+        data: bytes = self._bucket.blob(key).download_as_bytes(retry=None, timeout=self._timeout)
+        return data
 
-    def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
-        length = _cloud.check_range(part, offset, length)
-        key = self._key(part.name)
-        what = f"reading {part}"
-        if length == 0:
-            with self._errors(what):
-                if not self._bucket.blob(key).exists(retry=self._retry):
-                    raise self._not_found(what)
-            return _cloud.EmptyReader()
+    def _list(self, prefix: str) -> Iterable[tuple[str, int]]:
+        blobs = self._client.list_blobs(
+            self.bucket, prefix=prefix, page_size=1000, fields="items(name,size),nextPageToken",
+            retry=None, timeout=self._timeout,
+        )
+        return ((blob.name, int(blob.size or 0)) for blob in blobs)
+
+    def _open_range(self, key: str, offset: int, length: int, what: str) -> Reader:
         # The SDK's download helpers copy through their own buffers (or want a file to
         # write to); a streamed GET on the client's authorised session lets restore
         # read straight from the socket into its buffer.
@@ -174,157 +125,101 @@ class GcsRemote(_cloud.ObjectStore):
         )
         headers = {
             "Range": f"bytes={offset}-{offset + length - 1}",
-            # Never let the server transcode: the reader counts raw bytes.
-            "Accept-Encoding": "identity",
+            "Accept-Encoding": "identity",  # never let the server transcode: the reader counts raw bytes
         }
-        delays = _cloud.backoff_delays(self._attempts)
-        while True:
-            try:
-                resp = self._session.get(url, headers=headers, stream=True, timeout=(10, self._read_timeout))
-            except (requests.exceptions.RequestException, gae.TransportError) as e:
-                delay = next(delays, None)
-                if delay is None:
-                    raise TransientRemoteError(
-                        f"{what}: cannot reach {self.endpoint}: {e}"
-                    ) from e
-                time.sleep(delay)
-                continue
-            except gae.RefreshError as e:
-                raise self._denied(what, e) from e
-            status = resp.status_code
-            if status in (200, 206):
-                return self._range_reader(resp, offset, length, what)
+        resp = self._session.get(url, headers=headers, stream=True, timeout=self._timeout)
+        if resp.status_code not in (200, 206):
             detail = resp.text[:200].strip()
             resp.close()
-            if status in _RETRY_STATUS:
-                delay = next(delays, None)
-                if delay is None:
-                    raise TransientRemoteError(
-                        f"{what} on {self.url} failed: HTTP {status} {detail}".rstrip()
-                    )
-                time.sleep(delay)
-                continue
-            if status == 404:
-                raise self._not_found(what)
-            if status in (401, 403):
-                raise self._denied(what, RuntimeError(f"HTTP {status}"))
-            if status == 416:
-                raise RemoteError(
-                    f"{what}: the object in {self.url} is shorter than its name says"
-                )
-            raise RemoteError(f"{what} on {self.url} failed: HTTP {status} {detail}".rstrip())
+            raise HttpStatus(resp.status_code, detail)
+        check_range_response(resp.headers.get("Content-Length"), resp.status_code, offset, length, what, self.url,
+                             resp.close)
+        return RangeReader(resp.raw, length, what, resp.close)
 
-    def _range_reader(
-        self, resp: requests.Response, offset: int, length: int, what: str
-    ) -> Reader:
-        _cloud.check_range_response(resp.headers.get("Content-Length"), resp.status_code, offset, length, what,
-                                    self.url, resp.close)
-        return _cloud.RangeReader(resp.raw, length, what, resp.close)
-
-    def upload_part(
-        self,
-        part: Part,
-        body: Body,
-        local: LocalRegion | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> list[int] | None:
-        what = f"uploading {part}"
-        blob = self._bucket.blob(self._key(part.name), chunk_size=self._chunk)
+    def _blob(self, key: str, chunk_size: int | None = None) -> Any:
+        blob = self._bucket.blob(key, chunk_size=chunk_size)
         if self._metadata:
             blob.metadata = self._metadata
-        with (
-            _cloud.ChunkSource(part, body, local, what) as src,
-            self._errors(what),
-        ):
-            stream = _UploadStream(src, part.size, local is not None, progress)
-            # Parts up to 8 MiB go in one request, bigger ones as a resumable
-            # upload in chunks of multipart_chunk_size; both send a CRC32C.
-            blob.upload_from_file(
-                stream,
-                size=part.size,
-                content_type="application/octet-stream",
-                retry=self._retry,
-            )
-        if blob.size is not None and int(blob.size) != part.size:
-            with suppress(Exception):
-                blob.delete(retry=self._retry)
-            raise TransientRemoteError(
-                f"{what}: {self.url} stored {blob.size} of {part.size} bytes"
-            )
-        return src.crcs
+        return blob
 
-    def delete_part(self, part: Part) -> None:
-        self._delete(self._key(part.name), f"deleting {part}")
+    def _put(self, key: str, data: bytes | bytearray, crc: int | None, exclusive: bool) -> None:
+        blob = self._blob(key)
+        # Generation 0 means "only if no live object": an atomic create.
+        blob.upload_from_string(
+            bytes(data), content_type="application/octet-stream", if_generation_match=0 if exclusive else None,
+            retry=None, timeout=self._timeout,
+        )
+        self._check_stored(blob, len(data))
 
-    def _delete(self, key: str, what: str) -> None:
-        with self._errors(what), suppress(gex.NotFound):
-            self._bucket.blob(key).delete(retry=self._retry)
+    def _put_chunks(self, key: str, src: ChunkSource, chunk: int, progress: Callable[[int], None] | None) -> None:
+        blob = self._blob(key, chunk)
+        size = src.left
+        # A resumable upload in chunks of multipart_chunk_size, with a CRC32C.
+        blob.upload_from_file(
+            _UploadStream(src, size, src.random_access, progress), size=size,
+            content_type="application/octet-stream", retry=None, timeout=self._timeout,
+        )
+        self._check_stored(blob, size)
 
-    def can_copy_from(self, src: Remote) -> bool:
-        return isinstance(src, GcsRemote) and src.endpoint == self.endpoint
+    def _check_stored(self, blob: Any, size: int) -> None:
+        if blob.size is not None and int(blob.size) != size:
+            stored = blob.size
+            try:
+                blob.delete(retry=None, timeout=self._timeout)
+            except Exception as e:
+                log.debug("cannot delete the short object %s: %s", blob.name, e)
+            raise TransientRemoteError(f"uploading {blob.name}: {self.url} stored {stored} of {size} bytes")
 
-    def copy_part(self, src: Remote, part: Part) -> None:
-        if not isinstance(src, GcsRemote):
-            raise TypeError(f"cannot copy server-side from {src!r} to {self.url}")
-        what = f"copying {part} from {src.url}"
-        dst = self._bucket.blob(self._key(part.name))
+    def _delete(self, key: str) -> None:
+        self._bucket.blob(key).delete(retry=None, timeout=self._timeout)
+
+    def _copy(self, src_key: str, src: ObjectStore, key: str) -> None:
+        assert isinstance(src, GcsRemote)
+        dst = self._bucket.blob(key)
         # rewrite sends the destination's metadata, so the copy carries this run's.
         dst.metadata = self._metadata or None
-        source = src._bucket.blob(src._key(part.name))
-        with self._errors(what):
-            token, _done, _total = dst.rewrite(source, retry=self._retry)
-            # Big objects across locations or storage classes take several calls.
-            while token is not None:
-                token, _done, _total = dst.rewrite(source, token=token, retry=self._retry)
-
-    # --- small files ----------------------------------------------------
-
-    def has_file(self, name: str) -> bool:
-        with self._errors(f"checking {name}"):
-            if self._bucket.blob(self._key(name)).exists(retry=self._retry):
-                return True
-        if not self._bucket_exists():
-            raise self._no_bucket()
-        return False
-
-    def read_file(self, name: str) -> bytes:
-        with self._errors(f"reading {name}"):
-            data: bytes = self._bucket.blob(self._key(name)).download_as_bytes(
-                retry=self._retry
-            )
-            return data
-
-    def write_file(self, name: str, data: bytes) -> None:
-        blob = self._bucket.blob(self._key(name))
-        if self._metadata:
-            blob.metadata = self._metadata
-        with self._errors(f"writing {name}"):
-            blob.upload_from_string(
-                data, content_type="application/octet-stream", retry=self._retry
-            )
-
-    def create_file_exclusive(self, name: str, data: bytes) -> bool:
-        blob = self._bucket.blob(self._key(name))
-        if self._metadata:
-            blob.metadata = self._metadata
-        try:
-            with self._errors(f"creating {name}"):
-                # Generation 0 means "only if no live object": an atomic create.
-                blob.upload_from_string(
-                    data, content_type="application/octet-stream", if_generation_match=0, retry=self._retry
-                )
-        except SnapferryError as e:
-            if isinstance(e.__cause__, gex.PreconditionFailed):
-                return False
-            raise
-        return True
-
-    def delete_file(self, name: str) -> None:
-        self._delete(self._key(name), f"deleting {name}")
+        source = src._bucket.blob(src_key)
+        token, _done, _total = dst.rewrite(source, retry=None, timeout=self._timeout)
+        # Big objects across locations or storage classes take several calls.
+        while token is not None:
+            token, _done, _total = dst.rewrite(source, token=token, retry=None, timeout=self._timeout)
 
     def close(self) -> None:
-        with suppress(Exception):
+        try:
             self._client.close()
+        except Exception as e:
+            log.debug("closing the GCS client: %s", e)
+
+
+# google-auth logs each failed probe of the GCE metadata server (and more) as a warning
+# while it looks for credentials; the user gets one error sentence instead.
+_CHATTY_LOGGERS = ("google.auth._default", "google.auth.compute_engine._metadata", "google.auth.transport.requests")
+
+
+class _ToDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.debug("%s: %s", record.name, record.getMessage())
+        return False
+
+
+@contextmanager
+def _google_quiet() -> Iterator[None]:
+    """google-auth and the storage SDK warn (warnings.warn and logging) about credentials,
+    projects and the metadata server; in a CLI run those are stray stderr lines, so while
+    credentials and the client are set up they go to the debug log instead."""
+    demote = _ToDebug()
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(demote)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(demote)
+    for w in caught:
+        log.debug("google: %s", w.message)
 
 
 class _UploadStream:
@@ -337,7 +232,7 @@ class _UploadStream:
 
     def __init__(
         self,
-        src: _cloud.ChunkSource,
+        src: ChunkSource,
         size: int,
         random_access: bool,
         progress: Callable[[int], None] | None,
@@ -417,7 +312,7 @@ def _credentials(opts: RemoteOptions, url: str) -> tuple[Any, str | None]:
     except gae.DefaultCredentialsError as e:
         raise UsageError(
             f"no Google credentials found for {url}; set GOOGLE_APPLICATION_CREDENTIALS "
-            f"to a service-account JSON file or pass it with -credsFilePath ({e})"
+            f"to a service-account JSON file or pass it with --creds-file-path ({e})"
         ) from e
     return creds, project
 
