@@ -1,12 +1,17 @@
-"""Backup-to-fs:// data path alternatives, measured on the bench dataset (evidence for a src change).
+"""Backup-to-fs:// data path alternatives, measured on the bench dataset (the evidence behind
+remotes/fs.py's upload path; kept to re-measure it, not a description of that path).
 
-One part -> one file, 8 threads (snapferry's default concurrency), fsync per part, like
-FsRemote.upload_part followed by the CRC pass of actions/backup.py:
+One part -> one file, 8 threads (snapferry's default concurrency), fsync per part:
 
-  read64-write+crc      today: body.read(64 MiB) -> bytes, os.write, fsync; then a CRC32 re-read
+  read64-write+crc      the first path: body.read(64 MiB) -> bytes, os.write, fsync; then a CRC32 re-read
   cfr+crc               copy_file_range in 64 MiB steps (zero-copy), fsync; then a CRC32 re-read
   readinto16-crc-write  one pass: 16 MiB reusable buffer, CRC32 it, pwrite it, fsync
   cfr-nocrc             copy_file_range only (the floor)
+
+FsRemote.upload_part today writes parts of 64 KiB and more (directio.wanted) with O_DIRECT through a reused
+buffer and hashes them on the way (close to readinto16-crc-write, without the page cache),
+smaller ones with copy_file_range, and syncs the filesystem once in flush() rather than
+fsyncing every part.
 
 Run: python -m bench.fsupload [--runs 3] [--modes a,b,...] [--scale 3]
 (each mode runs in a child process for wall/CPU/peak RSS; caches dropped before each run)

@@ -81,12 +81,10 @@ def _plan(parts: list[Part], target: TargetListing, target_root: str, preallocat
 
     for path, entry in target.files.items():
         plist = files.get(path)
+        # A larger stale file is kept: in place it is cut (see truncate_to), else replaced.
         if entry.is_link or plist is None:
             plan.delete.append(path)
             plan.deleted_bytes += entry.size
-        elif not preallocate and entry.size > plist[0].file_size:
-            # In place, a larger stale file is cut rather than deleted (see truncate_to).
-            pass
 
     tmp_set = set(target.tmp_files)
     journals_used: set[str] = set()
