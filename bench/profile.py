@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from . import measure
 
 if TYPE_CHECKING:
-    from .run import Bench
+    from .scenarios import Bench
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 _THREAD = re.compile(r"^(?:process \d+:\")?thread \((?:0x[0-9A-Fa-f]+|\d+)\)(?::\s*(?P<name>.*))?$")
@@ -105,7 +105,7 @@ def _thread_kind(tname: str, frames: list[str]) -> str:
 
 
 def run_profiles(bench: Bench, which: list[str]) -> None:
-    from .run import RESULTS, SNAPFERRY, rmtree
+    from .tools import RESULTS, SNAPFERRY, rmtree
 
     pyspy = Path(sys.executable).parent / "py-spy"
     if not pyspy.exists():

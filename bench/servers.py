@@ -1,4 +1,8 @@
-"""SeaweedFS (`weed mini`) and the latency/bandwidth proxy, started and stopped by PID."""
+"""SeaweedFS (`weed mini`) and the latency/bandwidth proxy, started and stopped by PID.
+
+free_port and weed_mini_argv are shared with tests/servers.py (the tests import them
+from here; bench imports nothing from tests), so both start SeaweedFS the same way.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,29 @@ SECRET_KEY = "benchsecret"
 
 
 def free_port() -> int:
+    """A port free on 127.0.0.1 right now (a server started later may still lose it to another)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+WEED_SERVICES = ("master", "volume", "filer", "s3", "admin")
+
+
+def weed_mini_argv(weed: str | Path, data_dir: Path, volume_max: int, bucket: str | None = None) -> tuple[
+        list[str], dict[str, int]]:
+    """`weed mini` on loopback with a fresh free port for every service and its gRPC twin
+    (others may run one on the defaults, whose gRPC ports are port+10000); returns the
+    command and the ports by service. Volumes are sparse files: a high volume.max is free."""
+    ports = {k: free_port() for k in WEED_SERVICES}
+    argv = [
+        str(weed), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
+        "-webdav=false", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        f"-volume.max={volume_max}", *([f"-bucket={bucket}"] if bucket else []),
+    ]
+    for k, p in ports.items():
+        argv += [f"-{k}.port={p}", f"-{k}.port.grpc={free_port()}"]
+    return argv, ports
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -57,18 +81,10 @@ class Weed:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "logs" / "weed.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        ports = {k: free_port() for k in ("master", "volume", "filer", "s3")}
+        argv, ports = weed_mini_argv(weed_bin, self.dir, 300, BUCKET)
         self.s3_port = ports["s3"]
         self.master_port = ports["master"]
         self.endpoint = f"http://127.0.0.1:{self.s3_port}"
-        argv = [
-            str(weed_bin), "mini", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-admin.ui=false", "-webdav=false", f"-bucket={BUCKET}", "-master.telemetry=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-volume.max=300",
-        ]
-        for k, p in ports.items():
-            # gRPC ports default to port+10000; pick free ones too.
-            argv += [f"-{k}.port={p}", f"-{k}.port.grpc={free_port()}"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -268,16 +268,29 @@ def _walk_files(root: Path) -> Iterable[tuple[str, Path]]:
             yield full.relative_to(root).as_posix(), full
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every file below root, keyed by relative '/' path; follows symlinks;
-    ignores flock.lock and restore-in-progress at any depth."""
+def tree_digest(root: Path, ignore: Iterable[str] = IGNORED_NAMES, follow_links: bool = True) -> dict[str, str]:
+    """sha256 of every file below root, keyed by relative '/' path, skipping files named in
+    `ignore` at any depth (flock.lock and restore-in-progress unless told). Symlinks are
+    followed, or with follow_links=False recorded as "symlink" (the crash tests check
+    that a restore never leaves one where a file belongs)."""
+    skip = set(ignore)
     out: dict[str, str] = {}
-    for rel, full in _walk_files(root):
-        h = hashlib.sha256()
-        with open(full, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        out[rel] = h.hexdigest()
+    for dirpath, _dirs, names in os.walk(root, followlinks=follow_links):
+        for fn in names:
+            full = Path(dirpath, fn)
+            rel = full.relative_to(root).as_posix()
+            if fn in skip:
+                continue
+            if not follow_links and full.is_symlink():
+                out[rel] = "symlink"
+                continue
+            if not full.exists():  # a dangling symlink: not a file of the tree
+                continue
+            h = hashlib.sha256()
+            with open(full, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+            out[rel] = h.hexdigest()
     return out
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from bench.servers import free_port, weed_mini_argv
 from snapferry.remotes import Remote, RemoteOptions, open_remote
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,12 +62,6 @@ def unique_name(stem: str = "snap") -> str:
 
 
 # --- processes ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def die_with_parent() -> None:
@@ -476,25 +471,15 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     ports: dict[str, int] = {}
 
     def cmd() -> list[str]:
-        names = (
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-            "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
-            "admin.port", "admin.port.grpc",
-        )
-        ports.clear()
-        ports.update({n: free_port() for n in names})
         data = workdir / f"data-{secrets.token_hex(2)}"
         data.mkdir()
-        return [
-            weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            # Every bucket is a collection with volumes of its own, and the default limit is
-            # free disk / 128 MB: on a fuller disk the suite's few hundred buckets ran out of
-            # volumes (500s on PUT). Volumes are sparse files, so a high limit costs nothing.
-            "-volume.max=5000",
-            *(f"-{n}={p}" for n, p in ports.items()),
-        ]
+        # Every bucket is a collection with volumes of its own, and the default limit is
+        # free disk / 128 MB: on a fuller disk the suite's few hundred buckets ran out of
+        # volumes (500s on PUT).
+        argv, got = weed_mini_argv(weed, data, volume_max=5000)
+        ports.clear()
+        ports.update({f"{k}.port": p for k, p in got.items()})
+        return argv
 
     probes: dict[str, Callable[[], bool]] = {}
 

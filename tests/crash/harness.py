@@ -29,12 +29,13 @@ and that the rerun moved exactly what was missing: its --json `resumed_bytes`
 and `downloaded_bytes` (restore) or `uploaded_bytes` and `parts_deleted`
 (backup) equal what the harness computes from the state the kill left.
 
-Problems are collected, not asserted, so bench/soak.py can count them; the
+Problems are collected, not asserted, so tests/crash/soak.py can count them; the
 tests assert that a cycle reports none.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,11 +45,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from snapferry.restorer.journal import read_journal
+from tests import datagen
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -144,21 +146,9 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-def tree_digest(root: Path, ignore: Iterable[str] = (FLOCK,)) -> dict[str, str]:
-    """sha256 of every file below root (not following symlinks), minus the ignored names."""
-    skip = set(ignore)
-    out: dict[str, str] = {}
-    for dirpath, _dirs, names in os.walk(root):
-        for fn in names:
-            full = Path(dirpath, fn)
-            rel = full.relative_to(root).as_posix()
-            if rel in skip:
-                continue
-            if full.is_symlink():
-                out[rel] = "symlink"
-                continue
-            out[rel] = hashlib.sha256(full.read_bytes()).hexdigest()
-    return out
+# The crash tests' digest: restore-in-progress counts (a leftover marker is a finding),
+# symlinks are recorded as such, only the lock file is skipped.
+tree_digest = functools.partial(datagen.tree_digest, ignore=(FLOCK,), follow_links=False)
 
 
 def digest_of(files: dict[str, bytes]) -> dict[str, str]:

@@ -6,7 +6,7 @@ and, when the faults never stop, give up after its bounded retries with one
 clear line, a non-zero exit, and no completion marker on an unfinished backup.
 
 SNAPFERRY_FAULT_RUNS sets how many restores and backups run in a row (8 each by
-default, to keep CI short); `python -m bench.soak --mode faults --count 20` runs
+default, to keep CI short); `python -m tests.crash.soak --mode faults --count 20` runs
 the full 20 of each (it sets SNAPFERRY_FAULT_RUNS and runs this file).
 """
 
@@ -32,13 +32,6 @@ FAULT_RATE = 0.05
 
 def lease_put(req: Request) -> bool:
     return req.method == "PUT" and req.path.endswith("/" + h.LEASE)
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[h.Workspace]:
-    w = h.Workspace(tmp_path_factory.mktemp("faults"))
-    yield w
-    shutil.rmtree(w.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -93,7 +86,7 @@ def one_error_line(stderr: str) -> str:
 
 
 def write_report(runs: list[dict[str, object]]) -> None:
-    """For bench/soak.py: the per-run outcome, when SNAPFERRY_FAULT_REPORT names a file."""
+    """For tests/crash/soak.py: the per-run outcome, when SNAPFERRY_FAULT_REPORT names a file."""
     path = os.environ.get("SNAPFERRY_FAULT_REPORT")
     if path:
         Path(path).write_text(json.dumps(runs))

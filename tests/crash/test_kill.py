@@ -1,7 +1,7 @@
 """SIGKILL a real snapferry mid-transfer, rerun it, and get byte-identical results.
 
 CI runs a few seeded kill points per mode (SNAPFERRY_CRASH_KILLS, default 4);
-`python -m bench.soak --count 50` runs many more with the same harness.
+`python -m tests.crash.soak --count 50` runs many more with the same harness.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ from tests.crash import harness as h
 from tests.servers import free_port
 
 KILLS = int(os.environ.get("SNAPFERRY_CRASH_KILLS", "4"))
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[h.Workspace]:
-    w = h.Workspace(tmp_path_factory.mktemp("crash"))
-    yield w
-    shutil.rmtree(w.root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode", h.MODES)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +32,6 @@ DRIVER = (
     "import sys; import snapferry.lease as lease; lease.TTL_SECONDS = float(sys.argv[1]); "
     "from snapferry.cli.main import entry; sys.argv = ['snapferry', *sys.argv[2:]]; entry()"
 )
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[h.Workspace]:
-    w = h.Workspace(tmp_path_factory.mktemp("lease"))
-    yield w
-    shutil.rmtree(w.root, ignore_errors=True)
 
 
 @dataclass

@@ -24,13 +24,6 @@ from tests.servers import S3Server
 from tests.vm import VMServer, free_port, require_binary
 
 
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[h.Workspace]:
-    w = h.Workspace(tmp_path_factory.mktemp("locks"))
-    yield w
-    shutil.rmtree(w.root, ignore_errors=True)
-
-
 def assert_refused_as_locked(p: subprocess.CompletedProcess[str], where: Path | str, *words: str) -> None:
     """Exit 4 and one line naming the place and the reason, no traceback."""
     assert p.returncode == EXIT_LOCKED, (p.returncode, p.stderr[-3000:])

@@ -13,10 +13,9 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,13 +25,6 @@ from tests.servers import S3Server
 
 EXIT_BOUND = 30.0  # seconds; only so a hung process fails the test instead of hanging it
 HINT = re.compile(r"^snapferry: interrupted by (SIG\w+).*rerun `([^`]+)`")
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[h.Workspace]:
-    w = h.Workspace(tmp_path_factory.mktemp("signals"))
-    yield w
-    shutil.rmtree(w.root, ignore_errors=True)
 
 
 def interrupt(argv: list[str], sig: int, after_bytes: int, ready: Callable[[], bool] | None = None,

@@ -1,12 +1,13 @@
 """Crash soak: many seeded SIGKILL-and-resume cycles of the real CLI, then byte comparison.
 
-    .venv/bin/python -m bench.soak --count 50 [--mode restore-prealloc|restore-inplace|backup|all]
-    .venv/bin/python -m bench.soak --count 20 --mode faults
+    .venv/bin/python -m tests.crash.soak --count 50 [--mode restore-prealloc|restore-inplace|backup|all]
+    .venv/bin/python -m tests.crash.soak --count 20 --mode faults
 
 Kill modes use tests/crash/harness.py (fs:// remote): each cycle kills a
 throttled run at a random point (once or twice), reruns it, and checks the
 result byte for byte, plus what the kill left behind and how much the rerun
-moved. `faults` runs the 5 %-fault restores and backups of
+moved. It lives with the tests (not in bench/) because it is the crash tests run
+many times: bench imports nothing from tests. `faults` runs the 5 %-fault restores and backups of
 tests/crash/test_faults.py (through tests/faultproxy.py and SeaweedFS) with
 --count runs of each. Prints `mode: N/N identical` per mode; exits 1 on any
 failure.
@@ -24,11 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from tests.crash import harness as h
 
-from tests.crash import harness as h  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 FAULT_TESTS = {
     "faults-restore": "test_restores_through_5_percent_faults_are_identical",

@@ -1,0 +1,87 @@
+"""What the results record about the machine and the code they were measured on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .tools import HERE, WEED
+
+
+def machine_info(work: Path, can_drop: bool) -> dict[str, object]:
+    def cmd(*argv: str) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip()
+        except OSError:
+            return "?"
+
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    cpu_model = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    df = cmd("df", "-PT", str(work)).splitlines()
+    fs = df[-1].split()[1] if len(df) > 1 else "?"
+    from importlib.metadata import version
+
+    vmv = cmd("dpkg-query", "-W", "-f=vmbackup/vmrestore ${Version} (Debian package victoria-metrics)",
+              "victoria-metrics")
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model,
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        # Relative to the repo when inside it: results are committed and must not name this machine.
+        "workdir": display_path(work),
+        "filesystem": fs,
+        "device": df[-1].split()[0] if len(df) > 1 else "?",
+        "python": platform.python_version(),
+        "snapferry": version("snapferry"),
+        "vmrestore": vmv.splitlines()[0] if vmv else "?",
+        "weed": cmd(str(WEED), "version").splitlines()[0] if WEED.exists() else "?",
+        "drop_caches": can_drop,
+        "loadavg": os.getloadavg(),
+    }
+
+
+def git_commit() -> str:
+    """HEAD of the repository under test, with '+dirty' when src/ has uncommitted changes."""
+    root = HERE.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except OSError:
+        return "?"
+    return (head or "?") + ("+dirty" if dirty else "")
+
+
+def snapferry_defaults() -> str:
+    """The snapferry restore defaults in effect (src changes while the bench runs)."""
+    import dataclasses
+
+    from snapferry import api
+    from snapferry.restorer.downloader import Tuning
+
+    fields = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(Tuning()).items() if k != "concurrency")
+    return f"--concurrency {api.DEFAULT_CONCURRENCY}; Tuning({fields})"
+
+
+def display_path(path: Path) -> str:
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        return path.resolve().relative_to(repo).as_posix()
+    except ValueError:
+        return str(path)
