@@ -221,8 +221,17 @@ def test_outage_mid_backup_leaves_it_marked_incomplete_then_resumes(
     # dst holds a complete older backup, so its marker exists before the run.
     assert h.run_cli(backup_cmd(ws.old_src, url, seaweedfs, seaweedfs.endpoint)).returncode == 0
     assert h.COMPLETE in objects(seaweedfs, url)
-    # The store answers the first requests, then every request fails: an outage mid-upload.
-    proxy.set_plan(FaultPlan(rate=1.0, kinds=("503", "500", "reset"), seed=5, after=25))
+    # The store answers until three parts are in, then every request fails: an outage
+    # mid-upload. (Counted in part PUTs, not requests: how many requests come before the
+    # first part grew with the lease and overlap checks, and a fixed count missed it.)
+    part_puts = [0]
+
+    def outage(req: Request) -> bool:
+        if req.method == "PUT" and not req.path.endswith(".ignore"):
+            part_puts[0] += 1
+        return part_puts[0] > 3
+
+    proxy.set_plan(FaultPlan(rate=1.0, kinds=("503", "500", "reset"), seed=5, match=outage))
     r = h.run_cli(backup_cmd(ws.src, url, seaweedfs, proxy.endpoint, "--retries", "2"))
     assert r.returncode > 0 and r.returncode not in (130, 143), r.stderr
     one_error_line(r.stderr)
