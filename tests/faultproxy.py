@@ -21,7 +21,9 @@ gets one of these faults instead:
   read timeout is shorter gives up first, which is counted as
   ``stall_abandoned``;
 * ``drop``: the connection is closed after the request, which never reaches
-  the server.
+  the server;
+* ``flip`` (never by default): the whole response is sent with one byte of its
+  body inverted, as a bad NIC or memory would: only a checksum can see it.
 
 Counters (``stats``) say how many requests passed and which faults fired, so
 tests can assert that the faults really happened.
@@ -47,7 +49,7 @@ from typing import BinaryIO
 
 ERROR_KINDS = ("500", "503", "429")
 DEFAULT_KINDS = ("500", "503", "429", "reset", "truncate", "stall")
-ALL_KINDS = (*DEFAULT_KINDS, "drop")
+ALL_KINDS = (*DEFAULT_KINDS, "drop", "flip")
 _MAX_LINE = 65536
 
 _ERRORS = {
@@ -327,6 +329,12 @@ class FaultProxy:
                 with self._lock:
                     self.stats.stall_abandoned += 1
             _reset(conn)
+        elif kind == "flip":
+            self._count("flip")
+            flipped = bytearray(body)
+            if flipped:
+                flipped[cut] ^= 0xFF
+            conn.sendall(resp.head + bytes(flipped))
         else:
             raise ValueError(kind)
 

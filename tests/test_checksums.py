@@ -63,11 +63,13 @@ def test_backup_writes_a_checksum_for_every_part(snapshot_tree: Path, tmp_path: 
 
 
 @pytest.mark.parametrize("inplace", [False, True])
-def test_verify_catches_same_size_corruption(snapshot_tree: Path, tmp_path: Path, inplace: bool) -> None:
+def test_reread_verify_catches_same_size_corruption(snapshot_tree: Path, tmp_path: Path, inplace: bool) -> None:
+    """--verify on its own (checks while downloading switched off): the file is read back."""
     bk = tmp_path / "bk"
     snapferry.backup(f"fs://{bk}", str(snapshot_tree), max_part_size=MIB, progress="off")
     out = tmp_path / "out"
-    ok = snapferry.restore(f"fs://{bk}", str(out), verify=True, progress="off", skip_file_preallocation=inplace)
+    ok = snapferry.restore(f"fs://{bk}", str(out), verify=True, checksums=False, progress="off",
+                           skip_file_preallocation=inplace)
     assert ok.parts_verified == 9 and ok.parts_unverified == 2  # parts.json, appliedRetention.txt
     victim = sorted((bk / VALUES).iterdir())[2]
     corrupt = bytearray(victim.read_bytes())
@@ -75,8 +77,10 @@ def test_verify_catches_same_size_corruption(snapshot_tree: Path, tmp_path: Path
     victim.write_bytes(corrupt)
     (out / VALUES).unlink()
     with pytest.raises(BadBackupError, match="checksum"):
-        snapferry.restore(f"fs://{bk}", str(out), verify=True, progress="off", skip_file_preallocation=inplace)
+        snapferry.restore(f"fs://{bk}", str(out), verify=True, checksums=False, progress="off",
+                          skip_file_preallocation=inplace)
     assert not (out / VALUES).exists() and not list(out.rglob("*.tmp*"))
-    # Without --verify the corruption goes unnoticed: that is what the manifest is for.
-    snapferry.restore(f"fs://{bk}", str(out), progress="off", skip_file_preallocation=inplace)
+    # With every check switched off the corruption goes unnoticed: that is what the manifest is for.
+    r = snapferry.restore(f"fs://{bk}", str(out), checksums=False, progress="off", skip_file_preallocation=inplace)
+    assert r.parts_verified == 0
     assert tree_digest(out) != tree_digest(snapshot_tree)

@@ -3,25 +3,29 @@
 Reads and writes exactly the VictoriaMetrics vmbackup layout.
 """
 
-from .api import backup, copy, restore, restore_dry_run
+from .api import backup, copy, info, restore, restore_dry_run, verify
 from .errors import SnapferryError
 from .parts import Part
 from .remotes import RemoteOptions
-from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
+from .results import BackupResult, CopyResult, InfoResult, RestoreDryRun, RestoreResult, VerifyResult
 from .retry import RetryPolicy
 
 __all__ = [
     "BackupResult",
     "CopyResult",
+    "InfoResult",
     "Part",
     "RemoteOptions",
     "RestoreDryRun",
     "RestoreResult",
     "RetryPolicy",
     "SnapferryError",
+    "VerifyResult",
     "backup",
     "copy",
+    "info",
     "restore",
     "restore_dry_run",
+    "verify",
 ]
 __version__ = "0.1.0"

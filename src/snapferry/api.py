@@ -8,12 +8,14 @@ import os
 from . import snapshot
 from .actions.backup import refuse_dst_inside, run_backup
 from .actions.copy import run_copy
+from .actions.info import run_info
 from .actions.restore import dry_run_restore, run_restore
+from .actions.verify import Subset, VerifyOptions, run_verify
 from .errors import SnapferryError, UsageError
 from .parts import MAX_PART_SIZE
 from .remotes import RemoteOptions, open_remote
 from .restorer.downloader import Tuning
-from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
+from .results import BackupResult, CopyResult, InfoResult, RestoreDryRun, RestoreResult, VerifyResult
 from .retry import RetryPolicy
 from .throttle import Throttle
 
@@ -144,11 +146,14 @@ def restore(
     tuning: Tuning | None = None,
     verify: bool = False,
     force: bool = False,
+    checksums: bool = True,
 ) -> RestoreResult:
     """Restore the backup at remote `src` into the directory `dst`.
 
-    With `verify`, every file written is re-read before its rename and checked
-    against the CRC32s snapferry stored at backup time. Without `force`, a
+    Every downloaded byte of a part the backup's manifest lists is checked against
+    its CRC32s in memory before it is written (`checksums=False` turns that off).
+    With `verify`, every file written is also re-read before its rename and checked.
+    Without `force`, a
     non-empty `dst` that looks like neither a VictoriaMetrics data directory nor an
     earlier restore is refused when the restore would delete files in it.
     """
@@ -166,6 +171,7 @@ def restore(
             progress_mode=progress,
             verify=verify,
             force=force,
+            checksums=checksums,
         )
     finally:
         src_remote.close()
@@ -227,6 +233,42 @@ def copy(
     finally:
         s.close()
         d.close()
+
+
+def verify(
+    src: str,
+    *,
+    structure_only: bool = False,
+    read_data: bool = False,
+    read_data_subset: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_bytes_per_second: int = 0,
+    remote_options: RemoteOptions | None = None,
+    retry: RetryPolicy | None = None,
+    progress: str = "auto",
+) -> VerifyResult:
+    """Check the backup at `src` where it is stored (see actions/verify.py); the result
+    lists every problem found. `read_data_subset` ("5%" or "N/M") implies `read_data`."""
+    _positive("concurrency", concurrency)
+    opts = VerifyOptions(
+        structure_only=structure_only, read_data=read_data or read_data_subset is not None,
+        subset=Subset.parse(read_data_subset) if read_data_subset else None, concurrency=concurrency,
+        progress_mode=progress,
+    )
+    remote = open_remote(src, remote_options or default_options(concurrency))
+    try:
+        return run_verify(remote, opts, throttle=Throttle(max_bytes_per_second), retry=retry)
+    finally:
+        remote.close()
+
+
+def info(src: str, *, remote_options: RemoteOptions | None = None) -> InfoResult:
+    """What the backup (or the vmbackupmanager layout) at `src` holds."""
+    remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
+    try:
+        return run_info(remote)
+    finally:
+        remote.close()
 
 
 def default_options(concurrency: int) -> RemoteOptions:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Protocol, TypeVar
 
 from .. import checksums
@@ -285,7 +286,8 @@ def _backup(
     for p in src_parts:
         if p.name in uploaded:
             continue
-        if p.name in known and not always_transfer(p.path):
+        # An entry from a version-1 manifest lacks the whole-part CRC32C: hashed again once.
+        if p.name in known and not always_transfer(p.path) and checksums.crc32c_of(known[p.name]) is not None:
             crcs[p.name] = known[p.name]
         else:
             unknown.append(p)
@@ -298,7 +300,8 @@ def _backup(
     dst.write_file(MANIFEST_FILE, checksums.encode(crcs))
 
     created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
-    meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC))}
+    meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC)),
+            "created_by": f"snapferry {package_version('snapferry')}"}
     dst.write_file(BACKUP_METADATA_FILE, json.dumps(meta, separators=(",", ":")).encode())
     # Written last, after every upload above returned: a marker means a whole backup.
     dst.flush()
@@ -326,7 +329,7 @@ def _backup(
     )
 
 
-def _read_manifest(remote: Remote) -> dict[str, list[int]]:
+def _read_manifest(remote: Remote) -> dict[str, checksums.PartCrcs]:
     if not remote.has_file(MANIFEST_FILE):
         return {}
     return checksums.decode(remote.read_file(MANIFEST_FILE)) or {}

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 
-from ..checksums import MANIFEST_FILE
+from ..checksums import MANIFEST_FILE, check_inventory
 from ..errors import BadBackupError, TransientRemoteError
 from ..lease import BackupLease
 from ..parts import (
@@ -125,6 +125,7 @@ def run_copy(
     src_parts = src.list_parts()
     validate_listing(src_parts, src.url)
     check_coverage(group_by_file(src_parts))
+    check_inventory(src, src_parts, verify=False)
     stop = threading.Event()
     with BackupLease(dst, "copy", lease_ttl, on_lost=stop) as lease:
         return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease, stop)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from .. import durable
-from ..checksums import MANIFEST_FILE, decode, verifiable
+from ..checksums import check_inventory
 from ..errors import BadBackupError, NoSpaceError, UsageError
 from ..local import TargetListing, list_target
 from ..lock import DirLock
@@ -92,7 +92,7 @@ def _precheck(
         raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
     listing = list_target(root)
     plan = plan_restore(parts, listing, root, preallocate)
-    expected = _load_checksums(src, parts) if verify else None
+    expected = check_inventory(src, parts, verify=verify)
     _refuse_foreign_target(root, listing, plan, force)
     return _Checked(parts, listing, plan, expected, check_space(root, plan, preallocate))
 
@@ -172,6 +172,7 @@ def run_restore(
     progress_mode: str = "auto",
     verify: bool = False,
     force: bool = False,
+    checksums: bool = True,
 ) -> RestoreResult:
     start = time.monotonic()
     root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force)
@@ -196,7 +197,8 @@ def run_restore(
         )
         progress = Progress("restore", plan.download_bytes, progress_mode)
         dl = Downloader(
-            src, root, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(), c.expected
+            src, root, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(),
+            c.expected, reread=verify, in_memory=checksums,
         )
         with progress:
             dl.run()
@@ -218,6 +220,7 @@ def run_restore(
         backup_bytes=plan.backup_bytes,
         downloaded_bytes=plan.download_bytes,
         resumed_bytes=plan.resumed_bytes,
+        kept_bytes=plan.backup_bytes - plan.download_bytes,
         deleted_bytes=plan.deleted_bytes,
         files_total=plan.files_total,
         files_written=len(plan.files),
@@ -227,17 +230,6 @@ def run_restore(
         parts_unverified=sum(len(f.all_parts) for f in plan.files) - dl.verified_parts,
         seconds=seconds,
     )
-
-
-def _load_checksums(src: Remote, parts: list[Part]) -> dict[str, list[int]]:
-    if not src.has_file(MANIFEST_FILE):
-        log.warning("%s has no %s (made by another tool?): nothing to verify against", src.url, MANIFEST_FILE)
-        return {}
-    manifest = decode(src.read_file(MANIFEST_FILE))
-    if manifest is None:
-        log.warning("%s: %s is of an unknown version; not verifying", src.url, MANIFEST_FILE)
-        return {}
-    return verifiable(parts, manifest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,8 +183,9 @@ def emit(result: BackupResult | RestoreResult | CopyResult | RestoreDryRun, as_j
         click.echo(
             f"restored {human_bytes(result.backup_bytes)} ({result.files_total} files) into {result.dst} "
             f"in {secs:.2f}s: downloaded {human_bytes(result.downloaded_bytes)} "
-            f"({human_bytes(rate)}/s), kept {human_bytes(result.resumed_bytes)} from an earlier run, "
-            f"deleted {human_bytes(result.deleted_bytes)} ({result.files_deleted} files)",
+            f"({human_bytes(rate)}/s), kept {human_bytes(result.kept_bytes)} from an earlier run, "
+            f"deleted {human_bytes(result.deleted_bytes)} ({result.files_deleted} files), "
+            f"{result.parts_verified} parts checksum-verified, {result.parts_unverified} unverified",
             err=True,
         )
     elif isinstance(result, BackupResult):

@@ -15,7 +15,7 @@ import click
 
 from ..errors import EXIT_FAILURE, EXIT_USAGE, Interrupted, NoSpaceError, SnapferryError
 from ..libc import LIBC
-from . import backup_cmd, copy_cmd, manager_cmd, restore_cmd
+from . import backup_cmd, copy_cmd, info_cmd, manager_cmd, restore_cmd, verify_cmd
 from ._common import ENV, LOG_LEVELS, emit_error, setup_logging
 
 _M_MMAP_THRESHOLD = -3  # mallopt(3)
@@ -30,7 +30,8 @@ def cli(log_level: str) -> None:
     """Back up VictoriaMetrics snapshots to fs://, s3://, gs:// or azblob:// and restore them fast."""
     setup_logging(log_level)
 
-for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy, manager_cmd.manager):
+for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy, manager_cmd.manager, verify_cmd.verify,
+                 info_cmd.info):
     cli.add_command(_command)
 
 

@@ -29,7 +29,9 @@ def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
 @click.option("--skip-file-preallocation", is_flag=True,
               help="Write files in place (no .tmp, no fallocate); slower, resumes at part granularity.")
 @click.option("--verify", is_flag=True,
-              help="Check every restored file against the backup's CRC32s before it is renamed into place.")
+              help="Also re-read every restored file and check it against the backup's CRC32s before its rename.")
+@click.option("--checksums/--no-checksums", default=True, show_default=True,
+              help="Check downloaded bytes against the backup's CRC32 manifest in memory, before they are written.")
 @click.option("--max-inflight-bytes", type=click.IntRange(8 * 1024 * 1024), default=Tuning().max_inflight_bytes,
               show_default=True, help="Memory for data in flight, shared by all workers.")
 @click.option("--chunk-size", type=click.IntRange(0), default=0, show_default=True, callback=_chunk_size,
@@ -65,7 +67,7 @@ def restore(**kw: Any) -> None:
             skip_file_preallocation=kw["skip_file_preallocation"], concurrency=kw["concurrency"],
             max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
             retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
-            verify=kw["verify"], force=kw["force"],
+            verify=kw["verify"], force=kw["force"], checksums=kw["checksums"],
         )
         run.result = result
     emit(result, as_json)

@@ -259,6 +259,11 @@ class ObjectStore(abc.ABC):
             "listing", lambda: parse_listing(self._list(list_prefix(self.prefix)), len(list_prefix(self.prefix)))
         )
 
+    def list_objects(self) -> list[tuple[str, int]]:
+        """Every object under the prefix, parts or not (verify names the junk)."""
+        prefix = list_prefix(self.prefix)
+        return self._request("listing", lambda: [(key[len(prefix):], size) for key, size in self._list(prefix)])
+
     def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
         length = check_range(part, offset, length)
         key = self._key(part.name)

@@ -194,6 +194,8 @@ class AzblobRemote(ObjectStore):
         if status != "success":
             raise TransientRemoteError(f"copying {src_key}: the server-side copy ended as {status!r}")
 
+    # --- verify's optional capabilities -----------------------------------
+
     def close(self) -> None:
         try:
             self._service.close()

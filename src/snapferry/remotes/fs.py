@@ -110,6 +110,13 @@ class FsRemote:
     def local_path(self, part: Part) -> str | None:
         return self._path(part.name)
 
+    def list_objects(self) -> list[tuple[str, int]]:
+        """Every file below the root, parts or not (verify names the junk); no checksums kept."""
+        if not os.path.isdir(self.root):
+            return []
+        strip = len(self.root.rstrip("/")) + 1
+        return [(name[strip:], size) for name, size in self._files()]
+
     def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
         if length is None:
             length = part.size - offset

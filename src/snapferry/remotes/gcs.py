@@ -8,6 +8,7 @@ from the socket.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -29,7 +30,9 @@ from google.cloud.storage import exceptions as gsx
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
+from ..checksums import ChecksumAlgorithm, ProviderChecksum
 from ..errors import TransientRemoteError, UsageError
+from ..parts import Part
 from ._cloud import RETRY_STATUS, Classified, Failure, HttpStatus, ObjectStore, mount_pool, status_failure
 from ._transfer import STREAM_ERRORS, ChunkSource, RangeReader, check_range_response
 from .base import Reader, RemoteOptions
@@ -183,6 +186,19 @@ class GcsRemote(ObjectStore):
         # Big objects across locations or storage classes take several calls.
         while token is not None:
             token, _done, _total = dst.rewrite(source, token=token, retry=None, timeout=self._timeout)
+
+    # --- verify's optional capabilities -----------------------------------
+
+    def part_checksum(self, part: Part) -> ProviderChecksum | None:
+        """GCS keeps the CRC32C of every object."""
+        what = f"reading the checksum of {part}"
+        key = self._key(part.name)
+        blob = self._request(what, lambda: self._bucket.get_blob(key, retry=None, timeout=self._timeout))
+        if blob is None:
+            raise self._error(what, Failure.NO_OBJECT, "404")
+        if not blob.crc32c:
+            return None
+        return ProviderChecksum(ChecksumAlgorithm.CRC32C, base64.b64decode(blob.crc32c))
 
     def close(self) -> None:
         try:

@@ -18,7 +18,9 @@ import botocore.exceptions as bce
 import botocore.session
 from botocore.config import Config
 
+from ..checksums import ChecksumAlgorithm, ProviderChecksum, parse_s3_checksum
 from ..errors import UsageError
+from ..parts import Part
 from ._cloud import Classified, Failure, HttpStatus, ObjectStore, status_failure
 from ._s3get import FastGets
 from ._transfer import STREAM_ERRORS, ChunkSource
@@ -236,6 +238,24 @@ class S3Remote(ObjectStore):
         if "Tagging" in args:
             args["TaggingDirective"] = "REPLACE"
         self._client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": src.bucket, "Key": src_key}, **args)
+
+    # --- verify's optional capabilities -----------------------------------
+
+    def part_checksum(self, part: Part) -> ProviderChecksum | None:
+        """The CRC32C or CRC32 S3 keeps of an object uploaded with a checksum algorithm."""
+        key = self._key(part.name)
+        head = self._request(f"reading the checksum of {part}",
+                             lambda: self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"))
+        for alg in (ChecksumAlgorithm.CRC32C, ChecksumAlgorithm.CRC32):
+            value = head.get(f"Checksum{alg.name}")
+            if not value:
+                continue
+            chunk = 0
+            if "-" in value:  # a composite: the size of chunk 1 says whether chunks are manifest blocks
+                with suppress(bce.ClientError, bce.BotoCoreError):
+                    chunk = int(self._client.head_object(Bucket=self.bucket, Key=key, PartNumber=1)["ContentLength"])
+            return parse_s3_checksum(alg, value, chunk)
+        return None
 
     def close(self) -> None:
         self.gets.close()

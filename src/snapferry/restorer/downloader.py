@@ -16,16 +16,19 @@ over plain HTTP, remotes/_http.py) from the socket into the file.
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import directio
+from ..checksums import BLOCK
 from ..durable import copy_range
-from ..errors import Interrupted, RemoteError, SnapferryError, TransientRemoteError
+from ..errors import BadBackupError, Interrupted, RemoteError, SnapferryError, TransientRemoteError
 from ..parts import Part
 from ..progress import Progress
 from ..remotes.base import FileReader, Reader, Remote
@@ -33,6 +36,12 @@ from ..retry import RetryPolicy, retrying
 from ..throttle import Cancelled, Throttle
 from .planner import FilePlan
 from .writer import TargetFile, io_error
+
+log = logging.getLogger("snapferry")
+
+# Downloads of a range whose bytes keep failing their manifest CRC. A corrupt object
+# fails every time, a corrupt transfer rarely twice: two more tries tell them apart.
+CHECK_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,15 @@ class Chunk:
     part: Part
     offset: int  # within the part
     length: int
+    pending: int = 0  # blocks handed to the writers and not yet written (under Downloader._written)
+
+
+class _Mismatch(Exception):
+    """A manifest block of a range came in with the wrong CRC32 (the range is fetched again)."""
+
+    def __init__(self, part: Part, block: int, want: int, got: int) -> None:
+        super().__init__(f"block {block} of {part.name}: CRC32 {got:08x}, the manifest says {want:08x}")
+        self.part, self.block, self.want, self.got = part, block, want, got
 
 
 class BufferPool:
@@ -113,9 +131,16 @@ class Downloader:
         progress: Progress,
         retry: RetryPolicy,
         expected: dict[str, list[int]] | None = None,
+        reread: bool = False,
+        in_memory: bool = True,
     ) -> None:
+        """`expected` holds the manifest's block CRC32s by part name: with `in_memory` every
+        byte of those parts is checked before it is written; with `reread` (restore --verify)
+        each finished file is also read back before its rename."""
         self.remote = remote
-        self.expected = expected
+        self._reread = expected if reread else None
+        self.expected = (expected or {}) if in_memory else {}
+        self._written = threading.Condition()
         self.root = root
         self.files = files
         self.t = tuning
@@ -141,8 +166,8 @@ class Downloader:
     # -- scheduling -------------------------------------------------------------
     def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
         for fp in self.files:
-            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock, self.expected, self._dirs_made,
-                            self.t.direct_min)
+            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock,
+                            self._reread, self._dirs_made, self.t.direct_min)
             self._open.append(tf)
             if fp.mode == "inplace":
                 yield tf  # one worker writes it in order: its length is its resume point
@@ -161,11 +186,17 @@ class Downloader:
         Parts copied in the kernel are not cut: those copies are CPU-bound, and threads
         copying into one file serialise on its inode lock (perf showed them spinning on it)."""
         if self.t.chunk_size:
-            return self.t.chunk_size
-        if self._in_kernel(part, file_size):
+            step = self.t.chunk_size
+        elif self._in_kernel(part, file_size):
             return max(part.size, 1)
-        even = -(-part.size // max(1, self.t.concurrency))
-        return max(self.t.min_chunk_size, -(-even // (1 << 20)) << 20)
+        else:
+            even = -(-part.size // max(1, self.t.concurrency))
+            step = max(self.t.min_chunk_size, -(-even // (1 << 20)) << 20)
+        if part.name in self.expected:
+            # Ranges start and end on manifest blocks, so each range checks whole blocks on
+            # its own (a running CRC across ranges would order the ranges of a part).
+            step = -(-step // BLOCK) * BLOCK
+        return step
 
     def _in_kernel(self, part: Part, file_size: int) -> str | None:
         """The local file to copy_file_range the part from (fs://), or None.
@@ -173,8 +204,8 @@ class Downloader:
         Files written with direct I/O read local parts into the pool instead: on this
         project's machine a buffered read plus a direct write costs the CPU what the
         in-kernel copy does, and leaves no page cache to allocate and write back."""
-        if not self.t.zero_copy or directio.wanted(self.t.direct_min, file_size):
-            return None
+        if not self.t.zero_copy or directio.wanted(self.t.direct_min, file_size) or part.name in self.expected:
+            return None  # checked parts pass through the pool, where their CRCs are taken
         return self.remote.local_path(part)
 
     def _next_job(self) -> Chunk | TargetFile | None:
@@ -254,6 +285,10 @@ class Downloader:
                 self._fail(e)
             finally:
                 self.pool.put(buf)
+                with self._written:
+                    chunk.pending -= 1
+                    if chunk.pending == 0:
+                        self._written.notify_all()
 
     def _write(self, chunk: Chunk, pos: int, data: memoryview) -> None:
         tf = chunk.file
@@ -283,6 +318,8 @@ class Downloader:
     def _chunk(self, c: Chunk) -> None:
         c.file.open()
         if c.length == 0:
+            if c.part.name in self.expected:
+                c.file.checked(c.part, 0)
             self._account(c.file, c.part, 0)
             return
         src = self._in_kernel(c.part, c.file.plan.file_size)
@@ -327,29 +364,51 @@ class Downloader:
             finally:
                 self.pool.put(buf)
         else:
+            with self._written:
+                c.pending += 1
             self.writeq.put((c, pos, buf, n))
 
     def _download(self, c: Chunk, inline: bool) -> None:
-        """Stream a range; on a transient error resume from the first missing byte."""
-        state = [c.offset]  # next byte within the part
-        for attempt in retrying(self.retry, lambda: state[0]):
-            with attempt:
-                self._stream(c, state, inline)
+        """Stream a range; on a transient error resume from the first missing byte, on a
+        block whose CRC is wrong fetch that block again; a block wrong every time is a
+        corrupt part: the restore stops (exit 3) before the file is complete."""
+        # next byte within the part, CRC32 of its manifest block so far
+        state = [c.offset, 0]
+        for check in range(CHECK_ATTEMPTS):
+            try:
+                for attempt in retrying(self.retry, lambda: state[0]):
+                    with attempt:
+                        self._stream(c, state, inline)
+                return
+            except _Mismatch as e:
+                if check + 1 < CHECK_ATTEMPTS:
+                    log.warning("%s from %s; fetching the block again", e, self.remote.url)
+                    continue
+                raise BadBackupError(
+                    f"{c.part.name} in {self.remote.url} does not match the backup's checksums ({e}, "
+                    f"{CHECK_ATTEMPTS} downloads): the part is corrupt in the store; nothing was renamed "
+                    "into place; run `snapferry verify` on the backup and make a new one"
+                ) from None
 
     def _stream(self, c: Chunk, state: list[int], inline: bool) -> None:
         end = c.offset + c.length
         if state[0] >= end:
             return
+        want_crcs = self.expected.get(c.part.name)
         reader = self.remote.open_part(c.part, state[0], end - state[0])
         try:
-            if self.t.zero_copy and not c.file.direct and isinstance(reader, FileReader):
+            if self.t.zero_copy and not c.file.direct and want_crcs is None and isinstance(reader, FileReader):
                 self._stream_to_file(c, state, end, reader)
                 return
             while state[0] < end:
                 buf = self.pool.get()
                 want = min(len(buf), end - state[0])
+                if want_crcs is not None:
+                    want = min(want, BLOCK - state[0] % BLOCK)  # a buffer never spans two blocks
                 try:
                     n = read_full(reader, memoryview(buf)[:want])
+                    if want_crcs is not None and n:
+                        self._check(c, state, buf, n, want_crcs, inline)
                 except BaseException:
                     self.pool.put(buf)
                     raise
@@ -368,6 +427,34 @@ class Downloader:
                     raise _Stopped()
         finally:
             reader.close()
+
+    def _check(self, c: Chunk, state: list[int], buf: mmap.mmap, n: int, want_crcs: list[int],
+               inline: bool) -> None:
+        """CRC the n new bytes into their block's running CRC; at the block's end compare it.
+
+        The last bytes of a block are handed over only after this check, so a file whose
+        block is wrong can never count as complete (no fsync, no rename, no journal record).
+        On a mismatch the block's bytes already handed over are taken back and it is read again."""
+        with memoryview(buf) as mv:
+            state[1] = zlib.crc32(mv[:n], state[1])
+        pos = state[0] + n
+        if pos % BLOCK and pos != c.part.size:
+            return
+        idx = (pos - 1) // BLOCK
+        want = want_crcs[idx] if idx < len(want_crcs) else -1
+        got, state[1] = state[1], 0
+        if got == want:
+            c.file.checked(c.part, pos - idx * BLOCK)
+            return
+        start = idx * BLOCK
+        with self._written:  # no stale write of the bad block may land after its new bytes
+            while c.pending:
+                self._written.wait(0.2)
+        taken = state[0] - start
+        c.file.rewind(c.part, taken)
+        self.progress.add(-taken)
+        state[0] = start
+        raise _Mismatch(c.part, idx, want, got)
 
     def _stream_to_file(self, c: Chunk, state: list[int], end: int, reader: FileReader) -> None:
         """The body goes into the file in the kernel (splice); no buffer from the pool."""
@@ -392,6 +479,8 @@ class Downloader:
         tf.open()
         for p in tf.plan.parts:
             if p.size == 0:
+                if p.name in self.expected:
+                    tf.checked(p, 0)
                 self._account(tf, p, 0)
                 continue
             src = self._in_kernel(p, tf.plan.file_size)

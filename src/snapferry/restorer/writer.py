@@ -100,9 +100,10 @@ class TargetFile:
         # directory checked twice by a race is harmless.
         self._dirs_made = dirs_made
         self.finished = False
-        # CRC32s per part name to check before the rename (restore --verify).
+        # CRC32s per part name to check by reading the file back before the rename (restore --verify).
         self._expected = expected
-        self.verified_parts = 0
+        self._checked: dict[int, int] = {}  # bytes checked in memory, by part offset
+        self._verified: set[int] = set()  # offsets of the parts whose every byte was checked
 
     def open(self) -> None:
         with self._lock:
@@ -181,6 +182,24 @@ class TargetFile:
                 self._part_durable(part)
         return file_done
 
+    def rewind(self, part: Part, n: int) -> None:
+        """Take back n written bytes of part: they failed their checksum and come again."""
+        with self._lock:
+            self._left[part.offset] += n
+            self._left_total += n
+
+    def checked(self, part: Part, n: int) -> None:
+        """n more bytes of part matched the manifest in memory."""
+        with self._lock:
+            got = self._checked.get(part.offset, 0) + n
+            self._checked[part.offset] = got
+            if got >= part.size:
+                self._verified.add(part.offset)
+
+    @property
+    def verified_parts(self) -> int:
+        return len(self._verified)
+
     def _part_durable(self, part: Part) -> None:
         if self._journal is not None:
             os.fdatasync(self.fd)
@@ -228,7 +247,7 @@ class TargetFile:
                     f"the restored bytes of {p.name} do not match the backup's checksum: the backup or the "
                     "download is corrupt; rerun the restore, and if it fails again make a new backup"
                 )
-            self.verified_parts += 1
+            self._verified.add(p.offset)
 
     def abandon(self) -> None:
         """Close without finishing: the .tmp and its journal stay for a resume."""

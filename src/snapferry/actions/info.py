@@ -1,0 +1,86 @@
+"""Info: what a backup location holds, from one listing and its small files.
+
+For a plain backup: size, files, parts, when and by what it was made, complete
+or not, checksummed or not. For a vmbackupmanager layout (`latest/`,
+`hourly/<date:hour>`, `daily/<date>`, `weekly/<year-week>`, `monthly/<year-month>`
+below the URL) the same for every backup in it, from the same single listing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+from ..checksums import MANIFEST_FILE, ManifestState, parse_manifest
+from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, group_by_file, is_ignored_name, parse_name
+from ..remotes.base import Remote
+from ..results import BackupInfo, InfoResult
+
+# vmbackupmanager's backup names (see the README's "Verifying backups")
+_MANAGER = re.compile(r"(latest|(?:hourly|daily|weekly|monthly)/[^/]+)/")
+_ORDER = {"latest": 0, "hourly": 1, "daily": 2, "weekly": 3, "monthly": 4}
+
+
+def run_info(src: Remote) -> InfoResult:
+    objects = _objects(src)
+    own: list[tuple[str, int]] = []
+    managed: dict[str, list[tuple[str, int]]] = {}
+    for name, size in objects:
+        m = _MANAGER.match(name)
+        if m is None:
+            own.append((name, size))
+        else:
+            managed.setdefault(m.group(1), []).append((name[m.end():], size))
+    backup = _info(src, "", own) if own else None
+    names = sorted(managed, key=lambda n: (_ORDER[n.split("/", 1)[0]], n))
+    backups = [_info(src, n, managed[n]) for n in names if _is_backup(managed[n])]
+    return InfoResult(src=src.url, backup=backup, backups=backups)
+
+
+def _objects(src: Remote) -> list[tuple[str, int]]:
+    lister: Callable[[], list[tuple[str, int]]] | None = getattr(src, "list_objects", None)
+    if lister is not None:
+        return lister()
+    # A backend without a full listing: its parts, and the markers asked for by name.
+    out = [(p.name, p.actual_size) for p in src.list_parts()]
+    out.extend((n, 0) for n in (BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, MANIFEST_FILE) if src.has_file(n))
+    return out
+
+
+def _is_backup(objects: list[tuple[str, int]]) -> bool:
+    return any(n in (BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE) or not is_ignored_name(n) for n, _ in objects)
+
+
+def _info(src: Remote, name: str, objects: list[tuple[str, int]]) -> BackupInfo:
+    prefix = f"{name}/" if name else ""
+    names = {n for n, _ in objects}
+    parts = [p for p in (parse_name(n, s) for n, s in objects if not is_ignored_name(n)) if p is not None]
+    files = group_by_file(parts)
+    manifest = parse_manifest(src.read_file(prefix + MANIFEST_FILE) if MANIFEST_FILE in names else None)
+    meta: dict[str, object] = {}
+    if BACKUP_METADATA_FILE in names:
+        try:
+            loaded = json.loads(src.read_file(prefix + BACKUP_METADATA_FILE))
+            meta = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            meta = {}
+    checksummed = manifest.state is ManifestState.PRESENT
+    by = meta.get("created_by")
+    created_by = str(by) if by else ("snapferry" if checksummed else "vmbackup")
+    return BackupInfo(
+        name=name,
+        backup_bytes=sum(plist[0].file_size for plist in files.values()),
+        files=len(files),
+        parts=len(parts),
+        created_at=_text(meta.get("created_at")),
+        completed_at=_text(meta.get("completed_at")),
+        created_by=created_by,
+        complete=BACKUP_COMPLETE_FILE in names,
+        checksummed=checksummed,
+        manifest_version=manifest.version,
+    )
+
+
+def _text(v: object) -> str | None:
+    return None if v is None else str(v)

@@ -1,0 +1,299 @@
+"""Verify: check a backup where it is stored, without restoring it.
+
+Three levels, each one including the ones before:
+- structure (always): the completion marker, every object a part or a marker,
+  safe part paths, real sizes against names, every file covered by its parts
+  without gaps or overlaps, the manifest present and listing exactly the parts;
+- provider checksums (unless `structure_only`): the checksum the store keeps of
+  each part (GCS's CRC32C, S3's CRC32/CRC32C of objects uploaded with one)
+  compared with the manifest, one metadata request per part, no data read;
+- `read_data`: every byte (or a deterministic subset of the parts) read through
+  ranged reads on a few threads, each manifest block's CRC32 compared.
+Every problem is collected, not only the first: a scheduled job reports them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..checksums import (
+    BLOCK,
+    MANIFEST_FILE,
+    ManifestState,
+    ProviderChecksum,
+    expected_provider_digest,
+    made_by_snapferry,
+    read_manifest,
+    read_metadata,
+)
+from ..errors import SnapferryError, TransientRemoteError, UsageError
+from ..parts import BACKUP_COMPLETE_FILE, Part, group_by_file, is_ignored_name, parse_name, validate_path
+from ..progress import Progress
+from ..remotes.base import Remote
+from ..results import Problem, ProblemKind, VerifyResult
+from ..retry import RetryPolicy, retrying
+from ..throttle import Throttle
+from .backup import parallel
+
+log = logging.getLogger("snapferry")
+
+_RANGE = 4 * BLOCK  # bytes per ranged read job: block-aligned, so each job checks whole blocks
+_BUF = 4 * 1024 * 1024  # one read buffer per worker: memory is concurrency x 4 MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    """Slice `index` (1-based) of `count`: the parts whose name hashes to it."""
+
+    index: int
+    count: int
+
+    @staticmethod
+    def parse(text: str, today: datetime | None = None) -> Subset:
+        """`N/M`, or `P%`: slice (day number mod M) + 1 of M = 100/P, so a daily job
+        checks every part once in M days."""
+        t = text.strip()
+        try:
+            if t.endswith("%"):
+                pct = float(t[:-1])
+                if not 0 < pct <= 100:
+                    raise ValueError
+                count = max(1, round(100 / pct))
+                day = (today or datetime.now(UTC)).toordinal()
+                return Subset(day % count + 1, count)
+            n, _, m = t.partition("/")
+            sub = Subset(int(n), int(m))
+        except ValueError:
+            sub = Subset(0, 0)
+        if not 1 <= sub.index <= sub.count:
+            raise UsageError(f"--read-data-subset {text!r} is neither N/M (1 <= N <= M) nor a percentage like 5%")
+        return sub
+
+    def has(self, part: Part) -> bool:
+        return zlib.crc32(part.name.encode("utf-8", "surrogateescape")) % self.count == self.index - 1
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOptions:
+    structure_only: bool = False
+    read_data: bool = False
+    subset: Subset | None = None
+    concurrency: int = 8
+    progress_mode: str = "auto"
+
+
+def run_verify(
+    src: Remote,
+    opts: VerifyOptions,
+    *,
+    throttle: Throttle | None = None,
+    retry: RetryPolicy | None = None,
+) -> VerifyResult:
+    start = time.monotonic()
+    problems: list[Problem] = []
+    add = problems.append
+    complete = src.has_file(BACKUP_COMPLETE_FILE)
+    if not complete:
+        add(Problem(BACKUP_COMPLETE_FILE, ProblemKind.INCOMPLETE, "present", "missing"))
+    parts = _listed_parts(src, add)
+    files = group_by_file(parts)
+    broken = _structure(files, add)
+    manifest = read_manifest(src)
+    made_by = "snapferry" if made_by_snapferry(read_metadata(src)) or manifest.state is ManifestState.PRESENT \
+        else "vmbackup"
+    entries = manifest.entries
+    if manifest.state is ManifestState.PRESENT:
+        listed = {p.name for p in parts}
+        for name in sorted(set(entries) - listed):
+            add(Problem(name, ProblemKind.MISSING, "listed in the manifest", "no such object"))
+        for p in parts:
+            if p.name not in entries:
+                add(Problem(p.name, ProblemKind.UNLISTED, "an entry in the manifest", "none"))
+            elif len(entries[p.name]) != max(1, -(-p.size // BLOCK)):
+                add(Problem(p.name, ProblemKind.MANIFEST, f"{max(1, -(-p.size // BLOCK))} block CRCs",
+                            f"{len(entries[p.name])}"))
+    elif manifest.state is ManifestState.UNREADABLE:
+        add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "a snapferry checksum manifest", manifest.detail))
+    elif made_by == "snapferry":
+        add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "present (the backup was made by snapferry)", "missing"))
+    checkable = [p for p in parts if p.name in entries and p.name not in broken]
+
+    provider_checked = 0
+    if not opts.structure_only:
+        provider_checked = _provider(src, checkable, entries, opts.concurrency, add)
+
+    read_parts = read_bytes = 0
+    if opts.read_data:
+        todo = [p for p in parts if p.name not in broken and (opts.subset is None or opts.subset.has(p))]
+        read_parts, read_bytes = len(todo), sum(p.size for p in todo)
+        _read_data(src, todo, entries, opts, throttle or Throttle(0), retry or RetryPolicy(), add)
+
+    problems.sort(key=lambda pr: (pr.part, pr.kind.value))
+    return VerifyResult(
+        src=src.url,
+        made_by=made_by,
+        complete=complete,
+        manifest_version=manifest.version,
+        backup_bytes=sum(plist[0].file_size for plist in files.values()),
+        files=len(files),
+        parts=len(parts),
+        parts_with_checksums=sum(1 for p in parts if p.name in entries),
+        parts_provider_checked=provider_checked,
+        parts_read=read_parts,
+        bytes_read=read_bytes,
+        subset=f"{opts.subset.index}/{opts.subset.count}" if opts.read_data and opts.subset else None,
+        problems=problems,
+        seconds=time.monotonic() - start,
+    )
+
+
+def _listed_parts(src: Remote, add: Callable[[Problem], None]) -> list[Part]:
+    """The parts under the root; objects that are neither parts nor markers are junk."""
+    lister: Callable[[], list[tuple[str, int]]] | None = getattr(src, "list_objects", None)
+    if lister is None:
+        return src.list_parts()
+    parts: list[Part] = []
+    for name, size in lister():
+        if is_ignored_name(name):
+            continue
+        p = parse_name(name, size)
+        if p is None:
+            add(Problem(name, ProblemKind.JUNK, "a part named <path>/<size>_<offset>_<size>", f"{size} bytes"))
+        else:
+            parts.append(p)
+    return parts
+
+
+def _structure(files: dict[str, list[Part]], add: Callable[[Problem], None]) -> set[str]:
+    """Paths, sizes and coverage; returns the names of parts not worth reading (wrong size)."""
+    broken: set[str] = set()
+    for path in sorted(files):
+        plist = files[path]
+        try:
+            validate_path(path)
+        except SnapferryError as e:
+            add(Problem(plist[0].name, ProblemKind.UNSAFE_PATH, "a relative path without '..'", str(e)))
+            broken.update(p.name for p in plist)
+            continue
+        file_size = plist[0].file_size
+        pos = 0
+        for p in plist:
+            if p.file_size != file_size:
+                add(Problem(p.name, ProblemKind.OVERLAP, f"file size {file_size}", f"file size {p.file_size}"))
+            if p.is_broken:
+                add(Problem(p.name, ProblemKind.SIZE, f"{p.size} bytes", f"{p.actual_size} bytes"))
+                broken.add(p.name)
+            if p.offset < pos:
+                add(Problem(p.name, ProblemKind.OVERLAP, f"a part starting at byte {pos}",
+                            f"one starting at byte {p.offset}"))
+            elif p.offset > pos:
+                add(Problem(p.name, ProblemKind.GAP, f"a part starting at byte {pos}",
+                            f"a gap of {p.offset - pos} bytes"))
+            pos = max(pos, p.end)
+        if pos < file_size:
+            add(Problem(plist[-1].name, ProblemKind.GAP, f"parts covering {file_size} bytes of {path}",
+                        f"{pos} bytes covered"))
+    return broken
+
+
+def _provider(
+    src: Remote, parts: list[Part], entries: Mapping[str, list[int]], concurrency: int,
+    add: Callable[[Problem], None],
+) -> int:
+    """Compare each part's provider checksum with the manifest; returns how many could be."""
+    reader: Callable[[Part], ProviderChecksum | None] | None = getattr(src, "part_checksum", None)
+    if reader is None:
+        log.info("%s keeps no checksums snapferry can read; structure only", src.url)
+        return 0
+    lock = threading.Lock()
+    counted = [0]
+
+    def one(p: Part) -> None:
+        kept = reader(p)
+        want = expected_provider_digest(entries[p.name], kept) if kept is not None else None
+        if kept is None or want is None:
+            return
+        with lock:
+            counted[0] += 1
+            if want != kept.digest:
+                add(Problem(p.name, ProblemKind.CHECKSUM, f"{kept.algorithm.value} {want.hex()} (manifest)",
+                            f"{kept} (kept by the store)"))
+
+    parallel(concurrency, parts, one)
+    return counted[0]
+
+
+def _jobs(parts: list[Part]) -> Iterator[tuple[Part, int, int]]:
+    for p in sorted(parts, key=lambda p: -p.size):
+        if p.size == 0:
+            yield p, 0, 0
+        for off in range(0, p.size, _RANGE):
+            yield p, off, min(_RANGE, p.size - off)
+
+
+def _read_data(
+    src: Remote, parts: list[Part], entries: Mapping[str, list[int]], opts: VerifyOptions,
+    throttle: Throttle, retry: RetryPolicy, add: Callable[[Problem], None],
+) -> None:
+    """Read the parts' bytes in block-aligned ranges on `concurrency` threads, one buffer each."""
+    lock = threading.Lock()
+    stop = threading.Event()
+    local = threading.local()
+    total = sum(p.size for p in parts)
+    with Progress("verify", total, opts.progress_mode) as progress:
+
+        def one(job: tuple[Part, int, int]) -> None:
+            p, off, length = job
+            if length == 0:
+                return
+            buf = getattr(local, "buf", None)
+            if buf is None:
+                buf = local.buf = bytearray(_BUF)
+            want = entries.get(p.name)
+            crcs: list[int] = []
+            state = [off, 0]  # next byte, CRC of its block so far
+
+            def stream() -> None:
+                reader = src.open_part(p, state[0], off + length - state[0])
+                mv = memoryview(buf)
+                try:
+                    while state[0] < off + length:
+                        n = reader.readinto(mv[: min(_BUF, off + length - state[0], BLOCK - state[0] % BLOCK)])
+                        if not n:
+                            raise _short(p, state[0], src)
+                        throttle.take(n, stop)
+                        state[1] = zlib.crc32(mv[:n], state[1])
+                        state[0] += n
+                        progress.add(n)
+                        if state[0] % BLOCK == 0 or state[0] == p.size:
+                            crcs.append(state[1])
+                            state[1] = 0
+                finally:
+                    reader.close()
+
+            for attempt in retrying(retry, lambda: state[0]):
+                with attempt:
+                    stream()
+            if want is None:
+                return
+            first = off // BLOCK
+            for i, got in enumerate(crcs):
+                idx = first + i
+                exp = want[idx] if idx < len(want) else None
+                if exp != got:
+                    with lock:
+                        add(Problem(p.name, ProblemKind.CONTENT,
+                                    f"block {idx} crc32 {exp:08x}" if exp is not None else f"no block {idx}",
+                                    f"crc32 {got:08x}"))
+
+        parallel(opts.concurrency, list(_jobs(parts)), one, stop)
+
+
+def _short(p: Part, at: int, src: Remote) -> SnapferryError:
+    return TransientRemoteError(f"the body of {p.name} from {src.url} ended early at byte {at} of {p.size}")

@@ -1,0 +1,42 @@
+"""`snapferry info`: what a backup location holds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .. import api
+from ..progress import human_bytes
+from ..results import BackupInfo
+from ._common import options_from, remote_options
+
+
+@click.command()
+@click.option("--src", required=True, help="A backup, or a vmbackupmanager destination (latest/, daily/...).")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON on stdout.")
+@remote_options
+def info(**kw: Any) -> None:
+    """Size, files, parts, when and by what a backup was made, complete or not, checksummed or not."""
+    as_json = kw.pop("as_json")
+    opts = options_from(kw, api.DEFAULT_CONCURRENCY)
+    result = api.info(kw["src"], remote_options=opts)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    if result.backup is None and not result.backups:
+        click.echo(f"{result.src} holds no backup", err=True)
+    if result.backup is not None:
+        click.echo(f"{result.src}: {line(result.backup)}")
+    for b in result.backups:
+        click.echo(f"{b.name}: {line(b)}")
+
+
+def line(b: BackupInfo) -> str:
+    made = b.created_at or "unknown time"
+    return (
+        f"{human_bytes(b.backup_bytes)} in {b.files} files ({b.parts} parts), made {made} by {b.created_by}, "
+        f"{'complete' if b.complete else 'INCOMPLETE'}, "
+        + (f"checksummed (manifest v{b.manifest_version})" if b.checksummed else "no checksums")
+    )

@@ -1,0 +1,65 @@
+"""`snapferry verify`: check a backup where it is stored, without restoring it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .. import api
+from ..errors import BadBackupError
+from ..progress import human_bytes
+from ..results import VerifyResult
+from ..retry import RetryPolicy
+from ._common import common_options, options_from, remote_options
+
+
+@click.command()
+@click.option("--src", required=True, help="The backup to check, e.g. s3://bucket/vm/daily.")
+@click.option("--structure-only", is_flag=True,
+              help="Only the listing and the manifest: no provider checksums, no data read.")
+@click.option("--read-data", is_flag=True, help="Read every byte and check it against the manifest.")
+@click.option("--read-data-subset", metavar="P%|N/M",
+              help="Read only a deterministic slice of the parts: N/M, or P% (a slice that changes daily, "
+                   "so a daily job reads every part in 100/P days). Implies --read-data.")
+@common_options
+@remote_options
+def verify(**kw: Any) -> None:
+    """Check a backup without restoring it: structure, the store's checksums, optionally the data.
+
+    Exits 0 when clean, 3 when problems were found (all listed), 1 when it could not check."""
+    as_json = kw.pop("as_json")
+    opts = options_from(kw, kw["concurrency"])
+    result = api.verify(
+        kw["src"], structure_only=kw["structure_only"], read_data=kw["read_data"],
+        read_data_subset=kw["read_data_subset"], concurrency=kw["concurrency"],
+        max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
+        retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for p in result.problems:
+            click.echo(f"problem: {p}", err=True)
+        click.echo(summary(result), err=True)
+    if result.problems:
+        first = result.problems[0]
+        raise BadBackupError(
+            f"{len(result.problems)} problem(s) found in {result.src}, first: {first}; "
+            "rerun the backup to repair it (a restore of it would fail)"
+        )
+
+
+def summary(r: VerifyResult) -> str:
+    checks = ["structure"]
+    if r.parts_provider_checked:
+        checks.append(f"{r.parts_provider_checked} provider checksums")
+    if r.parts_read or r.subset:
+        checks.append(f"{r.parts_read} parts read ({human_bytes(r.bytes_read)}"
+                      + (f", slice {r.subset})" if r.subset else ")"))
+    state = "clean" if not r.problems else f"{len(r.problems)} problem(s)"
+    return (
+        f"verified {r.src} ({r.made_by}, {human_bytes(r.backup_bytes)}, {r.files} files, {r.parts} parts, "
+        f"{r.parts_with_checksums} with checksums) in {r.seconds:.2f}s: {', '.join(checks)}: {state}"
+    )
