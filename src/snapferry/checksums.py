@@ -20,12 +20,12 @@ import json
 import logging
 import mmap
 import os
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import crc32c
+from isal import isal_zlib
 
 from .errors import BadBackupError
 from .parts import BACKUP_METADATA_FILE, Part, always_transfer
@@ -40,6 +40,11 @@ BLOCK = 16 * 1024 * 1024
 _HEADER_V1 = "snapferry-checksums 1 crc32 16777216"
 _HEADER_V2 = "snapferry-checksums 2 crc32 16777216 crc32c"
 MANIFEST_VERSION = 2
+
+# zlib's CRC32 (the same polynomial and values), from ISA-L: folded with PCLMULQDQ, about
+# four times zlib's speed here (16 MiB: 1.8 ms vs 7.2 ms), and it releases the GIL. Every
+# byte a backup stores and a restore downloads passes through it.
+crc32 = isal_zlib.crc32
 
 
 class PartCrcs(list[int]):
@@ -67,7 +72,7 @@ def region_crcs(fd: int, offset: int, size: int) -> PartCrcs:
     The bytes are hashed where the page cache holds them (mmap), not copied into a
     buffer first: right after a backup wrote or read them, that is all the work left.
     One block is mapped at a time, so the mapped pages never add more than a block to
-    the process's resident set. zlib releases the GIL on big buffers, so several
+    the process's resident set. Both CRCs release the GIL on big buffers, so several
     threads hash in parallel.
     """
     if size == 0:
@@ -82,7 +87,7 @@ def region_crcs(fd: int, offset: int, size: int) -> PartCrcs:
         start = pos - pos % mmap.ALLOCATIONGRANULARITY
         skip = pos - start
         with mmap.mmap(fd, skip + n, prot=mmap.PROT_READ, offset=start) as m, memoryview(m) as mv:
-            out.append(zlib.crc32(mv[skip:]))
+            out.append(crc32(mv[skip:]))
             c32c = crc32c.crc32c(mv[skip:], c32c)
     return PartCrcs(out, c32c)
 
@@ -103,7 +108,7 @@ class BlockCrcs:
         n = len(data)
         self._c32c = crc32c.crc32c(data, self._c32c)
         if self._fill == 0 and n <= BLOCK:
-            crc = zlib.crc32(data)
+            crc = crc32(data)
             if n == BLOCK:
                 self._done.append(crc)
             else:
@@ -113,7 +118,7 @@ class BlockCrcs:
             pos = 0
             while pos < n:
                 take = min(BLOCK - self._fill, n - pos)
-                self._crc = zlib.crc32(mv[pos : pos + take], self._crc)
+                self._crc = crc32(mv[pos : pos + take], self._crc)
                 self._fill += take
                 pos += take
                 if self._fill == BLOCK:
@@ -214,7 +219,7 @@ def expected_provider_digest(entry: list[int], kept: ProviderChecksum) -> bytes 
         if kept.chunks == len(entry) and kept.chunk_size == BLOCK:
             # Chunks of one BLOCK each (snapferry's multipart chunk size): the composite is
             # the CRC32 of the chunks' CRC32s, which are the manifest's block CRCs.
-            return zlib.crc32(b"".join(c.to_bytes(4, "big") for c in entry)).to_bytes(4, "big")
+            return crc32(b"".join(c.to_bytes(4, "big") for c in entry)).to_bytes(4, "big")
     return None
 
 

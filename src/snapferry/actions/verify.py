@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from ..checksums import (
     MANIFEST_FILE,
     ManifestState,
     ProviderChecksum,
+    crc32,
     expected_provider_digest,
     made_by_snapferry,
     read_manifest,
@@ -76,7 +76,7 @@ class Subset:
         return sub
 
     def has(self, part: Part) -> bool:
-        return zlib.crc32(part.name.encode("utf-8", "surrogateescape")) % self.count == self.index - 1
+        return crc32(part.name.encode("utf-8", "surrogateescape")) % self.count == self.index - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +268,7 @@ def _read_data(
                         if not n:
                             raise _short(p, state[0], src)
                         throttle.take(n, stop)
-                        state[1] = zlib.crc32(mv[:n], state[1])
+                        state[1] = crc32(mv[:n], state[1])
                         state[0] += n
                         progress.add(n)
                         if state[0] % BLOCK == 0 or state[0] == p.size:

@@ -21,12 +21,11 @@ import mmap
 import os
 import queue
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import directio
-from ..checksums import BLOCK
+from ..checksums import BLOCK, crc32
 from ..durable import copy_range
 from ..errors import BadBackupError, Interrupted, RemoteError, SnapferryError, TransientRemoteError
 from ..parts import Part
@@ -436,7 +435,7 @@ class Downloader:
         block is wrong can never count as complete (no fsync, no rename, no journal record).
         On a mismatch the block's bytes already handed over are taken back and it is read again."""
         with memoryview(buf) as mv:
-            state[1] = zlib.crc32(mv[:n], state[1])
+            state[1] = crc32(mv[:n], state[1])
         pos = state[0] + n
         if pos % BLOCK and pos != c.part.size:
             return
