@@ -209,7 +209,7 @@ def _provider(
     """Compare each part's provider checksum with the manifest; returns how many could be."""
     reader: Callable[[Part], ProviderChecksum | None] | None = getattr(src, "part_checksum", None)
     if reader is None:
-        log.info("%s keeps no checksums snapferry can read; structure only", src.url)
+        log.debug("%s keeps no checksums snapferry can read", src.url)
         return 0
     lock = threading.Lock()
     counted = [0]
