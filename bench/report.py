@@ -48,7 +48,7 @@ def _f(x: Any, fmt: str = "{:.2f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
-ORDER = ["a", "b", "c", "d-fs", "d-s3", "e-fs", "e-s3", "f-fs", "f-s3", "planner", "grid-fs", "grid-s3",
+ORDER = ["a", "b", "c", "d-fs", "d-s3", "e-fs", "e-s3", "f-fs", "f-s3", "v", "planner", "grid-fs", "grid-s3",
          "grid-proxy"]
 
 

@@ -1,7 +1,7 @@
 """snapferry benchmarks against vmbackup/vmrestore 1.79.5 and `cp -a` + `sync`.
 
 Run: .venv/bin/python -m bench.run [--scale GiB] [--seed N] [--runs 5]
-         [--scenarios a,b,c,d,e,f,planner] [--workdir DIR] [--profile] [--fresh]
+         [--scenarios a,b,c,d,e,f,v,planner] [--workdir DIR] [--profile] [--fresh]
 
 Scenarios (ids accepted by --scenarios; a letter selects all its variants):
   a      full restore from fs://                snapferry | vmrestore | cp -a + sync
@@ -11,7 +11,11 @@ Scenarios (ids accepted by --scenarios; a letter selects all its variants):
   d      incremental restore, nothing changed: d-fs, d-s3   snapferry | vmrestore
   e      full backup: e-fs (snapferry | vmbackup | cp -a + sync), e-s3 (snapferry | vmbackup)
   f      incremental backup, nothing changed: f-fs, f-s3   snapferry | vmbackup
+  v      verify of the s3:// backup (SeaweedFS): --read-data | snapferry restore (the same bytes
+         restored) | provider checksums | --structure-only (issue 11: --read-data at least as fast as
+         the restore, structure-only under 1 s)
   planner  plan_restore of 1,000,000 synthetic parts (bench/planner.py)
+  (a and b also run "snapferry --no-checksums": the ratio is the cost of the default check)
   grid-fs, grid-s3, grid-proxy   snapferry tuning grid (not in the default set)
 
 Each scenario runs its tools in alternation (A B C A B C ...): one warm-up round
@@ -34,8 +38,8 @@ from .machine import git_commit, machine_info, snapferry_defaults
 from .scenarios import Bench
 from .tools import HERE, RESULTS, rmtree
 
-DEFAULT_SCENARIOS = "a,b,c,d,e,f,planner"
-ALL_IDS = ["a", "d-fs", "f-fs", "e-fs", "b", "d-s3", "f-s3", "c", "e-s3", "planner",
+DEFAULT_SCENARIOS = "a,b,c,d,e,f,v,planner"
+ALL_IDS = ["a", "d-fs", "f-fs", "e-fs", "b", "d-s3", "f-s3", "c", "e-s3", "v", "planner",
            "grid-fs", "grid-s3", "grid-proxy"]
 
 

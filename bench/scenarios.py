@@ -19,6 +19,7 @@ from .tools import (
     rmtree,
     sf_backup,
     sf_restore,
+    sf_verify,
     sfrun,
     sh_cp,
     sh_read,
@@ -176,6 +177,11 @@ class Bench:
 
         t = target("snapferry")
         tools.append(Tool("snapferry", sf_restore(url, t, sf_extra), clean(t), lambda t=t: ver.tree(t), self.env))
+        if sid in ("a", "b"):
+            # The same restore without the default in-memory check of every byte: the ratio is its cost.
+            t = target("snapferry-nocheck")
+            tools.append(Tool("snapferry --no-checksums", sf_restore(url, t, [*sf_extra, "--no-checksums"]),
+                              clean(t), lambda t=t: ver.tree(t), self.env))
         t = target("vmrestore")
         tools.append(Tool("vmrestore 1.79.5", vmrestore(url, t, vm_extra), clean(t), lambda t=t: ver.tree(t),
                           self.env, kind="peer"))
@@ -291,9 +297,27 @@ class Bench:
             return Scenario("e-s3", "full backup, s3:// (SeaweedFS, loopback)", self.ds.total_bytes, tools,
                             watch=[weed.pid], notes="old objects deleted and volumes vacuumed before each run",
                             cleanup=drop_all)
+        if sid == "v":
+            return self._verify_scenario()
         if sid.startswith("grid-"):
             return self._grid(sid)
         raise SystemExit(f"unknown scenario {sid!r}")
+
+    def _verify_scenario(self) -> Scenario:
+        """verify of the reference s3:// backup, each mode, beside a full restore of the same bytes."""
+        weed = self.start_weed()
+        src = self.s3_backup(self.ds)
+        ep = ["--custom-s3-endpoint", weed.endpoint]
+        t = self.targets / "v-restore"
+        tools = [
+            Tool("verify --read-data", sf_verify(src, [*ep, "--read-data"]), env=self.env),
+            Tool("snapferry restore", sf_restore(src, t, ep), lambda: rmtree(t), env=self.env, kind="peer"),
+            Tool("verify (provider checksums)", sf_verify(src, ep), env=self.env, kind="floor"),
+            Tool("verify --structure-only", sf_verify(src, [*ep, "--structure-only"]), env=self.env, kind="floor"),
+        ]
+        return Scenario("v", "verify, s3:// (SeaweedFS, loopback)", self.ds.total_bytes, tools, watch=[weed.pid],
+                        notes="MB/s of the structure and provider rows count the backup's bytes, not bytes read",
+                        cleanup=lambda: rmtree(t))
 
     def _incr_restore(self, sid: str, src: str, endpoint: str | None, watch: list[int] | None = None) -> Scenario:
         target = self.targets / f"{sid}-shared"

@@ -80,6 +80,10 @@ def sf_restore(src: str, dst: Path, extra: list[str] | None = None) -> Callable[
                     *(extra or [])]
 
 
+def sf_verify(src: str, extra: list[str]) -> Callable[[], list[str]]:
+    return lambda: [str(SNAPFERRY), "verify", "--src", src, "--progress", "off", "--json", *extra]
+
+
 def sfrun(src: str, dst: Path, args: list[str]) -> Callable[[], list[str]]:
     return lambda: [sys.executable, "-m", "bench.sfrun", "--src", src, "--dst", str(dst), *args]
 
