@@ -280,24 +280,35 @@ def check_inventory(src: Remote, parts: list[Part], *, verify: bool) -> dict[str
     """The one check restore and copy make before they change anything: every part the
     manifest lists must be in the listing (else the backup is incomplete, exit 3).
 
-    Returns the entries a restore checks its bytes against. Without a manifest: a
-    vmbackup backup has none and is restored unverified; a snapferry backup whose
-    manifest vanished (or is unreadable) is said so, and `verify` (restore --verify)
-    refuses it, since nothing can prove that no part is lost.
+    Returns the entries a restore checks its bytes against. A snapferry backup lists
+    exactly its parts in its manifest; a listing with parts the manifest lacks means
+    another tool (vmbackup) wrote to the backup afterwards, deleting and adding parts,
+    so the manifest is no inventory any more: said, and refused by `verify` (restore
+    --verify), while the parts it does list are still checked (a part's name fixes its
+    bytes). Without a manifest: a vmbackup backup has none and is restored unverified;
+    a snapferry backup whose manifest vanished (or is unreadable) is said so, and
+    `verify` refuses it, since nothing can prove that no part is lost.
     """
     m = read_manifest(src)
+    entries: dict[str, list[int]] = {}
     if m.state is ManifestState.PRESENT:
+        entries = verifiable(parts, m.entries)
+        unlisted = sorted(p.name for p in parts if p.name not in m.entries)
         lost = missing_parts(parts, m)
-        if lost:
-            raise BadBackupError(
-                f"the backup {src.url} is incomplete: {lost[0]} is listed in its {MANIFEST_FILE} but missing "
-                f"from the store ({len(lost)} part(s) lost); rerun the backup to repair it"
-            )
-        return verifiable(parts, m.entries)
-    ours = made_by_snapferry(read_metadata(src))
-    if m.state is ManifestState.UNREADABLE:
+        if not unlisted:
+            if lost:
+                raise BadBackupError(
+                    f"the backup {src.url} is incomplete: {lost[0]} is listed in its {MANIFEST_FILE} but missing "
+                    f"from the store ({len(lost)} part(s) lost); rerun the backup to repair it"
+                )
+            return entries
+        problem = (
+            f"its {MANIFEST_FILE} does not list {len(unlisted)} of its parts (e.g. {unlisted[0]}): another tool "
+            "wrote to it after snapferry"
+        )
+    elif m.state is ManifestState.UNREADABLE:
         problem = f"its {MANIFEST_FILE} is unreadable ({m.detail})"
-    elif ours:
+    elif made_by_snapferry(read_metadata(src)):
         problem = f"it was made by snapferry but its {MANIFEST_FILE} is missing"
     else:
         log.warning("%s has no %s (made by vmbackup?): its parts cannot be checked", src.url, MANIFEST_FILE)
@@ -307,5 +318,5 @@ def check_inventory(src: Remote, parts: list[Part], *, verify: bool) -> dict[str
             f"cannot verify {src.url}: {problem}, so lost or corrupt parts cannot be detected; "
             "rerun the backup to rewrite it, or restore without --verify to accept the risk"
         )
-    log.warning("%s: %s; restoring without checksums", src.url, problem)
-    return {}
+    log.warning("%s: %s; lost parts cannot be detected, %d parts are checked", src.url, problem, len(entries))
+    return entries

@@ -44,6 +44,14 @@ def _through(seaweedfs: S3Server, proxy: FaultProxy) -> snapferry.RemoteOptions:
     return opts
 
 
+def _backup_flipping_p2(seaweedfs: S3Server, flips: FaultProxy, snapshot_tree: Path) -> str:
+    """A backup on SeaweedFS; from now on every ranged GET of P2 arrives with a byte flipped."""
+    url, opts = seaweedfs.new_remote()
+    snapferry.backup(url, str(snapshot_tree), remote_options=opts, max_part_size=MIB, progress="off")
+    flips.set_plan(FaultPlan(rate=1.0, kinds=["flip"], match=lambda q: ranged_get(q) and q.path.endswith(P2)))
+    return url
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 def test_a_flipped_byte_in_transit_is_fetched_again_and_the_restore_is_identical(
     seaweedfs: S3Server, flips: FaultProxy, snapshot_tree: Path, tmp_path: Path, inplace: bool
@@ -66,9 +74,7 @@ def test_a_flipped_byte_in_transit_is_fetched_again_and_the_restore_is_identical
 def test_a_part_wrong_every_time_fails_the_restore_naming_it_and_nothing_bad_is_renamed(
     seaweedfs: S3Server, flips: FaultProxy, snapshot_tree: Path, tmp_path: Path
 ) -> None:
-    url, opts = seaweedfs.new_remote()
-    snapferry.backup(url, str(snapshot_tree), remote_options=opts, max_part_size=MIB, progress="off")
-    flips.set_plan(FaultPlan(rate=1.0, kinds=["flip"], match=lambda q: ranged_get(q) and q.path.endswith(P2)))
+    url = _backup_flipping_p2(seaweedfs, flips, snapshot_tree)
     out = tmp_path / "out"
     with pytest.raises(BadBackupError) as e:
         snapferry.restore(url, str(out), remote_options=_through(seaweedfs, flips), progress="off",
@@ -90,9 +96,7 @@ def test_a_part_wrong_every_time_fails_the_restore_naming_it_and_nothing_bad_is_
 def test_no_checksums_switches_the_check_off(
     seaweedfs: S3Server, flips: FaultProxy, snapshot_tree: Path, tmp_path: Path
 ) -> None:
-    url, opts = seaweedfs.new_remote()
-    snapferry.backup(url, str(snapshot_tree), remote_options=opts, max_part_size=MIB, progress="off")
-    flips.set_plan(FaultPlan(rate=1.0, kinds=["flip"], match=lambda q: ranged_get(q) and q.path.endswith(P2)))
+    url = _backup_flipping_p2(seaweedfs, flips, snapshot_tree)
     out = tmp_path / "out"
     r = snapferry.restore(url, str(out), remote_options=_through(seaweedfs, flips), progress="off", checksums=False)
     assert (r.parts_verified, r.parts_unverified) == (0, 11)
@@ -149,3 +153,24 @@ def test_the_summary_counts_what_an_earlier_run_left_as_kept(snapshot_tree: Path
     summary = p.stderr.strip().splitlines()[-1]
     assert f"kept {human_bytes(res['kept_bytes'])} from an earlier run" in summary, summary
     assert "kept 0 B" not in summary
+
+
+def test_a_manifest_another_tool_left_stale_is_no_inventory(snapshot_tree: Path, tmp_path: Path) -> None:
+    """vmbackup over a snapferry backup deletes and adds parts and leaves the manifest as it was:
+    the parts missing then are not lost, but the manifest can no longer tell; --verify refuses."""
+    bk = tmp_path / "bk"
+    snapferry.backup(f"fs://{bk}", str(snapshot_tree), max_part_size=MIB, progress="off")
+    gone = next((bk / INDEX_FILE).iterdir())
+    gone.unlink()
+    (snapshot_tree / INDEX_FILE).unlink()
+    new = bk / "data/small/2026_11/17A3F0C2D1E50050/new.bin/0000000000000003_0000000000000000_0000000000000003"
+    new.parent.mkdir()
+    new.write_bytes(b"abc")
+    (snapshot_tree / "data/small/2026_11/17A3F0C2D1E50050/new.bin").write_bytes(b"abc")
+    p = _cli("restore", "--src", f"fs://{bk}", "--dst", str(tmp_path / "a"), "--progress", "off", "--json")
+    assert p.returncode == 0, p.stderr
+    assert "does not list 1 of its parts" in p.stderr
+    assert tree_digest(tmp_path / "a") == tree_digest(snapshot_tree)
+    assert json.loads(p.stdout)["parts_verified"] == 8  # the parts it does list are still checked
+    p = _cli("restore", "--src", f"fs://{bk}", "--dst", str(tmp_path / "b"), "--progress", "off", "--verify")
+    assert p.returncode == 3 and "cannot verify" in p.stderr and "new.bin" in p.stderr
