@@ -18,7 +18,8 @@ from ..remotes.base import Remote
 from ..results import BackupInfo, InfoResult
 
 # vmbackupmanager's backup names (see the README's "Verifying backups")
-_MANAGER = re.compile(r"(latest|(?:hourly|daily|weekly|monthly)/[^/]+)/")
+# ("." and ".." are no names: a name from the remote is read under the URL, never above it)
+_MANAGER = re.compile(r"(latest|(?:hourly|daily|weekly|monthly)/(?!\.\.?/)[^/]+)/")
 _ORDER = {"latest": 0, "hourly": 1, "daily": 2, "weekly": 3, "monthly": 4}
 
 
