@@ -47,8 +47,10 @@ def _run(args: list[str]) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:
-        cli.main(args=args, prog_name="snapferry", standalone_mode=False)
-        return 0
+        # Without standalone mode click returns the code of a command's Exit (verify: 3 when it
+        # found problems, its JSON result already printed) instead of raising it.
+        rv = cli.main(args=args, prog_name="snapferry", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
     except click.exceptions.Abort:
         return _interrupted(signal.SIGINT)
     except click.ClickException as e:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .. import api
-from ..errors import BadBackupError
+from ..errors import EXIT_BAD_BACKUP
 from ..progress import human_bytes
 from ..results import VerifyResult
 from ..retry import RetryPolicy
@@ -44,11 +44,14 @@ def verify(**kw: Any) -> None:
             click.echo(f"problem: {p}", err=True)
         click.echo(summary(result), err=True)
     if result.problems:
+        # The result (with every problem) is the output, also with --json: one error line on
+        # stderr and the exit code, not a second JSON object as for a failure to check.
         first = result.problems[0]
-        raise BadBackupError(
-            f"{len(result.problems)} problem(s) found in {result.src}, first: {first}; "
-            "rerun the backup to repair it (a restore of it would fail)"
+        click.echo(
+            f"snapferry: error: {len(result.problems)} problem(s) found in {result.src}, first: {first}; "
+            "rerun the backup to repair it (a restore of it would fail)", err=True,
         )
+        raise click.exceptions.Exit(EXIT_BAD_BACKUP)
 
 
 def summary(r: VerifyResult) -> str:
