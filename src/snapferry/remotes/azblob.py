@@ -194,7 +194,8 @@ class AzblobRemote(ObjectStore):
         if status != "success":
             raise TransientRemoteError(f"copying {src_key}: the server-side copy ended as {status!r}")
 
-    # --- verify's optional capabilities -----------------------------------
+    # No part_checksum for verify: Azure keeps at most a Content-MD5 (single-shot uploads
+    # only), which a CRC manifest cannot be compared with.
 
     def close(self) -> None:
         try:
