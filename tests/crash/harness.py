@@ -277,7 +277,10 @@ def run_and_kill(
         try:
             killed = False
             if trigger is not None:
-                wait_until(lambda: proc.poll() is not None or trigger(proc.pid), RUN_BOUND, 0.002)
+                if sig == signal.SIGKILL and not extra_delay:
+                    _wait_frozen(proc, trigger)
+                else:
+                    wait_until(lambda: proc.poll() is not None or trigger(proc.pid), RUN_BOUND, 0.002)
                 end = time.monotonic() + extra_delay
                 while proc.poll() is None and time.monotonic() < end:
                     time.sleep(0.002)
@@ -296,6 +299,36 @@ def run_and_kill(
     # A signal that arrives as the process exits on its own does not count as a kill.
     landed = killed and rc in (-sig, 128 + sig)
     return Attempt(list(argv), rc, stdout, stderr, landed)
+
+
+def _wait_frozen(proc: subprocess.Popen[bytes], trigger: Callable[[int], bool]) -> None:
+    """Wait until trigger holds, then leave the process stopped (SIGSTOP) with it still holding.
+
+    On a loaded machine this process can be descheduled between seeing the trigger
+    and sending SIGKILL, and the run moves on meanwhile (a file it was writing gets
+    finished and renamed): the kill then lands on a state the trigger never saw. The
+    trigger is checked again on the stopped process; SIGKILL ends a stopped process.
+    """
+    deadline = time.monotonic() + RUN_BOUND
+    while time.monotonic() < deadline:
+        wait_until(lambda: proc.poll() is not None or trigger(proc.pid), RUN_BOUND, 0.002)
+        if proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGSTOP)
+        wait_until(lambda: proc.poll() is not None or _stopped(proc.pid), RUN_BOUND, 0.001)
+        if trigger(proc.pid):
+            return
+        proc.send_signal(signal.SIGCONT)
+
+
+def _stopped(pid: int) -> bool:
+    """Every thread of pid has stopped (state T in /proc)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        states = [Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True  # gone: nothing runs on
+    return all(st in ("T", "t", "Z", "X") for st in states)
 
 
 # -- cycles ----------------------------------------------------------------------
