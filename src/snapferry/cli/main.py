@@ -15,7 +15,7 @@ import click
 
 from ..errors import EXIT_FAILURE, EXIT_USAGE, Interrupted, NoSpaceError, SnapferryError
 from ..libc import LIBC
-from . import backup_cmd, copy_cmd, info_cmd, manager_cmd, restore_cmd, verify_cmd
+from . import backup_cmd, copy_cmd, dropin_cmd, info_cmd, manager_cmd, restore_cmd, verify_cmd
 from ._common import ENV, LOG_LEVELS, emit_error, setup_logging
 
 _M_MMAP_THRESHOLD = -3  # mallopt(3)
@@ -31,7 +31,7 @@ def cli(log_level: str) -> None:
     setup_logging(log_level)
 
 for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy, manager_cmd.manager, verify_cmd.verify,
-                 info_cmd.info):
+                 info_cmd.info, *dropin_cmd.COMMANDS):
     cli.add_command(_command)
 
 
