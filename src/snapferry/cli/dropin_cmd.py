@@ -24,7 +24,7 @@ def _command(tool: Tool) -> click.Command:
     def command(args: tuple[str, ...]) -> None:
         from .main import main  # main registers this module: import at call time
 
-        raise click.exceptions.Exit(run(tool, list(args), main))
+        raise click.exceptions.Exit(run(tool, list(args), main, accepted))
 
     command.help = (
         f"Run a {tool.value} command line unchanged (Go-style flags, e.g. -dst=s3://b/p); "
@@ -36,12 +36,23 @@ def _command(tool: Tool) -> click.Command:
 COMMANDS = [_command(tool) for tool in Tool]
 
 
+def accepted(path: tuple[str, ...]) -> set[str]:
+    """The options of `snapferry <path...>`, read from the click commands themselves."""
+    from .main import cli
+
+    cmd: click.Command = cli
+    for word in path:
+        assert isinstance(cmd, click.Group), path
+        cmd = cmd.commands[word]
+    return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+
+
 def _entry(tool: Tool) -> None:
     from .main import _big_buffers_unmapped_when_freed, main
 
     _big_buffers_unmapped_when_freed()
     # The script's own argv goes to the Go parser as it is (click would drop a `--`).
-    sys.exit(run(tool, sys.argv[1:], main))
+    sys.exit(run(tool, sys.argv[1:], main, accepted))
 
 
 def vmbackup_entry() -> None:

@@ -23,7 +23,7 @@ from ..errors import EXIT_USAGE, SnapferryError
 from .goflags import FlagKind, FlagSet, GoFlagError, HelpRequested
 from .metrics import RunMetrics, serving
 from .tables import TABLES, Tool
-from .translate import LogSetup, Translation, translate
+from .translate import Accepted, LogSetup, Translation, translate
 
 log = logging.getLogger("snapferry")
 
@@ -34,8 +34,10 @@ def flag_set(tool: Tool) -> FlagSet:
     return FlagSet(tool.value, (r.spec for r in TABLES[tool]))
 
 
-def run(tool: Tool, argv: Sequence[str], cli_main: CliMain, environ: Mapping[str, str] | None = None) -> int:
-    """`argv` is the original's command line without the program name."""
+def run(tool: Tool, argv: Sequence[str], cli_main: CliMain, accepted: Accepted | None = None,
+        environ: Mapping[str, str] | None = None) -> int:
+    """`argv` is the original's command line without the program name; `cli_main` runs a
+    snapferry command line, `accepted` tells the options a snapferry subcommand takes."""
     prog = f"snapferry-{tool.value}"
     env = os.environ if environ is None else environ
     try:
@@ -50,13 +52,15 @@ def run(tool: Tool, argv: Sequence[str], cli_main: CliMain, environ: Mapping[str
         click.echo(f"{prog} (snapferry {version('snapferry')}, a drop-in for {tool.value})")
         return 0
     try:
-        plan = translate(tool, parsed)
+        plan = translate(tool, parsed, accepted)
     except SnapferryError as e:
         click.echo(f"{prog}: error: {e}", err=True)
         return e.exit_code
     _setup_logging(plan.log)
     for name, why in plan.ignored:
         log.warning("-%s is accepted and ignored: %s", name, why)
+    for note in plan.notes:
+        log.info("%s", note)
     for name, var in parsed.from_env.items():
         log.info("-%s is read from the environment variable %s", name, var)
     return _execute(tool, plan, cli_main)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
@@ -49,20 +50,29 @@ class Translation:
     listen: ListenAddr | None = None
     direction: Direction = Direction.UPLOADED
     log: LogSetup = field(default_factory=LogSetup)
+    notes: list[str] = field(default_factory=list)  # logged at info level once logging is set up
 
 
-def translate(tool: Tool, parsed: ParsedFlags) -> Translation:
+# The options a snapferry (sub)command accepts, by its words after `snapferry`; from the
+# click commands themselves, so the mapping follows them (run.py passes it).
+Accepted = Callable[[tuple[str, ...]], set[str]]
+
+
+def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None) -> Translation:
     table = rules(tool)
     log = _log_setup(parsed)
     level_name = logging.getLevelName(log.level).lower()
     head = ["--log-level", level_name]
-    options = _plain_options(table, parsed)
+    structured = _plain_options(table, parsed)
     ignored = [(name, table[name].target) for name in parsed.values if table[name].action is Action.IGNORED]
-    pushes = [u for u in _list(parsed.get("pushmetrics.url")) if u] if tool is not Tool.VMBACKUPMANAGER else []
-    for url in pushes:
-        options += ["--push-metrics-url", url]
     if tool is Tool.VMBACKUPMANAGER:
-        return Translation(head + _manager(parsed, options), ignored, None, Direction.UPLOADED, log)
+        notes: list[str] = []
+        argv = head + _manager(parsed, structured, accepted, notes)
+        return Translation(argv, ignored, None, Direction.UPLOADED, log, notes)
+    options = _flat(structured)
+    for url in _list(parsed.get("pushmetrics.url")):
+        if url:
+            options += ["--push-metrics-url", url]
     if parsed.args:
         raise UsageError(
             f"unprocessed command-line args left: {parsed.args}; the most likely reason is a missing `=` "
@@ -114,7 +124,16 @@ _MANAGER_SUBCOMMANDS: dict[tuple[str, ...], int] = {
 }
 
 
-def _manager(parsed: ParsedFlags, options: list[str]) -> list[str]:
+def _manager(parsed: ParsedFlags, options: list[Option], accepted: Accepted | None,
+             notes: list[str]) -> list[str]:
+    """vmbackupmanager's flags are global; each `snapferry manager` subcommand takes the
+    options it has a use for (e.g. `restore get` only --storage-data-path): the rest of a
+    shared command line, as the operator passes it to every container, is left out.
+
+    Its `backup ...`/`restore create|get|delete` ask vmbackupmanager's API, which knows
+    -dst and -storageDataPath; snapferry's read the remote and the data path directly, so
+    where the command line does not name them, SNAPFERRY_DST and SNAPFERRY_STORAGE_DATA_PATH
+    (set in the sidecar's environment) do."""
     words = parsed.args
     for cmd, operands in sorted(_MANAGER_SUBCOMMANDS.items(), key=lambda kv: -len(kv[0])):
         if tuple(words[: len(cmd)]) == cmd and len(words) == len(cmd) + operands:
@@ -124,27 +143,42 @@ def _manager(parsed: ParsedFlags, options: list[str]) -> list[str]:
             f"vmbackupmanager does not know the subcommand {' '.join(words)!r}; use one of: backup list, "
             "backup lock NAME, backup unlock NAME, restore, restore create NAME, restore get, restore delete"
         )
-    extra: list[str] = []
     addrs = [a for a in _list(parsed.get("httpListenAddr")) if a]
     if addrs:
-        extra += ["--http-listen-addr", addrs[0]]
+        options.append(("--http-listen-addr", addrs[0]))
     interval = parsed.get("backupInterval")
     if isinstance(interval, float) and interval > 0:
-        extra += ["--backup-interval", f"{interval:g}"]
-    return ["manager", *options, *extra, *words]
+        options.append(("--backup-interval", f"{interval:g}"))
+    if cmd in (("backup", "list"), ("backup", "lock"), ("backup", "unlock")):
+        options.append(("--json", None))  # vmbackupmanager prints these as JSON
+    path = ("manager", *cmd)
+    if accepted is not None:
+        takes = accepted(path)
+        left_out = sorted({opt for opt, _ in options if opt not in takes})
+        if left_out:
+            notes.append(f"`snapferry {' '.join(path)}` has no use for {', '.join(left_out)}")
+        options = [(opt, v) for opt, v in options if opt in takes]
+    return [*path, *words[len(cmd):], *_flat(options)]
 
 
-def _plain_options(table: dict[str, Rule], parsed: ParsedFlags) -> list[str]:
-    out: list[str] = []
+Option = tuple[str, str | None]  # (--option, value) or (--switch, None)
+
+
+def _plain_options(table: dict[str, Rule], parsed: ParsedFlags) -> list[Option]:
+    out: list[Option] = []
     for name, value in parsed.values.items():
         rule = table[name]
         if rule.action is Action.OPTION:
-            out += [rule.target, _format(value)]
+            out.append((rule.target, _format(value)))
         elif rule.action is Action.SWITCH and value is True:
-            out.append(rule.target)
+            out.append((rule.target, None))
         elif rule.action is Action.NEGATABLE:
-            out.append(rule.target if value else "--no-" + rule.target[2:])
+            out.append((rule.target if value else "--no-" + rule.target[2:], None))
     return out
+
+
+def _flat(options: list[Option]) -> list[str]:
+    return [w for opt, value in options for w in ((opt,) if value is None else (opt, value))]
 
 
 def _log_setup(parsed: ParsedFlags) -> LogSetup:
