@@ -4,6 +4,8 @@ flags, -version/-help, the completion-marker check and /metrics while the run la
 from __future__ import annotations
 
 import contextlib
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -208,3 +210,31 @@ def test_the_default_listen_address_is_loopback_and_a_busy_one_only_warns(tmp_pa
 def test_console_scripts_are_installed() -> None:
     for tool in TOOLS:
         assert Path(script(tool)).parent == Path(sys.executable).parent
+
+
+def test_sigterm_stops_with_143_and_the_exact_drop_in_command_to_rerun(tmp_path: Path) -> None:
+    storage, bk = tmp_path / "vm", tmp_path / "bk"
+    snap = make_vm_snapshot(storage, seed=47, scale_bytes=6 * MiB)
+    port = free_port()
+    args = [f"-storageDataPath={storage}", f"-snapshotName={snap.name}", f"-dst=fs://{bk}",
+            f"-httpListenAddr=127.0.0.1:{port}", "-maxBytesPerSecond=1MiB"]
+    proc = subprocess.Popen([script("vmbackup"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.poll() is None:  # stop it once bytes have moved
+            with contextlib.suppress(urllib.error.URLError, ConnectionError):
+                if _scrape(port)["vm_backups_uploaded_bytes_total"] > 0:
+                    proc.send_signal(signal.SIGTERM)
+                    break
+            time.sleep(0.1)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    hint = [ln for ln in err.splitlines() if "interrupted by SIGTERM" in ln]
+    assert len(hint) == 1 and "Traceback" not in err, err
+    rerun = shlex.split(hint[0].split("rerun `", 1)[1].split("`", 1)[0])
+    assert rerun == ["snapferry-vmbackup", *args]
+    assert not (bk / "backup_complete.ignore").exists()
+    run_script("vmbackup", rerun[1:])
+    assert restores_to(bk) == _snapshot_digest(snap)

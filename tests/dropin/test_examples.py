@@ -208,3 +208,20 @@ def test_restored_samples_are_the_ingested_ones(vm_server: Callable[..., VMServe
     assert_same_tree(out, tmp_path / "by-vmrestore")
     vm.stop()
     assert vm_server(out).export('{__name__="snapferry_test"}') == samples
+
+
+def test_snapshot_delete_url_is_a_base_url_as_for_vmbackup(vm_server: Callable[..., VMServer], tmp_path: Path) -> None:
+    """-snapshot.deleteURL=http://host:8428/snapshot/delete (as the operator passes it):
+    vmbackup sends the snapshot's name along; so must snapferry, or the snapshot stays."""
+    storage = tmp_path / "vm"
+    vm = vm_server(storage)
+    vm.ingest(make_samples(seed=64, series=2, per_series=50))
+    vm.force_flush()
+    args = [f"-storageDataPath={storage}", f"-snapshot.createURL={vm.snapshot_create_url}",
+            f"-snapshot.deleteURL={vm.url}/snapshot/delete"]
+    _run([require_binary("vmbackup"), *args, f"-dst=fs://{tmp_path}/theirs",
+          f"-httpListenAddr=127.0.0.1:{free_port()}"])
+    assert vm.snapshot_list() == []
+    run_script("vmbackup", [*args, f"-dst=fs://{tmp_path}/ours", f"-httpListenAddr=127.0.0.1:{free_port()}"])
+    assert vm.snapshot_list() == []
+    assert not any((storage / "snapshots").iterdir())

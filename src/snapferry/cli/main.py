@@ -96,10 +96,12 @@ def _json_error(args: list[str], message: str, err: Exception, code: int) -> int
 
 def _interrupted(signum: int) -> int:
     name = signal.Signals(signum).name
-    cmd = shlex.join(sys.argv[1:]) or "the same command"
+    # The program as it was called: snapferry, or a drop-in script (snapferry-vmbackup ...).
+    prog = os.path.basename(sys.argv[0]) if os.path.basename(sys.argv[0]).startswith("snapferry") else "snapferry"
+    cmd = shlex.join([prog, *sys.argv[1:]]) if sys.argv[1:] else "the same command"
     click.echo(
         f"snapferry: interrupted by {name}; nothing is lost and the work is resumable: rerun "
-        f"`snapferry {cmd}` to continue",
+        f"`{cmd}` to continue",
         err=True,
     )
     return 128 + signum
