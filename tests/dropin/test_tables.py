@@ -102,6 +102,7 @@ def test_vmbackupmanager_subcommands_get_the_options_they_take() -> None:
     lock = tr(Tool.VMBACKUPMANAGER, "backup", "lock", "daily/2026-11-27", *common)[2:]
     assert lock[:4] == ["manager", "backup", "lock", "daily/2026-11-27"]
     assert "--json" in lock and "--concurrency" not in lock and "--custom-s3-endpoint" in lock
+    assert "--http-listen-addr 0.0.0.0:8300" in " ".join(tr(Tool.VMBACKUPMANAGER, "-httpListenAddr=:8300"))
     init = tr(Tool.VMBACKUPMANAGER, "restore", "-eula", "-storageDataPath=/d", "-concurrency=2")[2:]
     assert init == ["manager", "restore", "--storage-data-path", "/d", "--concurrency", "2"]
     for bad in (["backup"], ["backup", "lock"], ["restore", "create"], ["backup", "list", "extra"], ["frob"]):

@@ -145,7 +145,9 @@ def _manager(parsed: ParsedFlags, options: list[Option], accepted: Accepted | No
         )
     addrs = [a for a in _list(parsed.get("httpListenAddr")) if a]
     if addrs:
-        options.append(("--http-listen-addr", addrs[0]))
+        host, sep, port = addrs[0].rpartition(":")
+        # Go's ":8300" is every interface: spelled out for the manager's listener
+        options.append(("--http-listen-addr", f"0.0.0.0:{port}" if sep and not host else addrs[0]))
     interval = parsed.get("backupInterval")
     if isinstance(interval, float) and interval > 0:
         options.append(("--backup-interval", f"{interval:g}"))
