@@ -137,7 +137,7 @@ UPLOAD: list[Rule] = [
     _opt("s3ACL", K.STRING, "--s3-acl"),
 ]
 
-_PUSH = _special("pushmetrics.url", K.ARRAY, "`--push-metrics-url` (once per URL)")
+_PUSH = _special("pushmetrics.url", K.ARRAY, "`--push-metrics-url` (the first URL; more are reported as ignored)")
 _RESTORE_WRITES_NOTHING = "a restore uploads no object, so this upload setting has nothing to apply to"
 
 SNAPSHOT_TLS: list[Rule] = [

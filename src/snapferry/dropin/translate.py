@@ -70,9 +70,10 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
         argv = head + _manager(parsed, structured, accepted, notes)
         return Translation(argv, ignored, None, Direction.UPLOADED, log, notes)
     options = _flat(structured)
-    for url in _list(parsed.get("pushmetrics.url")):
-        if url:
-            options += ["--push-metrics-url", url]
+    urls = [u for u in _list(parsed.get("pushmetrics.url")) if u]
+    if urls:  # snapferry pushes once, at the end, to one URL
+        options += ["--push-metrics-url", urls[0]]
+        ignored += [("pushmetrics.url", f"metrics are pushed to the first URL only, not to {u}") for u in urls[1:]]
     if parsed.args:
         raise UsageError(
             f"unprocessed command-line args left: {parsed.args}; the most likely reason is a missing `=` "
