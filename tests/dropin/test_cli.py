@@ -4,6 +4,7 @@ flags, -version/-help, the completion-marker check and /metrics while the run la
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import signal
 import socket
@@ -18,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from snapferry.dropin.tables import TABLES, Tool
-from tests.datagen import assert_same_tree, make_vm_snapshot
+from tests.datagen import assert_same_tree, make_vm_snapshot, tree_digest
 from tests.dropin.helpers import TOOLS, parts_of, restores_to, run_script, script
 from tests.servers import free_port
 
@@ -166,13 +167,7 @@ def test_metrics_are_served_while_the_run_lasts(tool: str, tmp_path: Path) -> No
     assert any(k.startswith("snapferry_transferred_bytes") for k in seen[-1])
     assert not _port_open(port)  # the listener ends with the run
     if tool == "vmbackup":
-        assert restores_to(bk) == {k: v for k, v in _snapshot_digest(snap).items()}
-
-
-def _snapshot_digest(snap: Path) -> dict[str, str]:
-    from tests.datagen import tree_digest
-
-    return tree_digest(snap)
+        assert restores_to(bk) == tree_digest(snap)
 
 
 def test_an_explicit_listen_address_in_use_fails_before_the_run(tmp_path: Path) -> None:
@@ -204,7 +199,7 @@ def test_the_default_listen_address_is_loopback_and_a_busy_one_only_warns(tmp_pa
         proc = run_script("vmbackup", [f"-storageDataPath={storage}", f"-snapshotName={snap.name}",
                                        f"-dst=fs://{tmp_path}/bk"])
     assert "not serving /metrics at 127.0.0.1:8420" in proc.stderr
-    assert restores_to(tmp_path / "bk") == _snapshot_digest(snap)
+    assert restores_to(tmp_path / "bk") == tree_digest(snap)
 
 
 def test_console_scripts_are_installed() -> None:
@@ -237,4 +232,19 @@ def test_sigterm_stops_with_143_and_the_exact_drop_in_command_to_rerun(tmp_path:
     assert rerun == ["snapferry-vmbackup", *args]
     assert not (bk / "backup_complete.ignore").exists()
     run_script("vmbackup", rerun[1:])
-    assert restores_to(bk) == _snapshot_digest(snap)
+    assert restores_to(bk) == tree_digest(snap)
+
+
+def test_logger_flags_json_lines_on_stdout_at_the_level_asked(tmp_path: Path) -> None:
+    storage, bk = tmp_path / "vm", tmp_path / "bk"
+    snap = make_vm_snapshot(storage, seed=48, scale_bytes=MiB)
+    common = [f"-storageDataPath={storage}", f"-snapshotName={snap.name}", f"-httpListenAddr=127.0.0.1:{free_port()}"]
+    proc = run_script("vmbackup", [*common, f"-dst=fs://{bk}", "-loggerFormat=json", "-loggerOutput=stdout", "-eula"])
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert records and all(set(r) == {"ts", "level", "caller", "msg"} for r in records)
+    assert any(r["level"] == "warn" and r["msg"].startswith("-eula is accepted and ignored") for r in records)
+    assert any(r["msg"].startswith("running: snapferry --log-level info backup") for r in records)
+    assert "accepted and ignored" not in proc.stderr  # the log went to stdout; the summary stays on stderr
+    quiet = run_script("vmbackup", [*common, f"-dst=fs://{tmp_path}/bk2", "-loggerLevel=ERROR", "-eula"])
+    assert "INFO" not in quiet.stderr and "WARNING" not in quiet.stderr
+    assert restores_to(tmp_path / "bk2") == tree_digest(snap)
