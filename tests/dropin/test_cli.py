@@ -33,7 +33,7 @@ MiB = 1024 * 1024
     [
         (["-concurrency=2", "-noSuchFlag=1"], "flag provided but not defined: -noSuchFlag"),
         (["-concurrency=many"], 'invalid value "many" for flag -concurrency: parse error'),
-        (["-maxBytesPerSecond=fast"], 'invalid value "fast" for flag -maxBytesPerSecond: parse error'),
+        (["-maxBytesPerSecond=fast"], 'invalid value "fast" for flag -maxBytesPerSecond: strconv.ParseFloat'),
         (["-s3ForcePathStyle=maybe"], 'invalid boolean value "maybe" for -s3ForcePathStyle'),
         (["-credsFilePath"], "flag needs an argument: -credsFilePath"),
     ],

@@ -183,9 +183,17 @@ def _convert(spec: FlagSpec, raw: str, previous: ValueType | None) -> ValueType:
     if kind is FlagKind.FLOAT:
         return parse_float(raw)
     if kind is FlagKind.DURATION:
-        return parse_duration(raw)
+        try:
+            return parse_duration(raw)
+        except ValueError:
+            raise ValueError("parse error") from None  # Go's durationValue.Set hides the detail
     if kind is FlagKind.SIZE:
-        return parse_size(raw)
+        try:
+            return parse_size(raw)
+        except ValueError:
+            # flagutil.Bytes returns strconv's error as it is
+            raise ValueError(f"strconv.ParseFloat: parsing {_go_quote(raw.upper().replace('I', 'i'))}: "
+                             "invalid syntax") from None
     before = list(previous) if isinstance(previous, list) else []
     return before + split_array(raw)
 
