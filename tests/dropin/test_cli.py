@@ -26,8 +26,7 @@ from tests.servers import free_port
 MiB = 1024 * 1024
 
 
-@pytest.mark.parametrize("via_snapferry", [False, True])
-@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(("tool", "via_snapferry"), [(t, False) for t in TOOLS] + [("vmbackup", True)])
 @pytest.mark.parametrize(
     ("args", "message"),
     [
