@@ -225,3 +225,21 @@ def test_snapshot_delete_url_is_a_base_url_as_for_vmbackup(vm_server: Callable[.
     run_script("vmbackup", [*args, f"-dst=fs://{tmp_path}/ours", f"-httpListenAddr=127.0.0.1:{free_port()}"])
     assert vm.snapshot_list() == []
     assert not any((storage / "snapshots").iterdir())
+
+
+def test_a_failed_backup_exits_non_zero_and_still_deletes_its_snapshot(
+    vm_server: Callable[..., VMServer], tmp_path: Path
+) -> None:
+    storage = tmp_path / "vm"
+    vm = vm_server(storage)
+    vm.ingest(make_samples(seed=65, series=2, per_series=50))
+    vm.force_flush()
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"not a directory")
+    proc = run_script("vmbackup", [f"-storageDataPath={storage}", f"-snapshot.createURL={vm.snapshot_create_url}",
+                                   f"-dst=fs://{blocker}/backup", f"-httpListenAddr=127.0.0.1:{free_port()}"],
+                      check=False)
+    assert proc.returncode not in (0, 2), proc.stderr  # a runtime failure, not a usage error
+    assert "Traceback" not in proc.stderr
+    assert vm.snapshot_list() == []
+    assert not any((storage / "snapshots").iterdir())
