@@ -134,6 +134,9 @@ def serve_until_backed_up(env: Env, args: list[str], dst: str, *, extra_env: dic
             done = _complete(_listing(env, dst))
             if wanted <= {n.split("/")[0] for n in done}:
                 break
+            text = log.read_text()
+            # a failed run waits for the next period: fail now rather than wait with it
+            assert '"level": "error"' not in text and " ERROR " not in text, text[-3000:]
             time.sleep(0.5)
         assert proc.poll() is None, f"the manager exited {proc.returncode}:\n{log.read_text()[-3000:]}"
     finally:
