@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.datagen import assert_same_tree, tree_digest
+from tests.datagen import assert_same_tree, make_vm_snapshot, tree_digest, tree_sizes
 from tests.dropin.helpers import parts_of, run_script, s3_objects
 from tests.servers import S3Server, free_port
 from tests.vm import VMServer, make_samples, require_binary, run_vmrestore
@@ -243,3 +243,16 @@ def test_a_failed_backup_exits_non_zero_and_still_deletes_its_snapshot(
     assert "Traceback" not in proc.stderr
     assert vm.snapshot_list() == []
     assert not any((storage / "snapshots").iterdir())
+
+
+def test_pushmetrics_url_pushes_the_run_to_victoria_metrics(vm_server: Callable[..., VMServer], tmp_path: Path) -> None:
+    """-pushmetrics.url as VictoriaMetrics' import endpoint: the run's byte counter arrives there."""
+    vm = vm_server(tmp_path / "metrics-db")
+    storage = tmp_path / "vm"
+    snap = make_vm_snapshot(storage, seed=66, scale_bytes=1024 * 1024)
+    run_script("vmbackup", [f"-storageDataPath={storage}", f"-snapshotName={snap.name}", f"-dst=fs://{tmp_path}/bk",
+                            f"-httpListenAddr=127.0.0.1:{free_port()}",
+                            f"-pushmetrics.url={vm.url}/api/v1/import/prometheus"])
+    vm.force_flush()
+    pushed = vm.export('{__name__="vm_backups_uploaded_bytes_total"}')
+    assert [points[-1][1] for points in pushed.values()] == [float(sum(tree_sizes(snap).values()))]
