@@ -119,8 +119,9 @@ def _complete(listing: list[dict[str, object]]) -> set[str]:
 
 def serve_until_backed_up(env: Env, args: list[str], dst: str, *, extra_env: dict[str, str] | None = None,
                           ) -> tuple[set[str], str]:
-    """Run the manager service (the command line as given) until latest/ and a dated backup
-    of every enabled type are complete, then stop it with SIGTERM, as Kubernetes does."""
+    """Run the manager service (the command line as given) until its first run is over and
+    latest/ and a dated backup of every enabled type are complete, then stop it with SIGTERM,
+    as Kubernetes does."""
     import os
 
     log = env.work / f"manager-{free_port()}.log"
@@ -131,10 +132,11 @@ def serve_until_backed_up(env: Env, args: list[str], dst: str, *, extra_env: dic
         wanted = {"latest", "daily", "weekly", "monthly"}
         done: set[str] = set()
         while proc.poll() is None:
-            done = _complete(_listing(env, dst))
-            if wanted <= {n.split("/")[0] for n in done}:
-                break
             text = log.read_text()
+            done = _complete(_listing(env, dst))
+            # the run is over once the manager says when the next one is due
+            if wanted <= {n.split("/")[0] for n in done} and "next backup run at" in text:
+                break
             # a failed run waits for the next period: fail now rather than wait with it
             assert '"level": "error"' not in text and " ERROR " not in text, text[-3000:]
             time.sleep(0.5)
