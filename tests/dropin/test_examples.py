@@ -250,9 +250,13 @@ def test_pushmetrics_url_pushes_the_run_to_victoria_metrics(vm_server: Callable[
     vm = vm_server(tmp_path / "metrics-db")
     storage = tmp_path / "vm"
     snap = make_vm_snapshot(storage, seed=66, scale_bytes=1024 * 1024)
-    run_script("vmbackup", [f"-storageDataPath={storage}", f"-snapshotName={snap.name}", f"-dst=fs://{tmp_path}/bk",
-                            f"-httpListenAddr=127.0.0.1:{free_port()}",
-                            f"-pushmetrics.url={vm.url}/api/v1/import/prometheus"])
-    vm.force_flush()
-    pushed = vm.export('{__name__="vm_backups_uploaded_bytes_total"}')
+    proc = run_script("vmbackup", [f"-storageDataPath={storage}", f"-snapshotName={snap.name}",
+                                   f"-dst=fs://{tmp_path}/bk", f"-httpListenAddr=127.0.0.1:{free_port()}",
+                                   f"-pushmetrics.url={vm.url}/api/v1/import/prometheus"])
+    assert "pushing metrics" not in proc.stderr, proc.stderr  # the push went through
+    pushed: dict[object, list[tuple[int, float]]] = {}
+    while not pushed:  # a new series becomes searchable shortly after its import
+        vm.force_flush()
+        pushed = dict(vm.export('{__name__="vm_backups_uploaded_bytes_total"}'))
+        time.sleep(0.2)
     assert [points[-1][1] for points in pushed.values()] == [float(sum(tree_sizes(snap).values()))]
