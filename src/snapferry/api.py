@@ -84,7 +84,7 @@ def backup(
         assert snapshot_create_url is not None
         name = snapshot.create(snapshot_create_url)
         log.info("created snapshot %s", name)
-        url = snapshot_delete_url or snapshot.delete_url_for(snapshot_create_url, name)
+        url = snapshot.delete_url(snapshot_create_url, snapshot_delete_url, name)
         try:
             result = go(snapshot.snapshot_dir(storage_data_path, name))
         except BaseException:

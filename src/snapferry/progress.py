@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +16,23 @@ if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
 
 log = logging.getLogger("snapferry")
+
+
+# Who else wants the byte counts (the drop-in's /metrics): a context variable, so that
+# a run's observer reaches the Progress its action makes without a parameter through
+# api and every action, and two runs in two contexts never see each other's bytes.
+ProgressObserver = Callable[[str, int], None]  # (what: "backup" | "restore" | "copy", bytes; may be negative)
+_OBSERVER: ContextVar[ProgressObserver | None] = ContextVar("snapferry_progress_observer", default=None)
+
+
+@contextlib.contextmanager
+def observed(observer: ProgressObserver) -> Iterator[None]:
+    """Every Progress made inside this block also reports its bytes to `observer`."""
+    token = _OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
 
 
 def human_bytes(n: float) -> str:
@@ -42,10 +62,13 @@ class Progress:
         self.mode = mode
         self._thread: threading.Thread | None = None
         self._bar: object | None = None
+        self._observer = _OBSERVER.get()
 
     def add(self, n: int) -> None:
         with self._lock:
             self.done += n
+        if self._observer is not None:
+            self._observer(self.what, n)
 
     def __enter__(self) -> Progress:
         self._start = time.monotonic()

@@ -77,6 +77,21 @@ def delete_url_for(create_url: str, name: str) -> str:
     return urllib.parse.urlunparse(parsed._replace(path=base + "/delete", query=query))
 
 
+def delete_url(create_url: str, delete_url: str | None, name: str) -> str:
+    """The URL that deletes snapshot `name`: a given --snapshot-delete-url with
+    `snapshot=<name>` added (vmbackup's -snapshot.deleteURL is such a base URL, e.g.
+    http://host:8428/snapshot/delete, and vmbackup sends the name with it), or else
+    the create URL's /delete sibling."""
+    if not delete_url:
+        return delete_url_for(create_url, name)
+    parsed = urllib.parse.urlparse(delete_url)
+    query = urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
+    if any(k == "snapshot" for k, _ in query):
+        return delete_url
+    query.append(("snapshot", name))
+    return urllib.parse.urlunparse(parsed._replace(query=urllib.parse.urlencode(query)))
+
+
 def delete(delete_url: str) -> None:
     data = _get_json(delete_url)
     if data.get("status") != "ok":

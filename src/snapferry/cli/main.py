@@ -15,7 +15,7 @@ import click
 
 from ..errors import EXIT_FAILURE, EXIT_USAGE, Interrupted, NoSpaceError, SnapferryError
 from ..libc import LIBC
-from . import backup_cmd, copy_cmd, info_cmd, manager_cmd, restore_cmd, verify_cmd
+from . import backup_cmd, copy_cmd, dropin_cmd, info_cmd, manager_cmd, restore_cmd, verify_cmd
 from ._common import ENV, LOG_LEVELS, emit_error, setup_logging
 
 _M_MMAP_THRESHOLD = -3  # mallopt(3)
@@ -31,7 +31,7 @@ def cli(log_level: str) -> None:
     setup_logging(log_level)
 
 for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy, manager_cmd.manager, verify_cmd.verify,
-                 info_cmd.info):
+                 info_cmd.info, *dropin_cmd.COMMANDS):
     cli.add_command(_command)
 
 
@@ -96,10 +96,12 @@ def _json_error(args: list[str], message: str, err: Exception, code: int) -> int
 
 def _interrupted(signum: int) -> int:
     name = signal.Signals(signum).name
-    cmd = shlex.join(sys.argv[1:]) or "the same command"
+    # The program as it was called: snapferry, or a drop-in script (snapferry-vmbackup ...).
+    prog = os.path.basename(sys.argv[0]) if os.path.basename(sys.argv[0]).startswith("snapferry") else "snapferry"
+    cmd = shlex.join([prog, *sys.argv[1:]]) if sys.argv[1:] else "the same command"
     click.echo(
         f"snapferry: interrupted by {name}; nothing is lost and the work is resumable: rerun "
-        f"`snapferry {cmd}` to continue",
+        f"`{cmd}` to continue",
         err=True,
     )
     return 128 + signum

@@ -245,7 +245,8 @@ class Manager:
 
     def _delete_snapshot(self, name: str) -> None:
         c = self.config
-        snapshot.delete(c.snapshot_delete_url or snapshot.delete_url_for(c.snapshot_create_url, name))
+        # A --snapshot-delete-url is a base URL (the operator passes .../snapshot/delete): it gets the name.
+        snapshot.delete(snapshot.delete_url(c.snapshot_create_url, c.snapshot_delete_url, name))
         log.info("deleted snapshot %s", name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._snapshot_record)

@@ -1,0 +1,212 @@
+"""Every flag of vmbackup, vmrestore and vmbackupmanager, and what snapferry does with it.
+
+One `Rule` per flag: its Go type (for parsing exactly as the original does) and an
+`Action`: pass the value to a snapferry option, pass a boolean as a switch, handle it
+in translate.py (`SPECIAL`, the flags that choose the command), or accept and report
+it once as ignored, with the reason. A flag in no table is unknown: an error, exit 2,
+as the originals do. The README's drop-in table lists the same rules.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .goflags import FlagKind, FlagSpec, ValueType
+
+K = FlagKind
+
+
+class Tool(enum.Enum):
+    VMBACKUP = "vmbackup"
+    VMRESTORE = "vmrestore"
+    VMBACKUPMANAGER = "vmbackupmanager"
+
+
+class Action(enum.Enum):
+    OPTION = "option"  # -flag=v -> --option v
+    SWITCH = "switch"  # boolean -flag -> --option when true
+    NEGATABLE = "negatable"  # boolean -> --option / --no-option
+    SPECIAL = "special"  # handled by translate.py
+    IGNORED = "ignored"  # accepted, reported once
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kind: FlagKind
+    action: Action
+    target: str = ""  # the snapferry option, or what SPECIAL does, or why it is IGNORED
+    default: ValueType | None = None
+
+    @property
+    def spec(self) -> FlagSpec:
+        return FlagSpec(self.name, self.kind, self.default)
+
+    def describe(self) -> str:
+        if self.action is Action.IGNORED:
+            return f"ignored: {self.target}"
+        if self.action is Action.NEGATABLE:
+            return f"`{self.target}` / `--no-{self.target[2:]}`"
+        if self.action in (Action.OPTION, Action.SWITCH):
+            return f"`{self.target}`"
+        return self.target
+
+
+def _opt(name: str, kind: FlagKind, option: str) -> Rule:
+    return Rule(name, kind, Action.OPTION, option)
+
+
+def _switch(name: str, option: str) -> Rule:
+    return Rule(name, K.BOOL, Action.SWITCH, option)
+
+
+def _special(name: str, kind: FlagKind, what: str) -> Rule:
+    return Rule(name, kind, Action.SPECIAL, what)
+
+
+def _ignored(names: str, kind: FlagKind, why: str) -> list[Rule]:
+    return [Rule(n, kind, Action.IGNORED, why) for n in names.split()]
+
+
+_NO_LICENSE = "snapferry is open source and needs no license"
+_NO_TLS_SERVER = "the /metrics listener speaks plain HTTP; keep it on 127.0.0.1 (its default here)"
+_NO_HTTP_TUNING = "the /metrics listener has no such setting"
+_NO_LOG_TUNING = "snapferry logs plain lines, one per event, without rate limits"
+_NO_CACHE = "snapferry keeps no caches of VictoriaMetrics' kind"
+_NO_READ_TUNING = "snapferry chooses its own reads and writes (O_DIRECT, copy_file_range)"
+
+# Flags every VictoriaMetrics binary has (lib/httpserver, lib/logger, lib/flagutil, ...).
+COMMON: list[Rule] = [
+    _special("version", K.BOOL, "prints snapferry's version and exits 0"),
+    _special("loggerLevel", K.STRING, "`--log-level` (INFO, WARN, ERROR, FATAL, PANIC -> info, warning, error)"),
+    _special("loggerFormat", K.STRING, "`default` plain lines, `json` one JSON object per log line (ts, level, "
+             "caller, msg)"),
+    _special("loggerOutput", K.STRING, "log lines go to `stderr` or `stdout`"),
+    _special("envflag.enable", K.BOOL, "reads unset flags from environment variables, as VictoriaMetrics does"),
+    _special("envflag.prefix", K.STRING, "the prefix of those environment variables"),
+    *_ignored("eula license.forceOffline", K.BOOL, _NO_LICENSE),
+    *_ignored("license licenseFile", K.STRING, _NO_LICENSE),
+    *_ignored("licenseFile.reloadInterval", K.DURATION, _NO_LICENSE),
+    *_ignored("enableTCP6", K.BOOL, "the listen address is used as given; name an IPv6 address to listen on one"),
+    *_ignored("filestream.disableFadvise fs.disableMmap fs.disableMincore", K.BOOL, _NO_READ_TUNING),
+    *_ignored("fs.maxConcurrency", K.INT, _NO_READ_TUNING),
+    *_ignored("flagsAuthKey metricsAuthKey pprofAuthKey httpAuth.username httpAuth.password", K.STRING,
+              "only /metrics is served, without authentication; keep it on 127.0.0.1"),
+    *_ignored("http.disableCORS http.disableKeepAlive http.disableResponseCompression "
+              "http.header.disableServerHostname metrics.exposeMetadata", K.BOOL, _NO_HTTP_TUNING),
+    *_ignored("http.header.csp http.header.frameOptions http.header.hsts http.pathPrefix", K.STRING,
+              _NO_HTTP_TUNING),
+    *_ignored("http.connTimeout http.idleConnTimeout http.maxGracefulShutdownDuration http.shutdownDelay",
+              K.DURATION, _NO_HTTP_TUNING),
+    *_ignored("tls mtls", K.BOOL, _NO_TLS_SERVER),
+    *_ignored("mtlsCAFile tlsAutocertHosts tlsCertFile tlsCipherSuites tlsKeyFile tlsMinVersion", K.ARRAY,
+              _NO_TLS_SERVER),
+    *_ignored("tlsAutocertCacheDir tlsAutocertEmail", K.STRING, _NO_TLS_SERVER),
+    *_ignored("internStringDisableCache", K.BOOL, _NO_CACHE),
+    *_ignored("internStringMaxLen", K.INT, _NO_CACHE),
+    *_ignored("internStringCacheExpireDuration", K.DURATION, _NO_CACHE),
+    *_ignored("memory.allowedBytes", K.SIZE, "snapferry's memory is bounded by its own pool (`--max-inflight-bytes`)"),
+    *_ignored("memory.allowedPercent", K.FLOAT, "snapferry's memory is bounded by its own pool"),
+    *_ignored("loggerDisableTimestamps", K.BOOL, _NO_LOG_TUNING),
+    *_ignored("loggerJSONFields loggerTimezone", K.STRING, _NO_LOG_TUNING),
+    *_ignored("loggerErrorsPerSecondLimit loggerMaxArgLen loggerWarnsPerSecondLimit", K.INT, _NO_LOG_TUNING),
+    *_ignored("pushmetrics.disableCompression", K.BOOL, "metrics are pushed once, at the end of the run"),
+    *_ignored("pushmetrics.extraLabel pushmetrics.header", K.ARRAY, "metrics are pushed once, at the end of the run"),
+    *_ignored("pushmetrics.interval", K.DURATION, "metrics are pushed once, at the end of the run"),
+]
+
+# Where the data is and how to reach the remote (lib/backup/actions' flags).
+REMOTE: list[Rule] = [
+    _opt("credsFilePath", K.STRING, "--creds-file-path"),
+    _opt("configFilePath", K.STRING, "--config-file-path"),
+    _opt("configProfile", K.STRING, "--config-profile"),
+    _opt("customS3Endpoint", K.STRING, "--custom-s3-endpoint"),
+    Rule("s3ForcePathStyle", K.BOOL, Action.NEGATABLE, "--s3-force-path-style", True),
+    _switch("s3TLSInsecureSkipVerify", "--tls-insecure-skip-verify"),
+    *_ignored("deleteAllObjectVersions", K.BOOL,
+              "deletes remove the current version; expire older versions with a lifecycle rule"),
+]
+
+# What only uploads use: passed to backup, copy and the manager; a restore writes no object.
+UPLOAD: list[Rule] = [
+    _opt("s3StorageClass", K.STRING, "--s3-storage-class"),
+    _opt("s3ObjectTags", K.STRING, "--s3-object-tags"),
+    _opt("objectMetadata", K.STRING, "--object-metadata"),
+    _opt("s3SSEKMSKeyId", K.STRING, "--s3-sse-kms-key-id"),
+    _opt("s3ACL", K.STRING, "--s3-acl"),
+]
+
+_PUSH = _special("pushmetrics.url", K.ARRAY, "`--push-metrics-url` (the first URL; more are reported as ignored)")
+_RESTORE_WRITES_NOTHING = "a restore uploads no object, so this upload setting has nothing to apply to"
+
+SNAPSHOT_TLS: list[Rule] = [
+    *_ignored("snapshot.tlsCAFile snapshot.tlsCertFile snapshot.tlsKeyFile snapshot.tlsServerName", K.STRING,
+              "the snapshot URL is called with the system's CAs"),
+    *_ignored("snapshot.tlsInsecureSkipVerify", K.BOOL, "the snapshot URL is called with the system's CAs"),
+]
+
+VMBACKUP: list[Rule] = [
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH,
+    _special("storageDataPath", K.STRING, "`backup --storage-data-path` (default `victoria-metrics-data`)"),
+    _special("snapshotName", K.STRING, "`backup --snapshot-name`"),
+    _special("snapshot.createURL", K.STRING, "`backup --snapshot-create-url` (the snapshot is deleted afterwards)"),
+    _special("snapshot.deleteURL", K.STRING, "`backup --snapshot-delete-url`"),
+    _special("dst", K.STRING, "`--dst`"),
+    _special("origin", K.STRING, "`backup --origin`; with no snapshot flag, `copy --src` (server-side copy)"),
+    _opt("concurrency", K.INT, "--concurrency"),
+    _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
+    _special("httpListenAddr", K.STRING, "serves /metrics while the run lasts (default 127.0.0.1:8420)"),
+]
+
+VMRESTORE: list[Rule] = [
+    *COMMON, *REMOTE, _PUSH,
+    *(Rule(r.name, r.kind, Action.IGNORED, _RESTORE_WRITES_NOTHING) for r in UPLOAD),
+    _special("src", K.STRING, "`restore --src`"),
+    _special("storageDataPath", K.STRING, "`restore --dst` (default `victoria-metrics-data`)"),
+    _opt("concurrency", K.INT, "--concurrency"),
+    _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
+    _switch("skipBackupCompleteCheck", "--skip-backup-complete-check"),
+    _switch("skipFilePreallocation", "--skip-file-preallocation"),
+    _special("httpListenAddr", K.STRING, "serves /metrics while the run lasts (default 127.0.0.1:8421)"),
+]
+
+VMBACKUPMANAGER: list[Rule] = [
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS,
+    _opt("storageDataPath", K.STRING, "--storage-data-path"),
+    _opt("snapshot.createURL", K.STRING, "--snapshot-create-url"),
+    _opt("snapshot.deleteURL", K.STRING, "--snapshot-delete-url"),
+    _opt("dst", K.STRING, "--dst"),
+    _opt("concurrency", K.INT, "--concurrency"),
+    _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
+    _special("httpListenAddr", K.ARRAY, "`--http-listen-addr` (the first address; the manager's default "
+             "127.0.0.1:8300 when not given)"),
+    _special("backupInterval", K.DURATION, "`--backup-interval` (in seconds)"),
+    _opt("backupScheduleTimezone", K.STRING, "--backup-schedule-timezone"),
+    _switch("disableHourly", "--disable-hourly"),
+    _switch("disableDaily", "--disable-daily"),
+    _switch("disableWeekly", "--disable-weekly"),
+    _switch("disableMonthly", "--disable-monthly"),
+    _switch("runOnStart", "--run-on-start"),
+    _switch("disableScheduledBackups", "--disable-scheduled-backups"),
+    _opt("keepLastHourly", K.INT, "--keep-last-hourly"),
+    _opt("keepLastDaily", K.INT, "--keep-last-daily"),
+    _opt("keepLastWeekly", K.INT, "--keep-last-weekly"),
+    _opt("keepLastMonthly", K.INT, "--keep-last-monthly"),
+    *_ignored("pushmetrics.url", K.ARRAY, "the manager serves /metrics at -httpListenAddr for scraping"),
+    *_ignored("apiURL", K.STRING, "`snapferry manager backup ...`/`restore ...` read `-dst` directly; no API needed"),
+    *_ignored("restore.disableSourceBackupValidation", K.BOOL,
+              "a restore mark is only created for a backup that exists and is complete"),
+    *_ignored("backupTypeTagName", K.STRING,
+              "objects are not tagged with their type; write lifecycle rules per prefix (hourly/, daily/, ...)"),
+]
+
+TABLES: dict[Tool, list[Rule]] = {
+    Tool.VMBACKUP: VMBACKUP,
+    Tool.VMRESTORE: VMRESTORE,
+    Tool.VMBACKUPMANAGER: VMBACKUPMANAGER,
+}
+
+
+def rules(tool: Tool) -> dict[str, Rule]:
+    return {r.name: r for r in TABLES[tool]}

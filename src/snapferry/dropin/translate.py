@@ -1,0 +1,226 @@
+"""A parsed vmbackup/vmrestore/vmbackupmanager command line -> the snapferry command line.
+
+The result runs through snapferry's own click commands, so a drop-in run and a
+native run are one code path; this module only decides which command and options.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+from .goflags import ParsedFlags, ValueType
+from .tables import Action, Rule, Tool, rules
+
+DEFAULT_STORAGE_DATA_PATH = "victoria-metrics-data"  # the originals' default, relative to the working directory
+DEFAULT_PORTS = {Tool.VMBACKUP: 8420, Tool.VMRESTORE: 8421}
+LOOPBACK = "127.0.0.1"
+
+_LEVELS = {"INFO": "info", "WARN": "warning", "ERROR": "error", "FATAL": "error", "PANIC": "error"}
+
+
+class Direction(enum.Enum):
+    """Which of the originals' byte counters the run moves."""
+
+    UPLOADED = "uploaded"
+    DOWNLOADED = "downloaded"
+
+
+@dataclass(frozen=True)
+class ListenAddr:
+    host: str
+    port: int
+    explicit: bool  # given by -httpListenAddr (bind failure is an error) or the default (a warning)
+
+
+@dataclass(frozen=True)
+class LogSetup:
+    level: int = logging.INFO
+    json: bool = False
+    stdout: bool = False
+
+
+@dataclass
+class Translation:
+    argv: list[str]
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (flag, why)
+    listen: ListenAddr | None = None
+    direction: Direction = Direction.UPLOADED
+    log: LogSetup = field(default_factory=LogSetup)
+    notes: list[str] = field(default_factory=list)  # logged at info level once logging is set up
+
+
+# The options a snapferry (sub)command accepts, by its words after `snapferry`; from the
+# click commands themselves, so the mapping follows them (run.py passes it).
+Accepted = Callable[[tuple[str, ...]], set[str]]
+
+
+def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None) -> Translation:
+    table = rules(tool)
+    log = _log_setup(parsed)
+    level_name = logging.getLevelName(log.level).lower()
+    head = ["--log-level", level_name]
+    structured = _plain_options(table, parsed)
+    ignored = [(name, table[name].target) for name in parsed.values if table[name].action is Action.IGNORED]
+    if tool is Tool.VMBACKUPMANAGER:
+        notes: list[str] = []
+        argv = head + _manager(parsed, structured, accepted, notes)
+        return Translation(argv, ignored, None, Direction.UPLOADED, log, notes)
+    options = _flat(structured)
+    urls = [u for u in _list(parsed.get("pushmetrics.url")) if u]
+    if urls:  # snapferry pushes once, at the end, to one URL
+        options += ["--push-metrics-url", urls[0]]
+        ignored += [("pushmetrics.url", f"metrics are pushed to the first URL only, not to {u}") for u in urls[1:]]
+    if parsed.args:
+        raise UsageError(
+            f"unprocessed command-line args left: {parsed.args}; the most likely reason is a missing `=` "
+            "between a boolean flag and its value (write -flag=false)"
+        )
+    listen = _listen(tool, parsed.get("httpListenAddr"))
+    if tool is Tool.VMRESTORE:
+        src = _str(parsed, "src")
+        if not src:
+            raise UsageError("-src is missing; name the backup, e.g. -src=s3://bucket/path/to/backup")
+        argv = ["restore", "--src", src, "--dst", _str(parsed, "storageDataPath") or DEFAULT_STORAGE_DATA_PATH]
+        return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log)
+    return Translation(head + _vmbackup(parsed) + options, ignored, listen, Direction.UPLOADED, log)
+
+
+def _vmbackup(parsed: ParsedFlags) -> list[str]:
+    dst = _str(parsed, "dst")
+    if not dst:
+        raise UsageError("-dst is missing; name where the backup goes, e.g. -dst=s3://bucket/path/to/backup")
+    create, name, origin = _str(parsed, "snapshot.createURL"), _str(parsed, "snapshotName"), _str(parsed, "origin")
+    if create and name:
+        raise UsageError("-snapshotName shouldn't be set if -snapshot.createURL is set, since snapshots are "
+                         "created automatically in this case; drop one of them")
+    if not create and not name:
+        if origin:  # vmbackup's server-side copy of an existing backup
+            return ["copy", "--src", origin, "--dst", dst]
+        raise UsageError("`-snapshotName` or `-snapshot.createURL` must be provided (or -origin alone for a "
+                         "server-side copy of a backup)")
+    argv = ["backup", "--storage-data-path", _str(parsed, "storageDataPath") or DEFAULT_STORAGE_DATA_PATH]
+    argv += ["--snapshot-create-url", create] if create else ["--snapshot-name", name]
+    if create and _str(parsed, "snapshot.deleteURL"):
+        argv += ["--snapshot-delete-url", _str(parsed, "snapshot.deleteURL")]
+    argv += ["--dst", dst]
+    if origin:
+        argv += ["--origin", origin]
+    return argv
+
+
+_MANAGER_SUBCOMMANDS: dict[tuple[str, ...], int] = {
+    # the words of each subcommand -> how many operands (a backup name) follow them
+    (): 0,
+    ("backup", "list"): 0,
+    ("backup", "lock"): 1,
+    ("backup", "unlock"): 1,
+    ("restore",): 0,
+    ("restore", "get"): 0,
+    ("restore", "delete"): 0,
+    ("restore", "create"): 1,
+}
+
+
+def _manager(parsed: ParsedFlags, options: list[Option], accepted: Accepted | None,
+             notes: list[str]) -> list[str]:
+    """vmbackupmanager's flags are global; each `snapferry manager` subcommand takes the
+    options it has a use for (e.g. `restore get` only --storage-data-path): the rest of a
+    shared command line, as the operator passes it to every container, is left out.
+
+    Its `backup ...`/`restore create|get|delete` ask vmbackupmanager's API, which knows
+    -dst and -storageDataPath; snapferry's read the remote and the data path directly, so
+    where the command line does not name them, SNAPFERRY_DST and SNAPFERRY_STORAGE_DATA_PATH
+    (set in the sidecar's environment) do."""
+    words = parsed.args
+    for cmd, operands in sorted(_MANAGER_SUBCOMMANDS.items(), key=lambda kv: -len(kv[0])):
+        if tuple(words[: len(cmd)]) == cmd and len(words) == len(cmd) + operands:
+            break
+    else:
+        raise UsageError(
+            f"vmbackupmanager does not know the subcommand {' '.join(words)!r}; use one of: backup list, "
+            "backup lock NAME, backup unlock NAME, restore, restore create NAME, restore get, restore delete"
+        )
+    addrs = [a for a in _list(parsed.get("httpListenAddr")) if a]
+    if addrs:
+        host, sep, port = addrs[0].rpartition(":")
+        # Go's ":8300" is every interface: spelled out for the manager's listener
+        options.append(("--http-listen-addr", f"0.0.0.0:{port}" if sep and not host else addrs[0]))
+    interval = parsed.get("backupInterval")
+    if isinstance(interval, float) and interval > 0:
+        options.append(("--backup-interval", f"{interval:g}"))
+    if cmd in (("backup", "list"), ("backup", "lock"), ("backup", "unlock")):
+        options.append(("--json", None))  # vmbackupmanager prints these as JSON
+    path = ("manager", *cmd)
+    if accepted is not None:
+        takes = accepted(path)
+        left_out = sorted({opt for opt, _ in options if opt not in takes})
+        if left_out:
+            notes.append(f"`snapferry {' '.join(path)}` has no use for {', '.join(left_out)}")
+        options = [(opt, v) for opt, v in options if opt in takes]
+    return [*path, *words[len(cmd):], *_flat(options)]
+
+
+Option = tuple[str, str | None]  # (--option, value) or (--switch, None)
+
+
+def _plain_options(table: dict[str, Rule], parsed: ParsedFlags) -> list[Option]:
+    out: list[Option] = []
+    for name, value in parsed.values.items():
+        rule = table[name]
+        if rule.action is Action.OPTION:
+            out.append((rule.target, _format(value)))
+        elif rule.action is Action.SWITCH and value is True:
+            out.append((rule.target, None))
+        elif rule.action is Action.NEGATABLE:
+            out.append((rule.target if value else "--no-" + rule.target[2:], None))
+    return out
+
+
+def _flat(options: list[Option]) -> list[str]:
+    return [w for opt, value in options for w in ((opt,) if value is None else (opt, value))]
+
+
+def _log_setup(parsed: ParsedFlags) -> LogSetup:
+    level = _str(parsed, "loggerLevel") or "INFO"
+    if level not in _LEVELS:
+        raise UsageError(f"unsupported -loggerLevel={level!r}; use INFO, WARN, ERROR, FATAL or PANIC")
+    fmt = _str(parsed, "loggerFormat") or "default"
+    if fmt not in ("default", "json"):
+        raise UsageError(f"unsupported -loggerFormat={fmt!r}; use default or json")
+    output = _str(parsed, "loggerOutput") or "stderr"
+    if output not in ("stderr", "stdout"):
+        raise UsageError(f"unsupported -loggerOutput={output!r}; use stderr or stdout")
+    return LogSetup(getattr(logging, _LEVELS[level].upper()), fmt == "json", output == "stdout")
+
+
+def _listen(tool: Tool, value: ValueType | None) -> ListenAddr:
+    if value is None:
+        # Not given: serve the original's port, on loopback only (never all interfaces by default).
+        return ListenAddr(LOOPBACK, DEFAULT_PORTS[tool], explicit=False)
+    assert isinstance(value, str)
+    host, sep, port_s = value.rpartition(":")
+    if not sep or not port_s.isdigit() or int(port_s) > 65535:
+        raise UsageError(f"-httpListenAddr={value!r} is not host:port; write e.g. -httpListenAddr=127.0.0.1:8420")
+    host = host.strip("[]") or "0.0.0.0"  # Go's ":8420" means every interface: the user asked for it
+    return ListenAddr(host, int(port_s), explicit=True)
+
+
+def _format(value: ValueType) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+def _str(parsed: ParsedFlags, name: str) -> str:
+    v = parsed.get(name)
+    return v if isinstance(v, str) else ""
+
+
+def _list(value: ValueType | None) -> list[str]:
+    return value if isinstance(value, list) else []

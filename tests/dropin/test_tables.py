@@ -1,0 +1,113 @@
+"""The flag tables and the translation: what each command line becomes, and the README's
+table lists every flag of the three originals as the tables handle it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from snapferry.cli.dropin_cmd import accepted
+from snapferry.dropin.goflags import FlagSet
+from snapferry.dropin.run import flag_set
+from snapferry.dropin.tables import TABLES, Action, Tool
+from snapferry.dropin.translate import ListenAddr, translate
+from snapferry.errors import UsageError
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def tr(tool: Tool, *argv: str, env: dict[str, str] | None = None) -> list[str]:
+    fs: FlagSet = flag_set(tool)
+    parsed = fs.parse(list(argv), env or {}, interspersed=tool is Tool.VMBACKUPMANAGER)
+    return translate(tool, parsed, accepted).argv
+
+
+def test_every_option_a_table_names_exists_on_the_snapferry_command() -> None:
+    # vmbackup's command lines become `backup`, or `copy` for a server-side copy (-origin alone)
+    commands = {Tool.VMBACKUP: [("backup",), ("copy",)], Tool.VMRESTORE: [("restore",)],
+                Tool.VMBACKUPMANAGER: [("manager",)]}
+    for tool, rules in TABLES.items():
+        for command in commands[tool]:
+            takes = accepted(command)
+            for r in rules:
+                if r.action in (Action.OPTION, Action.SWITCH, Action.NEGATABLE):
+                    assert r.target in takes, (tool, command, r.name, r.target)
+
+
+def test_readme_lists_every_flag_as_the_tables_handle_it() -> None:
+    text = README.read_text()
+    section = text[text.index("## Drop-in for vmbackup, vmrestore and vmbackupmanager"):]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| `-")}
+    for tool, rules in TABLES.items():
+        for r in rules:
+            assert f"`-{r.name}`" in rows, (tool, r.name)
+            assert r.describe().replace("|", "\\|") in rows[f"`-{r.name}`"] or "same" in rows[f"`-{r.name}`"]
+
+
+def test_vmbackup_modes() -> None:
+    assert tr(Tool.VMBACKUP, "-storageDataPath=/d", "-snapshotName=S", "-dst=fs:///b")[2:] == [
+        "backup", "--storage-data-path", "/d", "--snapshot-name", "S", "--dst", "fs:///b"]
+    assert tr(Tool.VMBACKUP, "-snapshot.createURL=http://h/snapshot/create", "-dst=fs:///b", "-origin=fs:///o")[2:] == [
+        "backup", "--storage-data-path", "victoria-metrics-data", "--snapshot-create-url", "http://h/snapshot/create",
+        "--dst", "fs:///b", "--origin", "fs:///o"]
+    assert tr(Tool.VMBACKUP, "-origin=fs:///o", "-dst=fs:///b")[2:] == ["copy", "--src", "fs:///o", "--dst", "fs:///b"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-dst=fs:///b"], "`-snapshotName` or `-snapshot.createURL` must be provided"),
+        (["-snapshotName=S", "-snapshot.createURL=http://h/c", "-dst=fs:///b"], "-snapshotName shouldn't be set"),
+        (["-snapshotName=S"], "-dst is missing"),
+        (["-snapshotName=S", "-dst=fs:///b", "-loggerLevel=DEBUG"], "unsupported -loggerLevel='DEBUG'"),
+        (["-snapshotName=S", "-dst=fs:///b", "-httpListenAddr=8420"], "-httpListenAddr='8420' is not host:port"),
+    ],
+)
+def test_vmbackup_refusals(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as e:
+        tr(Tool.VMBACKUP, *argv)
+    assert message in str(e.value) and e.value.exit_code == 2
+
+
+def test_options_and_values() -> None:
+    argv = tr(Tool.VMRESTORE, "-src=s3://b/p", "-storageDataPath=/d", "-maxBytesPerSecond=10MiB", "-concurrency=0x10",
+              "-s3ForcePathStyle=false", "-skipBackupCompleteCheck", "-loggerLevel=WARN", "-s3StorageClass=GLACIER",
+              "-pushmetrics.url=http://a,http://b")
+    assert argv[:2] == ["--log-level", "warning"]
+    joined = " ".join(argv)
+    assert "--max-bytes-per-second 10485760" in joined and "--concurrency 16" in joined
+    assert "--no-s3-force-path-style" in argv and "--skip-backup-complete-check" in argv
+    assert "--s3-storage-class" not in argv  # a restore uploads nothing
+    assert "--push-metrics-url http://a" in joined and "http://b" not in joined  # one URL, pushed at the end
+
+
+def test_listen_addresses() -> None:
+    def listen(*argv: str) -> ListenAddr | None:
+        return translate(Tool.VMRESTORE, flag_set(Tool.VMRESTORE).parse(["-src=fs:///b", *argv], {})).listen
+
+    assert listen() == ListenAddr("127.0.0.1", 8421, explicit=False)
+    assert listen("-httpListenAddr=127.0.0.1:9000") == ListenAddr("127.0.0.1", 9000, explicit=True)
+    assert listen("-httpListenAddr=:9000") == ListenAddr("0.0.0.0", 9000, explicit=True)
+    assert listen("-httpListenAddr=[::1]:9000") == ListenAddr("::1", 9000, explicit=True)
+
+
+def test_vmbackupmanager_subcommands_get_the_options_they_take() -> None:
+    common = ["-dst=s3://b/n", "-storageDataPath=/d", "-snapshot.createURL=http://h/c", "-concurrency=2",
+              "-customS3Endpoint=http://e", "-backupInterval=1h30m", "-keepLastDaily=3", "-disableHourly",
+              "-httpListenAddr=127.0.0.1:9300,127.0.0.1:9301"]
+    service = " ".join(tr(Tool.VMBACKUPMANAGER, *common))
+    for part in ("manager --dst s3://b/n", "--backup-interval 5400", "--keep-last-daily 3", "--disable-hourly",
+                 "--http-listen-addr 127.0.0.1:9300 ", "--snapshot-create-url http://h/c"):
+        assert part in service + " "
+    assert tr(Tool.VMBACKUPMANAGER, "restore", "get", *common)[2:] == [
+        "manager", "restore", "get", "--storage-data-path", "/d"]
+    lock = tr(Tool.VMBACKUPMANAGER, "backup", "lock", "daily/2026-11-27", *common)[2:]
+    assert lock[:4] == ["manager", "backup", "lock", "daily/2026-11-27"]
+    assert "--json" in lock and "--concurrency" not in lock and "--custom-s3-endpoint" in lock
+    assert "--http-listen-addr 0.0.0.0:8300" in " ".join(tr(Tool.VMBACKUPMANAGER, "-httpListenAddr=:8300"))
+    init = tr(Tool.VMBACKUPMANAGER, "restore", "-eula", "-storageDataPath=/d", "-concurrency=2")[2:]
+    assert init == ["manager", "restore", "--storage-data-path", "/d", "--concurrency", "2"]
+    for bad in (["backup"], ["backup", "lock"], ["restore", "create"], ["backup", "list", "extra"], ["frob"]):
+        with pytest.raises(UsageError):
+            tr(Tool.VMBACKUPMANAGER, *bad)
