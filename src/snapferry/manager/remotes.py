@@ -8,10 +8,8 @@ backups spent more time there than copying, and a listing paid it per backup.
 
 from __future__ import annotations
 
-import copy
-
 from ..remotes import Remote, RemoteOptions, open_remote
-from ..remotes._cloud import ObjectStore, join_key
+from ..remotes._cloud import ObjectStore
 from ..remotes.fs import FsRemote
 
 
@@ -23,14 +21,8 @@ class DstRemotes:
 
     def child(self, sub: str) -> Remote:
         """The remote of `sub` (a validated backup name) under the root; never close it."""
-        root = self.root
-        if isinstance(root, FsRemote):
-            return FsRemote(f"{root.root.rstrip('/')}/{sub}")
-        if isinstance(root, ObjectStore):
-            c = copy.copy(root)  # the same client, pools and credentials; another prefix
-            c.prefix = join_key(root.prefix, sub)
-            c.url = f"{root.url.rstrip('/')}/{sub}"
-            return c
+        if isinstance(self.root, FsRemote | ObjectStore):
+            return self.root.child(sub)  # the backend knows what a child shares
         return open_remote(f"{self.dst}/{sub}", self.options)
 
     def url(self, sub: str) -> str:

@@ -67,6 +67,10 @@ class FsRemote:
     def __repr__(self) -> str:
         return self.url
 
+    def child(self, sub: str) -> FsRemote:
+        """The backup in the directory `sub` below the root (validated by the caller)."""
+        return FsRemote(f"{self.root.rstrip('/')}/{sub}")
+
     def _path(self, name: str) -> str:
         """The local path of a name under the root; a name that would resolve outside it
         (absolute, `..`, or through a symlink) is refused, whatever the caller checked."""
