@@ -19,12 +19,18 @@ and each file is seeded by (seed, file index), so files differ from each other.
 
 `bigfile` is the single-file dataset of scenario (c): one values.bin of
 4 GiB x scale/3 (4 GiB at the default scale: four 1 GiB parts).
+
+`small` is the many-small-files snapshot of scenario (g) and the cost curve:
+N files (default 30,000) in N/5 small-part directories of the same five files,
+each file's size drawn from a lognormal around 8 KiB (sigma 0.8) and scaled so
+the whole is 0.2 GiB x N/30,000 (a mean of ~7 KiB a file). Keyed by N and seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -128,6 +134,26 @@ def bigfile_layout(scale: float, seed: int) -> list[tuple[str, int | bytes]]:
     return [(f"{d}/values.bin", int(4 * GIB * scale / 3)), (f"{d}/metadata.json", _metadata(rng, 10**9))]
 
 
+SMALL_FILES = 30_000
+SMALL_BYTES_PER_FILE = 0.2 * GIB / SMALL_FILES
+PART_FILES = ("timestamps.bin", "values.bin", "index.bin", "metaindex.bin", "metadata.json")
+
+
+def small_layout(files: int, seed: int) -> list[tuple[str, int]]:
+    """`files` small files (rounded up to whole part dirs of five), lognormal sizes, in a fixed order."""
+    rng = random.Random(seed * 7_919 + files)
+    n_dirs = max(1, -(-files // len(PART_FILES)))
+    raw = [rng.lognormvariate(math.log(8192), 0.8) for _ in range(n_dirs * len(PART_FILES))]
+    k = len(raw) * SMALL_BYTES_PER_FILE / sum(raw)
+    months = ("2026_08", "2026_09", "2026_10", "2026_11")
+    out: list[tuple[str, int]] = []
+    for i in range(n_dirs):
+        d = f"data/small/{months[i * len(months) // n_dirs]}/{_hex(rng)}"
+        for j, name in enumerate(PART_FILES):
+            out.append((f"{d}/{name}", max(64, int(raw[i * len(PART_FILES) + j] * k))))
+    return out
+
+
 class _Source:
     """Incompressible bytes for one file, deterministic in (seed, index)."""
 
@@ -169,7 +195,8 @@ def _write_tree(root: Path, files: list[tuple[str, int | bytes]], seed: int) -> 
 
 
 def _ensure(workdir: Path, kind: str, scale: float, seed: int) -> Dataset:
-    key = f"{kind}-s{scale:g}-seed{seed}"
+    """kind: snapshot | bigfile (scale in GiB) | small (scale = number of files)."""
+    key = f"{kind}-f{int(scale)}-seed{seed}" if kind == "small" else f"{kind}-s{scale:g}-seed{seed}"
     root = workdir / "datasets" / key
     snap = root / "storage" / "snapshots" / SNAPSHOT_NAME
     stamp = root / "manifest.json"
@@ -179,9 +206,13 @@ def _ensure(workdir: Path, kind: str, scale: float, seed: int) -> Dataset:
             return Dataset(root, root / "storage", snap, SNAPSHOT_NAME, m["total_bytes"], m["files"])
     if root.exists():
         shutil.rmtree(root)
-    files = layout(scale, seed) if kind == "snapshot" else bigfile_layout(scale, seed)
+    files: list[tuple[str, int | bytes]]
+    if kind == "small":
+        files = list(small_layout(int(scale), seed))
+    else:
+        files = layout(scale, seed) if kind == "snapshot" else bigfile_layout(scale, seed)
     t0 = time.perf_counter()
-    total = _write_tree(snap, files, seed if kind == "snapshot" else seed + 7)
+    total = _write_tree(snap, files, {"snapshot": seed, "bigfile": seed + 7, "small": seed + 13}[kind])
     os.sync()
     secs = time.perf_counter() - t0
     m = {"version": FORMAT_VERSION, "scale": scale, "seed": seed, "total_bytes": total, "files": len(files),
@@ -199,17 +230,24 @@ def ensure_bigfile(workdir: Path, scale: float, seed: int) -> Dataset:
     return _ensure(workdir, "bigfile", scale, seed)
 
 
+def ensure_small(workdir: Path, files: int, seed: int) -> Dataset:
+    return _ensure(workdir, "small", files, seed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, default=3.0, help="GiB (default 3)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=Path(__file__).parent / "work")
     ap.add_argument("--bigfile", action="store_true", help="also the single-file dataset of scenario (c)")
+    ap.add_argument("--files", type=int, help="also the many-small-files dataset of scenario (g) with N files")
     a = ap.parse_args()
     ds = ensure_dataset(a.workdir.resolve(), a.scale, a.seed)
     print(ds)
     if a.bigfile:
         print(ensure_bigfile(a.workdir.resolve(), a.scale, a.seed))
+    if a.files:
+        print(ensure_small(a.workdir.resolve(), a.files, a.seed))
 
 
 if __name__ == "__main__":

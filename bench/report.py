@@ -48,8 +48,8 @@ def _f(x: Any, fmt: str = "{:.2f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
-ORDER = ["a", "b", "c", "d-fs", "d-s3", "e-fs", "e-s3", "f-fs", "f-s3", "v", "planner", "grid-fs", "grid-s3",
-         "grid-proxy"]
+ORDER = ["a", "b", "c", "d-fs", "d-s3", "e-fs", "e-s3", "f-fs", "f-s3", "g-fs", "g-s3", "g-backup-fs",
+         "g-backup-s3", "v", "planner", "grid-fs", "grid-s3", "grid-proxy"]
 
 
 def table(data: dict[str, Any], group: str) -> str:
@@ -121,6 +121,8 @@ def render(results_dir: Path, data: dict[str, Any]) -> str:
         f"{(s.get('dataset_bytes') or 0) / 1e9:.2f} GB (two values.bin > 1 GiB at scale 3, ~400 small part "
         "dirs, indexdb), incompressible bytes",
         f"- scenario c file: {(s.get('bigfile_bytes') or 0) / 1e9:.2f} GB (4 GiB x scale/3)",
+        f"- scenario g snapshot: {s.get('small_files') or 0:,} files in part dirs of five, lognormal sizes "
+        f"around 8 KiB, {(s.get('small_bytes') or 0) / 1e9:.2f} GB",
         f"- {s.get('warmup')} verified warm-up run + {s.get('runs')} counted runs per tool, tools alternating; "
         "targets removed and caches dropped outside the timing",
         "- every tool is a child process (snapferry through its CLI, so startup counts); wall = fork to reap; "
@@ -173,14 +175,66 @@ def render(results_dir: Path, data: dict[str, Any]) -> str:
         parts += ["## snapferry tuning grid", "", "Only snapferry, one flag changed at a time from the defaults "
                   "(`--writers`/`--block-size` through bench/sfrun.py, which sets Tuning fields the CLI lacks). "
                   "Here the ratio column is defaults / variant: above 1 the variant is faster.", "", grid, ""]
+    curve = data["scenarios"].get("curve")
+    if curve and curve.get("rows"):
+        parts += ["## Cost curve: many small files", "",
+                  "Full restore from fs:// of the scenario g snapshot at several sizes (each point its own "
+                  "alternating scenario). A flat `s per 1,000 files` means the cost per file does not grow with "
+                  f"the count. {curve.get('notes', '')}; measured {curve.get('date', '?')}.", "",
+                  curve_table(curve), "", "![seconds per 1,000 files and peak RSS](curve.png)", ""]
     parts += ["![median wall time per scenario and tool](results.png)", ""]
     md = "\n".join(parts)
     (results_dir / "results.md").write_text(md)
     try:
         plot(results_dir / "results.png", data)
+        if curve and curve.get("rows"):
+            plot_curve(results_dir / "curve.png", curve)
     except Exception as e:  # a plot is not worth failing the run over
         print(f"[report] plot failed: {e}")
     return main + ("\n\n" + grid if len(grid.splitlines()) > 2 else "")
+
+
+def curve_table(curve: dict[str, Any]) -> str:
+    lines = ["| files | MB | tool | runs | median s | min-max s | s per 1,000 files | peak RSS MiB | CPU s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(curve["rows"], key=lambda r: (r["files"], r.get("kind") != "snapferry")):
+        if "median" not in r:
+            lines.append(f"| {r['files']:,} | {r['bytes'] / 1e6:.0f} | {r['tool']} | 0 | FAILED: "
+                         f"{str(r.get('failed', ''))[:120]} ||||| ")
+            continue
+        lines.append(f"| {r['files']:,} | {r['bytes'] / 1e6:.0f} | {r['tool']} | {r['runs']} | {r['median']:.2f} | "
+                     f"{r['min']:.2f}-{r['max']:.2f} | {r['s_per_kfiles']:.3f} | {r['rss_mib']:.0f} | "
+                     f"{r['cpu']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_curve(path: Path, curve: dict[str, Any]) -> None:
+    """Seconds per 1,000 files and peak RSS against the number of files (log x), one line per tool."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    tools = dict.fromkeys(r["tool"] for r in curve["rows"])
+    for tool in tools:
+        rs = sorted((r for r in curve["rows"] if r["tool"] == tool and "median" in r), key=lambda r: r["files"])
+        if not rs:
+            continue
+        xs = [r["files"] for r in rs]
+        ax1.plot(xs, [r["s_per_kfiles"] for r in rs], marker="o", label=tool)
+        ax2.plot(xs, [r["rss_mib"] for r in rs], marker="o", label=tool)
+    for ax, ylabel in ((ax1, "median wall s per 1,000 files"), (ax2, "peak RSS MiB")):
+        ax.set_xscale("log")
+        ax.set_xlabel("files restored (fs://)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("many small files: restore cost by number of files (lower is better; flat = linear)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _num(x: Any) -> str:

@@ -14,6 +14,11 @@ Scenarios (ids accepted by --scenarios; a letter selects all its variants):
   v      verify of the s3:// backup (SeaweedFS): --read-data | snapferry restore (the same bytes
          restored) | provider checksums | --structure-only (issue 11: --read-data at least as fast as
          the restore, structure-only under 1 s)
+  g      many small files (--files, default 30,000 in 6,000 part dirs, ~8 KiB each, 0.2 GiB):
+         g-fs, g-s3 full restore (snapferry | vmrestore [| cp -a + sync | read only]),
+         g-backup-fs, g-backup-s3 full backup (snapferry | vmbackup [| cp -a + sync | read only])
+  curve  full fs:// restore at --curve-files (1,000 / 10,000 / 30,000 / 100,000 files), snapferry |
+         vmrestore: wall, seconds per 1,000 files, peak RSS (results.md table, curve.png; not default)
   planner  plan_restore of 1,000,000 synthetic parts (bench/planner.py)
   (a and b also run "snapferry --no-checksums": the ratio is the cost of the default check)
   grid-fs, grid-s3, grid-proxy   snapferry tuning grid (not in the default set)
@@ -35,12 +40,13 @@ from pathlib import Path
 from . import measure
 from .execute import run_planner, run_scenario
 from .machine import git_commit, machine_info, snapferry_defaults
+from .manyfiles import CURVE_FILES, G_IDS, build_g, run_curve
 from .scenarios import Bench
 from .tools import HERE, RESULTS, rmtree
 
-DEFAULT_SCENARIOS = "a,b,c,d,e,f,v,planner"
-ALL_IDS = ["a", "d-fs", "f-fs", "e-fs", "b", "d-s3", "f-s3", "c", "e-s3", "v", "planner",
-           "grid-fs", "grid-s3", "grid-proxy"]
+DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,v,planner"
+ALL_IDS = ["a", "d-fs", "f-fs", "e-fs", "g-fs", "g-backup-fs", "b", "d-s3", "f-s3", "c", "e-s3", "g-s3",
+           "g-backup-s3", "v", "planner", "curve", "grid-fs", "grid-s3", "grid-proxy"]
 
 
 def expand(spec: str) -> list[str]:
@@ -51,13 +57,15 @@ def expand(spec: str) -> list[str]:
             continue
         if s in ("d", "e", "f"):
             want += [f"{s}-fs", f"{s}-s3"]
+        elif s == "g":
+            want += G_IDS
         elif s == "grid":
             want += ["grid-fs", "grid-s3", "grid-proxy"]
         else:
             want.append(s)
     bad = [s for s in want if s not in ALL_IDS]
     if bad:
-        raise SystemExit(f"unknown scenarios {bad}; choose from {ALL_IDS} (or d, e, f, grid)")
+        raise SystemExit(f"unknown scenarios {bad}; choose from {ALL_IDS} (or d, e, f, g, grid)")
     return [s for s in ALL_IDS if s in want]  # fs first, s3 after, planner, grids last
 
 
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proxy-delay-ms", type=float, default=20.0)
     ap.add_argument("--proxy-rate-mbps", type=float, default=100.0)
     ap.add_argument("--planner-parts", type=int, default=1_000_000)
+    ap.add_argument("--files", type=int, default=30_000, help="files in scenario g's snapshot (default 30000)")
+    ap.add_argument("--curve-files", default=CURVE_FILES, help=f"the cost curve's points (default {CURVE_FILES})")
     ap.add_argument("--keep-targets", action="store_true", help="keep restored trees at the end")
     args = ap.parse_args(argv)
     os.environ["PYTHONPATH"] = str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -106,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if sid == "planner":
                     res = run_planner(bench)
+                elif sid == "curve":
+                    res = run_curve(bench)
                 else:
-                    scn = bench.build(sid)
+                    scn = build_g(bench, sid) if sid in G_IDS else bench.build(sid)
                     if scn is None:
                         continue
                     res = run_scenario(bench, scn)
@@ -117,17 +129,26 @@ def main(argv: list[str] | None = None) -> int:
             except (measure.CommandFailed, RuntimeError, AssertionError) as e:
                 print(f"[{sid}] could not run: {e}", flush=True)
                 res = {"id": sid, "title": sid, "rows": [], "error": str(e)[:2000],
-                       "group": "grid" if sid.startswith("grid") else "main"}
+                       "group": "grid" if sid.startswith("grid") else "curve" if sid == "curve" else "main"}
             res["elapsed"] = time.monotonic() - t0
             old = store["scenarios"].get(sid)
             if old and old.get("rows") and res.get("rows"):  # keep earlier passes: noise is part of the result
                 store.setdefault("previous", {}).setdefault(sid, []).append(
                     {k: old.get(k) for k in ("date", "load", "rows")})
             store["scenarios"][sid] = res
-            big = bench._big.total_bytes if bench._big else store.get("settings", {}).get("bigfile_bytes")
-            store["settings"] = {"scale": args.scale, "seed": args.seed, "runs": args.runs, "warmup": args.warmup,
-                                 "dataset_bytes": bench.ds.total_bytes, "dataset_files": bench.ds.files,
-                                 "bigfile_bytes": big, "snapferry_defaults": snapferry_defaults()}
+            old_settings = store.get("settings", {})
+            big = bench._big.total_bytes if bench._big else old_settings.get("bigfile_bytes")
+            # only the datasets this invocation used are (re)generated: g and the curve do not need the 3 GiB one
+            main_ds = bench._ds
+            small = bench._small.get(args.files)
+            store["settings"] = {
+                "scale": args.scale, "seed": args.seed, "runs": args.runs, "warmup": args.warmup,
+                "dataset_bytes": main_ds.total_bytes if main_ds else old_settings.get("dataset_bytes"),
+                "dataset_files": main_ds.files if main_ds else old_settings.get("dataset_files"),
+                "bigfile_bytes": big, "snapferry_defaults": snapferry_defaults(),
+                "small_files": small.files if small else old_settings.get("small_files"),
+                "small_bytes": small.total_bytes if small else old_settings.get("small_bytes"),
+            }
             save_results(args.results, store)
     finally:
         bench.close()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import measure
-from .datagen import GIB, Dataset, ensure_bigfile, ensure_dataset
+from .datagen import GIB, Dataset, ensure_bigfile, ensure_dataset, ensure_small
 from .servers import BUCKET, Proxy, Weed, s3_env, write_creds
 from .tools import (
     HERE,
@@ -77,6 +77,7 @@ class Bench:
         self.can_drop = measure.check_drop_caches(self.work)
         self._ds: Dataset | None = None
         self._big: Dataset | None = None
+        self._small: dict[int, Dataset] = {}
         self.s3_ok: bool | None = None
 
     # -- fixtures ---------------------------------------------------------------------------
@@ -92,15 +93,23 @@ class Bench:
             self._big = ensure_bigfile(self.work, self.args.scale, self.args.seed)
         return self._big
 
-    def fs_backup(self) -> Path:
-        """The reference fs:// backup of the dataset (made once by snapferry, cached)."""
-        root = self.work / "backups" / self.ds.key / "fs"
+    def small(self, files: int | None = None) -> Dataset:
+        """The many-small-files snapshot of scenario g and the cost curve (`--files` by default)."""
+        n = files if files is not None else self.args.files
+        if n not in self._small:
+            self._small[n] = ensure_small(self.work, n, self.args.seed)
+        return self._small[n]
+
+    def fs_backup(self, ds: Dataset | None = None) -> Path:
+        """The reference fs:// backup of a dataset (the main one by default; made once by snapferry, cached)."""
+        ds = ds or self.ds
+        root = self.work / "backups" / ds.key / "fs"
         stamp = root.parent / "fs.done"
         if not stamp.exists():
             rmtree(root)
             print(f"[setup] snapferry backup -> fs://{root}", flush=True)
-            measure.run(sf_backup(self.ds, f"fs://{root}")(), self.logs / "setup" / "fs-backup", env=self.env)
-            Verifier(self.ds).parts_fs(root)
+            measure.run(sf_backup(ds, f"fs://{root}")(), self.logs / "setup" / f"fs-backup-{ds.key}", env=self.env)
+            Verifier(ds).parts_fs(root)
             stamp.write_text("ok\n")
         return root
 
@@ -216,28 +225,7 @@ class Bench:
             ]
             return Scenario("f-fs", "incremental backup, nothing changed, fs://", 0, tools)
         if sid == "e-fs":
-            ver = Verifier(self.ds)
-            tools = []
-            for name, kind in (("snapferry", "snapferry"), ("vmbackup", "peer"), ("cp", "floor")):
-                root = self.work / "backups" / self.ds.key / f"e-{name}"
-                dst = f"fs://{root}"
-                if name == "snapferry":
-                    argv = sf_backup(self.ds, dst)
-                elif name == "vmbackup":
-                    argv = vmbackup(self.ds, dst)
-                else:
-                    argv = lambda root=root: sh_cp(self.ds.snapshot, root)  # noqa: E731
-                verify = (lambda root=root: ver.parts_fs(root)) if name != "cp" else (
-                    lambda root=root: ver.tree(root))
-                label = {"snapferry": "snapferry", "vmbackup": "vmbackup 1.79.5", "cp": "cp -a + sync"}[name]
-                tools.append(Tool(label, argv, lambda root=root: rmtree(root), verify, self.env, kind))
-            tools.append(Tool(READ_FLOOR, lambda: sh_read(self.ds.snapshot), env=self.env, kind="floor"))
-
-            def drop_backups() -> None:
-                for n in ("snapferry", "vmbackup", "cp"):
-                    rmtree(self.work / "backups" / self.ds.key / f"e-{n}")
-
-            return Scenario("e-fs", "full backup, fs://", self.ds.total_bytes, tools, cleanup=drop_backups)
+            return self.full_backup_fs("e-fs", self.ds, "full backup, fs://")
         # ---- s3 ----
         if sid == "b":
             weed = self.start_weed()
@@ -271,37 +259,65 @@ class Bench:
                 self.restore_tools("c", None, src, proxy.endpoint, self.big, with_cp=False),
                 watch=[weed.pid, proxy.pid], notes="server CPU = weed mini + proxy")
         if sid == "e-s3":
-            weed = self.start_weed()
-            ver = Verifier(self.ds)
-            tools = []
-            for name, kind in (("snapferry", "snapferry"), ("vmbackup", "peer")):
-                prefix = f"{self.ds.key}/e-{name}"
-                url = f"s3://{BUCKET}/{prefix}"
-
-                def prep(prefix: str = prefix) -> None:
-                    if weed.delete_prefix(prefix):
-                        weed.vacuum()
-
-                if name == "snapferry":
-                    argv = sf_backup(self.ds, url, ["--custom-s3-endpoint", weed.endpoint])
-                else:
-                    argv = vmbackup(self.ds, url, vm_flags_s3(weed.endpoint, self.creds))
-                label = "snapferry" if name == "snapferry" else "vmbackup 1.79.5"
-                tools.append(Tool(label, argv, prep, lambda prefix=prefix: ver.parts_s3(weed, prefix), self.env,
-                                  kind))
-            def drop_all() -> None:
-                for n in ("snapferry", "vmbackup"):
-                    weed.delete_prefix(f"{self.ds.key}/e-{n}")
-                weed.vacuum()
-
-            return Scenario("e-s3", "full backup, s3:// (SeaweedFS, loopback)", self.ds.total_bytes, tools,
-                            watch=[weed.pid], notes="old objects deleted and volumes vacuumed before each run",
-                            cleanup=drop_all)
+            return self.full_backup_s3("e-s3", self.ds, "full backup, s3:// (SeaweedFS, loopback)")
         if sid == "v":
             return self._verify_scenario()
         if sid.startswith("grid-"):
             return self._grid(sid)
         raise SystemExit(f"unknown scenario {sid!r}")
+
+    def full_backup_fs(self, sid: str, ds: Dataset, title: str) -> Scenario:
+        """A full backup of ds to a fresh fs:// root: snapferry, vmbackup, cp -a + sync, read only."""
+        ver = Verifier(ds)
+        tools = []
+        for name, kind in (("snapferry", "snapferry"), ("vmbackup", "peer"), ("cp", "floor")):
+            root = self.work / "backups" / ds.key / f"{sid}-{name}"
+            dst = f"fs://{root}"
+            if name == "snapferry":
+                argv = sf_backup(ds, dst)
+            elif name == "vmbackup":
+                argv = vmbackup(ds, dst)
+            else:
+                argv = lambda root=root: sh_cp(ds.snapshot, root)  # noqa: E731
+            verify = (lambda root=root: ver.parts_fs(root)) if name != "cp" else (
+                lambda root=root: ver.tree(root))
+            label = {"snapferry": "snapferry", "vmbackup": "vmbackup 1.79.5", "cp": "cp -a + sync"}[name]
+            tools.append(Tool(label, argv, lambda root=root: rmtree(root), verify, self.env, kind))
+        tools.append(Tool(READ_FLOOR, lambda: sh_read(ds.snapshot), env=self.env, kind="floor"))
+
+        def drop_backups() -> None:
+            for n in ("snapferry", "vmbackup", "cp"):
+                rmtree(self.work / "backups" / ds.key / f"{sid}-{n}")
+
+        return Scenario(sid, title, ds.total_bytes, tools, cleanup=drop_backups)
+
+    def full_backup_s3(self, sid: str, ds: Dataset, title: str) -> Scenario:
+        """A full backup of ds to a fresh prefix in SeaweedFS: snapferry, vmbackup."""
+        weed = self.start_weed()
+        ver = Verifier(ds)
+        tools = []
+        for name, kind in (("snapferry", "snapferry"), ("vmbackup", "peer")):
+            prefix = f"{ds.key}/{sid}-{name}"
+            url = f"s3://{BUCKET}/{prefix}"
+
+            def prep(prefix: str = prefix) -> None:
+                if weed.delete_prefix(prefix):
+                    weed.vacuum()
+
+            if name == "snapferry":
+                argv = sf_backup(ds, url, ["--custom-s3-endpoint", weed.endpoint])
+            else:
+                argv = vmbackup(ds, url, vm_flags_s3(weed.endpoint, self.creds))
+            label = "snapferry" if name == "snapferry" else "vmbackup 1.79.5"
+            tools.append(Tool(label, argv, prep, lambda prefix=prefix: ver.parts_s3(weed, prefix), self.env, kind))
+
+        def drop_all() -> None:
+            for n in ("snapferry", "vmbackup"):
+                weed.delete_prefix(f"{ds.key}/{sid}-{n}")
+            weed.vacuum()
+
+        return Scenario(sid, title, ds.total_bytes, tools, watch=[weed.pid],
+                        notes="old objects deleted and volumes vacuumed before each run", cleanup=drop_all)
 
     def _verify_scenario(self) -> Scenario:
         """verify of the reference s3:// backup, each mode, beside a full restore of the same bytes."""
