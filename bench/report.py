@@ -259,7 +259,7 @@ def plot(path: Path, data: dict[str, Any]) -> None:
     cols = 4
     rows = (len(scns) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    colors = {"snapferry": "#1f77b4", "peer": "#ff7f0e", "floor": "#7f7f7f"}
+    colors = {"snapferry": "#1f77b4", "peer": "#ff7f0e", "floor": "#7f7f7f", "baseline": "#9ecae1"}
     for ax, (sid, res) in zip(axes.flat, scns, strict=False):
         rs = [r for r in res["rows"] if "median" in r]
         names = [r["tool"].replace(" 1.79.5", "").replace("--", "") for r in rs]

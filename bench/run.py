@@ -42,7 +42,7 @@ from .execute import run_planner, run_scenario
 from .machine import git_commit, machine_info, snapferry_defaults
 from .manyfiles import CURVE_FILES, G_IDS, build_g, run_curve
 from .scenarios import Bench
-from .tools import HERE, RESULTS, rmtree
+from .tools import HERE, RESULTS, rmtree, with_baseline
 
 DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,v,planner"
 ALL_IDS = ["a", "d-fs", "f-fs", "e-fs", "g-fs", "g-backup-fs", "b", "d-s3", "f-s3", "c", "e-s3", "g-s3",
@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--planner-parts", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=30_000, help="files in scenario g's snapshot (default 30000)")
     ap.add_argument("--curve-files", default=CURVE_FILES, help=f"the cost curve's points (default {CURVE_FILES})")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another snapferry executable (an older commit's venv) run beside this one, "
+                    "alternating, in every scenario: its row's ratio is before/after on the same disk")
     ap.add_argument("--keep-targets", action="store_true", help="keep restored trees at the end")
     args = ap.parse_args(argv)
     os.environ["PYTHONPATH"] = str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                     scn = build_g(bench, sid) if sid in G_IDS else bench.build(sid)
                     if scn is None:
                         continue
+                    if args.baseline is not None:
+                        scn = with_baseline(scn, args.baseline)
                     res = run_scenario(bench, scn)
                     if not args.keep_targets:
                         rmtree(bench.targets)

@@ -43,6 +43,24 @@ class Scenario:
     cleanup: Callable[[], None] = lambda: None  # after the scenario (unless --keep-targets)
 
 
+def with_baseline(scn: Scenario, exe: Path) -> Scenario:
+    """Add, after each snapferry tool, the same command run by another snapferry executable.
+
+    The tools alternate, so a "before" commit and this one meet the same disk and load; the
+    baseline row's ratio (first tool / it) is after/before. Targets and verification are shared:
+    each run's prepare step empties them anyway.
+    """
+    tools: list[Tool] = []
+    for t in scn.tools:
+        tools.append(t)
+        if t.kind == "snapferry":
+            def argv(t: Tool = t) -> list[str]:
+                cmd = t.argv()
+                return [str(exe), *cmd[1:]] if cmd and cmd[0] == str(SNAPFERRY) else cmd
+            tools.append(Tool(f"{t.name} (baseline)", argv, t.prepare, t.verify, t.env, kind="baseline"))
+    return Scenario(scn.id, scn.title, scn.data_bytes, tools, scn.watch, scn.notes, scn.group, scn.cleanup)
+
+
 def rmtree(path: Path) -> None:
     if path.exists() or path.is_symlink():
         shutil.rmtree(path)
