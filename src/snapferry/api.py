@@ -1,23 +1,25 @@
-"""The Python API; the CLI is a thin layer over these functions."""
+"""The Python API; the CLI is a thin layer over these functions.
+
+Each function imports its action where it runs: a command pays only for the
+modules it uses (a restore does not load the backup's snapshot API client, the
+manager or a cloud SDK), which is most of a nothing-changed run's time.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-from . import snapshot
-from .actions.backup import refuse_dst_inside, run_backup
-from .actions.copy import run_copy
-from .actions.info import run_info
-from .actions.restore import dry_run_restore, run_restore
-from .actions.verify import Subset, VerifyOptions, run_verify
 from .errors import SnapferryError, UsageError
 from .parts import MAX_PART_SIZE
 from .remotes import RemoteOptions, open_remote
-from .restorer.downloader import Tuning
-from .results import BackupResult, CopyResult, InfoResult, RestoreDryRun, RestoreResult, VerifyResult
-from .retry import RetryPolicy
 from .throttle import Throttle
+
+if TYPE_CHECKING:
+    from .restorer.downloader import Tuning
+    from .results import BackupResult, CopyResult, InfoResult, RestoreDryRun, RestoreResult, VerifyResult
+    from .retry import RetryPolicy
 
 log = logging.getLogger("snapferry")
 
@@ -48,6 +50,9 @@ def backup(
     or `storage_data_path` with `snapshot_create_url` (a snapshot made for this
     backup and deleted afterwards, also when the backup fails).
     """
+    from . import snapshot
+    from .actions.backup import refuse_dst_inside, run_backup
+
     _positive("concurrency", concurrency)
     chosen = sum(x is not None for x in (src, snapshot_name, snapshot_create_url))
     if chosen != 1:
@@ -112,6 +117,8 @@ def _data_dir_of_snapshot(src: str | None) -> str:
 def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> None:
     """The backup is complete and good; a snapshot left behind still holds disk space
     (its hard links keep merged-away parts), so the run fails (exit 1) and says both."""
+    from . import snapshot
+
     try:
         snapshot.delete(url)
     except SnapferryError as e:
@@ -124,6 +131,8 @@ def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> 
 
 def _delete_snapshot_after_failure(url: str, name: str) -> None:
     """The backup's own error is what the user must see; a failed delete is a warning."""
+    from . import snapshot
+
     try:
         snapshot.delete(url)
     except SnapferryError as e:
@@ -157,6 +166,9 @@ def restore(
     non-empty `dst` that looks like neither a VictoriaMetrics data directory nor an
     earlier restore is refused when the restore would delete files in it.
     """
+    from .actions.restore import run_restore
+    from .restorer.downloader import Tuning
+
     _positive("concurrency", concurrency)
     tuning = tuning or Tuning(concurrency=concurrency)
     src_remote = open_remote(src, remote_options or default_options(concurrency))
@@ -190,6 +202,8 @@ def restore_dry_run(
     """Every check `restore` makes and its plan, changing nothing: no directory, no
     lock file, no marker (a lock already there is taken and released, to report a
     running VictoriaMetrics)."""
+    from .actions.restore import dry_run_restore
+
     src_remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         return dry_run_restore(
@@ -221,6 +235,8 @@ def copy(
     progress: str = "auto",
 ) -> CopyResult:
     """Copy the backup at `src` to `dst` (server-side when both are on one backend)."""
+    from .actions.copy import run_copy
+
     _positive("concurrency", concurrency)
     opts = remote_options or default_options(concurrency)
     s = open_remote(src, src_remote_options or opts)
@@ -249,6 +265,8 @@ def verify(
 ) -> VerifyResult:
     """Check the backup at `src` where it is stored (see actions/verify.py); the result
     lists every problem found. `read_data_subset` ("5%" or "N/M") implies `read_data`."""
+    from .actions.verify import Subset, VerifyOptions, run_verify
+
     _positive("concurrency", concurrency)
     opts = VerifyOptions(
         structure_only=structure_only, read_data=read_data or read_data_subset is not None,
@@ -264,6 +282,8 @@ def verify(
 
 def info(src: str, *, remote_options: RemoteOptions | None = None) -> InfoResult:
     """What the backup (or the vmbackupmanager layout) at `src` holds."""
+    from .actions.info import run_info
+
     remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         return run_info(remote)

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import crc32c
 from isal import isal_zlib
 
 from .errors import BadBackupError
@@ -80,6 +79,8 @@ def region_crcs(fd: int, offset: int, size: int) -> PartCrcs:
     if os.fstat(fd).st_size < offset + size:
         # Checked first: touching a mapping beyond the end of its file is a SIGBUS.
         raise OSError(f"unexpected end of file before byte {offset + size}")
+    import crc32c  # here, not at the top: its package reads its metadata (start-up of every run)
+
     out: list[int] = []
     c32c = 0
     for pos in range(offset, offset + size, BLOCK):
@@ -105,6 +106,8 @@ class BlockCrcs:
     def update(self, data: bytes | bytearray | memoryview) -> int | None:
         """Feed the next bytes; returns their CRC32 when they start a block and stay within it
         (an upload chunk of up to BLOCK bytes: its checksum header comes free)."""
+        import crc32c  # see region_crcs: loaded by the first run that hashes
+
         n = len(data)
         self._c32c = crc32c.crc32c(data, self._c32c)
         if self._fill == 0 and n <= BLOCK:

@@ -16,15 +16,16 @@ import enum
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from .results import BackupResult, CopyResult, RestoreResult
+
+# prometheus_client and urllib.request are imported by the functions that push: every
+# backup and restore imports this module, few of them push (start-up time).
+if TYPE_CHECKING:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 log = logging.getLogger("snapferry")
 
@@ -94,6 +95,8 @@ class _RunCollector:
         self.run = run
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         run = self.run
         a = [run.action.value]
         seconds = max(run.ended - run.started, 0.0)
@@ -141,6 +144,8 @@ def _moved(res: BackupResult | RestoreResult | CopyResult) -> tuple[int, int]:
 
 def render(run: RunRecord) -> bytes:
     """The run's metrics as Prometheus text, from a registry of its own."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_RunCollector(run))
     return generate_latest(registry)
@@ -148,6 +153,9 @@ def render(run: RunRecord) -> bytes:
 
 def push(url: str, run: RunRecord, timeout: float = PUSH_TIMEOUT) -> None:
     """POST the run's metrics to `url`; a failed push is logged and never fails the run."""
+    import urllib.error
+    import urllib.request
+
     body = render(run)
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": CONTENT_TYPE})
     try:

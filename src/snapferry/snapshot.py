@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 
 from .errors import SnapferryError, UsageError
@@ -40,6 +38,10 @@ def snapshot_dir(storage_data_path: str, name: str) -> str:
 
 
 def _get_json(url: str, timeout: float = 60.0) -> dict[str, object]:
+    # urllib.request (http.client, email, ssl) here: every backup imports this module, few call VictoriaMetrics
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             body = resp.read()

@@ -33,7 +33,10 @@ def _command(tool: Tool) -> click.Command:
     return command
 
 
-COMMANDS = [_command(tool) for tool in Tool]
+# cli/main.py registers these by name (and loads this module only when one runs)
+vmbackup = _command(Tool.VMBACKUP)
+vmrestore = _command(Tool.VMRESTORE)
+vmbackupmanager = _command(Tool.VMBACKUPMANAGER)
 
 
 def accepted(path: tuple[str, ...]) -> set[str]:
@@ -43,7 +46,9 @@ def accepted(path: tuple[str, ...]) -> set[str]:
     cmd: click.Command = cli
     for word in path:
         assert isinstance(cmd, click.Group), path
-        cmd = cmd.commands[word]
+        sub = cmd.get_command(click.Context(cmd), word)  # a lazy group loads the command here
+        assert sub is not None, path
+        cmd = sub
     return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
 
 

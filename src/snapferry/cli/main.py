@@ -4,35 +4,69 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import logging
 import os
 import shlex
 import signal
 import sys
+from collections.abc import Mapping
 from types import FrameType
+from typing import Any
 
 import click
 
 from ..errors import EXIT_FAILURE, EXIT_USAGE, Interrupted, NoSpaceError, SnapferryError
 from ..libc import LIBC
-from . import backup_cmd, copy_cmd, dropin_cmd, info_cmd, manager_cmd, restore_cmd, verify_cmd
 from ._common import ENV, LOG_LEVELS, emit_error, setup_logging
 
 _M_MMAP_THRESHOLD = -3  # mallopt(3)
 
 log = logging.getLogger("snapferry")
 
+# The commands: name -> (module in this package, its click command). A command's module
+# is imported only when that command runs (or for the top-level --help), so a restore
+# from fs:// never loads the manager's web stack, the push-metrics client or a cloud SDK.
+COMMANDS: Mapping[str, tuple[str, str]] = {
+    "backup": ("backup_cmd", "backup"),
+    "restore": ("restore_cmd", "restore"),
+    "copy": ("copy_cmd", "copy"),
+    "manager": ("manager_cmd", "manager"),
+    "verify": ("verify_cmd", "verify"),
+    "info": ("info_cmd", "info"),
+    "vmbackup": ("dropin_cmd", "vmbackup"),
+    "vmrestore": ("dropin_cmd", "vmrestore"),
+    "vmbackupmanager": ("dropin_cmd", "vmbackupmanager"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module the first time the command is looked up."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, attr = self.lazy[cmd_name]
+            command = getattr(importlib.import_module(f".{module}", __package__), attr)
+            if not isinstance(command, click.Command) or command.name != cmd_name:
+                raise TypeError(f"{module}.{attr} is not the click command {cmd_name!r}")
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--log-level", type=LOG_LEVELS, default="info", envvar=ENV + "LOG_LEVEL")
 @click.version_option(package_name="snapferry")
 def cli(log_level: str) -> None:
     """Back up VictoriaMetrics snapshots to fs://, s3://, gs:// or azblob:// and restore them fast."""
     setup_logging(log_level)
-
-for _command in (backup_cmd.backup, restore_cmd.restore, copy_cmd.copy, manager_cmd.manager, verify_cmd.verify,
-                 info_cmd.info, *dropin_cmd.COMMANDS):
-    cli.add_command(_command)
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
@@ -90,7 +124,7 @@ def _fail(args: list[str], message: str, err: Exception, code: int) -> int:
 def _json_error(args: list[str], message: str, err: Exception, code: int) -> int:
     """Scripts that asked for --json get the failure as JSON on stdout too."""
     if "--json" in args:
-        emit_error(next((a for a in args if a in cli.commands), None), message, type(err).__name__, code)
+        emit_error(next((a for a in args if a in COMMANDS), None), message, type(err).__name__, code)
     return code
 
 
