@@ -7,9 +7,15 @@ Three levels, each one including the ones before:
 - provider checksums (unless `structure_only`): the checksum the store keeps of
   each part (GCS's CRC32C, S3's CRC32/CRC32C of objects uploaded with one)
   compared with the manifest, one metadata request per part, no data read;
-- `read_data`: every byte (or a deterministic subset of the parts) read through
-  ranged reads on a few threads, each manifest block's CRC32 compared.
+- `read_data`: every byte (or a deterministic subset of the parts) read the way a
+  restore reads it (ranged reads cut as the restore cuts them, into blocks of the
+  restorer's bounded buffer pool, each manifest block's CRC32 compared), with the
+  provider checks of the level before running beside the reads.
 Every problem is collected, not only the first: a scheduled job reports them all.
+
+`--structure-only` is a start-up-sized job (one listing, three small files), so the
+modules only the other levels use (the thread pool helper, the restorer's buffers)
+are imported by the functions that run them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -39,12 +46,10 @@ from ..remotes.base import Remote
 from ..results import Problem, ProblemKind, VerifyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
-from .backup import parallel
 
 log = logging.getLogger("snapferry")
 
-_RANGE = 4 * BLOCK  # bytes per ranged read job: block-aligned, so each job checks whole blocks
-_BUF = 4 * 1024 * 1024  # one read buffer per worker: memory is concurrency x 4 MiB
+_MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +130,29 @@ def run_verify(
     checkable = [p for p in parts if p.name in entries and p.name not in broken]
 
     provider_checked = 0
-    if not opts.structure_only:
-        provider_checked = _provider(src, checkable, entries, opts.concurrency, add)
-
     read_parts = read_bytes = 0
-    if opts.read_data:
+    stop = threading.Event()  # set by the first failure of either pass: both stop
+    if not opts.read_data:
+        if not opts.structure_only:
+            provider_checked = _provider(src, checkable, entries, opts.concurrency, add, stop)
+    else:
         todo = [p for p in parts if p.name not in broken and (opts.subset is None or opts.subset.has(p))]
         read_parts, read_bytes = len(todo), sum(p.size for p in todo)
-        _read_data(src, todo, entries, opts, throttle or Throttle(0), retry or RetryPolicy(), add)
+        # The provider checks (a metadata request per part: latency and the SDK's CPU) run
+        # beside the reads instead of before them; list.append of a problem is atomic.
+        with ThreadPoolExecutor(1, thread_name_prefix="verify-provider") as side:
+            checked = None if opts.structure_only else side.submit(
+                _provider, src, checkable, entries, opts.concurrency, add, stop)
+            try:
+                _read_data(src, todo, entries, opts, throttle or Throttle(0), retry or RetryPolicy(), add, stop)
+            except BaseException as e:
+                stop.set()
+                # reads stopped because the provider pass failed: its error is the one to show
+                side_error = checked.exception() if checked is not None else None
+                if side_error is not None and not isinstance(e, SnapferryError | KeyboardInterrupt):
+                    raise side_error from e
+                raise
+            provider_checked = checked.result() if checked is not None else 0
 
     problems.sort(key=lambda pr: (pr.part, pr.kind.value))
     return VerifyResult(
@@ -204,9 +224,11 @@ def _structure(files: dict[str, list[Part]], add: Callable[[Problem], None]) -> 
 
 def _provider(
     src: Remote, parts: list[Part], entries: Mapping[str, list[int]], concurrency: int,
-    add: Callable[[Problem], None],
+    add: Callable[[Problem], None], stop: threading.Event,
 ) -> int:
     """Compare each part's provider checksum with the manifest; returns how many could be."""
+    from .backup import parallel
+
     reader: Callable[[Part], ProviderChecksum | None] | None = getattr(src, "part_checksum", None)
     if reader is None:
         log.debug("%s keeps no checksums snapferry can read", src.url)
@@ -225,26 +247,40 @@ def _provider(
                 add(Problem(p.name, ProblemKind.CHECKSUM, f"{kept.algorithm.value} {want.hex()} (manifest)",
                             f"{kept} (kept by the store)"))
 
-    parallel(concurrency, parts, one)
+    parallel(concurrency, parts, one, stop)
     return counted[0]
 
 
-def _jobs(parts: list[Part]) -> Iterator[tuple[Part, int, int]]:
+def _range_size(part: Part, concurrency: int, min_range: int) -> int:
+    """As the restore cuts a part (Downloader._chunk_size): evenly over the workers, at least
+    `min_range`, whole MiB, then whole manifest blocks so each range checks its blocks alone."""
+    even = -(-part.size // max(1, concurrency))
+    step = max(min_range, -(-even // _MIB) * _MIB)
+    return -(-step // BLOCK) * BLOCK
+
+
+def _jobs(parts: list[Part], concurrency: int, min_range: int) -> Iterator[tuple[Part, int, int]]:
     for p in sorted(parts, key=lambda p: -p.size):
         if p.size == 0:
             yield p, 0, 0
-        for off in range(0, p.size, _RANGE):
-            yield p, off, min(_RANGE, p.size - off)
+        step = _range_size(p, concurrency, min_range)
+        for off in range(0, p.size, step):
+            yield p, off, min(step, p.size - off)
 
 
 def _read_data(
     src: Remote, parts: list[Part], entries: Mapping[str, list[int]], opts: VerifyOptions,
-    throttle: Throttle, retry: RetryPolicy, add: Callable[[Problem], None],
+    throttle: Throttle, retry: RetryPolicy, add: Callable[[Problem], None], stop: threading.Event,
 ) -> None:
-    """Read the parts' bytes in block-aligned ranges on `concurrency` threads, one buffer each."""
+    """Read the parts' bytes as the restore does, minus the writes: ranges on `concurrency`
+    threads, each read into a block of the restorer's pool (bounded like a restore's memory),
+    the block's bytes CRC'd in place and the block handed back."""
+    from ..restorer.downloader import BufferPool, Tuning, read_full
+    from .backup import parallel
+
+    tuning = Tuning(concurrency=opts.concurrency)
+    pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, stop)
     lock = threading.Lock()
-    stop = threading.Event()
-    local = threading.local()
     total = sum(p.size for p in parts)
     with Progress("verify", total, opts.progress_mode) as progress:
 
@@ -252,24 +288,29 @@ def _read_data(
             p, off, length = job
             if length == 0:
                 return
-            buf = getattr(local, "buf", None)
-            if buf is None:
-                buf = local.buf = bytearray(_BUF)
+            end = off + length
             want = entries.get(p.name)
             crcs: list[int] = []
             state = [off, 0]  # next byte, CRC of its block so far
 
             def stream() -> None:
-                reader = src.open_part(p, state[0], off + length - state[0])
-                mv = memoryview(buf)
+                reader = src.open_part(p, state[0], end - state[0])
                 try:
-                    while state[0] < off + length:
-                        n = reader.readinto(mv[: min(_BUF, off + length - state[0], BLOCK - state[0] % BLOCK)])
-                        if not n:
-                            raise _short(p, state[0], src)
+                    while state[0] < end:
+                        buf = pool.get()
+                        try:
+                            # a buffer never spans two manifest blocks
+                            n_want = min(len(buf), end - state[0], BLOCK - state[0] % BLOCK)
+                            with memoryview(buf) as mv:
+                                n = read_full(reader, mv[:n_want])
+                                crc = crc32(mv[:n], state[1])
+                        finally:
+                            pool.put(buf)
+                        if n < n_want:
+                            raise _short(p, state[0] + n, src)
                         throttle.take(n, stop)
-                        state[1] = crc32(mv[:n], state[1])
                         state[0] += n
+                        state[1] = crc
                         progress.add(n)
                         if state[0] % BLOCK == 0 or state[0] == p.size:
                             crcs.append(state[1])
@@ -292,7 +333,7 @@ def _read_data(
                                     f"block {idx} crc32 {exp:08x}" if exp is not None else f"no block {idx}",
                                     f"crc32 {got:08x}"))
 
-        parallel(opts.concurrency, list(_jobs(parts)), one, stop)
+        parallel(opts.concurrency, list(_jobs(parts, opts.concurrency, tuning.min_chunk_size)), one, stop)
 
 
 def _short(p: Part, at: int, src: Remote) -> SnapferryError:
