@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from .execute import run_scenario
 from .scenarios import Bench
-from .tools import Scenario, rmtree
+from .tools import Scenario, rmtree, with_baseline
 
 G_IDS = ["g-fs", "g-s3", "g-backup-fs", "g-backup-s3"]
 CURVE_FILES = "1000,10000,30000,100000"
@@ -62,6 +62,8 @@ def run_curve(bench: Bench) -> dict[str, object]:
         src = f"fs://{bench.fs_backup(ds)}"
         scn = Scenario(sid, f"full restore, {ds.files:,} small files, fs://", ds.total_bytes,
                        bench.restore_tools(sid, src, None, None, ds, with_cp=False))
+        if bench.args.baseline is not None:
+            scn = with_baseline(scn, bench.args.baseline)
         res = run_scenario(bench, scn)
         if not bench.args.keep_targets:
             rmtree(bench.targets)
