@@ -21,9 +21,10 @@ from tests.conftest import tree_digest
 
 # Packages an fs:// run never needs: cloud SDKs, HTTP clients, the manager's web stack,
 # the push-metrics client (loaded only when --push-metrics-url pushes).
+# ctypes.util: finding the C library the long way runs `ldconfig -p` (subprocess) at start-up.
 NOT_FOR_FS = ("boto3", "botocore", "google", "azure", "starlette", "uvicorn", "prometheus_client", "requests",
               "urllib3", "snapferry.manager", "snapferry.dropin", "snapferry.remotes.s3",
-              "snapferry.remotes.gcs", "snapferry.remotes.azblob")
+              "snapferry.remotes.gcs", "snapferry.remotes.azblob", "ctypes.util", "subprocess")
 # ... and a restore needs no HTTP at all, nor package metadata.
 NOT_FOR_FS_RESTORE = (*NOT_FOR_FS, "urllib.request", "http.client", "importlib.metadata",
                       "snapferry.actions.backup", "snapferry.snapshot")
