@@ -8,7 +8,7 @@ from snapferry.errors import BadBackupError
 from snapferry.local import LocalEntry, TargetListing
 from snapferry.parts import Part, split_file
 from snapferry.restorer.journal import Journal
-from snapferry.restorer.planner import plan_restore
+from snapferry.restorer.planner import FileMode, plan_restore
 
 
 def _parts(path: str, size: int, part: int = 100) -> list[Part]:
@@ -18,7 +18,9 @@ def _parts(path: str, size: int, part: int = 100) -> list[Part]:
 def test_fresh_target_downloads_everything(tmp_path: Path) -> None:
     parts = _parts("a/x.bin", 250) + _parts("b.bin", 0)
     plan = plan_restore(parts, TargetListing({}, []), str(tmp_path), preallocate=True)
-    assert [(f.path, f.mode, len(f.parts)) for f in plan.files] == [("a/x.bin", "new", 3), ("b.bin", "new", 1)]
+    assert [(f.path, f.mode, len(f.parts)) for f in plan.files] == [
+        ("a/x.bin", FileMode.NEW, 3), ("b.bin", FileMode.NEW, 1)
+    ]
     assert plan.download_bytes == 250 and plan.space_needed() == 250
     assert plan.files[0].has_journal and not plan.files[1].has_journal
 
@@ -43,7 +45,7 @@ def test_journal_resume_only_downloads_unrecorded_parts(tmp_path: Path) -> None:
     j.close()
     listing = TargetListing({}, ["x.bin.tmp", "x.bin.tmp.journal"])
     plan = plan_restore(_parts("x.bin", 250), listing, str(tmp_path), preallocate=True)
-    assert plan.files[0].mode == "resume"
+    assert plan.files[0].mode is FileMode.RESUME
     assert [p.offset for p in plan.files[0].parts] == [0, 200]
     assert plan.resumed_bytes == 100 and plan.delete_tmp == []
 
@@ -55,7 +57,7 @@ def test_tmp_of_wrong_length_is_not_resumed(tmp_path: Path) -> None:
     j.close()
     listing = TargetListing({}, ["x.bin.tmp", "x.bin.tmp.journal"])
     plan = plan_restore(_parts("x.bin", 250), listing, str(tmp_path), preallocate=True)
-    assert plan.files[0].mode == "new" and plan.delete_tmp == ["x.bin.tmp", "x.bin.tmp.journal"]
+    assert plan.files[0].mode is FileMode.NEW and plan.delete_tmp == ["x.bin.tmp", "x.bin.tmp.journal"]
 
 
 def test_inplace_keeps_whole_parts_below_the_length_of_a_marked_file(tmp_path: Path) -> None:
@@ -64,7 +66,7 @@ def test_inplace_keeps_whole_parts_below_the_length_of_a_marked_file(tmp_path: P
     listing = TargetListing(local, ["x.bin.tmp.journal"])
     plan = plan_restore(_parts("x.bin", 250), listing, str(tmp_path), preallocate=False)
     f = plan.files[0]
-    assert f.mode == "inplace" and f.truncate_to == 100 and [p.offset for p in f.parts] == [100, 200]
+    assert f.mode is FileMode.INPLACE and f.truncate_to == 100 and [p.offset for p in f.parts] == [100, 200]
     assert plan.delete_tmp == []
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 from pathlib import Path
 
 from snapferry import directio
 from snapferry.parts import Part
-from snapferry.restorer.planner import FilePlan
+from snapferry.restorer.bytepath import choose_byte_path
+from snapferry.restorer.planner import FileMode, FilePlan
+from snapferry.restorer.session import RestoreSession
 from snapferry.restorer.writer import TargetFile
 
 KIB = 1024
@@ -17,8 +18,9 @@ KIB = 1024
 
 def _target(root: Path, size: int, direct_min: int) -> TargetFile:
     part = Part("d/f.bin", size, 0, size, size)
-    plan = FilePlan("d/f.bin", size, [part], "new", all_parts=[part])
-    return TargetFile(str(root), plan, set(), threading.Lock(), direct_min=direct_min)
+    plan = FilePlan("d/f.bin", size, [part], FileMode.NEW, all_parts=[part])
+    path = choose_byte_path(size, direct_min, zero_copy=True, checked=False)
+    return TargetFile(str(root), plan, RestoreSession(str(root)), path)
 
 
 def _direct_works(d: Path) -> bool:

@@ -21,12 +21,13 @@ from ..checksums import check_inventory
 from ..errors import BadBackupError, NoSpaceError, UsageError
 from ..local import TargetListing, list_target
 from ..lock import DirLock
-from ..parts import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE, Part
+from ..parts import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX, Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote
 from ..remotes.location import local_location, location_of, within
 from ..restorer.downloader import Downloader, Tuning
 from ..restorer.planner import RestorePlan, plan_restore
+from ..restorer.session import RestoreSession
 from ..results import PlannedFile, RestoreDryRun, RestoreResult
 from ..retry import RetryPolicy
 from ..throttle import Throttle
@@ -182,12 +183,10 @@ def run_restore(
             lock = DirLock(root, "restore")
             c = _replan_if_changed(c, root, preallocate, force)
         plan = c.plan
-        # From here on the target changes: a database must not start on it until the end.
-        marker = os.path.join(root, RESTORE_IN_PROGRESS_FILE)
-        with open(marker, "wb") as mf:
-            os.fsync(mf.fileno())
-        durable.fsync_dir(root)
-        synced_dirs: set[str] = {root} | _apply_deletions(root, plan)
+        # From here on the target changes: a database must not start on it until session.end().
+        session = RestoreSession(root)
+        session.begin()
+        _apply_deletions(session, plan)
 
         tuning = tuning or Tuning()
         log.info(
@@ -197,19 +196,12 @@ def run_restore(
         )
         progress = Progress("restore", plan.download_bytes, progress_mode)
         dl = Downloader(
-            src, root, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(),
+            src, session, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(),
             c.expected, reread=verify, in_memory=checksums,
         )
         with progress:
             dl.run()
-        synced_dirs |= dl.synced_dirs
-
-        # Every rename and unlink must be durable before the marker goes.
-        for d in sorted(synced_dirs, key=len, reverse=True):
-            if os.path.isdir(d):
-                durable.fsync_dir(d)
-        os.unlink(marker)
-        durable.fsync_dir(root)
+        session.end()
     finally:
         if lock is not None:
             lock.close()
@@ -276,9 +268,9 @@ def _refuse_foreign_target(root: str, listing: TargetListing, plan: RestorePlan,
     )
 
 
-def _apply_deletions(root: str, plan: RestorePlan) -> set[str]:
-    """Delete what the backup does not have; return the directories to sync."""
-    touched: set[str] = set()
+def _apply_deletions(session: RestoreSession, plan: RestorePlan) -> None:
+    """Delete what the backup does not have; the session syncs their directories."""
+    root = session.root
     for rel in plan.delete_tmp + plan.delete:
         path = os.path.join(root, rel)
         try:
@@ -288,10 +280,6 @@ def _apply_deletions(root: str, plan: RestorePlan) -> set[str]:
                 os.unlink(path)
         except FileNotFoundError:
             pass
-        d = os.path.dirname(path)
-        while len(d) > len(root):
-            touched.add(d)
-            d = os.path.dirname(d)
+        session.deleted(path)
     if plan.delete or plan.delete_tmp:
         durable.remove_empty_dirs(root, keep_root=True)
-    return touched

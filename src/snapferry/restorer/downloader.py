@@ -33,7 +33,9 @@ from ..progress import Progress
 from ..remotes.base import FileReader, Reader, Remote
 from ..retry import RetryPolicy, retrying
 from ..throttle import Cancelled, Throttle
-from .planner import FilePlan
+from .bytepath import BytePath, choose_byte_path
+from .planner import FileMode, FilePlan
+from .session import RestoreSession
 from .writer import TargetFile, io_error
 
 log = logging.getLogger("snapferry")
@@ -123,7 +125,7 @@ class Downloader:
     def __init__(
         self,
         remote: Remote,
-        root: str,
+        session: RestoreSession,
         files: list[FilePlan],
         tuning: Tuning,
         throttle: Throttle,
@@ -140,7 +142,8 @@ class Downloader:
         self._reread = expected if reread else None
         self.expected = (expected or {}) if in_memory else {}
         self._written = threading.Condition()
-        self.root = root
+        self.session = session
+        self.root = session.root
         self.files = files
         self.t = tuning
         self.throttle = throttle
@@ -149,8 +152,6 @@ class Downloader:
         self.stop = threading.Event()
         self.pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, self.stop)
         self.writeq: queue.SimpleQueue[tuple[Chunk, int, mmap.mmap, int] | None] = queue.SimpleQueue()
-        self.synced_dirs: set[str] = set()
-        self._dirs_lock = threading.Lock()
         self._jobs_lock = threading.Lock()
         self._errors: list[BaseException] = []
         self._open: list[TargetFile] = []
@@ -165,20 +166,25 @@ class Downloader:
     # -- scheduling -------------------------------------------------------------
     def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
         for fp in self.files:
-            tf = TargetFile(self.root, fp, self.synced_dirs, self._dirs_lock,
-                            self._reread, self._dirs_made, self.t.direct_min)
+            tf = self._target_file(fp)
             self._open.append(tf)
-            if fp.mode == "inplace":
+            if fp.mode is FileMode.INPLACE:
                 yield tf  # one worker writes it in order: its length is its resume point
                 continue
             for p in fp.parts:
                 if p.size == 0:
                     yield Chunk(tf, p, 0, 0)
-                step = self._chunk_size(p, fp.file_size)
+                step = self._chunk_size(p, tf)
                 for off in range(0, p.size, step):
                     yield Chunk(tf, p, off, min(step, p.size - off))
 
-    def _chunk_size(self, part: Part, file_size: int) -> int:
+    def _target_file(self, fp: FilePlan) -> TargetFile:
+        checked = any(p.name in self.expected for p in fp.parts)
+        path = choose_byte_path(fp.file_size, self.t.direct_min, self.t.zero_copy, checked)
+        return TargetFile(self.root, fp, self.session, path, self._reread, self._dirs_made,
+                          self.t.zero_copy, checked)
+
+    def _chunk_size(self, part: Part, tf: TargetFile) -> int:
         """Big parts are cut so every worker gets a range; small ones stay one request,
         since each request costs the server and the client more than its bytes do.
 
@@ -186,7 +192,7 @@ class Downloader:
         copying into one file serialise on its inode lock (perf showed them spinning on it)."""
         if self.t.chunk_size:
             step = self.t.chunk_size
-        elif self._in_kernel(part, file_size):
+        elif self._local_source(part, tf):
             return max(part.size, 1)
         else:
             even = -(-part.size // max(1, self.t.concurrency))
@@ -197,14 +203,10 @@ class Downloader:
             step = -(-step // BLOCK) * BLOCK
         return step
 
-    def _in_kernel(self, part: Part, file_size: int) -> str | None:
-        """The local file to copy_file_range the part from (fs://), or None.
-
-        Files written with direct I/O read local parts into the pool instead: on this
-        project's machine a buffered read plus a direct write costs the CPU what the
-        in-kernel copy does, and leaves no page cache to allocate and write back."""
-        if not self.t.zero_copy or directio.wanted(self.t.direct_min, file_size) or part.name in self.expected:
-            return None  # checked parts pass through the pool, where their CRCs are taken
+    def _local_source(self, part: Part, tf: TargetFile) -> str | None:
+        """The local file to copy_file_range the part from (fs://, in-kernel byte path), or None."""
+        if tf.byte_path is not BytePath.IN_KERNEL:
+            return None
         return self.remote.local_path(part)
 
     def _next_job(self) -> Chunk | TargetFile | None:
@@ -321,7 +323,7 @@ class Downloader:
                 c.file.checked(c.part, 0)
             self._account(c.file, c.part, 0)
             return
-        src = self._in_kernel(c.part, c.file.plan.file_size)
+        src = self._local_source(c.part, c.file)
         if src is not None:
             self._copy_local(c, src)
         else:
@@ -396,7 +398,7 @@ class Downloader:
         want_crcs = self.expected.get(c.part.name)
         reader = self.remote.open_part(c.part, state[0], end - state[0])
         try:
-            if self.t.zero_copy and not c.file.direct and want_crcs is None and isinstance(reader, FileReader):
+            if c.file.byte_path is BytePath.IN_KERNEL and want_crcs is None and isinstance(reader, FileReader):
                 self._stream_to_file(c, state, end, reader)
                 return
             while state[0] < end:
@@ -482,8 +484,8 @@ class Downloader:
                     tf.checked(p, 0)
                 self._account(tf, p, 0)
                 continue
-            src = self._in_kernel(p, tf.plan.file_size)
-            step = self._chunk_size(p, tf.plan.file_size)
+            src = self._local_source(p, tf)
+            step = self._chunk_size(p, tf)
             for off in range(0, p.size, step):
                 c = Chunk(tf, p, off, min(step, p.size - off))
                 if src is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 
 from ..errors import BadBackupError
 from ..local import TargetListing
@@ -24,14 +25,20 @@ from ..parts import (
 from .journal import read_journal
 
 
+class FileMode(Enum):
+    """How a file is written; restorer/session.py gives the durability order of each."""
+
+    NEW = "new"  # preallocated: a fresh `<file>.tmp`, renamed when whole
+    RESUME = "resume"  # preallocated: the `.tmp` and journal of an interrupted run, kept
+    INPLACE = "inplace"  # at its final name, in order, from the first missing part on
+
+
 @dataclass(slots=True)
 class FilePlan:
     path: str
     file_size: int
     parts: list[Part]  # parts still to download, by offset
-    # preallocated mode: "new" (fresh .tmp) or "resume" (.tmp + journal kept);
-    # in-place mode: "inplace" (written at its final name from the first missing part on)
-    mode: str
+    mode: FileMode
     # in-place mode: the file is cut to this length before writing resumes
     truncate_to: int = 0
     has_journal: bool = False
@@ -59,7 +66,7 @@ class RestorePlan:
 
     def space_needed(self) -> int:
         """Bytes a preallocated restore adds to the disk before any rename frees some."""
-        return sum(f.file_size for f in self.files if f.mode == "new")
+        return sum(f.file_size for f in self.files if f.mode is FileMode.NEW)
 
 
 def plan_restore(
@@ -118,11 +125,13 @@ def _plan(parts: list[Part], target: TargetListing, target_root: str, preallocat
                 todo = [p for p in plist if (p.offset, p.size) not in done]
                 journals_used.update((tmp, jpath))
                 plan.resumed_bytes += file_size - sum(p.size for p in todo)
-                plan.files.append(FilePlan(path, file_size, todo, "resume", has_journal=True, all_parts=plist))
+                plan.files.append(FilePlan(path, file_size, todo, FileMode.RESUME, has_journal=True, all_parts=plist))
             else:
-                plan.files.append(FilePlan(path, file_size, plist, "new", has_journal=len(plist) > 1, all_parts=plist))
+                plan.files.append(
+                    FilePlan(path, file_size, plist, FileMode.NEW, has_journal=len(plist) > 1, all_parts=plist)
+                )
         else:
-            plan.files.append(FilePlan(path, file_size, plist, "inplace", truncate_to=0, all_parts=plist))
+            plan.files.append(FilePlan(path, file_size, plist, FileMode.INPLACE, truncate_to=0, all_parts=plist))
 
     plan.delete_tmp = sorted(tmp_set - journals_used)
     plan.download_bytes = sum(p.size for f in plan.files for p in f.parts)
@@ -162,7 +171,9 @@ def _inplace_resume(path: str, plist: list[Part], local_size: int) -> FilePlan:
         todo = plist[-1:]
     if always_transfer(path):
         todo = plist
-    return FilePlan(path, file_size, todo, "inplace", truncate_to=todo[0].offset, all_parts=plist, has_journal=True)
+    return FilePlan(
+        path, file_size, todo, FileMode.INPLACE, truncate_to=todo[0].offset, all_parts=plist, has_journal=True
+    )
 
 
 def _size_of(root: str, rel: str) -> int:

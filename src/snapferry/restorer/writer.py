@@ -1,9 +1,9 @@
-"""The files writer: preallocated `.tmp` files, writes at offsets, one fsync per file.
+"""The files writer: preallocated `.tmp` files, writes at offsets.
 
 A `TargetFile` is opened by the first chunk that needs it, takes writes from
-any thread (pwrite does not share a file offset), records each finished part
-in its journal, and on its last byte is fsynced and renamed into place.
-Files of at least `direct_min` bytes are written with direct I/O (directio.py).
+any thread (pwrite does not share a file offset), and tells the restore's
+session (session.py, which owns the durability order) when a part and when the
+whole file are written. Its byte path (bytepath.py) is fixed when it is made.
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ import ctypes
 import errno
 import os
 import threading
+from collections.abc import Callable
 
 from .. import directio
 from ..checksums import region_crcs
 from ..errors import BadBackupError, NoSpaceError, SnapferryError
 from ..libc import LIBC
 from ..parts import JOURNAL_SUFFIX, TMP_SUFFIX, Part
+from .bytepath import BytePath, choose_byte_path
 from .journal import Journal
-from .planner import FilePlan
+from .planner import FileMode, FilePlan
+from .session import RestoreSession
 
 
 def preallocate(fd: int, size: int, name: str) -> None:
@@ -38,12 +41,15 @@ def preallocate(fd: int, size: int, name: str) -> None:
     raise OSError(err, os.strerror(err), name)
 
 
-def ensure_parent(root: str, rel: str, made: set[str] | None = None) -> str:
+def ensure_parent(
+    root: str, rel: str, made: set[str] | None = None, created: Callable[[str], None] | None = None
+) -> str:
     """Create the directories of rel below root as real directories; return the dir path.
 
     A symlink or file standing where a directory must be is removed (not followed),
     so nothing is ever written outside root. `made` remembers directories already
-    checked in this run, so each is looked at once, not once per file.
+    checked in this run, so each is looked at once, not once per file. `created` is
+    told of every directory whose entries changed (the parent of each new one).
     """
     parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
     if made is not None and parent_rel in made:
@@ -54,9 +60,12 @@ def ensure_parent(root: str, rel: str, made: set[str] | None = None) -> str:
         try:
             os.mkdir(d, 0o755)
         except FileExistsError:
-            if os.path.islink(d) or not os.path.isdir(d):
-                os.unlink(d)
-                os.mkdir(d, 0o755)
+            if not os.path.islink(d) and os.path.isdir(d):
+                continue
+            os.unlink(d)
+            os.mkdir(d, 0o755)
+        if created is not None:
+            created(os.path.dirname(d))
     if made is not None:
         made.add(parent_rel)
     return d
@@ -73,29 +82,30 @@ class TargetFile:
         self,
         root: str,
         plan: FilePlan,
-        synced_dirs: set[str],
-        lock: threading.Lock,
+        session: RestoreSession,
+        byte_path: BytePath,
         expected: dict[str, list[int]] | None = None,
         dirs_made: set[str] | None = None,
-        direct_min: int = 0,
+        zero_copy: bool = True,
+        checked: bool = False,
     ) -> None:
         self.root = root
         self.plan = plan
         self.final = os.path.join(root, plan.path)
-        self.inplace = plan.mode == "inplace"
+        self.inplace = plan.mode is FileMode.INPLACE
         self.tmp = self.final if self.inplace else self.final + TMP_SUFFIX
         self.fd = -1
         # A second descriptor with O_DIRECT, for the aligned blocks; -1 when not used.
         self.dfd = -1
-        self._direct_ok = True
-        self._direct_min = direct_min
+        self.byte_path = byte_path
+        # What the byte path falls back to when the filesystem refuses O_DIRECT.
+        self._fallback = choose_byte_path(plan.file_size, 0, zero_copy, checked)
         self._lock = threading.Lock()
         self._opened = False
         self._left = {p.offset: p.size for p in plan.parts}
         self._left_total = sum(p.size for p in plan.parts)
-        self._journal: Journal | None = None
-        self._dirs = synced_dirs
-        self._dirs_lock = lock
+        self.journal: Journal | None = None
+        self._session = session
         # Shared by all files of the run; set.add/in are atomic under the GIL and a
         # directory checked twice by a race is harmless.
         self._dirs_made = dirs_made
@@ -110,10 +120,12 @@ class TargetFile:
             if self._opened:
                 return
             try:
-                self._dirs_add(ensure_parent(self.root, self.plan.path, self._dirs_made))
-                if self.plan.mode == "resume":
+                self._session.dir_changed(
+                    ensure_parent(self.root, self.plan.path, self._dirs_made, self._session.dir_changed)
+                )
+                if self.plan.mode is FileMode.RESUME:
                     self.fd = os.open(self.tmp, os.O_RDWR | os.O_CLOEXEC)
-                    self._journal = Journal.reopen(self.final + JOURNAL_SUFFIX)
+                    self.journal = Journal.reopen(self.final + JOURNAL_SUFFIX)
                 elif self.inplace:
                     if os.path.islink(self.final):
                         os.unlink(self.final)
@@ -128,9 +140,11 @@ class TargetFile:
                     )
                     preallocate(self.fd, self.plan.file_size, self.plan.path)
                     if self.plan.has_journal:
-                        self._journal = Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size)
-                if directio.wanted(self._direct_min, self.plan.file_size):
+                        self.journal = Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size)
+                if self.byte_path is BytePath.DIRECT:
                     self.dfd = directio.open_direct(self.tmp, os.O_WRONLY)
+                    if self.dfd < 0:
+                        self.byte_path = self._fallback
             except BaseException as e:
                 # Nothing half-open stays behind (an ENOSPC from preallocate would leak the
                 # descriptor on every retry and keep the filesystem busy).
@@ -145,29 +159,25 @@ class TargetFile:
         fd, self.fd = self.fd, -1
         if fd >= 0:
             os.close(fd)
-        journal, self._journal = self._journal, None
+        journal, self.journal = self.journal, None
         if journal is not None:
             journal.close()
 
     @property
     def direct(self) -> bool:
-        return self.dfd >= 0 and self._direct_ok
+        return self.byte_path is BytePath.DIRECT
 
     def pwrite(self, data: memoryview, offset: int) -> None:
         """Write data at offset in the file (any thread)."""
-        if not directio.pwrite(self.dfd if self._direct_ok else -1, self.fd, data, offset):
+        if not directio.pwrite(self.dfd if self.direct else -1, self.fd, data, offset):
             # Refused once (an unaligned buffer, a device with bigger blocks): the page cache
             # from now on. dfd stays open until finish/abandon, as other writers may hold it.
-            self._direct_ok = False
+            self.byte_path = self._fallback
 
     def _close_direct(self) -> None:
         dfd, self.dfd = self.dfd, -1
         if dfd >= 0:
             os.close(dfd)
-
-    def _dirs_add(self, d: str) -> None:
-        with self._dirs_lock:
-            self._dirs.add(d)
 
     def wrote(self, part: Part, n: int) -> bool:
         """Count n bytes of part as written; True when this finished the whole file."""
@@ -179,7 +189,7 @@ class TargetFile:
             if left == 0 and not file_done:
                 # Under the lock, so the thread that finishes the file cannot close
                 # the journal while this record is being written.
-                self._part_durable(part)
+                self._session.part_written(self, part)
         return file_done
 
     def rewind(self, part: Part, n: int) -> None:
@@ -200,30 +210,18 @@ class TargetFile:
     def verified_parts(self) -> int:
         return len(self._verified)
 
-    def _part_durable(self, part: Part) -> None:
-        if self._journal is not None:
-            os.fdatasync(self.fd)
-            self._journal.record(part.offset, part.size)
-        elif self.inplace:
-            # In place the file's length is the resume point: the part must be on disk first.
-            os.fdatasync(self.fd)
+    def release_fds(self) -> int:
+        """Close the direct descriptor and hand over the ordinary one (for the session's fsync)."""
+        self._close_direct()
+        fd, self.fd = self.fd, -1
+        return fd
 
     def finish(self) -> None:
-        """Verify (when asked), then the one fsync of the file, the rename, and the journal gone."""
+        """Verify (when asked), then the session's end of a file (fsync, rename, journal gone)."""
         if self._expected is not None:
             self._verify(self._expected)
         try:
-            self._close_direct()
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = -1
-            if not self.inplace:
-                os.rename(self.tmp, self.final)
-            if self._journal is not None:
-                self._journal.close()
-            if self._journal is not None or self.inplace:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.final + JOURNAL_SUFFIX)
+            self._session.file_written(self)
         except OSError as e:
             raise io_error(e, self.plan.path) from e
         self.finished = True
@@ -255,5 +253,5 @@ class TargetFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if self._journal is not None:
-            self._journal.close()
+        if self.journal is not None:
+            self.journal.close()

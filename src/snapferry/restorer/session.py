@@ -1,0 +1,108 @@
+"""The one owner of a restore's durability: the marker, the directories to sync, the per-file order.
+
+Every step that makes restored bytes survive a crash is taken here, in this order,
+and nowhere else (the README's "Crash safety" describes the promises it keeps):
+
+1. `begin`: `restore-in-progress` is created and fsynced and the target directory
+   fsynced, before anything in the target changes; a database refuses to start
+   while it is there.
+2. `deleted`: files the backup lacks are unlinked; their directories join the set
+   still to sync.
+3. Per file, preallocated (`FileMode.NEW`/`RESUME`): the data goes to `<file>.tmp`
+   (preallocated when new); for a multi-part file, each finished part is made
+   durable by `part_written`: data fdatasync'ed, then the record appended to
+   `<file>.tmp.journal` and fdatasync'ed. When the last byte is written,
+   `file_written`: the `.tmp` fsynced, renamed to its final name, the journal
+   removed, and the directory joins the set still to sync.
+4. Per file, in place (`FileMode.INPLACE`): the journal is created before the
+   first byte (it marks the file as ours, so a rerun may trust its length), each
+   finished part fdatasync'ed before the next is written (`part_written`), then
+   `file_written`: the file fsynced and the journal removed.
+5. `end`: every directory in the set fsynced, deepest first, so every rename and
+   unlink is durable; then the marker unlinked and the target directory fsynced:
+   the marker goes last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from .. import durable
+from ..parts import JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE, Part
+
+if TYPE_CHECKING:
+    from .writer import TargetFile
+
+
+class RestoreSession:
+    """Durability of one restore into root; thread safe for the per-file steps."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.marker = os.path.join(root, RESTORE_IN_PROGRESS_FILE)
+        self._dirs: set[str] = {root}  # directories whose entries changed and are not synced yet
+        self._lock = threading.Lock()
+
+    # -- 1 and 2 -------------------------------------------------------------------
+    def begin(self) -> None:
+        """From here on the target changes: a database must not start on it until `end`."""
+        with open(self.marker, "wb") as mf:
+            os.fsync(mf.fileno())
+        durable.fsync_dir(self.root)
+
+    def deleted(self, path: str) -> None:
+        """path (absolute, below root) was unlinked: its directories must be synced."""
+        d = os.path.dirname(path)
+        with self._lock:
+            while len(d) > len(self.root):
+                self._dirs.add(d)
+                d = os.path.dirname(d)
+
+    def dir_changed(self, d: str) -> None:
+        with self._lock:
+            self._dirs.add(d)
+
+    @property
+    def dirs_to_sync(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._dirs)
+
+    # -- 3 and 4 -------------------------------------------------------------------
+    def part_written(self, tf: TargetFile, part: Part) -> None:
+        """A part of a file that is not finished yet is whole: make it count for a resume."""
+        journal = tf.journal
+        if journal is not None:
+            os.fdatasync(tf.fd)  # the bytes first, then the record that promises them
+            journal.record(part.offset, part.size)
+        elif tf.inplace:
+            # In place the file's length is the resume point: the part must be on disk first.
+            os.fdatasync(tf.fd)
+
+    def file_written(self, tf: TargetFile) -> None:
+        """Every byte of the file is written (and checked): fsync, rename, journal gone."""
+        fd = tf.release_fds()
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not tf.inplace:
+            os.rename(tf.tmp, tf.final)
+        journal = tf.journal
+        if journal is not None:
+            journal.close()
+        if journal is not None or tf.inplace:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tf.final + JOURNAL_SUFFIX)
+        self.dir_changed(os.path.dirname(tf.final))
+
+    # -- 5 ---------------------------------------------------------------------------
+    def end(self) -> None:
+        """Every rename and unlink durable, then the marker removed, durably."""
+        for d in sorted(self.dirs_to_sync, key=len, reverse=True):
+            if os.path.isdir(d):
+                durable.fsync_dir(d)
+        os.unlink(self.marker)
+        durable.fsync_dir(self.root)
