@@ -196,8 +196,8 @@ def run_restore(
         )
         progress = Progress("restore", plan.download_bytes, progress_mode)
         dl = Downloader(
-            src, session, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(),
-            c.expected, reread=verify, in_memory=checksums,
+            src.open_part, session, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(),
+            c.expected, reread=verify, in_memory=checksums, local_path=src.local_path, source=src.url,
         )
         with progress:
             dl.run()
