@@ -175,6 +175,15 @@ def expected_parts(files: dict[str, bytes], part_size: int = PART_SIZE) -> dict[
     return out
 
 
+# Single-part files up to this size are restored as a batch (restorer/session.py):
+# after a kill, a rerun that finds restore-in-progress fetches every such file again.
+BATCH_FILE_MAX = MIB
+
+
+def may_be_batched(size: int, part_size: int = PART_SIZE) -> bool:
+    return len(part_ranges(size, part_size)) == 1 and size <= BATCH_FILE_MAX
+
+
 def always_transfer(path: str) -> bool:
     return path.endswith("/parts.json") or path.endswith("/appliedRetention.txt")
 
@@ -475,7 +484,10 @@ def check_killed_restore(ws: Workspace, target: Path, preallocate: bool, fresh_t
             download += size - keep
             continue
         if final_size == size and not always_transfer(path):
-            continue  # the rerun keeps it
+            if not (RESTORE_MARKER in present and may_be_batched(size)):
+                continue  # the rerun keeps it
+            download += size  # its bytes may never have been synced: fetched again
+            continue
         if preallocate:
             tmp = present.get(path + TMP_SUFFIX)
             journal = present.get(path + JOURNAL_SUFFIX)

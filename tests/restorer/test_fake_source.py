@@ -171,9 +171,8 @@ def test_a_stopped_run_reads_no_more_and_renames_nothing_unfinished(tmp_path: Pa
                     Progress("restore", 0, "off"), FAST_RETRY, source="fake://backup")
     holder.append(dl)
     dl.run()
-    assert 10 <= len(src.reads) < len(files)
+    assert 10 <= len(src.reads) <= 10 + 2  # after the stop, at most one more read per worker
     done = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.bin")}
     assert len(done) < len(files)
     for rel in done:  # whatever reached its final name is whole
         assert (tmp_path / rel).read_bytes() == files[rel]
-    assert list(tmp_path.rglob("*.bin.tmp"))  # the rest stays for a resume

@@ -27,9 +27,9 @@ from ..parts import Part
 from ..progress import Progress
 from ..retry import RetryPolicy
 from ..throttle import Cancelled, Throttle
-from .bytepath import choose_byte_path
+from .bytepath import BytePath, choose_byte_path
 from .fetch import Chunk, LocalPathFn, RangeFetcher, ReadFn
-from .planner import FileMode, FilePlan
+from .planner import FileMode, FilePlan, may_be_batched
 from .pool import BufferPool, Stopped
 from .session import RestoreSession
 from .writer import TargetFile
@@ -48,6 +48,8 @@ class Tuning:
     # Files this big or bigger are written with O_DIRECT (0 = never); smaller ones are
     # not worth a second descriptor.
     direct_min: int = 64 * 1024
+    # Small single-part files written as a batch, synced by one syncfs (restorer/session.py).
+    batch_small_files: bool = True
 
 
 class Downloader:
@@ -116,8 +118,12 @@ class Downloader:
     def _target_file(self, fp: FilePlan) -> TargetFile:
         checked = any(p.name in self.expected for p in fp.parts)
         path = choose_byte_path(fp.file_size, self.t.direct_min, self.t.zero_copy, checked)
+        # Big files keep their path (preallocated, direct, fsynced on their own); small
+        # single-part ones are batched: written and renamed by one worker, synced together.
+        batch = (self.t.batch_small_files and fp.mode is FileMode.NEW and may_be_batched(fp.all_parts)
+                 and path is not BytePath.DIRECT)
         return TargetFile(self.root, fp, self.session, path, self._reread, self._dirs_made,
-                          self.t.zero_copy, checked)
+                          self.t.zero_copy, checked, batch)
 
     def _chunk_size(self, part: Part, tf: TargetFile) -> int:
         """Big parts are cut so every worker gets a range; small ones stay one request,
@@ -223,7 +229,10 @@ class Downloader:
     def _account(self, tf: TargetFile, part: Part, n: int) -> None:
         self.progress.add(n)
         if tf.wrote(part, n):
-            self.finishq.put(tf)
+            if tf.batch:
+                tf.finish()  # a close and a rename: not worth a hand-off to a finisher
+            else:
+                self.finishq.put(tf)
 
     def _finisher(self) -> None:
         while True:
@@ -248,7 +257,8 @@ class Downloader:
         if src is not None:
             self.fetch.copy_local(c, src)
         else:
-            self.fetch.download(c, inline=False)
+            # A batched file is written by the worker that reads it: no hand-off to a writer.
+            self.fetch.download(c, inline=c.file.batch)
 
     # -- in place -----------------------------------------------------------------
     def _inplace_file(self, tf: TargetFile) -> None:

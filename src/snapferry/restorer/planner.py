@@ -14,6 +14,7 @@ from ..errors import BadBackupError
 from ..local import TargetListing
 from ..parts import (
     JOURNAL_SUFFIX,
+    RESTORE_IN_PROGRESS_FILE,
     TMP_SUFFIX,
     Part,
     always_transfer,
@@ -23,6 +24,17 @@ from ..parts import (
     validate_path,
 )
 from .journal import read_journal
+
+# Single-part files up to this size may be written as a batch (session.py): no
+# preallocation, no fsync of their own, made durable together by one syncfs before
+# the marker goes. After an interrupted restore their length proves nothing, so the
+# planner fetches every such file again (see `_plan`). A constant, not a tuning knob:
+# a rerun must distrust every file any earlier run may have batched.
+BATCH_FILE_MAX = 1024 * 1024
+
+
+def may_be_batched(plist: list[Part]) -> bool:
+    return len(plist) == 1 and plist[0].file_size <= BATCH_FILE_MAX
 
 
 class FileMode(Enum):
@@ -54,6 +66,9 @@ class RestorePlan:
     backup_bytes: int = 0
     download_bytes: int = 0
     resumed_bytes: int = 0  # bytes of partial files kept from an interrupted run
+    # Whole small files an interrupted run left at their final names, fetched again
+    # because nothing proves their bytes reached the disk.
+    refetched_bytes: int = 0
     deleted_bytes: int = 0
     # Disk space the deletions and the discarded stale `.tmp`s give back before any
     # download starts: the free-space check counts it as free.
@@ -95,6 +110,8 @@ def _plan(parts: list[Part], target: TargetListing, target_root: str, preallocat
 
     tmp_set = set(target.tmp_files)
     journals_used: set[str] = set()
+    # An interrupted restore may have renamed batched files whose bytes were never synced.
+    interrupted = RESTORE_IN_PROGRESS_FILE in target.vm_markers
     for path, plist in files.items():
         file_size = plist[0].file_size
         local = target.files.get(path)
@@ -113,7 +130,9 @@ def _plan(parts: list[Part], target: TargetListing, target_root: str, preallocat
             plan.resumed_bytes += plan.files[-1].truncate_to
             continue
         if local_size == file_size and not always_transfer(path):
-            continue
+            if not (interrupted and may_be_batched(plist)):
+                continue
+            plan.refetched_bytes += file_size
         if preallocate:
             tmp = path + TMP_SUFFIX
             done: set[tuple[int, int]] | None = None

@@ -18,9 +18,17 @@ and nowhere else (the README's "Crash safety" describes the promises it keeps):
    first byte (it marks the file as ours, so a rerun may trust its length), each
    finished part fdatasync'ed before the next is written (`part_written`), then
    `file_written`: the file fsynced and the journal removed.
-5. `end`: every directory in the set fsynced, deepest first, so every rename and
-   unlink is durable; then the marker unlinked and the target directory fsynced:
-   the marker goes last.
+5. Per small file, batched (single part, at most `planner.BATCH_FILE_MAX`, not
+   written direct): written to `<file>.tmp` without preallocation or journal, closed
+   and renamed at once by `batch_file_written`, with no fsync of its own. Its bytes
+   and its rename become durable in `end`, with every other batched file, by one
+   syncfs. Until then only the marker vouches for it: a rerun that finds the
+   marker fetches every such file again (planner.py), whatever its length.
+6. `end`: when files were batched, one syncfs of the target's filesystem (every
+   batched file's data and inode, every rename, unlink and new directory);
+   otherwise every directory in the set fsynced, deepest first, so every rename
+   and unlink is durable. Then the marker unlinked and the target directory
+   fsynced: the marker goes last.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class RestoreSession:
         self.marker = os.path.join(root, RESTORE_IN_PROGRESS_FILE)
         self._dirs: set[str] = {root}  # directories whose entries changed and are not synced yet
         self._lock = threading.Lock()
+        self.batched = 0  # files made durable by the syncfs in `end`
 
     # -- 1 and 2 -------------------------------------------------------------------
     def begin(self) -> None:
@@ -98,11 +107,23 @@ class RestoreSession:
                 os.unlink(tf.final + JOURNAL_SUFFIX)
         self.dir_changed(os.path.dirname(tf.final))
 
-    # -- 5 ---------------------------------------------------------------------------
+    def batch_file_written(self, tf: TargetFile) -> None:
+        """A batched file is whole: renamed now, made durable by `end`'s syncfs."""
+        os.close(tf.release_fds())
+        os.rename(tf.tmp, tf.final)
+        with self._lock:
+            self.batched += 1
+
+    # -- 6 ---------------------------------------------------------------------------
     def end(self) -> None:
-        """Every rename and unlink durable, then the marker removed, durably."""
-        for d in sorted(self.dirs_to_sync, key=len, reverse=True):
-            if os.path.isdir(d):
-                durable.fsync_dir(d)
+        """Every byte, rename and unlink durable, then the marker removed, durably."""
+        if self.batched:
+            # syncfs writes back every dirty inode of the filesystem and commits its
+            # journal: the batched files and every directory entry, in one call.
+            durable.syncfs(self.root)
+        else:
+            for d in sorted(self.dirs_to_sync, key=len, reverse=True):
+                if os.path.isdir(d):
+                    durable.fsync_dir(d)
         os.unlink(self.marker)
         durable.fsync_dir(self.root)

@@ -88,7 +88,10 @@ class TargetFile:
         dirs_made: set[str] | None = None,
         zero_copy: bool = True,
         checked: bool = False,
+        batch: bool = False,
     ) -> None:
+        """`batch`: a small single-part file written without preallocation and made durable
+        with the session's batch (session.py), finished by the thread that wrote its last byte."""
         self.root = root
         self.plan = plan
         self.final = os.path.join(root, plan.path)
@@ -98,6 +101,7 @@ class TargetFile:
         # A second descriptor with O_DIRECT, for the aligned blocks; -1 when not used.
         self.dfd = -1
         self.byte_path = byte_path
+        self.batch = batch
         # What the byte path falls back to when the filesystem refuses O_DIRECT.
         self._fallback = choose_byte_path(plan.file_size, 0, zero_copy, checked)
         self._lock = threading.Lock()
@@ -138,7 +142,8 @@ class TargetFile:
                     self.fd = os.open(
                         self.tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
                     )
-                    preallocate(self.fd, self.plan.file_size, self.plan.path)
+                    if not self.batch:  # a few KiB gain nothing from it but a syscall
+                        preallocate(self.fd, self.plan.file_size, self.plan.path)
                     if self.plan.has_journal:
                         self.journal = Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size)
                 if self.byte_path is BytePath.DIRECT:
@@ -221,7 +226,10 @@ class TargetFile:
         if self._expected is not None:
             self._verify(self._expected)
         try:
-            self._session.file_written(self)
+            if self.batch:
+                self._session.batch_file_written(self)
+            else:
+                self._session.file_written(self)
         except OSError as e:
             raise io_error(e, self.plan.path) from e
         self.finished = True
