@@ -55,19 +55,24 @@ def ensure_parent(
     if made is not None and parent_rel in made:
         return os.path.join(root, parent_rel) if parent_rel else root
     d = root
+    sub = ""
     for seg in parent_rel.split("/") if parent_rel else ():
         d = os.path.join(d, seg)
+        sub = f"{sub}/{seg}" if sub else seg
+        if made is not None and sub in made:
+            continue  # made or checked already: no mkdir and no two stats for every new directory
         try:
             os.mkdir(d, 0o755)
+            if created is not None:
+                created(os.path.dirname(d))
         except FileExistsError:
-            if not os.path.islink(d) and os.path.isdir(d):
-                continue
-            os.unlink(d)
-            os.mkdir(d, 0o755)
-        if created is not None:
-            created(os.path.dirname(d))
-    if made is not None:
-        made.add(parent_rel)
+            if os.path.islink(d) or not os.path.isdir(d):
+                os.unlink(d)
+                os.mkdir(d, 0o755)
+                if created is not None:
+                    created(os.path.dirname(d))
+        if made is not None:
+            made.add(sub)
     return d
 
 
