@@ -66,9 +66,9 @@ def _defer_fsync() -> None:
         self.fd = -1
         if not self.inplace:
             os.rename(self.tmp, self.final)
-        if self._journal is not None:
-            self._journal.close()
-            os.unlink(self._journal.path)
+        if self.journal is not None:
+            self.journal.close()
+            os.unlink(self.journal.path)
         self.finished = True
 
     def no_fsync_dir(path: str) -> None:
