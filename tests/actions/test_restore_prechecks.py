@@ -24,6 +24,7 @@ from snapferry.errors import (
     UsageError,
 )
 from snapferry.restorer import writer
+from snapferry.restorer.downloader import Tuning
 from tests.conftest import tree_digest, write_random
 from tests.fsutil import fill_disk, mounted_tmpfs, tree_state
 from tests.servers import S3Server, free_port
@@ -228,7 +229,8 @@ def test_a_rerun_after_enospc_counts_the_stale_tmp_files_as_free(
 
         monkeypatch.setattr(writer, "preallocate", fill_before_the_last_file)
         with pytest.raises(NoSpaceError):
-            _restore(bk, dst, max_bytes_per_second=2 * MIB)
+            # Every file preallocated: small ones are otherwise batched, without preallocation.
+            _restore(bk, dst, max_bytes_per_second=2 * MIB, tuning=Tuning(batch_small_files=False))
         monkeypatch.setattr(writer, "preallocate", real)
         filler.unlink()
         assert len(list(dst.rglob("*.tmp"))) >= 2
