@@ -16,6 +16,7 @@ from snapferry.parts import Part
 from snapferry.progress import Progress
 from snapferry.remotes.fs import FsRemote
 from snapferry.restorer.downloader import Downloader, Tuning
+from snapferry.restorer.session import RestoreSession
 from snapferry.results import ProblemKind
 from snapferry.retry import RetryPolicy
 from snapferry.throttle import Throttle
@@ -30,9 +31,9 @@ def test_read_ranges_are_cut_as_the_restore_cuts_checked_parts(tmp_path: Path, s
     part = Part(path="data/x.bin", file_size=size, offset=0, size=size, actual_size=size)
     tuning = Tuning(concurrency=concurrency)
     with Progress("restore", 0, "off") as progress:
-        d = Downloader(FsRemote(str(tmp_path)), str(tmp_path / "out"), [], tuning, Throttle(0), progress,
-                       RetryPolicy(), expected={part.name: []})
-        want = d._chunk_size(part, size)
+        d = Downloader(FsRemote(str(tmp_path)).open_part, RestoreSession(str(tmp_path / "out")), [], tuning,
+                       Throttle(0), progress, RetryPolicy(), expected={part.name: []})
+        want = d._chunk_size(part)
     assert _range_size(part, concurrency, tuning.min_chunk_size) == want
     assert want % BLOCK == 0
 

@@ -275,7 +275,8 @@ def _read_data(
     """Read the parts' bytes as the restore does, minus the writes: ranges on `concurrency`
     threads, each read into a block of the restorer's pool (bounded like a restore's memory),
     the block's bytes CRC'd in place and the block handed back."""
-    from ..restorer.downloader import BufferPool, Tuning, read_full
+    from ..restorer.downloader import Tuning
+    from ..restorer.pool import BufferPool, read_full
     from .backup import parallel
 
     tuning = Tuning(concurrency=opts.concurrency)

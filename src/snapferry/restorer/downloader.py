@@ -114,7 +114,7 @@ class Downloader:
             for p in fp.parts:
                 if p.size == 0:
                     yield Chunk(tf, p, 0, 0)
-                step = self._chunk_size(p, tf)
+                step = self._chunk_size(p, self.fetch.local_source(p, tf))
                 for off in range(0, p.size, step):
                     yield Chunk(tf, p, off, min(step, p.size - off))
 
@@ -128,7 +128,7 @@ class Downloader:
         return TargetFile(self.root, fp, self.session, path, self._reread, self._dirs_made,
                           self.t.zero_copy, checked, batch)
 
-    def _chunk_size(self, part: Part, tf: TargetFile) -> int:
+    def _chunk_size(self, part: Part, local: str | None = None) -> int:
         """Big parts are cut so every worker gets a range; small ones stay one request,
         since each request costs the server and the client more than its bytes do.
 
@@ -136,7 +136,7 @@ class Downloader:
         copying into one file serialise on its inode lock (perf showed them spinning on it)."""
         if self.t.chunk_size:
             step = self.t.chunk_size
-        elif self.fetch.local_source(part, tf):
+        elif local is not None:  # copied in the kernel from this local file
             return max(part.size, 1)
         else:
             even = -(-part.size // max(1, self.t.concurrency))
@@ -273,7 +273,7 @@ class Downloader:
                 self._account(tf, p, 0)
                 continue
             src = self.fetch.local_source(p, tf)
-            step = self._chunk_size(p, tf)
+            step = self._chunk_size(p, src)
             for off in range(0, p.size, step):
                 c = Chunk(tf, p, off, min(step, p.size - off))
                 if src is not None:
