@@ -265,7 +265,8 @@ def _backup(
     lease.check()
 
     dst.delete_file(BACKUP_COMPLETE_FILE)
-    known = _read_manifest(dst)
+    dst_manifest = _read_raw_manifest(dst)
+    known = (checksums.decode(dst_manifest) or {}) if dst_manifest is not None else {}
     if origin is not None:
         known = {**_read_manifest(origin), **known}
     parallel(concurrency, to_delete, dst.delete_part)
@@ -321,7 +322,9 @@ def _backup(
 
     parallel(concurrency, unknown, hash_one)
     lease.check()  # a writer whose lease was taken over must not overwrite the new one's files
-    dst.write_file(MANIFEST_FILE, checksums.encode(crcs))
+    manifest = checksums.encode(crcs)
+    if manifest != dst_manifest:  # a nothing-changed run leaves it as it is: one write (and fsync) less
+        dst.write_file(MANIFEST_FILE, manifest)
 
     created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
     meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC)),
@@ -353,10 +356,13 @@ def _backup(
     )
 
 
+def _read_raw_manifest(remote: Remote) -> bytes | None:
+    return remote.read_file(MANIFEST_FILE) if remote.has_file(MANIFEST_FILE) else None
+
+
 def _read_manifest(remote: Remote) -> dict[str, checksums.PartCrcs]:
-    if not remote.has_file(MANIFEST_FILE):
-        return {}
-    return checksums.decode(remote.read_file(MANIFEST_FILE)) or {}
+    data = _read_raw_manifest(remote)
+    return (checksums.decode(data) or {}) if data is not None else {}
 
 
 def _local_crcs(path: str, p: Part) -> list[int]:
