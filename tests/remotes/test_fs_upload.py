@@ -103,3 +103,21 @@ def test_a_directory_symlink_inside_the_root_is_followed_and_one_outside_refused
     with pytest.raises(BadBackupError, match="outside"):
         fs.upload_part(Part("away/x/f.bin", 100, 0, 100, 100), NoBody(100), LocalRegion(str(src), 0, 100))
     assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_listing_skips_uploads_in_progress_and_symlinked_directories(tmp_path: Path) -> None:
+    root = tmp_path / "bk"
+    fs = FsRemote(str(root))
+    src, _data = _source(tmp_path, 1000)
+    p = Part("data/a/f.bin", 1000, 0, 1000, 1000)
+    fs.upload_part(p, NoBody(1000), LocalRegion(str(src), 0, 1000))
+    (root / (Part("data/b/f.bin", 7, 0, 7, 7).name + ".snapferry-tmp")).parent.mkdir(parents=True)
+    (root / (Part("data/b/f.bin", 7, 0, 7, 7).name + ".snapferry-tmp")).write_bytes(b"partial")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "g.bin").mkdir(parents=True)
+    (elsewhere / "g.bin" / Part("", 3, 0, 3, 3).name.lstrip("/")).write_bytes(b"abc")
+    (root / "data" / "linked").symlink_to(elsewhere)  # as os.walk: listed as a name, not entered
+    q = Part("data/c/f.bin", 1000, 0, 1000, 1000)
+    (root / q.name).parent.mkdir(parents=True)
+    (root / q.name).symlink_to(root / p.name)  # a symlinked file counts with its target's size
+    assert sorted((x.name, x.actual_size) for x in fs.list_parts()) == [(p.name, 1000), (q.name, 1000)]

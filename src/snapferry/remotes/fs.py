@@ -99,16 +99,32 @@ class FsRemote:
         return parse_listing(self._files(), len(self.root.rstrip("/")) + 1)
 
     def _files(self) -> Iterator[tuple[str, int]]:
-        """(path, size) of every file below the root but uploads in progress."""
-        for dirpath, _dirs, files in os.walk(self.root):
-            for fn in files:
-                if fn.endswith(".snapferry-tmp"):
-                    continue
-                full = os.path.join(dirpath, fn)
-                try:
-                    yield full, os.stat(full).st_size
-                except FileNotFoundError:
-                    continue
+        """(path, size) of every file below the root but uploads in progress.
+
+        What os.walk yields (symlinked directories are not entered; a symlink to a file
+        counts with its target's size), without os.walk's lstat of every directory: a
+        backup of 30,000 small files has 36,000 of them, and a nothing-changed run spent
+        a third of its time in that walk."""
+        stack = [self.root]
+        while stack:
+            try:
+                it = os.scandir(stack.pop())
+            except OSError:
+                continue  # gone meanwhile, or unreadable: os.walk skips it too
+            with it:
+                for e in it:
+                    try:
+                        is_dir = e.is_dir()  # d_type: no syscall unless e is a symlink
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        if not e.is_symlink():
+                            stack.append(e.path)
+                    elif not e.name.endswith(".snapferry-tmp"):
+                        try:
+                            yield e.path, e.stat().st_size
+                        except FileNotFoundError:
+                            continue
 
     def local_path(self, part: Part) -> str | None:
         return self._path(part.name)
