@@ -61,31 +61,22 @@ def test_a_leftover_tmp_of_a_killed_upload_is_replaced(tmp_path: Path) -> None:
     assert not leftover.exists()
 
 
-def test_a_symlink_at_the_part_name_is_replaced_not_written_through(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", ["", ".snapferry-tmp"])
+def test_a_symlink_at_the_part_or_tmp_name_is_never_written_through(tmp_path: Path, suffix: str) -> None:
     src, data = _source(tmp_path, 4000)
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"keep me")
     fs = FsRemote(str(tmp_path / "bk"))
     p = Part("data/f.bin", 4000, 0, 4000, 4000)
-    final = tmp_path / "bk" / p.name
-    final.parent.mkdir(parents=True)
-    final.symlink_to(outside)
-    fs.upload_part(p, NoBody(4000), LocalRegion(str(src), 0, 4000))
-    assert not final.is_symlink() and final.read_bytes() == data
-    assert outside.read_bytes() == b"keep me"
-
-
-def test_a_symlinked_tmp_name_is_not_followed(tmp_path: Path) -> None:
-    src, _data = _source(tmp_path, 4000)
-    outside = tmp_path / "outside.bin"
-    outside.write_bytes(b"keep me")
-    fs = FsRemote(str(tmp_path / "bk"))
-    p = Part("data/f.bin", 4000, 0, 4000, 4000)
-    tmp = tmp_path / "bk" / (p.name + ".snapferry-tmp")
-    tmp.parent.mkdir(parents=True)
-    tmp.symlink_to(outside)
-    with pytest.raises(RemoteError, match=r"cannot write .*symbolic links"):
+    link = tmp_path / "bk" / (p.name + suffix)
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    if suffix:  # the temporary name is opened with O_NOFOLLOW (it was followed before)
+        with pytest.raises(RemoteError, match=r"cannot write .*symbolic links"):
+            fs.upload_part(p, NoBody(4000), LocalRegion(str(src), 0, 4000))
+    else:  # the final name: the rename replaces the link (it was refused before)
         fs.upload_part(p, NoBody(4000), LocalRegion(str(src), 0, 4000))
+        assert not link.is_symlink() and link.read_bytes() == data
     assert outside.read_bytes() == b"keep me"
 
 
