@@ -118,3 +118,20 @@ def test_source_symlinks_are_followed_and_dangling_ones_skipped(tmp_path: Path) 
     assert "file-link/" + f"{10:016X}_{0:016X}_{10:016X}" in names
     assert not any("dangling" in n for n in names)
     assert not any(p.is_symlink() for p in (tmp_path / "bk").rglob("*"))
+
+
+def test_nothing_changed_leaves_the_manifest_alone_and_a_change_rewrites_it(
+    snapshot_tree: Path, tmp_path: Path
+) -> None:
+    dst = tmp_path / "bk"
+    snapferry.backup(f"fs://{dst}", str(snapshot_tree), max_part_size=MIB, progress="off")
+    manifest = dst / "snapferry_checksums.ignore"
+    first = manifest.stat().st_ino
+    again = snapferry.backup(f"fs://{dst}", str(snapshot_tree), max_part_size=MIB, progress="off")
+    # The same bytes are not written again (fs:// writes a new file and renames it: a new inode).
+    assert manifest.stat().st_ino == first
+    assert again.parts_uploaded == 2  # parts.json and appliedRetention.txt, always sent
+    write_random(snapshot_tree / "indexdb" / "17A3F0C2D1E50052" / "items.bin", 5000, 9)
+    snapferry.backup(f"fs://{dst}", str(snapshot_tree), max_part_size=MIB, progress="off")
+    assert manifest.stat().st_ino != first
+    assert "indexdb/17A3F0C2D1E50052/items.bin/" in manifest.read_text()

@@ -14,8 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Sized
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from typing import Protocol, TypeVar
@@ -94,33 +93,58 @@ class FileRegionBody:
 def parallel(
     concurrency: int, items: Iterable[T], fn: Callable[[T], None], stop: threading.Event | None = None
 ) -> None:
-    """Run fn over items on a pool; the first error (or a signal) stops the rest.
+    """Run fn over items on `concurrency` threads; the first error (or a signal) stops the rest.
 
+    Each thread takes the next item from one shared iterator, so an item costs one
+    uncontended lock, not a future with its waiters: a backup of 30,000 small parts spent
+    a quarter of its CPU in concurrent.futures' bookkeeping and ~160 futex calls per part.
     `stop` is set on failure; transfers check it between chunks (see `upload_with_retries`)
     so a long upload ends promptly instead of running to its end.
     """
     stop = stop or threading.Event()
+    if isinstance(items, Sized):
+        n = min(max(1, concurrency), len(items))
+        if n == 0:
+            return
+    else:
+        n = max(1, concurrency)
+    source = iter(items)
+    take = threading.Lock()
+    errors: list[BaseException] = []
 
-    def guarded(item: T) -> None:
-        if not stop.is_set():
-            fn(item)
+    def worker() -> None:
+        while not stop.is_set():
+            with take:
+                item = next(source, _END)
+            if item is _END:
+                return
+            try:
+                fn(item)  # type: ignore[arg-type]  # not _END, checked above
+            except Cancelled:
+                continue  # whoever cancelled set `stop` and reports why
+            except BaseException as e:  # handed to the calling thread, raised there
+                errors.append(e)
+                stop.set()
+                return
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures: list[Future[None]] = [pool.submit(guarded, it) for it in items]
-        try:
-            pending: set[Future[None]] = set(futures)
-            while pending:
-                # Short waits keep the main thread responsive to signals.
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                for f in done:
-                    exc = f.exception()
-                    if exc is not None and not isinstance(exc, Cancelled):
-                        raise exc
-        except BaseException:
-            stop.set()
-            for other in futures:
-                other.cancel()
-            raise
+    threads = [threading.Thread(target=worker, name=f"snapferry-{i}") for i in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # short joins keep the main thread responsive to signals
+    except BaseException:
+        stop.set()
+        for t in threads:
+            if t.ident is not None:
+                t.join()
+        raise
+    if errors:
+        raise errors[0]
+
+
+_END = object()
 
 
 class _ClosableBody(Body, Protocol):
@@ -241,7 +265,8 @@ def _backup(
     lease.check()
 
     dst.delete_file(BACKUP_COMPLETE_FILE)
-    known = _read_manifest(dst)
+    dst_manifest = _read_raw_manifest(dst)
+    known = (checksums.decode(dst_manifest) or {}) if dst_manifest is not None else {}
     if origin is not None:
         known = {**_read_manifest(origin), **known}
     parallel(concurrency, to_delete, dst.delete_part)
@@ -297,7 +322,9 @@ def _backup(
 
     parallel(concurrency, unknown, hash_one)
     lease.check()  # a writer whose lease was taken over must not overwrite the new one's files
-    dst.write_file(MANIFEST_FILE, checksums.encode(crcs))
+    manifest = checksums.encode(crcs)
+    if manifest != dst_manifest:  # a nothing-changed run leaves it as it is: one write (and fsync) less
+        dst.write_file(MANIFEST_FILE, manifest)
 
     created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
     meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC)),
@@ -329,10 +356,13 @@ def _backup(
     )
 
 
+def _read_raw_manifest(remote: Remote) -> bytes | None:
+    return remote.read_file(MANIFEST_FILE) if remote.has_file(MANIFEST_FILE) else None
+
+
 def _read_manifest(remote: Remote) -> dict[str, checksums.PartCrcs]:
-    if not remote.has_file(MANIFEST_FILE):
-        return {}
-    return checksums.decode(remote.read_file(MANIFEST_FILE)) or {}
+    data = _read_raw_manifest(remote)
+    return (checksums.decode(data) or {}) if data is not None else {}
 
 
 def _local_crcs(path: str, p: Part) -> list[int]:

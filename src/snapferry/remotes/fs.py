@@ -63,6 +63,8 @@ class FsRemote:
         self._norm_root = os.path.normpath(root)
         self._real_root = os.path.realpath(root)
         self._real_dirs: dict[str, str] = {self._norm_root: self._real_root}
+        # Directories uploads made or found, by normalised path: their real paths (see _upload_dir).
+        self._upload_dirs: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return self.url
@@ -86,10 +88,7 @@ class FsRemote:
             if os.path.islink(real):
                 real = os.path.realpath(real)
         if not _inside(real, self._real_root):
-            raise BadBackupError(
-                f"{name!r} would resolve outside {self.url} (absolute, '..' or through a symlink); "
-                "refusing to touch it: remove that name from the backup"
-            )
+            raise _outside(name, self.url)
         return path
 
     def list_parts(self) -> list[Part]:
@@ -100,16 +99,32 @@ class FsRemote:
         return parse_listing(self._files(), len(self.root.rstrip("/")) + 1)
 
     def _files(self) -> Iterator[tuple[str, int]]:
-        """(path, size) of every file below the root but uploads in progress."""
-        for dirpath, _dirs, files in os.walk(self.root):
-            for fn in files:
-                if fn.endswith(".snapferry-tmp"):
-                    continue
-                full = os.path.join(dirpath, fn)
-                try:
-                    yield full, os.stat(full).st_size
-                except FileNotFoundError:
-                    continue
+        """(path, size) of every file below the root but uploads in progress.
+
+        What os.walk yields (symlinked directories are not entered; a symlink to a file
+        counts with its target's size), without os.walk's lstat of every directory: a
+        backup of 30,000 small files has 36,000 of them, and a nothing-changed run spent
+        a third of its time in that walk."""
+        stack = [self.root]
+        while stack:
+            try:
+                it = os.scandir(stack.pop())
+            except OSError:
+                continue  # gone meanwhile, or unreadable: os.walk skips it too
+            with it:
+                for e in it:
+                    try:
+                        is_dir = e.is_dir()  # d_type: no syscall unless e is a symlink
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        if not e.is_symlink():
+                            stack.append(e.path)
+                    elif not e.name.endswith(".snapferry-tmp"):
+                        try:
+                            yield e.path, e.stat().st_size
+                        except FileNotFoundError:
+                            continue
 
     def local_path(self, part: Part) -> str | None:
         return self._path(part.name)
@@ -136,34 +151,68 @@ class FsRemote:
         local: LocalRegion | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[int] | None:
-        dst = self._path(part.name)
-        with _fs_errors("write", dst):
+        path = os.path.normpath(os.path.join(self.root, part.name))
+        with _fs_errors("write", path):
+            dst = self._upload_path(part.name, path)
             return self._upload(part, body, local, progress, dst)
+
+    def _upload_path(self, name: str, path: str) -> str:
+        """Where an upload writes `name`: its directory made (and checked to stay inside the
+        root, also through symlinks) on the way. The final name needs no check: the part is
+        written to a temporary name opened with O_NOFOLLOW and renamed over whatever is
+        there, which replaces a symlink instead of writing through it."""
+        if not _inside(path, self._norm_root):
+            raise _outside(name, self.url)
+        d, base = os.path.split(path)
+        return os.path.join(self._upload_dir(d, name), base)
+
+    def _upload_dir(self, d: str, name: str) -> str:
+        """The real path of directory d (the root or below it), created if missing.
+
+        One mkdir per new directory, and nothing to resolve when it succeeds (a directory
+        this run made holds no symlink): a backup of 30,000 small files makes 30,000 part
+        directories, and realpath of each cost eight lstat calls."""
+        real = self._upload_dirs.get(d)
+        if real is not None:
+            return real
+        if d == self._norm_root:
+            os.makedirs(self._real_root, exist_ok=True)
+            real = self._real_root
+        else:
+            parent, base = os.path.split(d)
+            real = os.path.join(self._upload_dir(parent, name), base)
+            try:
+                os.mkdir(real, 0o755)
+            except FileExistsError:
+                if os.path.islink(real):
+                    real = os.path.realpath(real)
+                    if not _inside(real, self._real_root):
+                        raise _outside(name, self.url) from None
+        self._upload_dirs[d] = real
+        return real
 
     def _upload(
         self, part: Part, body: Body, local: LocalRegion | None, progress: Callable[[int], None] | None, dst: str
     ) -> list[int] | None:
-        """Write the part to a temporary name and rename it; the block CRCs when the bytes
-        passed through our buffer (direct writes), None when the kernel copied them."""
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        """Write the part to a temporary name and rename it; the block CRCs of a local
+        region (taken from the buffer the bytes passed through), None for a body."""
         # Renamed into place only when whole, so a killed upload never leaves a torn part.
         # Durability comes from one syncfs in flush(), before the completion marker,
-        # instead of an fsync per part and per directory; writeback starts per part.
+        # instead of an fsync per part and per directory; writeback starts per big part.
         tmp = dst + ".snapferry-tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         crcs: list[int] | None = None
         try:
             written = 0
-            dfd = -1
-            if local is not None and directio.wanted(_DIRECT_MIN, part.size):
+            if local is not None and not directio.wanted(_DIRECT_MIN, part.size):
+                written, crcs = _copy_small(local, fd, part.size, progress)
+            elif local is not None:
                 dfd = directio.open_direct(tmp, os.O_WRONLY)
-            if local is not None and dfd >= 0:
                 try:
                     written, crcs = _copy_direct(local, fd, dfd, part.size, progress)
                 finally:
-                    os.close(dfd)
-            elif local is not None:
-                written = _copy_range(local.path, local.offset, fd, part.size, progress)
+                    if dfd >= 0:
+                        os.close(dfd)
             else:
                 while written < part.size:
                     chunk = body.read(min(_COPY_CHUNK, part.size - written))
@@ -177,7 +226,10 @@ class FsRemote:
                 raise RemoteError(
                     f"short upload of {part.name} to {self.url}: {written} of {part.size} bytes"
                 )
-            durable.start_writeback(fd, 0, written)
+            if written >= _DIRECT_MIN:
+                # Small parts are left to the one syncfs: a syscall per small file costs more
+                # than the writeback it would start early.
+                durable.start_writeback(fd, 0, written)
         except BaseException:
             os.close(fd)
             _unlink_quiet(tmp)
@@ -267,24 +319,29 @@ class _NoBody:
         raise AssertionError("zero-copy upload reads no body")
 
 
-def _copy_range(
-    src_path: str, src_off: int, dst_fd: int, size: int, progress: Callable[[int], None] | None
-) -> int:
-    """Copy with copy_file_range (in-kernel, reflink on filesystems that have it), in steps
-    so progress (and with it throttling and cancellation) keeps up."""
-    sfd = _open_source(src_path)
+def _copy_small(
+    local: LocalRegion, fd: int, size: int, progress: Callable[[int], None] | None
+) -> tuple[int, list[int]]:
+    """A part under _DIRECT_MIN: one read into memory, hashed there, one write.
+
+    Fewer syscalls than copy_file_range followed by a second pass to hash the bytes (open,
+    mmap, munmap, close), which is what a backup of many small files pays for per file."""
+    sfd = _open_source(local.path)
     try:
-        done = 0
-        while done < size:
-            n = durable.copy_range(sfd, src_off + done, dst_fd, done, min(_STEP, size - done))
-            if n == 0:
-                break
-            done += n
-            if progress is not None:
-                progress(n)
-        return done
+        data = os.pread(sfd, size, local.offset)
+    except OSError as e:
+        raise SnapferryError(f"cannot read the source file {local.path!r}: {e.strerror}") from e
     finally:
         os.close(sfd)
+    crcs = BlockCrcs()
+    crcs.update(data)
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+    if progress is not None:
+        progress(len(data))
+    return len(data), crcs.result()
 
 
 def _copy_direct(
@@ -320,6 +377,13 @@ def _open_source(path: str) -> int:
     except OSError as e:
         # Not the destination's fault, and no retry will fix it.
         raise SnapferryError(f"cannot read the source file {path!r}: {e.strerror}; fix its permissions") from e
+
+
+def _outside(name: str, url: str) -> BadBackupError:
+    return BadBackupError(
+        f"{name!r} would resolve outside {url} (absolute, '..' or through a symlink); "
+        "refusing to touch it: remove that name from the backup"
+    )
 
 
 def _inside(path: str, root: str) -> bool:
