@@ -143,7 +143,23 @@ def _interrupted(signum: int) -> int:
 
 def entry() -> None:
     _big_buffers_unmapped_when_freed()
+    _open_files_up_to_the_hard_limit()
     sys.exit(main())
+
+
+def _open_files_up_to_the_hard_limit() -> None:
+    """Raise the soft limit of open files to the hard one, as Go's runtime does for vmrestore.
+
+    The default soft limit (1024) is a relic of select(2), which snapferry does not use;
+    a restore of tens of thousands of files keeps up to a few hundred of them open (the
+    downloader bounds it), and a manager serves HTTP beside its runs.
+    """
+    import resource  # only here: the CLI's entry, not the library
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _big_buffers_unmapped_when_freed() -> None:

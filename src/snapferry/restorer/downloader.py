@@ -37,6 +37,10 @@ from .pool import BufferPool, Stopped
 from .session import RestoreSession
 from .writer import TargetFile
 
+# Files written and waiting, open (two descriptors each when written direct), for a
+# finisher's fsync and rename.
+FINISH_BACKLOG = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
@@ -96,7 +100,10 @@ class Downloader:
         self._errors: list[BaseException] = []
         self._open: list[TargetFile] = []
         self._jobs = self._iter_jobs()
-        self.finishq: queue.SimpleQueue[TargetFile | None] = queue.SimpleQueue()
+        # Bounded: a file waiting for its fsync is an open descriptor, and fsyncs can fall far
+        # behind fast reads (thousands of files from a local backup). A full queue makes the
+        # writer that finished a file wait, so at most FINISH_BACKLOG files wait open.
+        self.finishq: queue.Queue[TargetFile | None] = queue.Queue(maxsize=FINISH_BACKLOG)
         self._dirs_made: set[str] = set()
 
     @property
