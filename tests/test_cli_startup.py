@@ -18,6 +18,7 @@ import pytest
 from snapferry.cli.main import COMMANDS, cli
 from snapferry.dropin import Tool
 from tests.conftest import tree_digest
+from tests.servers import S3Server
 
 # Packages an fs:// run never needs: cloud SDKs, HTTP clients, the manager's web stack,
 # the push-metrics client (loaded only when --push-metrics-url pushes).
@@ -30,10 +31,10 @@ NOT_FOR_FS_RESTORE = (*NOT_FOR_FS, "urllib.request", "http.client", "importlib.m
                       "snapferry.actions.backup", "snapferry.snapshot")
 
 
-def imported(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    """Run `python -X importtime -m snapferry ARGS`; the names of the modules it imported."""
+def imported(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run `python -X importtime -m snapferry ARGS` (in `env`, else ours); the modules it imported."""
     p = subprocess.run([sys.executable, "-X", "importtime", "-m", "snapferry", *args], capture_output=True,
-                       text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                       text=True, timeout=300, env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
     names = {ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
     assert "snapferry.cli.main" in names, p.stderr[-2000:]  # the importtime output is really there
     return p, names
@@ -114,3 +115,36 @@ def test_help_of_lazy_commands(args: list[str]) -> None:
         assert p.returncode == 0 and "--keep-last-daily" in p.stdout
     else:
         assert "-storageDataPath" in text
+
+
+@pytest.mark.parametrize("keys", ["environment", "credentials file"])
+def test_s3_reads_with_static_keys_never_import_botocore(
+    keys: str, seaweedfs: S3Server, snapshot_tree: Path, tmp_path: Path
+) -> None:
+    """botocore costs ~0.5 s of start-up; restore, verify and info from s3:// with static
+    keys read through the signed-HTTP path alone (the backup writes, so it may load it)."""
+    url, opts = seaweedfs.new_remote("vm")
+    assert opts.custom_s3_endpoint and opts.creds_file_path
+    flags = ["--custom-s3-endpoint", opts.custom_s3_endpoint]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SNAPFERRY_"))}
+    if keys == "environment":
+        env |= {k: v for k, v in seaweedfs.env.items() if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    else:
+        flags += ["--creds-file-path", opts.creds_file_path]
+    p, names = imported("backup", "--src", str(snapshot_tree), "--dst", url, "--progress", "off", *flags, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "botocore" in names  # the writes are botocore's: the check below can see it
+    out = tmp_path / "out"
+    downloaded = []
+    for args in (["restore", "--src", url, "--dst", str(out), "--json"],
+                 ["restore", "--src", url, "--dst", str(out), "--json"],
+                 ["verify", "--src", url, "--structure-only"],
+                 ["verify", "--src", url],
+                 ["info", "--src", url]):
+        p, names = imported(*args, *flags, env=env)
+        assert p.returncode == 0, (args, p.stderr[-2000:])
+        assert offenders(names, ("botocore", "boto3")) == [], args
+        if args[0] == "restore":
+            downloaded.append(json.loads(p.stdout)["downloaded_bytes"])
+    assert downloaded[0] > 1024 * 1024 > downloaded[1]  # full, then nothing changed
+    assert tree_digest(out) == tree_digest(snapshot_tree)

@@ -1,10 +1,12 @@
-"""The S3 read fast path: ranged GETs and listings on presigned URLs over a plain pool.
+"""The S3 read fast path: GETs, HEADs and listings on presigned URLs over a plain pool.
 
-botocore signs and sends every write; the requests a restore makes thousands of
-skip its request pipeline and response parser (about 1.2 ms of CPU per GET).
-botocore presigns one probe key once, which fixes the base URL and the signing
-region; each GET after it is signed by _sigv4 (checked against botocore by the
-tests). An endpoint whose URLs have another shape keeps botocore's presigner.
+botocore signs and sends every write; the reads skip its request pipeline and
+response parser (about 1.2 ms of CPU per GET). With static keys (_s3static) the
+base URL and signing region are known without botocore, which then is never
+imported by a restore or a verify. Otherwise botocore presigns one probe key
+once, which fixes them; each request after it is signed by _sigv4 (checked
+against botocore by the tests). An endpoint whose URLs have another shape keeps
+botocore's presigner.
 Plain-HTTP endpoints are read through _http (recv into the caller's buffer, or
 splice into a file); TLS ones through urllib3. Errors come back as HttpStatus or
 the stream's own exceptions, for S3Remote._classify to word. Nothing is retried
@@ -16,7 +18,7 @@ from __future__ import annotations
 import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import urllib3
@@ -24,6 +26,7 @@ import urllib3
 from ..errors import RemoteError
 from . import _http, _sigv4
 from ._cloud import HttpStatus
+from ._s3static import StaticS3
 from ._transfer import RangeReader, check_range_response
 from .base import Reader, RemoteOptions
 
@@ -32,22 +35,29 @@ _PLAIN_QUERY = frozenset({"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "
 
 
 class FastGets:
-    """GETs of one bucket's objects; `client` is the botocore S3 client that presigns."""
+    """Reads of one bucket's objects. With `static` set they sign themselves; else
+    `client()` (botocore's S3 client, made on first call) presigns and `creds` sign."""
 
-    def __init__(self, client: Any, creds: Any, bucket: str, probe_key: str, url: str, opts: RemoteOptions) -> None:
+    def __init__(self, client: Callable[[], Any], creds: Any, bucket: str, probe_key: str, url: str,
+                 opts: RemoteOptions, static: StaticS3 | None = None) -> None:
         self._client = client
         self._creds = creds
         self._bucket = bucket
         self._probe_key = probe_key
         self._url = url
         self._opts = opts
+        self._static = static
         self.signer: _sigv4.GetSigner | None = None
         self._probed = False
+        if static is not None:
+            self.signer = _sigv4.GetSigner(static.base, static.region)
+            self._probed = True
         self._pool = urllib3.PoolManager(
             maxsize=max(opts.max_connections, 1),
             retries=False,
             timeout=urllib3.Timeout(connect=10.0, read=opts.read_timeout),
             cert_reqs="CERT_NONE" if opts.tls_insecure_skip_verify else "CERT_REQUIRED",
+            ca_certs=static.ca_bundle if static is not None and not opts.tls_insecure_skip_verify else None,
         )
         self._conns: dict[str, _http.Connections] = {}  # plain-HTTP hosts, one pool each
         self._conns_lock = threading.Lock()
@@ -79,10 +89,11 @@ class FastGets:
         parsed with ElementTree (botocore's parser took 0.15 s per 2,000 keys)."""
         token: str | None = None
         while True:
+            query = {"list-type": "2", "prefix": prefix, "max-keys": "1000", "encoding-type": "url"}
             params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": 1000, "EncodingType": "url"}
             if token:
-                params["ContinuationToken"] = token
-            url = self._client.generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=3600)
+                query["continuation-token"] = params["ContinuationToken"] = token
+            url = self._presign("", "GET", query, "list_objects_v2", params)
             resp = self._pool.request("GET", url)
             if resp.status != 200:
                 raise _status(resp.status, resp.data[:4096])
@@ -101,6 +112,49 @@ class FastGets:
             if not token:
                 raise RemoteError(f"listing {self._url} failed: a truncated listing came without a continuation token")
 
+    def get(self, key: str) -> bytes:
+        """The whole object (a small file: the whole body is held)."""
+        resp = self._pool.request("GET", self.presigned_get(key))
+        if resp.status != 200:
+            raise _status(resp.status, resp.data[:4096])
+        data: bytes = resp.data
+        return data
+
+    def head(self, key: str, query: dict[str, str] | None = None,
+             headers: dict[str, str] | None = None) -> urllib3.HTTPHeaderDict:
+        """The object's headers; HttpStatus (no code: a HEAD has no body) when it is not there.
+        `query` and `headers` are S3's names (partNumber, x-amz-checksum-mode): static keys only."""
+        params = {"Bucket": self._bucket, "Key": key}
+        url = self._presign(urllib.parse.quote(key, safe="/~"), "HEAD", query or {}, "head_object", params, headers)
+        resp = self._pool.request("HEAD", url, headers=headers)
+        if resp.status != 200:
+            raise HttpStatus(resp.status)
+        return resp.headers
+
+    def head_bucket(self) -> None:
+        url = self._presign("", "HEAD", {}, "head_bucket", {"Bucket": self._bucket})
+        resp = self._pool.request("HEAD", url)
+        if resp.status != 200:
+            raise HttpStatus(resp.status)
+
+    def _presign(self, quoted_key: str, method: str, query: dict[str, str], op: str, params: dict[str, Any],
+                 headers: dict[str, str] | None = None) -> str:
+        """Signed by _sigv4 when the base URL is known, else by botocore's presigner."""
+        if not self._probed:
+            self.presigned_get(self._probe_key)
+        if self.signer is not None:
+            return self.signer.url(quoted_key, self._keys(), method=method, query=query, headers=headers)
+        if headers:
+            raise RuntimeError("signed headers need the fast signer")  # S3Remote asks only with static keys
+        url: str = self._client().generate_presigned_url(op, Params=params, ExpiresIn=3600, HttpMethod=method)
+        return url
+
+    def _keys(self) -> _sigv4.Keys:
+        if self._static is not None:
+            return self._static.keys
+        c = self._creds.get_frozen_credentials()
+        return _sigv4.Keys(c.access_key, c.secret_key, c.token)
+
     def presigned_get(self, key: str) -> str:
         """A presigned GET of key, at a fraction of generate_presigned_url's cost (py-spy
         --gil: its endpoint rules and events were 36 % of a restore's Python time)."""
@@ -109,15 +163,14 @@ class FastGets:
             self.signer = _sigv4.GetSigner(*base) if base is not None else None
             self._probed = True
         if self.signer is None:
-            url: str = self._client.generate_presigned_url(
+            url: str = self._client().generate_presigned_url(
                 "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=3600
             )
             return url
-        c = self._creds.get_frozen_credentials()
-        return self.signer.url(urllib.parse.quote(key, safe="/~"), _sigv4.Keys(c.access_key, c.secret_key, c.token))
+        return self.signer.url(urllib.parse.quote(key, safe="/~"), self._keys())
 
     def _probe_get_base(self) -> tuple[str, str] | None:
-        url = self._client.generate_presigned_url(
+        url = self._client().generate_presigned_url(
             "get_object", Params={"Bucket": self._bucket, "Key": self._probe_key}, ExpiresIn=3600
         )
         split = urllib.parse.urlsplit(url)

@@ -1,11 +1,11 @@
-"""SigV4 query signing of plain S3 GETs, the one request a restore makes thousands of.
+"""SigV4 query signing of S3's read requests (GET, HEAD, listings): a restore makes thousands.
 
 botocore signs correctly but slowly for this use: its SigV4 signer re-derives the
 signing key, re-parses the host and checks it for IPv6 on every call (py-spy
 --gil: 28 % of a restore's Python time from SeaweedFS, even after skipping
 generate_presigned_url's endpoint rules). This signs exactly what botocore's
-S3SigV4QueryAuth signs (GET, the host header only, UNSIGNED-PAYLOAD), with the
-signing key cached per day; tests/remotes/test_contract.py checks the result
+S3SigV4QueryAuth signs (the host header, and any header given, UNSIGNED-PAYLOAD),
+with the signing key cached per day; tests/remotes/test_contract.py checks the result
 against botocore's own presigned URLs. Everything else keeps botocore.
 """
 
@@ -39,25 +39,32 @@ class GetSigner:
         self._expires = str(expires)
         self._key_cache: tuple[str, str, bytes] | None = None  # (secret, date, signing key)
 
-    def url(self, quoted_key: str, keys: Keys, now: float | None = None) -> str:
+    def url(self, quoted_key: str, keys: Keys, now: float | None = None, *, method: str = "GET",
+            query: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> str:
+        """A presigned `method` URL of the key; `query` joins the signed query string and
+        `headers` (lower-case names) are signed too: the request must send them."""
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         day = amz_date[:8]
         scope = f"{day}/{self._region}/s3/aws4_request"
+        signed = {"host": self._host, **(headers or {})}
+        names = ";".join(sorted(signed))
         params = {
+            **(query or {}),
             "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
             "X-Amz-Credential": f"{keys.access_key}/{scope}",
             "X-Amz-Date": amz_date,
             "X-Amz-Expires": self._expires,
-            "X-Amz-SignedHeaders": "host",
+            "X-Amz-SignedHeaders": names,
         }
         if keys.token:
             params["X-Amz-Security-Token"] = keys.token
         quote = urllib.parse.quote
-        query = "&".join(f"{quote(k, safe=_SAFE)}={quote(v, safe=_SAFE)}" for k, v in sorted(params.items()))
-        canonical = f"GET\n{self._base_path}{quoted_key}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
+        query_s = "&".join(f"{quote(k, safe=_SAFE)}={quote(v, safe=_SAFE)}" for k, v in sorted(params.items()))
+        header_lines = "".join(f"{k}:{signed[k].strip()}\n" for k in sorted(signed))
+        canonical = f"{method}\n{self._base_path}{quoted_key}\n{query_s}\n{header_lines}\n{names}\nUNSIGNED-PAYLOAD"
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(self._signing_key(keys.secret_key, day), to_sign.encode(), hashlib.sha256).hexdigest()
-        return f"{self._base}{quoted_key}?{query}&X-Amz-Signature={signature}"
+        return f"{self._base}{quoted_key}?{query_s}&X-Amz-Signature={signature}"
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         cached = self._key_cache

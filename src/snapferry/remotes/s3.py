@@ -1,28 +1,29 @@
 """The `s3://bucket/prefix` remote (AWS S3 and S3-compatible stores) on botocore.
 
-botocore signs every request and sends the writes, one attempt each (retries are
-the RetryPolicy's, see _cloud.ObjectStore); the hot reads (ranged GETs and
-listings) go through _s3get's presigned fast path.
+botocore sends the writes, one attempt each (retries are the RetryPolicy's, see
+_cloud.ObjectStore); the reads (ranged GETs, small GETs, HEADs, listings) go
+through _s3get's presigned fast path. With static keys (_s3static) botocore is
+imported and its client made only on the first write, so a restore or a verify
+never pays its ~0.5 s start-up; other credentials create it up front, as before.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import sys
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
-
-import botocore.exceptions as bce
-import botocore.session
-from botocore.config import Config
 
 from ..checksums import ChecksumAlgorithm, ProviderChecksum, parse_s3_checksum
 from ..errors import UsageError
 from ..parts import Part
 from ._cloud import Classified, Failure, HttpStatus, ObjectStore, status_failure
 from ._s3get import FastGets
+from ._s3static import StaticS3, static_setup
 from ._transfer import STREAM_ERRORS, ChunkSource
 from .base import Reader, RemoteOptions
 
@@ -39,11 +40,6 @@ _AUTH_CODES = frozenset({
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 _EXISTS_CODES = frozenset({"PreconditionFailed", "412"})
 _FULL_CODES = frozenset({"QuotaExceeded", "XMinioStorageFull"})  # Ceph RGW, MinIO
-# Failures below the HTTP layer.
-_CONNECTION_ERRORS = (
-    bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ReadTimeoutError, bce.ConnectTimeoutError,
-    bce.ResponseStreamingError, bce.IncompleteReadError, bce.HTTPClientError, *STREAM_ERRORS,
-)
 _CREDS_HELP = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass an AWS credentials file "
                "(--creds-file-path)")
 _CHECKSUM_FIELDS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256", "ChecksumCRC64NVME")
@@ -57,89 +53,80 @@ class S3Remote(ObjectStore):
 
     def __init__(self, bucket: str, prefix: str, opts: RemoteOptions) -> None:
         super().__init__(bucket, prefix, opts, max(opts.multipart_chunk_size, _MIN_CHUNK))
-        session = _session(opts, self.url)
         endpoint = opts.custom_s3_endpoint or None
         if endpoint is not None and "://" not in endpoint:
             raise UsageError(
                 f"the S3 endpoint {endpoint!r} has no scheme; write it as http://host:port or https://host"
             )
-        try:
-            creds = session.get_credentials()
-        except bce.ProfileNotFound as e:
-            raise UsageError(f"{e}; fix the profile name or the AWS config file") from e
-        if creds is None:
-            raise UsageError(f"no AWS credentials found for {self.url}; {_CREDS_HELP}")
-        self._access_key = creds.access_key
+        for path, what in ((opts.creds_file_path, "credentials file"), (opts.config_file_path, "config file")):
+            if path and not os.path.isfile(path):
+                raise UsageError(f"the AWS {what} {path!r} for {self.url} does not exist")
         checksum = (opts.s3_checksum_algorithm or "").upper()
         self._checksum_alg = checksum if checksum not in ("", "NONE") else None
-        config = Config(
-            region_name=session.get_config_variable("region") or "us-east-1",
-            signature_version="s3v4",
-            max_pool_connections=max(opts.max_connections, 1),
-            # One attempt per request: the RetryPolicy decides every retry (retry.py).
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            s3={
-                "addressing_style": "path" if opts.s3_force_path_style else "virtual",
-                # The checksum header (CRC32 by default) already protects each body; signing a
-                # SHA-256 of every payload too (botocore's default over plain http, not over
-                # https) cost a backup to SeaweedFS 7 of its 16 CPU seconds. Without a
-                # checksum the signature is the only integrity check left, so it stays.
-                "payload_signing_enabled": checksum == "NONE",
-            },
-            connect_timeout=10,
-            read_timeout=opts.read_timeout,
-            tcp_keepalive=True,
-            # Ranged reads carry no whole-object checksum; asking for one costs a header.
-            response_checksum_validation="when_required",
-            # "NONE" switches off the default CRC32 for stores that reject checksum headers.
-            request_checksum_calculation="when_required" if checksum == "NONE" else "when_supported",
+        self._lazy = _LazyClient(opts, self.url, endpoint)  # shared with child() copies
+        self._static: StaticS3 | None = static_setup(
+            bucket, endpoint, opts.s3_force_path_style, opts.creds_file_path, opts.config_file_path,
+            opts.config_profile,
         )
-        self._client: Any = session.create_client(
-            "s3", endpoint_url=endpoint, config=config, verify=not opts.tls_insecure_skip_verify
-        )
-        self.endpoint: str = str(endpoint or self._client.meta.endpoint_url)
-        self.gets = FastGets(self._client, creds, bucket, self._key("snapferry-probe"), self.url, opts)
+        probe = self._key("snapferry-probe")
+        if self._static is not None:
+            self._access_key = self._static.keys.access_key
+            self.endpoint: str = endpoint or self._static.origin
+            self.gets = FastGets(lambda: self._client, None, bucket, probe, self.url, opts, self._static)
+            return
+        client, creds = _botocore_client(opts, self.url, endpoint)
+        self._lazy.client = client
+        self._access_key = creds.access_key
+        self.endpoint = str(endpoint or client.meta.endpoint_url)
+        self.gets = FastGets(lambda: self._client, creds, bucket, probe, self.url, opts)
+
+    @property
+    def _client(self) -> Any:
+        """botocore's S3 client, made (and botocore imported) on first use."""
+        return self._lazy.get()
+
+    @property
+    def _client_obj(self) -> Any:
+        """The client if it was made, else None."""
+        return self._lazy.client
 
     # --- what failed ----------------------------------------------------------------
 
     def _classify(self, e: BaseException) -> Classified | None:
         if isinstance(e, HttpStatus):
             code, status, detail = e.code, e.status, str(e)
-        elif isinstance(e, bce.ClientError):
+        elif isinstance(e, STREAM_ERRORS):  # below the HTTP layer
+            return Failure.RETRYABLE, f"cannot talk to {self.endpoint}: {e}"
+        elif "botocore" not in sys.modules:  # no botocore error without botocore
+            return None
+        else:
+            return self._classify_botocore(e)
+        return _classify_code(code, status, detail)
+
+    def _classify_botocore(self, e: BaseException) -> Classified | None:
+        import botocore.exceptions as bce
+
+        if isinstance(e, bce.ClientError):
             code = str(e.response.get("Error", {}).get("Code", ""))
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             detail = f"{code} {e.response.get('Error', {}).get('Message') or ''}".rstrip()
-        elif isinstance(e, _CONNECTION_ERRORS):
+            return _classify_code(code, status, detail)
+        if isinstance(e, (bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ReadTimeoutError,
+                          bce.ConnectTimeoutError, bce.ResponseStreamingError, bce.IncompleteReadError,
+                          bce.HTTPClientError)):
             return Failure.RETRYABLE, f"cannot talk to {self.endpoint}: {e}"
-        elif isinstance(e, bce.NoCredentialsError):
+        if isinstance(e, bce.NoCredentialsError):
             return Failure.NO_CREDENTIALS, str(e)
-        elif isinstance(e, bce.BotoCoreError):
+        if isinstance(e, bce.BotoCoreError):
             return Failure.PERMANENT, str(e)
-        else:
-            return None
-        if code == "NoSuchBucket":
-            return Failure.NO_BUCKET, code
-        if code == "NoSuchKey":  # a GET's answer: the bucket is there
-            return Failure.NO_OBJECT, code
-        if code in _NOT_FOUND_CODES:
-            return Failure.NOT_FOUND, code
-        if code in _EXISTS_CODES:
-            return Failure.EXISTS, code
-        if code in _AUTH_CODES:
-            return Failure.DENIED, code
-        if code in _FULL_CODES:
-            return Failure.NO_SPACE, code
-        if code in _THROTTLE_CODES:
-            return Failure.RETRYABLE, detail
-        failure = status_failure(status)
-        return failure, (code or str(status)) if failure is Failure.DENIED else detail
+        return None
 
     # --- requests -------------------------------------------------------------------
 
     def _bucket_exists(self) -> bool:
         try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except bce.ClientError as e:
+            self.gets.head_bucket()
+        except HttpStatus as e:
             if self._failure(e) in (Failure.NO_BUCKET, Failure.NOT_FOUND):
                 return False
             raise
@@ -147,16 +134,15 @@ class S3Remote(ObjectStore):
 
     def _exists(self, key: str) -> bool:
         try:
-            self._client.head_object(Bucket=self.bucket, Key=key)
-        except bce.ClientError as e:
+            self.gets.head(key)
+        except HttpStatus as e:
             if self._failure(e) in (Failure.NOT_FOUND, Failure.NO_OBJECT):
                 return False
             raise
         return True
 
     def _get(self, key: str) -> bytes:
-        data: bytes = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        return data
+        return self.gets.get(key)
 
     def _list(self, prefix: str) -> Iterable[tuple[str, int]]:
         return self.gets.list_objects(prefix)
@@ -244,36 +230,116 @@ class S3Remote(ObjectStore):
     def part_checksum(self, part: Part) -> ProviderChecksum | None:
         """The CRC32C or CRC32 S3 keeps of an object uploaded with a checksum algorithm."""
         key = self._key(part.name)
-        head = self._request(f"reading the checksum of {part}",
-                             lambda: self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"))
+        head = self._request(f"reading the checksum of {part}", lambda: self._head_checksum(key))
         for alg in (ChecksumAlgorithm.CRC32C, ChecksumAlgorithm.CRC32):
             value = head.get(f"Checksum{alg.name}")
             if not value:
                 continue
             chunk = 0
             if "-" in value:  # a composite: the size of chunk 1 says whether chunks are manifest blocks
-                with suppress(bce.ClientError, bce.BotoCoreError):
-                    chunk = int(self._client.head_object(Bucket=self.bucket, Key=key, PartNumber=1)["ContentLength"])
+                with suppress(Exception):
+                    chunk = self._first_chunk_size(key)
             return parse_s3_checksum(alg, value, chunk)
         return None
 
+    def _head_checksum(self, key: str) -> dict[str, str]:
+        if self._static is None:
+            head: dict[str, str] = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            return head
+        headers = self.gets.head(key, headers={"x-amz-checksum-mode": "ENABLED"})
+        return {f"Checksum{alg.name}": headers.get(f"x-amz-checksum-{alg.name.lower()}", "")
+                for alg in (ChecksumAlgorithm.CRC32C, ChecksumAlgorithm.CRC32)}
+
+    def _first_chunk_size(self, key: str) -> int:
+        if self._static is None:
+            return int(self._client.head_object(Bucket=self.bucket, Key=key, PartNumber=1)["ContentLength"])
+        return int(self.gets.head(key, query={"partNumber": "1"})["Content-Length"])
+
     def close(self) -> None:
         self.gets.close()
-        with suppress(Exception):
-            self._client.close()
+        if self._lazy.client is not None:
+            with suppress(Exception):
+                self._lazy.client.close()
 
 
-def _session(opts: RemoteOptions, url: str) -> botocore.session.Session:
-    """A session that honours the given files and profile without touching os.environ."""
-    bs = botocore.session.Session()
-    for path, var, what in (
-        (opts.creds_file_path, "credentials_file", "credentials file"),
-        (opts.config_file_path, "config_file", "config file"),
-    ):
-        if path:
-            if not os.path.isfile(path):
-                raise UsageError(f"the AWS {what} {path!r} for {url} does not exist")
-            bs.set_config_variable(var, path)
+class _LazyClient:
+    """One botocore client per remote and its child() copies, made on first use."""
+
+    def __init__(self, opts: RemoteOptions, url: str, endpoint: str | None) -> None:
+        self._args = (opts, url, endpoint)
+        self._lock = threading.Lock()  # the upload workers' first writes come together
+        self.client: Any = None
+
+    def get(self) -> Any:
+        with self._lock:
+            if self.client is None:
+                self.client = _botocore_client(*self._args)[0]
+            return self.client
+
+
+def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tuple[Any, Any]:
+    """botocore's S3 client and its credentials, honouring the given files and profile
+    without touching os.environ."""
+    import botocore.exceptions as bce
+    import botocore.session
+    from botocore.config import Config
+
+    session = botocore.session.Session()
+    if opts.creds_file_path:
+        session.set_config_variable("credentials_file", opts.creds_file_path)
+    if opts.config_file_path:
+        session.set_config_variable("config_file", opts.config_file_path)
     if opts.config_profile:
-        bs.set_config_variable("profile", opts.config_profile)
-    return bs
+        session.set_config_variable("profile", opts.config_profile)
+    try:
+        creds = session.get_credentials()
+    except bce.ProfileNotFound as e:
+        raise UsageError(f"{e}; fix the profile name or the AWS config file") from e
+    if creds is None:
+        raise UsageError(f"no AWS credentials found for {url}; {_CREDS_HELP}")
+    checksum = (opts.s3_checksum_algorithm or "").upper()
+    config = Config(
+        region_name=session.get_config_variable("region") or "us-east-1",
+        signature_version="s3v4",
+        max_pool_connections=max(opts.max_connections, 1),
+        # One attempt per request: the RetryPolicy decides every retry (retry.py).
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        s3={
+            "addressing_style": "path" if opts.s3_force_path_style else "virtual",
+            # The checksum header (CRC32 by default) already protects each body; signing a
+            # SHA-256 of every payload too (botocore's default over plain http, not over
+            # https) cost a backup to SeaweedFS 7 of its 16 CPU seconds. Without a
+            # checksum the signature is the only integrity check left, so it stays.
+            "payload_signing_enabled": checksum == "NONE",
+        },
+        connect_timeout=10,
+        read_timeout=opts.read_timeout,
+        tcp_keepalive=True,
+        # Ranged reads carry no whole-object checksum; asking for one costs a header.
+        response_checksum_validation="when_required",
+        # "NONE" switches off the default CRC32 for stores that reject checksum headers.
+        request_checksum_calculation="when_required" if checksum == "NONE" else "when_supported",
+    )
+    client = session.create_client("s3", endpoint_url=endpoint, config=config,
+                                   verify=not opts.tls_insecure_skip_verify)
+    return client, creds
+
+
+def _classify_code(code: str, status: int, detail: str) -> Classified:
+    """The failure of an error answer, by S3's error code first, then its status."""
+    if code == "NoSuchBucket":
+        return Failure.NO_BUCKET, code
+    if code == "NoSuchKey":  # a GET's answer: the bucket is there
+        return Failure.NO_OBJECT, code
+    if code in _NOT_FOUND_CODES:
+        return Failure.NOT_FOUND, code
+    if code in _EXISTS_CODES:
+        return Failure.EXISTS, code
+    if code in _AUTH_CODES:
+        return Failure.DENIED, code
+    if code in _FULL_CODES:
+        return Failure.NO_SPACE, code
+    if code in _THROTTLE_CODES:
+        return Failure.RETRYABLE, detail
+    failure = status_failure(status)
+    return failure, (code or str(status)) if failure is Failure.DENIED else detail
