@@ -19,8 +19,8 @@ import pytest
 
 from snapferry.errors import RemoteError, TransientRemoteError, UsageError
 from snapferry.parts import Part
-from snapferry.remotes import LocalRegion, Reader, Remote, RemoteOptions, open_remote
-from snapferry.remotes.base import FileReader
+from snapferry.remotes import LocalRegion, Reader, Remote, RemoteOptions, local_tree, open_remote
+from snapferry.remotes.base import FileReader, kept_checksums
 from snapferry.remotes.s3 import S3Remote
 from tests.servers import (
     AZURITE_ACCOUNT,
@@ -336,12 +336,38 @@ def test_local_path_and_empty_dirs(remote: tuple[RemoteSpec, Remote]) -> None:
     p = part_of("e/f.bin", 1)
     upload(r, p, b"1")
     r.delete_part(p)
-    r.remove_empty_dirs()
+    tree = local_tree(r)
     if spec.kind == "fs":
-        assert r.local_path(p) == str(Path(spec.prefix, p.name))
+        assert tree is not None
+        tree.prune_empty_dirs()
+        assert tree.part_path(p) == str(Path(spec.prefix, p.name))
         assert not Path(spec.prefix, "e").exists()
     else:
-        assert r.local_path(p) is None
+        assert tree is None
+
+
+def test_child_shares_the_root_and_lists_every_object(remote: tuple[RemoteSpec, Remote]) -> None:
+    """child() is part of the Protocol on every backend; list_objects names markers and junk too."""
+    spec, r = remote
+    c = r.child("daily/2026-11-01")
+    assert c.url == f"{r.url}/daily/2026-11-01"
+    p = part_of("x/y.bin", 3)
+    upload(c, p, b"abc")
+    c.write_file("backup_complete.ignore", b"")
+    spec.raw_put("junk.txt", b"12")
+    assert [q.name for q in c.list_parts()] == [p.name]
+    assert sorted(r.list_objects()) == [
+        ("daily/2026-11-01/backup_complete.ignore", 0), (f"daily/2026-11-01/{p.name}", 3), ("junk.txt", 2),
+    ]
+    assert read_all(r.open_part(Part(f"daily/2026-11-01/{p.path}", 3, 0, 3, 3))) == b"abc"
+
+
+def test_capabilities_are_explicit(remote: tuple[RemoteSpec, Remote]) -> None:
+    """Only fs:// is a LocalTree; only s3:// and gs:// keep checksums verify can read."""
+    spec, r = remote
+    assert (local_tree(r) is not None) is (spec.kind == "fs")
+    assert (local_tree(r.child("latest")) is not None) is (spec.kind == "fs")
+    assert (kept_checksums(r) is not None) is (spec.url.split(":", 1)[0] in ("s3", "gs"))
 
 
 # --- server-side copy -------------------------------------------------------------------

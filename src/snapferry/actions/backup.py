@@ -37,7 +37,7 @@ from ..parts import (
     validate_listing,
 )
 from ..progress import Progress, human_bytes
-from ..remotes.base import Body, LocalRegion, Remote
+from ..remotes.base import Body, LocalRegion, Remote, local_tree
 from ..remotes.location import local_location, location_of, refuse_overlap, within
 from ..results import BackupResult
 from ..retry import RetryPolicy, retrying
@@ -270,8 +270,8 @@ def _backup(
     if origin is not None:
         known = {**_read_manifest(origin), **known}
     parallel(concurrency, to_delete, dst.delete_part)
-    if to_delete:
-        dst.remove_empty_dirs()
+    if to_delete and (tree := local_tree(dst)) is not None:
+        tree.prune_empty_dirs()
 
     present = {p.key for p in dst_parts}
     missing = [p for p in src_parts if p.key not in present or always_transfer(p.path)]
@@ -331,7 +331,8 @@ def _backup(
             "created_by": f"snapferry {package_version('snapferry')}"}
     dst.write_file(BACKUP_METADATA_FILE, json.dumps(meta, separators=(",", ":")).encode())
     # Written last, after every upload above returned: a marker means a whole backup.
-    dst.flush()
+    if (tree := local_tree(dst)) is not None:
+        tree.sync()  # fs:// parts were written without an fsync each
     lease.check()
     dst.write_file(BACKUP_COMPLETE_FILE, b"")
     seconds = time.monotonic() - start

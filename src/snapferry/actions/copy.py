@@ -26,7 +26,7 @@ from ..parts import (
     validate_listing,
 )
 from ..progress import Progress
-from ..remotes.base import Reader, Remote
+from ..remotes.base import Reader, Remote, local_tree
 from ..remotes.location import location_of, refuse_overlap
 from ..results import CopyResult
 from ..retry import RetryPolicy, retrying
@@ -151,8 +151,8 @@ def _copy(
 
     dst.delete_file(BACKUP_COMPLETE_FILE)
     parallel(concurrency, to_delete, dst.delete_part)
-    if to_delete:
-        dst.remove_empty_dirs()
+    if to_delete and (tree := local_tree(dst)) is not None:
+        tree.prune_empty_dirs()
     present = {p.key for p in dst_parts}
     to_copy = [p for p in src_parts if p.key not in present or always_transfer(p.path)]
     server_side = dst.can_copy_from(src)
@@ -180,7 +180,8 @@ def _copy(
             dst.write_file(name, src.read_file(name))
         else:
             dst.delete_file(name)
-    dst.flush()
+    if (tree := local_tree(dst)) is not None:
+        tree.sync()  # fs:// parts were written without an fsync each
     lease.check()
     dst.write_file(BACKUP_COMPLETE_FILE, b"")
     return CopyResult(

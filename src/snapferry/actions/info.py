@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 
 from ..checksums import MANIFEST_FILE, ManifestState, parse_manifest
 from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, group_by_file, is_ignored_name, parse_name
@@ -24,7 +23,7 @@ _ORDER = {"latest": 0, "hourly": 1, "daily": 2, "weekly": 3, "monthly": 4}
 
 
 def run_info(src: Remote) -> InfoResult:
-    objects = _objects(src)
+    objects = src.list_objects()
     own: list[tuple[str, int]] = []
     managed: dict[str, list[tuple[str, int]]] = {}
     for name, size in objects:
@@ -37,16 +36,6 @@ def run_info(src: Remote) -> InfoResult:
     names = sorted(managed, key=lambda n: (_ORDER[n.split("/", 1)[0]], n))
     backups = [_info(src, n, managed[n]) for n in names if _is_backup(managed[n])]
     return InfoResult(src=src.url, backup=backup, backups=backups)
-
-
-def _objects(src: Remote) -> list[tuple[str, int]]:
-    lister: Callable[[], list[tuple[str, int]]] | None = getattr(src, "list_objects", None)
-    if lister is not None:
-        return lister()
-    # A backend without a full listing: its parts, and the markers asked for by name.
-    out = [(p.name, p.actual_size) for p in src.list_parts()]
-    out.extend((n, 0) for n in (BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, MANIFEST_FILE) if src.has_file(n))
-    return out
 
 
 def _is_backup(objects: list[tuple[str, int]]) -> bool:

@@ -23,7 +23,7 @@ from ..local import TargetListing, list_target
 from ..lock import DirLock
 from ..parts import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX, Part
 from ..progress import Progress, human_bytes
-from ..remotes.base import Remote
+from ..remotes.base import Remote, local_tree
 from ..remotes.location import local_location, location_of, within
 from ..restorer.downloader import Downloader, Tuning
 from ..restorer.planner import RestorePlan, plan_restore
@@ -42,8 +42,7 @@ def check_target(dst: str, src: Remote) -> str:
     if os.path.exists(dst) and not os.path.isdir(dst):
         raise UsageError(f"the restore target {dst!r} is a file; --dst must be a directory")
     real = os.path.realpath(dst)
-    src_root = getattr(src, "root", None)
-    if isinstance(src_root, str):
+    if local_tree(src) is not None:
         here, there = local_location(real), location_of(src)  # the overlap rule of copy and backup
         if within(here, there):
             raise UsageError(
@@ -195,9 +194,11 @@ def run_restore(
             human_bytes(plan.backup_bytes - plan.download_bytes),
         )
         progress = Progress("restore", plan.download_bytes, progress_mode)
+        tree = local_tree(src)  # fs://: parts are read with in-kernel copies from their files
         dl = Downloader(
             src.open_part, session, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(),
-            c.expected, reread=verify, in_memory=checksums, local_path=src.local_path, source=src.url,
+            c.expected, reread=verify, in_memory=checksums, local_path=tree.part_path if tree is not None else None,
+            source=src.url,
         )
         with progress:
             dl.run()

@@ -32,7 +32,6 @@ from ..checksums import (
     BLOCK,
     MANIFEST_FILE,
     ManifestState,
-    ProviderChecksum,
     crc32,
     expected_provider_digest,
     made_by_snapferry,
@@ -42,7 +41,7 @@ from ..checksums import (
 from ..errors import SnapferryError, TransientRemoteError, UsageError
 from ..parts import BACKUP_COMPLETE_FILE, Part, group_by_file, is_ignored_name, parse_name, validate_path
 from ..progress import Progress
-from ..remotes.base import Remote
+from ..remotes.base import Remote, kept_checksums
 from ..results import Problem, ProblemKind, VerifyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
@@ -175,11 +174,8 @@ def run_verify(
 
 def _listed_parts(src: Remote, add: Callable[[Problem], None]) -> list[Part]:
     """The parts under the root; objects that are neither parts nor markers are junk."""
-    lister: Callable[[], list[tuple[str, int]]] | None = getattr(src, "list_objects", None)
-    if lister is None:
-        return src.list_parts()
     parts: list[Part] = []
-    for name, size in lister():
+    for name, size in src.list_objects():
         if is_ignored_name(name):
             continue
         p = parse_name(name, size)
@@ -229,15 +225,15 @@ def _provider(
     """Compare each part's provider checksum with the manifest; returns how many could be."""
     from .backup import parallel
 
-    reader: Callable[[Part], ProviderChecksum | None] | None = getattr(src, "part_checksum", None)
-    if reader is None:
+    keeper = kept_checksums(src)
+    if keeper is None:
         log.debug("%s keeps no checksums snapferry can read", src.url)
         return 0
     lock = threading.Lock()
     counted = [0]
 
     def one(p: Part) -> None:
-        kept = reader(p)
+        kept = keeper.part_checksum(p)
         want = expected_provider_digest(entries[p.name], kept) if kept is not None else None
         if kept is None or want is None:
             return

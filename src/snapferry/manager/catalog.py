@@ -19,7 +19,7 @@ from ..checksums import MANIFEST_FILE
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
 from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
-from ..remotes import Remote, RemoteOptions
+from ..remotes import Remote, RemoteOptions, local_tree
 from .layout import BACKUP_LOCKED_FILE, BackupName, BackupType, parse_backup_name
 from .remotes import DstRemotes
 
@@ -161,8 +161,9 @@ class Catalog:
             for f in (MANIFEST_FILE, BACKUP_METADATA_FILE):
                 remote.delete_file(f)
         # On fs:// the backup's own directory goes too (its parent keeps the other backups);
-        # object stores have no directories and this is a no-op there.
-        self.remotes.child(name.type.value).remove_empty_dirs()
+        # object stores have no directories.
+        if (tree := local_tree(self.remotes.child(name.type.value))) is not None:
+            tree.prune_empty_dirs()
 
 
 def _created_at(remote: Remote, name: BackupName) -> datetime:

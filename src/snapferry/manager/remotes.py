@@ -9,8 +9,6 @@ backups spent more time there than copying, and a listing paid it per backup.
 from __future__ import annotations
 
 from ..remotes import Remote, RemoteOptions, open_remote
-from ..remotes._cloud import ObjectStore
-from ..remotes.fs import FsRemote
 
 
 class DstRemotes:
@@ -21,9 +19,7 @@ class DstRemotes:
 
     def child(self, sub: str) -> Remote:
         """The remote of `sub` (a validated backup name) under the root; never close it."""
-        if isinstance(self.root, FsRemote | ObjectStore):
-            return self.root.child(sub)  # the backend knows what a child shares
-        return open_remote(f"{self.dst}/{sub}", self.options)
+        return self.root.child(sub)  # the backend knows what a child shares
 
     def url(self, sub: str) -> str:
         return f"{self.dst}/{sub}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 from ..errors import UsageError
-from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
+from .base import Body, LocalRegion, LocalTree, Reader, Remote, RemoteOptions, local_tree
 
-__all__ = ["Body", "LocalRegion", "Reader", "Remote", "RemoteOptions", "open_remote", "split_url"]
+__all__ = [
+    "Body", "LocalRegion", "LocalTree", "Reader", "Remote", "RemoteOptions", "local_tree", "open_remote", "split_url",
+]
 
 SCHEMES = ("fs", "s3", "gs", "azblob")
 _HELP = "use fs:///absolute/path, s3://bucket/prefix, gs://bucket/prefix or azblob://container/prefix"

@@ -134,8 +134,8 @@ def mount_pool(session: requests.Session, opts: RemoteOptions) -> requests.Sessi
 class ObjectStore(abc.ABC):
     """A bucket (container) and a prefix in an object store; implements the Remote protocol.
 
-    Objects are durable once a PUT returns and there are no directories, so flush,
-    remove_empty_dirs and local_path do nothing. Transfers (upload_part, open_part,
+    Objects are durable once a PUT returns and there are no directories, so an object
+    store is not a LocalTree (base.py): it has no sync or pruning to do. Transfers (upload_part, open_part,
     copy_part) make one attempt: the actions retry them whole, resuming where they
     stopped. The other requests are retried here, by the policy from max_attempts.
     """
@@ -357,14 +357,3 @@ class ObjectStore(abc.ABC):
                     raise
 
         self._request(what, delete)
-
-    # --- what only a local filesystem has ----------------------------------------------
-
-    def local_path(self, part: Part) -> str | None:
-        return None
-
-    def flush(self) -> None:  # noqa: B027 - nothing to do, by design
-        """Nothing to do: an object is durable once its upload returned."""
-
-    def remove_empty_dirs(self) -> None:  # noqa: B027 - nothing to do, by design
-        """Nothing to do: an object store has no directories."""

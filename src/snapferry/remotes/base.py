@@ -1,17 +1,25 @@
-"""The remote interface every backend implements.
+"""The remote interface every backend implements, and the one capability only fs:// has.
 
-Actions (backup, restore, copy) only talk to this Protocol, so a new backend
-plugs in without touching them. Names passed to the *_file methods are relative
-to the backup root (`backup_complete.ignore`); parts know their own names.
+Actions (backup, restore, copy, verify, info) only talk to the `Remote` Protocol,
+so a new backend plugs in without touching them. Names passed to the *_file
+methods are relative to the backup root (`backup_complete.ignore`); parts know
+their own names. What only a directory on a local filesystem can do (give a
+part's path for zero-copy reads, sync before the completion marker, prune empty
+directories, be compared with a local directory by identity) is `LocalTree`, a
+capability an action asks for once with `local_tree(remote)`.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..parts import Part
+
+if TYPE_CHECKING:
+    from ..checksums import ProviderChecksum
 
 
 @runtime_checkable
@@ -78,12 +86,20 @@ class RemoteOptions:
 
 
 class Remote(Protocol):
-    """A backup location: `fs://`, `s3://`, `gs://` or `azblob://`."""
+    """A backup location: `fs://`, `s3://`, `gs://` or `azblob://`.
+
+    Close to VictoriaMetrics' RemoteFS (lib/backup/common/fs.go): parts, small
+    files by name, server-side copy. fs:// extras are the LocalTree capability.
+    """
 
     url: str
 
     def list_parts(self) -> list[Part]:
         """All parts under the root, with actual_size = the object's real length."""
+        ...
+
+    def list_objects(self) -> list[tuple[str, int]]:
+        """(name relative to the root, real length) of every object, parts or not (verify names the junk)."""
         ...
 
     def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
@@ -125,20 +141,53 @@ class Remote(Protocol):
         """Delete a small file; no error if it does not exist."""
         ...
 
-    def remove_empty_dirs(self) -> None:
-        """Drop empty directories (a no-op for object stores)."""
-        ...
-
-    def flush(self) -> None:
-        """Make every part written so far durable (called before the completion marker).
-
-        Object stores are durable when a PUT returns; fs:// syncs its filesystem once
-        here instead of once per part.
-        """
-        ...
-
-    def local_path(self, part: Part) -> str | None:
-        """The part's path on local disk when it is there (fs://), for zero-copy reads."""
+    def child(self, sub: str) -> Remote:
+        """The backup at `sub` below this root (a name validated by the caller), sharing
+        this remote's client, pools and credentials: close the parent, never the child."""
         ...
 
     def close(self) -> None: ...
+
+
+class LocalTree(abc.ABC):
+    """The capability of a remote that is a directory tree on a local filesystem (fs://).
+
+    A backend has it by subclassing this (nominally: no attribute is guessed at);
+    callers ask through `local_tree(remote)`, once, and mypy checks the rest.
+    Object stores lack it: an object is durable once its PUT returned, there are
+    no directories to prune and no path to read from in the kernel.
+    """
+
+    root: str  # the backup's directory, absolute
+
+    @abc.abstractmethod
+    def part_path(self, part: Part) -> str:
+        """The part's file on local disk, for in-kernel copies (copy_file_range)."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make every part written so far durable; called once before the completion marker
+        (one syncfs instead of an fsync per part and per directory)."""
+
+    @abc.abstractmethod
+    def prune_empty_dirs(self) -> None:
+        """Drop the directories stale-part deletion left empty (the root stays)."""
+
+
+def local_tree(remote: Remote) -> LocalTree | None:
+    """The remote's local directory tree when it is one (fs://), else None."""
+    return remote if isinstance(remote, LocalTree) else None
+
+
+class KeepsChecksums(abc.ABC):
+    """The capability of a store that keeps a checksum of each object (s3://, gs://),
+    which verify compares with the manifest without reading the bytes."""
+
+    @abc.abstractmethod
+    def part_checksum(self, part: Part) -> ProviderChecksum | None:
+        """The checksum the store keeps for the part, or None when it keeps none for it."""
+
+
+def kept_checksums(remote: Remote) -> KeepsChecksums | None:
+    """The remote's own checksums when its store keeps them, else None."""
+    return remote if isinstance(remote, KeepsChecksums) else None

@@ -12,7 +12,7 @@ from .. import directio, durable
 from ..checksums import BlockCrcs
 from ..errors import BadBackupError, NoSpaceError, RemoteError, SnapferryError, UsageError
 from ..parts import Part, parse_listing
-from .base import Body, LocalRegion, Reader, Remote
+from .base import Body, LocalRegion, LocalTree, Reader, Remote
 
 _COPY_CHUNK = 8 * 1024 * 1024
 _STEP = 16 * 1024 * 1024
@@ -54,7 +54,9 @@ def _fs_errors(what: str, path: str) -> Iterator[None]:
         raise RemoteError(f"cannot {what} {path!r}: {e.strerror}; check the path and its permissions") from e
 
 
-class FsRemote:
+class FsRemote(LocalTree):
+    """A Remote that is also a LocalTree: the backup is a directory here."""
+
     def __init__(self, root: str) -> None:
         if not os.path.isabs(root):
             raise UsageError(f"fs://{root} is a relative path; fs:// needs an absolute one")
@@ -126,7 +128,7 @@ class FsRemote:
                         except FileNotFoundError:
                             continue
 
-    def local_path(self, part: Part) -> str | None:
+    def part_path(self, part: Part) -> str:
         return self._path(part.name)
 
     def list_objects(self) -> list[tuple[str, int]]:
@@ -197,7 +199,7 @@ class FsRemote:
         """Write the part to a temporary name and rename it; the block CRCs of a local
         region (taken from the buffer the bytes passed through), None for a body."""
         # Renamed into place only when whole, so a killed upload never leaves a torn part.
-        # Durability comes from one syncfs in flush(), before the completion marker,
+        # Durability comes from one syncfs in sync(), before the completion marker,
         # instead of an fsync per part and per directory; writeback starts per big part.
         tmp = dst + ".snapferry-tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
@@ -298,12 +300,12 @@ class FsRemote:
                 os.unlink(path)
                 durable.fsync_dir(os.path.dirname(path))
 
-    def flush(self) -> None:
+    def sync(self) -> None:
         if os.path.isdir(self.root):
             with _fs_errors("sync", self.root):
                 durable.syncfs(self.root)
 
-    def remove_empty_dirs(self) -> None:
+    def prune_empty_dirs(self) -> None:
         if os.path.isdir(self.root):
             durable.remove_empty_dirs(self.root, keep_root=True)
 

@@ -35,7 +35,7 @@ from ..errors import TransientRemoteError, UsageError
 from ..parts import Part
 from ._cloud import RETRY_STATUS, Classified, Failure, HttpStatus, ObjectStore, mount_pool, status_failure
 from ._transfer import STREAM_ERRORS, ChunkSource, RangeReader, check_range_response
-from .base import Reader, RemoteOptions
+from .base import KeepsChecksums, Reader, RemoteOptions
 
 log = logging.getLogger("snapferry")
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.full_control",)
@@ -48,7 +48,7 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 )
 
 
-class GcsRemote(ObjectStore):
+class GcsRemote(ObjectStore, KeepsChecksums):
     scheme = "gs"
     denied_hint = "check the service account and its roles on the bucket"
     creds_hint = "set GOOGLE_APPLICATION_CREDENTIALS to a service-account JSON file or pass it with --creds-file-path"

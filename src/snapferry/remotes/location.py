@@ -15,7 +15,8 @@ import urllib.parse
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from .base import Remote
+from . import split_url
+from .base import Remote, local_tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +63,19 @@ def local_location(path: str) -> Location:
 
 
 def location_of(remote: Remote) -> Location:
-    """The Location of a remote, from what every backend exposes (root, or endpoint/bucket/prefix)."""
-    root = getattr(remote, "root", None)
-    if isinstance(root, str):
-        loc = local_location(root)
+    """The Location of a remote: a local directory's identity, or an object store's
+    endpoint, bucket and prefix."""
+    tree = local_tree(remote)
+    if tree is not None:
+        loc = local_location(tree.root)
         return Location(remote.url, loc.scheme, "", "", loc.path, loc.own_id, loc.ids)
-    return object_location(
-        remote.url, str(getattr(remote, "endpoint", "")), str(getattr(remote, "bucket", "")),
-        str(getattr(remote, "prefix", "")),
-    )
+    from ._cloud import ObjectStore  # here, not at the top: fs:// runs never load the SDKs' helpers
+
+    if isinstance(remote, ObjectStore):
+        return object_location(remote.url, remote.endpoint, remote.bucket, remote.prefix)
+    # A backend outside ObjectStore: its URL is all there is to compare.
+    _scheme, bucket, prefix = split_url(remote.url)
+    return object_location(remote.url, "", bucket, prefix)
 
 
 def object_location(url: str, endpoint: str, bucket: str, prefix: str) -> Location:

@@ -25,7 +25,7 @@ from ._cloud import Classified, Failure, HttpStatus, ObjectStore, status_failure
 from ._s3get import FastGets
 from ._s3static import StaticS3, static_setup
 from ._transfer import STREAM_ERRORS, ChunkSource
-from .base import Reader, RemoteOptions
+from .base import KeepsChecksums, Reader, RemoteOptions
 
 _MIN_CHUNK = 5 * 1024 * 1024  # S3's smallest multipart chunk (but the last)
 _THROTTLE_CODES = frozenset({
@@ -45,7 +45,7 @@ _CREDS_HELP = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass an AWS 
 _CHECKSUM_FIELDS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256", "ChecksumCRC64NVME")
 
 
-class S3Remote(ObjectStore):
+class S3Remote(ObjectStore, KeepsChecksums):
     scheme = "s3"
     denied_hint = "check the credentials, the region and the bucket policy"
     creds_hint = _CREDS_HELP
