@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from snapferry.errors import LockedError
-from snapferry.lease import LEASE_FILE, BackupLease, Holder, _start_time, this_process
+from snapferry.lease import BackupLease, Holder, _start_time, this_process
+from snapferry.names import LEASE_FILE
 from snapferry.remotes.fs import FsRemote
 from tests.servers import RemoteFactory
 

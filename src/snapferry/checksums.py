@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING
 from isal import isal_zlib
 
 from .errors import BadBackupError
-from .parts import BACKUP_METADATA_FILE, Part, always_transfer
+from .names import BACKUP_METADATA_FILE
+from .names import MANIFEST_FILE as MANIFEST_FILE  # importable from here too, as before names.py
+from .parts import Part, always_transfer
 
 if TYPE_CHECKING:  # remotes import this module (BlockCrcs): no import cycle at run time
     from .remotes.base import Remote
 
 log = logging.getLogger("snapferry")
 
-MANIFEST_FILE = "snapferry_checksums.ignore"
 BLOCK = 16 * 1024 * 1024
 _HEADER_V1 = "snapferry-checksums 1 crc32 16777216"
 _HEADER_V2 = "snapferry-checksums 2 crc32 16777216 crc32c"

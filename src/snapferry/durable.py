@@ -7,6 +7,7 @@ import errno
 import os
 
 from .libc import LIBC
+from .names import UPLOAD_TMP_SUFFIX
 
 _FALLBACK_ERRNOS = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
 _CHUNK = 64 * 1024 * 1024
@@ -49,7 +50,7 @@ def start_writeback(fd: int, offset: int, size: int) -> None:
 
 def write_file_atomic(path: str, data: bytes) -> None:
     """Write to a temporary name, fsync, rename, fsync the directory."""
-    tmp = path + ".snapferry-tmp"
+    tmp = path + UPLOAD_TMP_SUFFIX
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         view = memoryview(data)

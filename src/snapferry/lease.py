@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 
 from .errors import Interrupted, LockedError, RemoteError, SnapferryError
+from .names import LEASE_FILE
 from .remotes.base import Remote
 
 log = logging.getLogger("snapferry")
 
-LEASE_FILE = "snapferry_lock.ignore"
 TTL_SECONDS = 120.0
 
 

@@ -7,7 +7,8 @@ import stat
 from dataclasses import dataclass, field
 
 from .errors import SnapferryError, UsageError
-from .parts import FLOCK_FILE, JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE, TMP_SUFFIX, is_ignored_name
+from .names import FLOCK_FILE, JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE, TMP_SUFFIX
+from .parts import is_ignored_name
 
 # Files the restore target may hold that are not data: the lock, the marker,
 # and our own in-progress files (resumed or removed by the restore itself).

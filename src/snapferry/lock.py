@@ -7,7 +7,7 @@ import fcntl
 import os
 
 from .errors import LockedError
-from .parts import FLOCK_FILE
+from .names import FLOCK_FILE
 
 
 class DirLock:

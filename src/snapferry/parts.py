@@ -15,15 +15,18 @@ from dataclasses import dataclass
 
 from .errors import BadBackupError
 
+# The layout's names live in names.py; these stay importable from here for callers
+# written before it (new code imports snapferry.names).
+from .names import BACKUP_COMPLETE_FILE as BACKUP_COMPLETE_FILE
+from .names import BACKUP_METADATA_FILE as BACKUP_METADATA_FILE
+from .names import FLOCK_FILE as FLOCK_FILE
+from .names import IGNORED_SUFFIX
+from .names import JOURNAL_SUFFIX as JOURNAL_SUFFIX
+from .names import RESTORE_IN_PROGRESS_FILE as RESTORE_IN_PROGRESS_FILE
+from .names import TMP_SUFFIX as TMP_SUFFIX
+
 MAX_PART_SIZE = 1024 * 1024 * 1024
 
-BACKUP_COMPLETE_FILE = "backup_complete.ignore"
-BACKUP_METADATA_FILE = "backup_metadata.ignore"
-RESTORE_IN_PROGRESS_FILE = "restore-in-progress"
-FLOCK_FILE = "flock.lock"
-# A restore's own in-progress names beside a file: the preallocated copy and its journal.
-TMP_SUFFIX = ".tmp"
-JOURNAL_SUFFIX = ".tmp.journal"
 
 # Files that change content without changing size: never considered equal.
 _ALWAYS_TRANSFER_SUFFIXES = ("/parts.json", "/appliedRetention.txt")
@@ -124,7 +127,7 @@ def gc_paused() -> Iterator[None]:
 
 def is_ignored_name(name: str) -> bool:
     """Names ending in `.ignore` are markers, never parts."""
-    return name.endswith(".ignore")
+    return name.endswith(IGNORED_SUFFIX)
 
 
 def always_transfer(path: str) -> bool:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import snapferry
-from snapferry.checksums import BLOCK, MANIFEST_FILE, decode, file_crcs
+from snapferry.checksums import BLOCK, decode, file_crcs
 from snapferry.errors import BadBackupError
+from snapferry.names import MANIFEST_FILE
 from snapferry.remotes import open_remote
 from tests.conftest import tree_digest, write_random
 from tests.servers import RemoteFactory

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import snapferry
-from snapferry.checksums import MANIFEST_FILE
 from snapferry.errors import BadBackupError
+from snapferry.names import MANIFEST_FILE
 from snapferry.results import ProblemKind, VerifyResult
 from tests.conftest import tree_digest
 from tests.servers import RemoteFactory, RemoteSpec

@@ -12,7 +12,7 @@ import pytest
 import snapferry
 from snapferry.manager.layout import parse_backup_name
 from snapferry.manager.service import Manager, ManagerConfig
-from snapferry.parts import BACKUP_COMPLETE_FILE
+from snapferry.names import BACKUP_COMPLETE_FILE
 from tests.manager.helpers import Feed, StartVM, restored_samples
 from tests.manager.sim import SimClock
 from tests.servers import RemoteFactory

@@ -11,8 +11,7 @@ import pytest
 
 import snapferry
 from snapferry.manager.catalog import Catalog
-from snapferry.manager.layout import RESTORE_MARK_FILE
-from snapferry.parts import BACKUP_METADATA_FILE
+from snapferry.names import BACKUP_METADATA_FILE, RESTORE_MARK_FILE
 from snapferry.remotes import RemoteOptions
 from tests.servers import S3Server
 from tests.vm import run_snapferry

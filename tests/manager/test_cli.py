@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from snapferry.manager.layout import RESTORE_MARK_FILE
 from snapferry.manager.service import Manager, ManagerConfig
-from snapferry.parts import BACKUP_COMPLETE_FILE
+from snapferry.names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
 from tests.crash.harness import wait_until
 from tests.manager.helpers import Feed, StartVM
 from tests.manager.sim import SimClock

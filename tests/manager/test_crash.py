@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from snapferry.errors import UsageError
-from snapferry.lease import LEASE_FILE
 from snapferry.manager.layout import BackupType
-from snapferry.manager.service import STATE_FILE, Manager, ManagerConfig
-from snapferry.parts import BACKUP_COMPLETE_FILE, check_coverage, group_by_file
+from snapferry.manager.service import Manager, ManagerConfig
+from snapferry.names import BACKUP_COMPLETE_FILE, LEASE_FILE, MANAGER_STATE_FILE
+from snapferry.parts import check_coverage, group_by_file
 from snapferry.remotes.fs import FsRemote
 from tests.crash.harness import child_env, run_and_kill, wait_until, written_at_least
 from tests.manager.helpers import Feed, StartVM, check_restores
@@ -215,7 +215,7 @@ def test_a_failing_run_waits_for_the_next_slot(tmp_path: Path) -> None:
 
     # An earlier run succeeded at 09:00 (its record), so 10:00 is due at once.
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / STATE_FILE).write_text(json.dumps({"last_run_at": "2026-11-02T09:00:00+00:00"}))
+    (tmp_path / "b" / MANAGER_STATE_FILE).write_text(json.dumps({"last_run_at": "2026-11-02T09:00:00+00:00"}))
     mgr = Manager(config, clock=clock, events=Events())
     assert mgr.next_due() == at[0]
     res = mgr.run_once()
@@ -268,7 +268,7 @@ def test_a_clock_that_jumps_back_does_not_stall_the_schedule(tmp_path: Path) -> 
     now = datetime(2026, 11, 2, 5, 10, tzinfo=UTC)
     (tmp_path / "data").mkdir()
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / STATE_FILE).write_text(json.dumps({"last_run_at": "2030-01-01T10:00:00+00:00"}))
+    (tmp_path / "b" / MANAGER_STATE_FILE).write_text(json.dumps({"last_run_at": "2030-01-01T10:00:00+00:00"}))
     config = ManagerConfig(storage_data_path=str(tmp_path / "data"), dst=f"fs://{tmp_path / 'b'}",
                            snapshot_create_url=f"http://127.0.0.1:{free_port()}/snapshot/create")
     clock = SimClock(now)

@@ -24,10 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from snapferry.errors import UsageError
 from snapferry.manager.http import ApiServer, parse_listen_addr, start_server
-from snapferry.manager.layout import RESTORE_MARK_FILE, BackupType, parse_backup_name
+from snapferry.manager.layout import BackupType, parse_backup_name
 from snapferry.manager.metrics import Metrics
 from snapferry.manager.service import Manager, ManagerConfig
-from snapferry.parts import BACKUP_COMPLETE_FILE
+from snapferry.names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
 from snapferry.remotes import RemoteOptions
 from tests.servers import S3Server
 from tests.vm import Samples, VMServer, make_samples, run_snapferry, snapferry_command

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 import snapferry
-from snapferry.checksums import MANIFEST_FILE
 from snapferry.errors import BadBackupError
-from snapferry.parts import JOURNAL_SUFFIX, TMP_SUFFIX
+from snapferry.names import JOURNAL_SUFFIX, MANIFEST_FILE, TMP_SUFFIX
 from snapferry.progress import human_bytes
 from snapferry.restorer.downloader import Tuning
 from snapferry.restorer.journal import read_journal

@@ -20,10 +20,10 @@ from importlib.metadata import version as package_version
 from typing import Protocol, TypeVar
 
 from .. import checksums
-from ..checksums import MANIFEST_FILE
 from ..errors import SnapferryError, UsageError
 from ..lease import BackupLease
 from ..local import SourceFile, list_source
+from ..names import MANIFEST_FILE
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,

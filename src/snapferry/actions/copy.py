@@ -11,9 +11,10 @@ import queue
 import threading
 import time
 
-from ..checksums import MANIFEST_FILE, check_inventory
+from ..checksums import check_inventory
 from ..errors import BadBackupError, TransientRemoteError
 from ..lease import BackupLease
+from ..names import MANIFEST_FILE
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,

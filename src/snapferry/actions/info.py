@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import re
 
-from ..checksums import MANIFEST_FILE, ManifestState, parse_manifest
-from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, group_by_file, is_ignored_name, parse_name
+from ..checksums import ManifestState, parse_manifest
+from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, DAILY, HOURLY, LATEST, MANIFEST_FILE, MONTHLY, WEEKLY
+from ..parts import group_by_file, is_ignored_name, parse_name
 from ..remotes.base import Remote
 from ..results import BackupInfo, InfoResult
 
 # vmbackupmanager's backup names (see the README's "Verifying backups")
 # ("." and ".." are no names: a name from the remote is read under the URL, never above it)
-_MANAGER = re.compile(r"(latest|(?:hourly|daily|weekly|monthly)/(?!\.\.?/)[^/]+)/")
-_ORDER = {"latest": 0, "hourly": 1, "daily": 2, "weekly": 3, "monthly": 4}
+_ORDER = {LATEST: 0, HOURLY: 1, DAILY: 2, WEEKLY: 3, MONTHLY: 4}
+_MANAGER = re.compile(rf"({LATEST}|(?:{HOURLY}|{DAILY}|{WEEKLY}|{MONTHLY})/(?!\.\.?/)[^/]+)/")
 
 
 def run_info(src: Remote) -> InfoResult:

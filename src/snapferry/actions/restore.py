@@ -21,7 +21,8 @@ from ..checksums import check_inventory
 from ..errors import BadBackupError, NoSpaceError, UsageError
 from ..local import TargetListing, list_target
 from ..lock import DirLock
-from ..parts import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX, Part
+from ..names import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX
+from ..parts import Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote, local_tree
 from ..remotes.location import local_location, location_of, within

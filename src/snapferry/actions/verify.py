@@ -39,7 +39,8 @@ from ..checksums import (
     read_metadata,
 )
 from ..errors import SnapferryError, TransientRemoteError, UsageError
-from ..parts import BACKUP_COMPLETE_FILE, Part, group_by_file, is_ignored_name, parse_name, validate_path
+from ..names import BACKUP_COMPLETE_FILE
+from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
 from ..progress import Progress
 from ..remotes.base import Remote, kept_checksums
 from ..results import Problem, ProblemKind, VerifyResult

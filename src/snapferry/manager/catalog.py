@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..actions.backup import parallel
-from ..checksums import MANIFEST_FILE
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
-from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
+from ..names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, BACKUP_METADATA_FILE, LATEST, MANIFEST_FILE
 from ..remotes import Remote, RemoteOptions, local_tree
-from .layout import BACKUP_LOCKED_FILE, BackupName, BackupType, parse_backup_name
+from .layout import BackupName, BackupType, parse_backup_name
 from .remotes import DstRemotes
 
 log = logging.getLogger("snapferry")
@@ -91,7 +90,7 @@ class Catalog:
         seen_bad: set[str] = set()
         for p in parts:
             segs = p.path.split("/", 2)
-            head = segs[0] if segs[0] == "latest" else "/".join(segs[:2])
+            head = segs[0] if segs[0] == LATEST else "/".join(segs[:2])
             if head in seen_bad:
                 continue
             try:

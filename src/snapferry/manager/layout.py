@@ -12,19 +12,17 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from .. import names
 from ..errors import UsageError
 from ..remotes import split_url
 
-BACKUP_LOCKED_FILE = "backup_locked.ignore"
-RESTORE_MARK_FILE = "backup_restore.ignore"
-
 
 class BackupType(enum.Enum):
-    LATEST = "latest"
-    HOURLY = "hourly"
-    DAILY = "daily"
-    WEEKLY = "weekly"
-    MONTHLY = "monthly"
+    LATEST = names.LATEST
+    HOURLY = names.HOURLY
+    DAILY = names.DAILY
+    WEEKLY = names.WEEKLY
+    MONTHLY = names.MONTHLY
 
 
 DATED_TYPES = (BackupType.HOURLY, BackupType.DAILY, BackupType.WEEKLY, BackupType.MONTHLY)
@@ -87,7 +85,7 @@ def backup_name(kind: BackupType, when: datetime) -> str:
 
 def parse_backup_name(name: str) -> BackupName:
     """The BackupName of one of the five forms; UsageError for anything else."""
-    if name == "latest":
+    if name == names.LATEST:
         return BackupName(BackupType.LATEST, "")
     kind_s, sep, period = name.partition("/")
     kind = next((t for t in DATED_TYPES if t.value == kind_s), None)

@@ -13,11 +13,11 @@ import os
 
 from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
-from ..parts import BACKUP_COMPLETE_FILE
+from ..names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
 from ..remotes import RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
-from .layout import RESTORE_MARK_FILE, BackupName, parse_backup_name
+from .layout import BackupName, parse_backup_name
 
 
 class RestoreMarks:

@@ -23,6 +23,7 @@ from ..actions.copy import run_copy
 from ..durable import write_file_atomic
 from ..errors import SnapferryError
 from ..lease import BackupLease
+from ..names import LATEST, MANAGER_STATE_FILE, SNAPSHOT_RECORD_FILE
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
 from ..throttle import Throttle
@@ -33,13 +34,6 @@ from .marks import RestoreMarks
 from .schedule import Clock, Schedule, SystemClock, zone
 
 log = logging.getLogger("snapferry")
-
-# The last successful run's time (the manager's clock), at the --dst root: a restart
-# resumes the schedule from it instead of skipping the slot it slept through.
-STATE_FILE = "snapferry_manager.ignore"
-# In the storage data path: the snapshot a run made, until it is deleted. A run killed
-# before it could delete its snapshot leaves this behind, and the next run deletes it.
-SNAPSHOT_RECORD_FILE = "snapferry_snapshot.ignore"
 
 __all__ = ["BackupInfo", "Manager", "ManagerConfig", "ManagerEvents", "NoEvents", "RunResult", "StepResult"]
 
@@ -130,7 +124,7 @@ class Manager:
         self.catalog = Catalog(config.dst, config.remote_options, config.concurrency)
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
-            refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child("latest"))
+            refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child(LATEST))
             refuse_dst_in_a_backup(config.dst, config.storage_data_path)
         except SnapferryError:
             self.catalog.close()
@@ -183,7 +177,7 @@ class Manager:
             self.events.backup_done(BackupType.LATEST, False, 0.0, 0)
             return self._done(RunResult(started, False, (), (), str(e)))
         try:
-            latest = self._step(BackupType.LATEST, "latest", self._backup_latest)
+            latest = self._step(BackupType.LATEST, LATEST, self._backup_latest)
             steps.append(latest)
             if latest.ok:
                 # Only a complete latest/ is copied (run_copy checks its marker again).
@@ -222,7 +216,7 @@ class Manager:
     def _backup_latest(self) -> int:
         """api.backup's snapshot handling, on the shared remote of latest/."""
         c = self.config
-        latest = self.catalog.remotes.child("latest")
+        latest = self.catalog.remotes.child(LATEST)
         refuse_dst_inside(c.storage_data_path, latest)
         self._drop_stale_snapshot()
         name = snapshot.create(c.snapshot_create_url)
@@ -274,7 +268,7 @@ class Manager:
         c = self.config
         remotes = self.catalog.remotes
         result = run_copy(
-            remotes.child("latest"), remotes.child(name), concurrency=c.concurrency,
+            remotes.child(LATEST), remotes.child(name), concurrency=c.concurrency,
             throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
         )
         return result.copied_bytes
@@ -345,19 +339,19 @@ class Manager:
                            "periods": {t.value: period_of(t, started.astimezone(self.schedule.tz))
                                        for t in self.config.enabled_types()}}).encode()
         try:
-            self.catalog.remotes.root.write_file(STATE_FILE, body)
+            self.catalog.remotes.root.write_file(MANAGER_STATE_FILE, body)
         except SnapferryError as e:
-            log.warning("cannot record the run in %s/%s: %s", self.config.dst, STATE_FILE, e)
+            log.warning("cannot record the run in %s/%s: %s", self.config.dst, MANAGER_STATE_FILE, e)
 
     def _load_state(self) -> datetime | None:
         remote = self.catalog.remotes.root
         try:
-            if not remote.has_file(STATE_FILE):
+            if not remote.has_file(MANAGER_STATE_FILE):
                 return None
-            data = json.loads(remote.read_file(STATE_FILE))
+            data = json.loads(remote.read_file(MANAGER_STATE_FILE))
             return datetime.fromisoformat(data["last_run_at"])
         except (SnapferryError, ValueError, KeyError, TypeError) as e:
-            log.warning("ignoring the unreadable %s/%s: %s", self.config.dst, STATE_FILE, e)
+            log.warning("ignoring the unreadable %s/%s: %s", self.config.dst, MANAGER_STATE_FILE, e)
             return None
 
     # --- inspect and protect -------------------------------------------------

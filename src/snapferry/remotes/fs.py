@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from .. import directio, durable
 from ..checksums import BlockCrcs
 from ..errors import BadBackupError, NoSpaceError, RemoteError, SnapferryError, UsageError
+from ..names import UPLOAD_TMP_SUFFIX
 from ..parts import Part, parse_listing
 from .base import Body, LocalRegion, LocalTree, Reader, Remote
 
@@ -122,7 +123,7 @@ class FsRemote(LocalTree):
                     if is_dir:
                         if not e.is_symlink():
                             stack.append(e.path)
-                    elif not e.name.endswith(".snapferry-tmp"):
+                    elif not e.name.endswith(UPLOAD_TMP_SUFFIX):
                         try:
                             yield e.path, e.stat().st_size
                         except FileNotFoundError:
@@ -201,7 +202,7 @@ class FsRemote(LocalTree):
         # Renamed into place only when whole, so a killed upload never leaves a torn part.
         # Durability comes from one syncfs in sync(), before the completion marker,
         # instead of an fsync per part and per directory; writeback starts per big part.
-        tmp = dst + ".snapferry-tmp"
+        tmp = dst + UPLOAD_TMP_SUFFIX
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         crcs: list[int] | None = None
         try:
@@ -282,7 +283,7 @@ class FsRemote(LocalTree):
         with _fs_errors("create", path):
             os.makedirs(self.root, exist_ok=True)
             # Written in full under a unique name, then linked: a reader never sees it empty.
-            tmp = f"{path}.{uuid.uuid4().hex}.snapferry-tmp"
+            tmp = f"{path}.{uuid.uuid4().hex}{UPLOAD_TMP_SUFFIX}"
             durable.write_file_atomic(tmp, data)
             try:
                 os.link(tmp, path)

@@ -39,7 +39,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from .. import durable
-from ..parts import JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE, Part
+from ..names import JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE
+from ..parts import Part
 
 if TYPE_CHECKING:
     from .writer import TargetFile

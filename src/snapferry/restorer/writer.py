@@ -19,7 +19,8 @@ from .. import directio
 from ..checksums import region_crcs
 from ..errors import BadBackupError, NoSpaceError, SnapferryError
 from ..libc import LIBC
-from ..parts import JOURNAL_SUFFIX, TMP_SUFFIX, Part
+from ..names import JOURNAL_SUFFIX, TMP_SUFFIX
+from ..parts import Part
 from .bytepath import BytePath, choose_byte_path
 from .journal import Journal
 from .planner import FileMode, FilePlan
