@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .remotes import RemoteOptions
     from .results import BackupResult, CopyResult, InfoResult, RestoreDryRun, RestoreResult, VerifyResult
     from .retry import RetryPolicy
+    from .tuning import Tuning
 
 # public name -> the module (relative to this package) that defines it
 _EXPORTS = {
@@ -38,6 +39,7 @@ _EXPORTS = {
     "RestoreResult": "results",
     "VerifyResult": "results",
     "RetryPolicy": "retry",
+    "Tuning": "tuning",
 }
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "RestoreResult",
     "RetryPolicy",
     "SnapferryError",
+    "Tuning",
     "VerifyResult",
     "backup",
     "copy",

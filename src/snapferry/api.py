@@ -15,15 +15,16 @@ from .errors import SnapferryError, UsageError
 from .parts import MAX_PART_SIZE
 from .remotes import RemoteOptions, open_remote
 from .throttle import Throttle
+from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (a light module)
 
 if TYPE_CHECKING:
-    from .restorer.downloader import Tuning
     from .results import BackupResult, CopyResult, InfoResult, RestoreDryRun, RestoreResult, VerifyResult
     from .retry import RetryPolicy
 
 log = logging.getLogger("snapferry")
 
-DEFAULT_CONCURRENCY = 8
+# Tuning holds every default the API and the CLI share: one source of truth.
+DEFAULT_CONCURRENCY = Tuning().concurrency
 # Below this a ranged request costs more in round trips than it moves (0 = automatic).
 MIN_CHUNK_SIZE = 1024 * 1024
 
@@ -167,7 +168,6 @@ def restore(
     earlier restore is refused when the restore would delete files in it.
     """
     from .actions.restore import run_restore
-    from .restorer.downloader import Tuning
 
     _positive("concurrency", concurrency)
     tuning = tuning or Tuning(concurrency=concurrency)

@@ -9,8 +9,8 @@ import click
 from .. import api
 from ..errors import UsageError
 from ..pushmetrics import Action, pushed
-from ..restorer.downloader import Tuning
 from ..retry import RetryPolicy
+from ..tuning import Tuning
 from ._common import common_options, emit, options_from, read_remote_options
 
 
@@ -34,10 +34,11 @@ def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
               help="Check downloaded bytes against the backup's CRC32 manifest in memory, before they are written.")
 @click.option("--max-inflight-bytes", type=click.IntRange(8 * 1024 * 1024), default=Tuning().max_inflight_bytes,
               show_default=True, help="Memory for data in flight, shared by all workers.")
-@click.option("--chunk-size", type=click.IntRange(0), default=0, show_default=True, callback=_chunk_size,
+@click.option("--chunk-size", type=click.IntRange(0), default=Tuning().chunk_size, show_default=True,
+              callback=_chunk_size,
               help="Bytes per ranged request, at least 1 MiB; 0 splits each big part evenly over the workers "
-                   "(at least 32 MiB).")
-@click.option("--direct-io/--no-direct-io", default=True, show_default=True,
+                   f"(at least {Tuning().min_chunk_size // (1024 * 1024)} MiB).")
+@click.option("--direct-io/--no-direct-io", default=Tuning().direct_min > 0, show_default=True,
               help="Write downloaded files with O_DIRECT, past the page cache (falls back where refused).")
 @click.option("--force", is_flag=True,
               help="Restore into a directory that does not look like a VictoriaMetrics data directory, "

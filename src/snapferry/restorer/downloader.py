@@ -22,7 +22,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from ..checksums import BLOCK
 from ..errors import Interrupted, SnapferryError
@@ -30,6 +29,7 @@ from ..parts import Part
 from ..progress import Progress
 from ..retry import RetryPolicy
 from ..throttle import Cancelled, Throttle
+from ..tuning import Tuning as Tuning  # moved to tuning.py (light, for the API's defaults); still importable here
 from .bytepath import BytePath, choose_byte_path
 from .fetch import Chunk, LocalPathFn, RangeFetcher, ReadFn
 from .planner import FileMode, FilePlan, may_be_batched
@@ -40,23 +40,6 @@ from .writer import TargetFile
 # Files written and waiting, open (two descriptors each when written direct), for a
 # finisher's fsync and rename.
 FINISH_BACKLOG = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Tuning:
-    concurrency: int = 4  # download workers
-    writers: int = 2  # threads doing pwrite
-    finishers: int = 2  # threads doing the per-file fsync and rename, so writes never wait on them
-    chunk_size: int = 0  # bytes per ranged request; 0 = a part split evenly over the workers
-    min_chunk_size: int = 32 * 1024 * 1024
-    block_size: int = 4 * 1024 * 1024  # one buffer of the pool
-    max_inflight_bytes: int = 64 * 1024 * 1024  # the pool's total
-    zero_copy: bool = True
-    # Files this big or bigger are written with O_DIRECT (0 = never); smaller ones are
-    # not worth a second descriptor.
-    direct_min: int = 64 * 1024
-    # Small single-part files written as a batch, synced by one syncfs (restorer/session.py).
-    batch_small_files: bool = True
 
 
 class Downloader:
