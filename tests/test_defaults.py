@@ -8,7 +8,10 @@ import click
 
 import snapferry
 from snapferry import api
+from snapferry.actions.copy import run_copy
+from snapferry.actions.verify import VerifyOptions
 from snapferry.cli import backup_cmd, copy_cmd, restore_cmd, verify_cmd
+from snapferry.manager.catalog import Catalog
 from snapferry.manager.service import ManagerConfig
 from snapferry.restorer.downloader import Tuning
 
@@ -30,6 +33,10 @@ def test_the_apis_defaults_are_tunings() -> None:
     for fn in (api.backup, api.restore, api.copy, api.verify):
         assert inspect.signature(fn).parameters["concurrency"].default == D.concurrency, fn.__name__
     assert ManagerConfig.__dataclass_fields__["concurrency"].default == D.concurrency
+    # and the actions' own defaults, for callers that skip the API (the manager, tests)
+    assert inspect.signature(run_copy).parameters["concurrency"].default == D.concurrency
+    assert VerifyOptions().concurrency == D.concurrency
+    assert inspect.signature(Catalog).parameters["concurrency"].default == D.concurrency
 
 
 def test_the_clis_defaults_are_tunings() -> None:

@@ -29,6 +29,7 @@ from ..parts import (
 from ..progress import Progress
 from ..remotes.base import Reader, Remote, local_tree
 from ..remotes.location import location_of, refuse_overlap
+from ..restorer.downloader import Tuning
 from ..results import CopyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
@@ -105,7 +106,7 @@ def run_copy(
     src: Remote,
     dst: Remote,
     *,
-    concurrency: int = 8,
+    concurrency: int = Tuning().concurrency,
     skip_backup_complete_check: bool = False,
     throttle: Throttle | None = None,
     retry: RetryPolicy | None = None,

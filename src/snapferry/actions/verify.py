@@ -43,6 +43,7 @@ from ..names import BACKUP_COMPLETE_FILE
 from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
 from ..progress import Progress
 from ..remotes.base import Remote, kept_checksums
+from ..restorer.downloader import Tuning
 from ..results import Problem, ProblemKind, VerifyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
@@ -89,7 +90,7 @@ class VerifyOptions:
     structure_only: bool = False
     read_data: bool = False
     subset: Subset | None = None
-    concurrency: int = 8
+    concurrency: int = Tuning().concurrency
     progress_mode: str = "auto"
 
 

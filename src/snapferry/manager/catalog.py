@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import api
 from ..actions.backup import parallel
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
@@ -64,7 +65,7 @@ def human_size(n: int) -> str:
 class Catalog:
     """The backups of one --dst; close() it when done."""
 
-    def __init__(self, dst: str, options: RemoteOptions, concurrency: int = 8) -> None:
+    def __init__(self, dst: str, options: RemoteOptions, concurrency: int = api.DEFAULT_CONCURRENCY) -> None:
         self.remotes = DstRemotes(dst, options)
         self.dst = self.remotes.dst
         self.options = options
