@@ -29,10 +29,10 @@ from ..parts import (
 from ..progress import Progress
 from ..remotes.base import Reader, Remote, local_tree
 from ..remotes.location import location_of, refuse_overlap
-from ..restorer.downloader import Tuning
 from ..results import CopyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
+from ..tuning import Tuning
 from .backup import parallel, refuse_nested_backups, upload_with_retries
 
 log = logging.getLogger("snapferry")

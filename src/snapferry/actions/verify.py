@@ -43,10 +43,10 @@ from ..names import BACKUP_COMPLETE_FILE
 from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
 from ..progress import Progress
 from ..remotes.base import Remote, kept_checksums
-from ..restorer.downloader import Tuning
 from ..results import Problem, ProblemKind, VerifyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
+from ..tuning import Tuning
 
 log = logging.getLogger("snapferry")
 
