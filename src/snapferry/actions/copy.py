@@ -29,6 +29,7 @@ from ..parts import (
 from ..progress import Progress
 from ..remotes.base import Reader, Remote, local_tree
 from ..remotes.location import location_of, refuse_overlap
+from ..restorer.pool import read_full
 from ..results import CopyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
@@ -57,12 +58,7 @@ class StreamBody:
             while left > 0 and not self._stop.is_set():
                 buf = bytearray(min(_BLOCK, left))
                 mv = memoryview(buf)
-                got = 0
-                while got < len(buf):
-                    n = reader.readinto(mv[got:])
-                    if not n:
-                        break
-                    got += n
+                got = read_full(reader, mv)
                 if got == 0:
                     raise TransientRemoteError("the source body ended early")
                 left -= got

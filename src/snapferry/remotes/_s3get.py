@@ -127,7 +127,7 @@ class FastGets:
         params = {"Bucket": self._bucket, "Key": key}
         url = self._presign(urllib.parse.quote(key, safe="/~"), "HEAD", query or {}, "head_object", params, headers)
         resp = self._pool.request("HEAD", url, headers=headers)
-        if resp.status != 200:
+        if resp.status not in (200, 206):  # 206: a HEAD of one part (partNumber) of a multipart object
             raise HttpStatus(resp.status)
         return resp.headers
 

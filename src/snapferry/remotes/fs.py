@@ -84,15 +84,31 @@ class FsRemote(LocalTree):
         if _inside(path, self._norm_root):
             # Directories resolved once per run (a restore asks for thousands of names in a few).
             d, base = os.path.split(path)
-            real_dir = self._real_dirs.get(d)
-            if real_dir is None:
-                real_dir = self._real_dirs[d] = os.path.realpath(d)
-            real = os.path.join(real_dir, base)
+            real = os.path.join(self._real_dir(d), base)
             if os.path.islink(real):
                 real = os.path.realpath(real)
         if not _inside(real, self._real_root):
             raise _outside(name, self.url)
         return path
+
+    def _real_dir(self, d: str) -> str:
+        """realpath(d) for a normalised d at or below the root, one lstat per new directory.
+
+        vmbackup's layout gives every part a directory of its own, so a restore of 30,000
+        small files meets 30,000 directories: a full realpath of each (an lstat per path
+        component) was 40 % of that restore's CPU. A directory's real path is its parent's
+        real path joined with its name unless the name is a symlink, so only the new
+        component is looked at."""
+        real = self._real_dirs.get(d)
+        if real is None:
+            if not _inside(d, self._norm_root):  # the root's own parent: not cached
+                return os.path.realpath(d)
+            parent, base = os.path.split(d)
+            real = os.path.join(self._real_dir(parent), base)
+            if os.path.islink(real):
+                real = os.path.realpath(real)
+            self._real_dirs[d] = real
+        return real
 
     def list_parts(self) -> list[Part]:
         if not os.path.exists(self.root):
