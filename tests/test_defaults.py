@@ -46,3 +46,14 @@ def test_the_clis_defaults_are_tunings() -> None:
     assert _default(r, "max_inflight_bytes") == D.max_inflight_bytes
     assert _default(r, "chunk_size") == D.chunk_size
     assert _default(r, "direct_io") is (D.direct_min > 0)
+
+
+def test_the_package_version_is_the_installed_distributions() -> None:
+    # Backups record "snapferry <version>" from snapferry.__version__ (importlib.metadata costs
+    # a nothing-changed run its start-up): the two must not drift apart.
+    import importlib.metadata
+
+    from snapferry.actions.backup import run_backup
+
+    assert snapferry.__version__ == importlib.metadata.version("snapferry")
+    assert inspect.signature(run_backup).parameters["concurrency"].default == snapferry.Tuning().concurrency

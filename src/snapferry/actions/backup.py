@@ -16,10 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sized
 from datetime import UTC, datetime
-from importlib.metadata import version as package_version
 from typing import Protocol, TypeVar
 
-from .. import checksums
+from .. import __version__, checksums
 from ..errors import SnapferryError, UsageError
 from ..lease import BackupLease
 from ..local import SourceFile, list_source
@@ -43,6 +42,7 @@ from ..results import BackupResult
 from ..retry import RetryPolicy, retrying
 from ..snapshot import snapshot_time
 from ..throttle import Cancelled, Throttle
+from ..tuning import Tuning
 
 log = logging.getLogger("snapferry")
 T = TypeVar("T")
@@ -205,7 +205,7 @@ def run_backup(
     dst: Remote,
     *,
     origin: Remote | None = None,
-    concurrency: int = 8,
+    concurrency: int = Tuning().concurrency,
     throttle: Throttle | None = None,
     retry: RetryPolicy | None = None,
     max_part_size: int = MAX_PART_SIZE,
@@ -328,7 +328,7 @@ def _backup(
 
     created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
     meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC)),
-            "created_by": f"snapferry {package_version('snapferry')}"}
+            "created_by": f"snapferry {__version__}"}
     dst.write_file(BACKUP_METADATA_FILE, json.dumps(meta, separators=(",", ":")).encode())
     # Written last, after every upload above returned: a marker means a whole backup.
     if (tree := local_tree(dst)) is not None:
