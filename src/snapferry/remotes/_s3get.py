@@ -155,9 +155,10 @@ class FastGets:
         c = self._creds.get_frozen_credentials()
         return _sigv4.Keys(c.access_key, c.secret_key, c.token)
 
-    def presigned_get(self, key: str) -> str:
+    def presigned_get(self, key: str, now: float | None = None) -> str:
         """A presigned GET of key, at a fraction of generate_presigned_url's cost (py-spy
-        --gil: its endpoint rules and events were 36 % of a restore's Python time)."""
+        --gil: its endpoint rules and events were 36 % of a restore's Python time).
+        `now` (epoch seconds) fixes X-Amz-Date, so tests can compare with botocore."""
         if not self._probed:
             base = self._probe_get_base()
             self.signer = _sigv4.GetSigner(*base) if base is not None else None
@@ -167,7 +168,7 @@ class FastGets:
                 "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=3600
             )
             return url
-        return self.signer.url(urllib.parse.quote(key, safe="/~"), self._keys())
+        return self.signer.url(urllib.parse.quote(key, safe="/~"), self._keys(), now)
 
     def _probe_get_base(self) -> tuple[str, str] | None:
         url = self._client().generate_presigned_url(
