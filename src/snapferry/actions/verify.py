@@ -13,9 +13,10 @@ Three levels, each one including the ones before:
   provider checks of the level before running beside the reads.
 Every problem is collected, not only the first: a scheduled job reports them all.
 
-`--structure-only` is a start-up-sized job (one listing, three small files), so the
-modules only the other levels use (the thread pool helper, the restorer's buffers)
-are imported by the functions that run them.
+`--structure-only` is a start-up-sized job (one listing, then the manifest and the
+metadata when the listing has them: no HEADs), so the modules only the other levels
+use (the thread pool helper, the restorer's buffers) are imported by the functions
+that run them.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ from ..checksums import (
     crc32,
     expected_provider_digest,
     made_by_snapferry,
-    read_manifest,
-    read_metadata,
 )
 from ..errors import SnapferryError, TransientRemoteError, UsageError
 from ..names import BACKUP_COMPLETE_FILE
@@ -47,6 +46,7 @@ from ..results import Problem, ProblemKind, VerifyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
 from ..tuning import Tuning
+from .info import small_files
 
 log = logging.getLogger("snapferry")
 
@@ -104,15 +104,17 @@ def run_verify(
     start = time.monotonic()
     problems: list[Problem] = []
     add = problems.append
-    complete = src.has_file(BACKUP_COMPLETE_FILE)
+    # One listing says which of the small files exist: no HEAD for each of them.
+    objects = src.list_objects()
+    listed_names = {name for name, _ in objects}
+    complete = BACKUP_COMPLETE_FILE in listed_names
     if not complete:
         add(Problem(BACKUP_COMPLETE_FILE, ProblemKind.INCOMPLETE, "present", "missing"))
-    parts = _listed_parts(src, add)
+    parts = _listed_parts(objects, add)
     files = group_by_file(parts)
     broken = _structure(files, add)
-    manifest = read_manifest(src)
-    made_by = "snapferry" if made_by_snapferry(read_metadata(src)) or manifest.state is ManifestState.PRESENT \
-        else "vmbackup"
+    manifest, meta = small_files(src, "", listed_names)
+    made_by = "snapferry" if made_by_snapferry(meta) or manifest.state is ManifestState.PRESENT else "vmbackup"
     entries = manifest.entries
     if manifest.state is ManifestState.PRESENT:
         listed = {p.name for p in parts}
@@ -174,10 +176,10 @@ def run_verify(
     )
 
 
-def _listed_parts(src: Remote, add: Callable[[Problem], None]) -> list[Part]:
-    """The parts under the root; objects that are neither parts nor markers are junk."""
+def _listed_parts(objects: list[tuple[str, int]], add: Callable[[Problem], None]) -> list[Part]:
+    """The parts among the listed objects; objects that are neither parts nor markers are junk."""
     parts: list[Part] = []
-    for name, size in src.list_objects():
+    for name, size in objects:
         if is_ignored_name(name):
             continue
         p = parse_name(name, size)
