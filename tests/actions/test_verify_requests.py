@@ -19,7 +19,8 @@ import pytest
 import snapferry
 from snapferry.actions.verify import VerifyOptions, run_verify
 from snapferry.remotes import open_remote
-from tests.servers import S3Server
+from snapferry.results import ProblemKind
+from tests.servers import GcsServer, S3Server
 from tests.test_cli_startup import imported, offenders
 
 MIB = 1024 * 1024
@@ -91,3 +92,36 @@ def test_structure_only_verify_and_info_on_s3_with_static_keys_load_no_sdk(
         assert '"parts": 11' in p.stdout, p.stdout
         assert offenders(names, banned) == [], args
         assert "urllib3" in names  # what it does use: the check above can see a package
+
+
+def test_gcs_checksums_come_from_the_listing(fake_gcs: GcsServer, snapshot_tree: Path) -> None:
+    """GCS lists each object's CRC32C: the provider checks make no request per part, and
+    bytes flipped behind snapferry's back are still found."""
+    from tests.servers import RemoteFactory
+
+    with fake_gcs.environ():
+        spec = RemoteFactory("gs", fake_gcs, Path("."))()
+        snapferry.backup(spec.url, str(snapshot_tree), remote_options=spec.options, max_part_size=MIB,
+                         progress="off")
+        victim = next(n for n, _ in spec.open().list_objects() if n.endswith(f"_{MIB:016X}_{MIB:016X}"))
+
+        def verify() -> tuple[Any, list[tuple[str, str]]]:
+            remote = open_remote(spec.url, spec.options)
+            try:
+                with counted(remote._session, "request", 1) as calls:  # type: ignore[attr-defined]
+                    return run_verify(remote, VerifyOptions(progress_mode="off", concurrency=4)), calls
+            finally:
+                remote.close()
+
+        clean, calls = verify()
+        assert clean.problems == [] and clean.parts == 11 and clean.parts_provider_checked == 11
+        # one listing page and the two small files (read as media); not one metadata GET of a part
+        assert len(calls) == 3, calls
+        assert sum("alt=media" in q for _, q in calls) == 2, calls
+
+        body = bytearray(spec.raw_get(victim))
+        body[777] ^= 0x10
+        spec.raw_put(victim, bytes(body))
+        r, calls = verify()
+        assert [(p.kind, p.part) for p in r.problems] == [(ProblemKind.CHECKSUM, victim)]
+        assert r.problems[0].found.startswith("crc32c ") and len(calls) == 3
