@@ -71,6 +71,43 @@ def test_structure_only_on_s3_is_one_listing_and_two_small_files(seaweedfs: S3Se
         "backup_metadata.ignore", "snapferry_checksums.ignore"]
 
 
+def test_s3_provider_checks_run_in_parallel_bounded_by_concurrency(seaweedfs: S3Server, snapshot_tree: Path) -> None:
+    """One HEAD per part, `concurrency` at a time: the first three meet at a barrier (so three
+    ran at once), and no fourth is ever in flight beside them."""
+    url, opts = _s3_backup(seaweedfs, snapshot_tree)
+    remote = open_remote(url, opts)
+    pool: Any = remote.gets._pool  # type: ignore[attr-defined]
+    real = pool.request
+    meet = threading.Barrier(3, timeout=120)  # fails, rather than hangs, when they run one by one
+    lock = threading.Lock()
+    heads, in_flight, most = [0], [0], [0]
+
+    def request(method: str, *args: Any, **kw: Any) -> Any:
+        if method != "HEAD":
+            return real(method, *args, **kw)
+        with lock:
+            heads[0] += 1
+            first = heads[0] <= 3
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            if first:
+                meet.wait()
+            return real(method, *args, **kw)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    pool.request = request
+    try:
+        r = run_verify(remote, VerifyOptions(progress_mode="off", concurrency=3))
+    finally:
+        pool.request = real
+        remote.close()
+    assert r.problems == [] and r.parts_provider_checked == 11
+    assert heads[0] == 11 and most[0] == 3
+
+
 @pytest.mark.parametrize("keys", ["environment", "credentials file"])
 def test_structure_only_verify_and_info_on_s3_with_static_keys_load_no_sdk(
     keys: str, seaweedfs: S3Server, snapshot_tree: Path
