@@ -6,7 +6,8 @@ Three levels, each one checking at least what the ones before check:
   without gaps or overlaps, the manifest present and listing exactly the parts;
 - provider checksums (unless `structure_only`): the checksum the store keeps of
   each part (GCS's CRC32C, S3's CRC32/CRC32C of objects uploaded with one)
-  compared with the manifest, one metadata request per part, no data read;
+  compared with the manifest, no data read: on gs:// from the listing, on s3://
+  one HEAD per part, `concurrency` at a time;
 - `read_data`: every byte (or a deterministic subset of the parts) read the way a
   restore reads it (ranged reads cut as the restore cuts them, into blocks of the
   restorer's bounded buffer pool, each manifest block's CRC32 compared); the parts
