@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import snapferry
+from snapferry.checksums import crc32
 from snapferry.errors import BadBackupError
 from snapferry.names import MANIFEST_FILE
 from snapferry.results import ProblemKind, VerifyResult
@@ -69,8 +70,11 @@ def test_a_clean_snapferry_backup_verifies_clean_and_info_describes_it(
     assert r.problems == []
     assert (r.made_by, r.complete, r.manifest_version, r.files, r.parts) == ("snapferry", True, 2, 7, 11)
     assert r.parts_with_checksums == 11 and r.parts_read == 11 and r.bytes_read == r.backup_bytes
+    assert r.parts_provider_checked == 0  # every part read: its bytes checked, no metadata asked
     # Every part has a checksum the store keeps where the store keeps one.
-    assert r.parts_provider_checked == CLEAN_PROVIDER_CHECKED[any_remote.kind]
+    p = _verify(spec)
+    assert p.problems == [] and p.parts_read == 0
+    assert p.parts_provider_checked == CLEAN_PROVIDER_CHECKED[any_remote.kind]
 
     info = snapferry.info(spec.url, remote_options=spec.options)
     b = info.backup
@@ -133,9 +137,15 @@ def test_corruption_is_found_by_the_mode_that_can_see_it_and_restore_refuses_it(
     p = _verify(spec)
     assert found(p) == structure | provider
     d = _verify(spec, read_data=True)
-    assert found(d) == structure | provider | data
+    # A part read is checked against the manifest, not also against the store's checksum.
+    assert found(d) == structure | data
     for problem in d.problems:
         assert problem.expected and problem.found  # every problem says what was expected and found
+    if provider:
+        # ... which the parts a subset leaves unread still get
+        other = 2 - crc32(P1.encode()) % 2  # the slice of two without P1
+        u = _verify(spec, read_data_subset=f"{other}/2")
+        assert found(u) == structure | provider and 0 < u.parts_provider_checked <= 11 - u.parts_read
 
     out = tmp_path / "out"
     if restore_error is None:
@@ -237,14 +247,14 @@ def test_multipart_parts_are_compared_with_the_store_checksum(any_remote: Remote
     r = _verify(spec, read_data=True)
     assert r.problems == [] and r.parts == 1
     compared = any_remote.kind in ("gs", "s3-seaweedfs")
-    assert r.parts_provider_checked == (1 if compared else 0)
+    assert _verify(spec).parts_provider_checked == (1 if compared else 0)
     name = f"data/big.bin/{40 * MIB + 5:016X}_{0:016X}_{40 * MIB + 5:016X}"
     body = bytearray(spec.raw_get(name))
     body[17 * MIB] ^= 1  # in the second block
     spec.raw_put(name, bytes(body))
-    r = _verify(spec, read_data=True)
     # Re-put in one request, S3 keeps a whole-object CRC32 of a 3-block part, which the block CRCs
-    # do not give without combining them: only GCS's CRC32C and the data read see the flip.
-    want = {(ProblemKind.CONTENT, name)} | ({(ProblemKind.CHECKSUM, name)} if any_remote.kind == "gs" else set())
-    assert found(r) == want
+    # do not give without combining them: only GCS's CRC32C sees the flip without reading the data.
+    assert found(_verify(spec)) == ({(ProblemKind.CHECKSUM, name)} if any_remote.kind == "gs" else set())
+    r = _verify(spec, read_data=True)
+    assert found(r) == {(ProblemKind.CONTENT, name)}
     assert any(p.expected.startswith("block 1 ") for p in r.problems if p.kind is ProblemKind.CONTENT)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 
-from ..checksums import ManifestState, parse_manifest
+from ..checksums import Manifest, ManifestState, parse_manifest
 from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, DAILY, HOURLY, LATEST, MANIFEST_FILE, MONTHLY, WEEKLY
 from ..parts import group_by_file, is_ignored_name, parse_name
 from ..remotes.base import Remote
@@ -48,14 +49,7 @@ def _info(src: Remote, name: str, objects: list[tuple[str, int]]) -> BackupInfo:
     names = {n for n, _ in objects}
     parts = [p for p in (parse_name(n, s) for n, s in objects if not is_ignored_name(n)) if p is not None]
     files = group_by_file(parts)
-    manifest = parse_manifest(src.read_file(prefix + MANIFEST_FILE) if MANIFEST_FILE in names else None)
-    meta: dict[str, object] = {}
-    if BACKUP_METADATA_FILE in names:
-        try:
-            loaded = json.loads(src.read_file(prefix + BACKUP_METADATA_FILE))
-            meta = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            meta = {}
+    manifest, meta = small_files(src, prefix, names)
     checksummed = manifest.state is ManifestState.PRESENT
     by = meta.get("created_by")
     created_by = str(by) if by else ("snapferry" if checksummed else "vmbackup")
@@ -71,6 +65,21 @@ def _info(src: Remote, name: str, objects: list[tuple[str, int]]) -> BackupInfo:
         checksummed=checksummed,
         manifest_version=manifest.version,
     )
+
+
+def small_files(src: Remote, prefix: str, listed: Collection[str]) -> tuple[Manifest, dict[str, object]]:
+    """The manifest and backup_metadata.ignore of the backup at `prefix`, read only when the
+    listing (`listed`: names below `prefix`) has them: no HEAD per file, which on a real
+    store costs a round trip each. The metadata is {} when absent or not a JSON object."""
+    manifest = parse_manifest(src.read_file(prefix + MANIFEST_FILE) if MANIFEST_FILE in listed else None)
+    meta: dict[str, object] = {}
+    if BACKUP_METADATA_FILE in listed:
+        try:
+            loaded = json.loads(src.read_file(prefix + BACKUP_METADATA_FILE))
+            meta = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            meta = {}
+    return manifest, meta
 
 
 def _text(v: object) -> str | None:

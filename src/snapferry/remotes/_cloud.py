@@ -17,10 +17,8 @@ import copy
 import enum
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
-import requests
-import requests.adapters
 import urllib3
 import urllib3.exceptions
 
@@ -29,6 +27,9 @@ from ..parts import Part, parse_listing
 from ..retry import RetryPolicy
 from ._transfer import ChunkSource, EmptyReader, check_range
 from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
+
+if TYPE_CHECKING:
+    import requests
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -121,6 +122,9 @@ def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
 
 def mount_pool(session: requests.Session, opts: RemoteOptions) -> requests.Session:
     """One pool for a requests-based SDK: as many connections as workers, no retries of its own."""
+    # Imported here: s3:// reads on urllib3 alone, and requests is 40 ms of their start-up.
+    import requests.adapters
+
     # requests keeps 10 connections per host unless told; restore runs more streams.
     adapter = requests.adapters.HTTPAdapter(
         pool_connections=4, pool_maxsize=max(opts.max_connections, 1), max_retries=0

@@ -14,7 +14,7 @@ import logging
 import os
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,6 +74,7 @@ class GcsRemote(ObjectStore, KeepsChecksums):
         self.endpoint: str = str(self._client.api_endpoint).rstrip("/")
         # The SDK's calls take their own timeout (60 s unless told), not the session's.
         self._timeout = (10.0, opts.read_timeout)
+        self._listed_crc32c: dict[str, str] = {}  # key -> base64 CRC32C, from the latest listing
 
     # --- what failed ----------------------------------------------------------------
 
@@ -111,12 +112,20 @@ class GcsRemote(ObjectStore, KeepsChecksums):
         data: bytes = self._bucket.blob(key).download_as_bytes(retry=None, timeout=self._timeout)
         return data
 
-    def _list(self, prefix: str) -> Iterable[tuple[str, int]]:
+    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        # The listing carries each object's CRC32C for a few bytes more: kept, so verify's
+        # provider checks need no metadata request per part (part_checksum).
         blobs = self._client.list_blobs(
-            self.bucket, prefix=prefix, page_size=1000, fields="items(name,size),nextPageToken",
+            self.bucket, prefix=prefix, page_size=1000, fields="items(name,size,crc32c),nextPageToken",
             retry=None, timeout=self._timeout,
         )
-        return ((blob.name, int(blob.size or 0)) for blob in blobs)
+        listed: dict[str, str] = {}
+        for blob in blobs:
+            if blob.crc32c:
+                listed[blob.name] = blob.crc32c
+            yield blob.name, int(blob.size or 0)
+        # Replaced whole, never changed in place: a child() shares the parent's until it lists.
+        self._listed_crc32c = listed
 
     def _open_range(self, key: str, offset: int, length: int, what: str) -> Reader:
         # The SDK's download helpers copy through their own buffers (or want a file to
@@ -190,15 +199,19 @@ class GcsRemote(ObjectStore, KeepsChecksums):
     # --- verify's optional capabilities -----------------------------------
 
     def part_checksum(self, part: Part) -> ProviderChecksum | None:
-        """GCS keeps the CRC32C of every object."""
-        what = f"reading the checksum of {part}"
+        """GCS keeps the CRC32C of every object: from the latest listing when it had the part
+        (verify lists first: no request), else from the object's metadata (one GET)."""
         key = self._key(part.name)
-        blob = self._request(what, lambda: self._bucket.get_blob(key, retry=None, timeout=self._timeout))
-        if blob is None:
-            raise self._error(what, Failure.NO_OBJECT, "404")
-        if not blob.crc32c:
+        value = self._listed_crc32c.get(key)
+        if value is None:
+            what = f"reading the checksum of {part}"
+            blob = self._request(what, lambda: self._bucket.get_blob(key, retry=None, timeout=self._timeout))
+            if blob is None:
+                raise self._error(what, Failure.NO_OBJECT, "404")
+            value = blob.crc32c
+        if not value:
             return None
-        return ProviderChecksum(ChecksumAlgorithm.CRC32C, base64.b64decode(blob.crc32c))
+        return ProviderChecksum(ChecksumAlgorithm.CRC32C, base64.b64decode(value))
 
     def close(self) -> None:
         try:
