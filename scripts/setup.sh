@@ -16,6 +16,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
+# An editable install leaves src/ uncompiled, and with PYTHONDONTWRITEBYTECODE set no run
+# caches its bytecode: every command would compile snapferry again (about 40 ms of CPU at
+# start-up, measured on `snapferry info`). pip compiles a regular install the same way.
+.venv/bin/python -m compileall -q src >/dev/null
 
 if [ ! -x .cache/azurite/node_modules/.bin/azurite-blob ]; then
   mkdir -p .cache/azurite
