@@ -372,21 +372,27 @@ def _copy_direct(
     sfd = _open_source(local.path)
     crcs = BlockCrcs()
     done = 0
+    buf = directio.buffer(min(_DIRECT_BUF, size))
+    mv = memoryview(buf)
     try:
         os.posix_fadvise(sfd, local.offset, size, os.POSIX_FADV_SEQUENTIAL)
-        with directio.buffer(min(_DIRECT_BUF, size)) as buf, memoryview(buf) as mv:
-            while done < size:
-                n = os.preadv(sfd, [mv[: min(len(mv), size - done)]], local.offset + done)
-                if n == 0:
-                    break
-                crcs.update(mv[:n])
-                if not directio.pwrite(dfd, fd, mv[:n], done):
-                    dfd = -1  # refused (a device with bigger blocks): the rest goes through fd
-                done += n
-                if progress is not None:
-                    progress(n)
+        while done < size:
+            n = os.preadv(sfd, [mv[: min(len(mv), size - done)]], local.offset + done)
+            if n == 0:
+                break
+            crcs.update(mv[:n])
+            if not directio.pwrite(dfd, fd, mv[:n], done):
+                dfd = -1  # refused (a device with bigger blocks): the rest goes through fd
+            done += n
+            if progress is not None:
+                progress(n)
     finally:
         os.close(sfd)
+    # Closed only after success: a failed write's traceback still holds a slice of the
+    # buffer, and closing it then raised BufferError in place of the error (ENOSPC).
+    # On failure the buffer goes when the traceback does.
+    mv.release()
+    buf.close()
     return done, crcs.result()
 
 
