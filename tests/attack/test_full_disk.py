@@ -10,7 +10,7 @@ from pathlib import Path
 
 from snapferry.errors import EXIT_NO_SPACE
 from tests.conftest import write_random
-from tests.fsutil import mounted_tmpfs
+from tests.fsutil import fill_disk, mounted_tmpfs
 from tests.test_cli import assert_one_line_error, run
 
 KIB = 1024
@@ -33,3 +33,14 @@ def test_enospc_in_a_direct_io_part_of_a_backup_is_no_space_not_an_internal_erro
         assert out["ok"] is False and out["kind"] == "NoSpaceError", out
         assert _leftovers(mnt) == []
 
+
+def test_enospc_while_the_backup_lease_is_created_leaves_no_temporary_file(tmp_path: Path) -> None:
+    src = tmp_path / "snap"
+    write_random(src / "data" / "a.bin", 10 * KIB, 2)
+    with mounted_tmpfs(tmp_path / "mnt", "1m") as mnt:
+        (mnt / "bk").mkdir()
+        fill_disk(mnt / "filler")
+        p = run("backup", "--src", str(src), "--dst", f"fs://{mnt / 'bk'}", "--progress", "off", "--json")
+        assert_one_line_error(p, EXIT_NO_SPACE, "no space", "snapferry_lock.ignore")
+        assert json.loads(p.stdout)["kind"] == "NoSpaceError"
+        assert _leftovers(mnt) == []
