@@ -58,6 +58,8 @@ class S3Remote(ObjectStore, KeepsChecksums):
             raise UsageError(
                 f"the S3 endpoint {endpoint!r} has no scheme; write it as http://host:port or https://host"
             )
+        if endpoint is not None:
+            _check_endpoint(endpoint)
         for path, what in ((opts.creds_file_path, "credentials file"), (opts.config_file_path, "config file")):
             if path and not os.path.isfile(path):
                 raise UsageError(f"the AWS {what} {path!r} for {self.url} does not exist")
@@ -275,6 +277,22 @@ class _LazyClient:
             if self.client is None:
                 self.client = _botocore_client(*self._args)[0]
             return self.client
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """A mistyped endpoint is the user's mistake (exit 2), not a failed request retried
+    and then worded by botocore, or a ValueError from urllib deep in the signer."""
+    try:
+        split = urllib.parse.urlsplit(endpoint)
+        ok = split.scheme in ("http", "https") and bool(split.hostname)
+        split.port  # noqa: B018  # raises on a port that is not a number in 0-65535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(
+            f"the S3 endpoint {endpoint!r} is not a valid http:// or https:// URL; "
+            "write it as http://host:port or https://host"
+        )
 
 
 def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tuple[Any, Any]:
