@@ -76,11 +76,11 @@ class S3Remote(ObjectStore, KeepsChecksums):
             self.endpoint: str = endpoint or self._static.origin
             self.gets = FastGets(lambda: self._client, None, bucket, probe, self.url, opts, self._static)
             return
-        client, creds = _botocore_client(opts, self.url, endpoint)
+        client, creds, ca_bundle = _botocore_client(opts, self.url, endpoint)
         self._lazy.client = client
         self._access_key = creds.access_key
         self.endpoint = str(endpoint or client.meta.endpoint_url)
-        self.gets = FastGets(lambda: self._client, creds, bucket, probe, self.url, opts)
+        self.gets = FastGets(lambda: self._client, creds, bucket, probe, self.url, opts, ca_bundle=ca_bundle)
 
     @property
     def _client(self) -> Any:
@@ -295,9 +295,9 @@ def _check_endpoint(endpoint: str) -> None:
         )
 
 
-def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tuple[Any, Any]:
-    """botocore's S3 client and its credentials, honouring the given files and profile
-    without touching os.environ."""
+def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tuple[Any, Any, str | None]:
+    """botocore's S3 client, its credentials and the CA bundle it trusts, honouring the
+    given files and profile without touching os.environ."""
     import botocore.exceptions as bce
     import botocore.session
     from botocore.config import Config
@@ -338,9 +338,11 @@ def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tup
         # "NONE" switches off the default CRC32 for stores that reject checksum headers.
         request_checksum_calculation="when_required" if checksum == "NONE" else "when_supported",
     )
+    # verify=None, not True: True makes botocore ignore the CA bundle it was told of
+    # (AWS_CA_BUNDLE, a profile's ca_bundle), and a private CA's endpoint fails TLS.
     client = session.create_client("s3", endpoint_url=endpoint, config=config,
-                                   verify=not opts.tls_insecure_skip_verify)
-    return client, creds
+                                   verify=False if opts.tls_insecure_skip_verify else None)
+    return client, creds, session.get_config_variable("ca_bundle") or None
 
 
 def _classify_code(code: str, status: int, detail: str) -> Classified:
