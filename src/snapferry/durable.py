@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -58,8 +59,14 @@ def write_file_atomic(path: str, data: bytes) -> None:
             n = os.write(fd, view)
             view = view[n:]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        # A full disk must not leave the half-written name behind (in a backup's root
+        # it would stay there: listings skip it and nothing else removes it).
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
     os.rename(tmp, path)
     fsync_dir(os.path.dirname(path) or ".")
 

@@ -4,6 +4,7 @@ sync_file_range, mallopt): loaded once, with errno kept for the callers."""
 from __future__ import annotations
 
 import ctypes
+import os
 
 
 def _load() -> ctypes.CDLL:
@@ -21,3 +22,24 @@ def _load() -> ctypes.CDLL:
 LIBC = _load()
 LIBC.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 LIBC.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+
+
+# openat2(2) (Linux 5.6): the same syscall number on every architecture.
+_SYS_OPENAT2 = 437
+RESOLVE_BENEATH = 0x08  # every component must stay below dirfd: no "..", no absolute symlinks
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
+    """A file descriptor of path below dirfd; OSError as os.open raises it (EXDEV when the
+    path leaves dirfd, ENOSYS on older kernels)."""
+    how = _OpenHow(flags, mode, resolve)
+    fd = int(LIBC.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(dirfd), os.fsencode(path),
+                          ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd

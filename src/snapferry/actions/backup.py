@@ -114,11 +114,11 @@ def parallel(
 
     def worker() -> None:
         while not stop.is_set():
-            with take:
-                item = next(source, _END)
-            if item is _END:
-                return
             try:
+                with take:  # an iterator that raises fails the call like an item that does
+                    item = next(source, _END)
+                if item is _END:
+                    return
                 fn(item)  # type: ignore[arg-type]  # not _END, checked above
             except Cancelled:
                 continue  # whoever cancelled set `stop` and reports why

@@ -116,6 +116,8 @@ def run_copy(
     # source's parts as the destination's extras.
     refuse_overlap(location_of(src), location_of(dst))
     if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
+        if not src.list_parts():  # nothing there at all: a mistyped URL, not a broken backup
+            raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
         raise BadBackupError(
             f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete; finish it, or pass "
             "--skip-backup-complete-check to copy it anyway"

@@ -39,7 +39,7 @@ class FastGets:
     `client()` (botocore's S3 client, made on first call) presigns and `creds` sign."""
 
     def __init__(self, client: Callable[[], Any], creds: Any, bucket: str, probe_key: str, url: str,
-                 opts: RemoteOptions, static: StaticS3 | None = None) -> None:
+                 opts: RemoteOptions, static: StaticS3 | None = None, ca_bundle: str | None = None) -> None:
         self._client = client
         self._creds = creds
         self._bucket = bucket
@@ -57,7 +57,8 @@ class FastGets:
             retries=False,
             timeout=urllib3.Timeout(connect=10.0, read=opts.read_timeout),
             cert_reqs="CERT_NONE" if opts.tls_insecure_skip_verify else "CERT_REQUIRED",
-            ca_certs=static.ca_bundle if static is not None and not opts.tls_insecure_skip_verify else None,
+            # The CA bundle botocore trusts (AWS_CA_BUNDLE, a profile's ca_bundle), or the default.
+            ca_certs=None if opts.tls_insecure_skip_verify else static.ca_bundle if static is not None else ca_bundle,
         )
         self._conns: dict[str, _http.Connections] = {}  # plain-HTTP hosts, one pool each
         self._conns_lock = threading.Lock()

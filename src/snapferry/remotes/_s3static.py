@@ -16,6 +16,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shlex
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,46 +56,98 @@ def static_setup(
     if any(k.startswith(_BOTOCORE_ONLY_ENV) and v for k, v in env.items()):
         return None
     explicit = bool(profile)
-    name = profile or env.get("AWS_DEFAULT_PROFILE") or env.get("AWS_PROFILE") or "default"
-    conf = _section(config_file or env.get("AWS_CONFIG_FILE") or "~/.aws/config",
-                    "default" if name == "default" else f"profile {name}")
+    named = next((env[v] for v in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE") if v in env), None)
+    if not explicit and named == "":
+        return None  # botocore looks for a profile named "" and fails
+    name = profile or named or "default"
+    conf = _config_profile(config_file or env.get("AWS_CONFIG_FILE") or "~/.aws/config", name)
     cred = _section(creds_file or env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", name)
     if conf is None or cred is None:
         return None  # unreadable: let botocore word it
     merged = {**conf, **cred}
     if set(merged) - _PLAIN_KEYS or (name != "default" and not conf and not cred):
         return None  # not plain keys, or a named profile that is missing (botocore's ProfileNotFound)
-    keys = None if explicit else _env_keys(env)
-    if keys is None and merged.get("aws_access_key_id") and merged.get("aws_secret_access_key"):
-        token = merged.get("aws_session_token") or merged.get("aws_security_token") or None
-        keys = Keys(merged["aws_access_key_id"], merged["aws_secret_access_key"], token)
-    if keys is None:
+    # botocore's providers in order, each all or nothing: a provider with an access key
+    # but no secret stops the chain (PartialCredentialsError), and neither the keys nor
+    # the token ever mix across the environment and the two files.
+    keys = None
+    for source in ([] if explicit else [_env_keys(env)]) + [_file_keys(cred), _file_keys(conf)]:
+        if source is _PARTIAL:
+            return None
+        if source is not None:
+            keys = source
+            break
+    if not isinstance(keys, Keys):
         return None  # instance roles and the rest of botocore's chain
     region = env.get("AWS_DEFAULT_REGION") or merged.get("region") or "us-east-1"
     base = _base_url(bucket, endpoint, path_style, region)
     return StaticS3(keys, region, base, env.get("AWS_CA_BUNDLE") or None) if base is not None else None
 
 
-def _env_keys(env: Mapping[str, str]) -> Keys | None:
+_PARTIAL = object()  # an access key without its secret: botocore refuses these
+
+
+def _env_keys(env: Mapping[str, str]) -> Keys | object | None:
     access, secret = env.get("AWS_ACCESS_KEY_ID", ""), env.get("AWS_SECRET_ACCESS_KEY", "")
-    if not access or not secret:
+    if not access:
         return None
+    if not secret:
+        return _PARTIAL
     return Keys(access, secret, env.get("AWS_SECURITY_TOKEN") or env.get("AWS_SESSION_TOKEN") or None)
 
 
-def _section(path: str, name: str) -> dict[str, str] | None:
-    """The profile's keys ({} when the file or profile is absent); None when unreadable."""
+def _file_keys(section: Mapping[str, str]) -> Keys | object | None:
+    if "aws_access_key_id" not in section:
+        return None
+    if not section.get("aws_secret_access_key"):
+        return _PARTIAL
+    token = section.get("aws_security_token") or section.get("aws_session_token") or None
+    return Keys(section["aws_access_key_id"], section["aws_secret_access_key"], token)
+
+
+def _read(path: str) -> configparser.ConfigParser | None:
+    """The parsed file (empty when absent); None when unreadable."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0no-defaults")
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        return {}
-    parser = configparser.ConfigParser(interpolation=None, default_section="\0no-defaults")
+        return parser
     try:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, OSError, UnicodeDecodeError):
         return None
-    if not parser.has_section(name):
-        return {}
-    return {k.lower(): v.strip() for k, v in parser.items(name)}
+    return parser
+
+
+def _section(path: str, name: str) -> dict[str, str] | None:
+    """The credentials file's profile ({} when the file or profile is absent); None when unreadable."""
+    parser = _read(path)
+    if parser is None:
+        return None
+    return {k.lower(): v.strip() for k, v in parser.items(name)} if parser.has_section(name) else {}
+
+
+def _config_profile(path: str, name: str) -> dict[str, str] | None:
+    """The config file's profile, found as botocore finds it: `[default]`, `[profile NAME]`,
+    `[profile "NAME"]`, any spacing. Several sections naming it (botocore keeps the last
+    one whole) are left to botocore: None."""
+    parser = _read(path)
+    if parser is None:
+        return None
+    out: dict[str, str] | None = None
+    for section in parser.sections():
+        if section.startswith("profile"):
+            try:
+                words = shlex.split(section)
+            except ValueError:
+                continue
+            if len(words) != 2 or words[1] != name:
+                continue
+        elif section != "default" or name != "default":
+            continue
+        if out is not None:
+            return None
+        out = {k.lower(): v.strip() for k, v in parser.items(section)}
+    return out or {}
 
 
 def _base_url(bucket: str, endpoint: str | None, path_style: bool, region: str) -> str | None:

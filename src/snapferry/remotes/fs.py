@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 
-from .. import directio, durable
+from .. import directio, durable, libc
 from ..checksums import BlockCrcs
 from ..errors import BadBackupError, NoSpaceError, RemoteError, SnapferryError, UsageError
 from ..names import UPLOAD_TMP_SUFFIX
@@ -219,14 +219,15 @@ class FsRemote(LocalTree):
         # Durability comes from one syncfs in sync(), before the completion marker,
         # instead of an fsync per part and per directory; writeback starts per big part.
         tmp = dst + UPLOAD_TMP_SUFFIX
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        fd = self._open_tmp(part.name, tmp)
         crcs: list[int] | None = None
         try:
             written = 0
             if local is not None and not directio.wanted(_DIRECT_MIN, part.size):
                 written, crcs = _copy_small(local, fd, part.size, progress)
             elif local is not None:
-                dfd = directio.open_direct(tmp, os.O_WRONLY)
+                # The file fd holds, not whatever the name means by now.
+                dfd = directio.open_direct(f"/proc/self/fd/{fd}", os.O_WRONLY)
                 try:
                     written, crcs = _copy_direct(local, fd, dfd, part.size, progress)
                 finally:
@@ -256,6 +257,27 @@ class FsRemote(LocalTree):
         os.close(fd)
         os.rename(tmp, dst)
         return crcs
+
+    def _open_tmp(self, name: str, tmp: str) -> int:
+        """The upload's temporary file, opened for writing, never outside the root.
+
+        Directories are checked once per run (_upload_dir), so one swapped for a symlink
+        since then would be written through; openat2 with RESOLVE_BENEATH checks every
+        component again, in the kernel, in the same open. It refuses every absolute
+        symlink, also one that stays inside the root: those get the full check here."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+        root = os.open(self._real_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return libc.openat2(root, name + UPLOAD_TMP_SUFFIX, flags, 0o644, libc.RESOLVE_BENEATH)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EPERM):
+                raise
+        finally:
+            os.close(root)
+        real = os.path.realpath(os.path.dirname(tmp))
+        if real != self._real_root and not _inside(real, self._real_root):
+            raise _outside(name, self.url)
+        return os.open(tmp, flags, 0o644)
 
     def delete_part(self, part: Part) -> None:
         with _fs_errors("delete", self._path(part.name)):
@@ -372,21 +394,27 @@ def _copy_direct(
     sfd = _open_source(local.path)
     crcs = BlockCrcs()
     done = 0
+    buf = directio.buffer(min(_DIRECT_BUF, size))
+    mv = memoryview(buf)
     try:
         os.posix_fadvise(sfd, local.offset, size, os.POSIX_FADV_SEQUENTIAL)
-        with directio.buffer(min(_DIRECT_BUF, size)) as buf, memoryview(buf) as mv:
-            while done < size:
-                n = os.preadv(sfd, [mv[: min(len(mv), size - done)]], local.offset + done)
-                if n == 0:
-                    break
-                crcs.update(mv[:n])
-                if not directio.pwrite(dfd, fd, mv[:n], done):
-                    dfd = -1  # refused (a device with bigger blocks): the rest goes through fd
-                done += n
-                if progress is not None:
-                    progress(n)
+        while done < size:
+            n = os.preadv(sfd, [mv[: min(len(mv), size - done)]], local.offset + done)
+            if n == 0:
+                break
+            crcs.update(mv[:n])
+            if not directio.pwrite(dfd, fd, mv[:n], done):
+                dfd = -1  # refused (a device with bigger blocks): the rest goes through fd
+            done += n
+            if progress is not None:
+                progress(n)
     finally:
         os.close(sfd)
+    # Closed only after success: a failed write's traceback still holds a slice of the
+    # buffer, and closing it then raised BufferError in place of the error (ENOSPC).
+    # On failure the buffer goes when the traceback does.
+    mv.release()
+    buf.close()
     return done, crcs.result()
 
 

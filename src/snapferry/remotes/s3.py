@@ -58,6 +58,8 @@ class S3Remote(ObjectStore, KeepsChecksums):
             raise UsageError(
                 f"the S3 endpoint {endpoint!r} has no scheme; write it as http://host:port or https://host"
             )
+        if endpoint is not None:
+            _check_endpoint(endpoint)
         for path, what in ((opts.creds_file_path, "credentials file"), (opts.config_file_path, "config file")):
             if path and not os.path.isfile(path):
                 raise UsageError(f"the AWS {what} {path!r} for {self.url} does not exist")
@@ -74,11 +76,11 @@ class S3Remote(ObjectStore, KeepsChecksums):
             self.endpoint: str = endpoint or self._static.origin
             self.gets = FastGets(lambda: self._client, None, bucket, probe, self.url, opts, self._static)
             return
-        client, creds = _botocore_client(opts, self.url, endpoint)
+        client, creds, ca_bundle = _botocore_client(opts, self.url, endpoint)
         self._lazy.client = client
         self._access_key = creds.access_key
         self.endpoint = str(endpoint or client.meta.endpoint_url)
-        self.gets = FastGets(lambda: self._client, creds, bucket, probe, self.url, opts)
+        self.gets = FastGets(lambda: self._client, creds, bucket, probe, self.url, opts, ca_bundle=ca_bundle)
 
     @property
     def _client(self) -> Any:
@@ -277,9 +279,25 @@ class _LazyClient:
             return self.client
 
 
-def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tuple[Any, Any]:
-    """botocore's S3 client and its credentials, honouring the given files and profile
-    without touching os.environ."""
+def _check_endpoint(endpoint: str) -> None:
+    """A mistyped endpoint is the user's mistake (exit 2), not a failed request retried
+    and then worded by botocore, or a ValueError from urllib deep in the signer."""
+    try:
+        split = urllib.parse.urlsplit(endpoint)
+        ok = split.scheme in ("http", "https") and bool(split.hostname)
+        split.port  # noqa: B018  # raises on a port that is not a number in 0-65535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(
+            f"the S3 endpoint {endpoint!r} is not a valid http:// or https:// URL; "
+            "write it as http://host:port or https://host"
+        )
+
+
+def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tuple[Any, Any, str | None]:
+    """botocore's S3 client, its credentials and the CA bundle it trusts, honouring the
+    given files and profile without touching os.environ."""
     import botocore.exceptions as bce
     import botocore.session
     from botocore.config import Config
@@ -320,9 +338,11 @@ def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tup
         # "NONE" switches off the default CRC32 for stores that reject checksum headers.
         request_checksum_calculation="when_required" if checksum == "NONE" else "when_supported",
     )
+    # verify=None, not True: True makes botocore ignore the CA bundle it was told of
+    # (AWS_CA_BUNDLE, a profile's ca_bundle), and a private CA's endpoint fails TLS.
     client = session.create_client("s3", endpoint_url=endpoint, config=config,
-                                   verify=not opts.tls_insecure_skip_verify)
-    return client, creds
+                                   verify=False if opts.tls_insecure_skip_verify else None)
+    return client, creds, session.get_config_variable("ca_bundle") or None
 
 
 def _classify_code(code: str, status: int, detail: str) -> Classified:
