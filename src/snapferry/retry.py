@@ -14,17 +14,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import TransientRemoteError
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 log = logging.getLogger("snapferry")
 T = TypeVar("T")
@@ -62,6 +57,10 @@ def retrying(
 ) -> Retrying:
     """Retry transient errors; with `position`, an attempt that moved it forward resets the count,
     so a long transfer over a flaky link is not abandoned while it still advances."""
+    # tenacity (and the asyncio and tornado probes it runs) is loaded by the first transfer,
+    # not at start-up: a nothing-changed run moves no part and never needs it.
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
     limit = max(1, policy.attempts)
     if position is None:
         stop: Callable[[RetryCallState], bool] = stop_after_attempt(limit)
