@@ -26,7 +26,8 @@ from tests.servers import S3Server
 NOT_FOR_FS = ("boto3", "botocore", "google", "azure", "starlette", "uvicorn", "prometheus_client", "requests",
               "urllib3", "snapferry.manager", "snapferry.dropin", "snapferry.remotes.s3",
               "snapferry.remotes.gcs", "snapferry.remotes.azblob", "ctypes.util", "subprocess",
-              "snapferry.findings")  # verify's and info's result classes: created at import, for nothing
+              "snapferry.findings",  # verify's and info's result classes: created at import, for nothing
+              "snapferry.pushmetrics")  # loaded only when --push-metrics-url pushes
 # ... and a restore needs no HTTP at all, nor package metadata.
 NOT_FOR_FS_RESTORE = (*NOT_FOR_FS, "urllib.request", "http.client", "importlib.metadata",
                       "snapferry.actions.backup", "snapferry.snapshot")
