@@ -37,7 +37,17 @@ class RetryPolicy:
 
     def call(self, fn: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
         """fn(), retried on TransientRemoteError: for one request that is not part of a transfer."""
-        result: T = retrying(self, sleep=sleep)(fn)
+        try:
+            return fn()  # most requests succeed at once: only a failed one loads and runs tenacity
+        except TransientRemoteError as e:
+            failed = [e]
+
+        def again() -> T:
+            if failed:  # tenacity's attempt 1 is the failure above: logged, waited and counted as before
+                raise failed.pop()
+            return fn()
+
+        result: T = retrying(self, sleep=sleep)(again)
         return result
 
 
