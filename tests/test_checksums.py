@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -84,3 +86,22 @@ def test_reread_verify_catches_same_size_corruption(snapshot_tree: Path, tmp_pat
     r = snapferry.restore(f"fs://{bk}", str(out), checksums=False, progress="off", skip_file_preallocation=inplace)
     assert r.parts_verified == 0
     assert tree_digest(out) != tree_digest(snapshot_tree)
+
+
+def test_crc32c_ext_is_the_crc32c_packages_function_without_its_metadata_read() -> None:
+    """The extension loaded on its own computes what `crc32c.crc32c` does, reads no package
+    metadata, and a later `import crc32c` reuses it (a fresh interpreter: nothing loaded yet)."""
+    code = """
+import os, sys
+from snapferry.crc32c_ext import crc32c
+assert crc32c(b"123456789") == 0xE3069283, hex(crc32c(b"123456789"))  # the standard check value
+data = os.urandom(3 * 1024 * 1024 + 17)
+mine = crc32c(memoryview(data)[1000:], crc32c(data[:1000]))
+assert "importlib.metadata" not in sys.modules and "crc32c" not in sys.modules, sorted(sys.modules)
+import crc32c as package
+assert package.crc32c(data) == mine == crc32c(data)
+assert sys.modules["crc32c._crc32c"].crc32c is package.crc32c
+print("ok")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]

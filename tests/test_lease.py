@@ -119,3 +119,10 @@ def test_expired_lease_of_another_host_is_taken_over(any_remote: RemoteFactory) 
     spec.raw_put(LEASE_FILE, json.dumps(live).encode())
     with pytest.raises(LockedError, match="host elsewhere"):
         BackupLease(spec.open(), "backup").acquire()
+
+
+def test_this_process_names_the_host_as_gethostname_does() -> None:
+    """Other hosts' leases are told apart by this name: it must be the one socket reports."""
+    import socket
+
+    assert this_process().host == socket.gethostname()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -97,3 +99,25 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(RemoteError, match="access denied"):
         RetryPolicy(attempts=5).call(denied, sleep=lambda s: None)
     assert calls[0] == 1
+
+
+def test_call_counts_its_first_failure_as_attempt_one() -> None:
+    """The first try runs outside tenacity; a failure there still spends one of the attempts."""
+    for attempts in (1, 3):
+        slept: list[float] = []
+        f = Flaky(fails=10)
+        with pytest.raises(TransientRemoteError):
+            RetryPolicy(attempts=attempts).call(f, sleep=slept.append)
+        assert f.calls == attempts and len(slept) == attempts - 1
+
+
+def test_a_call_that_succeeds_at_once_never_loads_tenacity() -> None:
+    """A listing or a small read that works the first time pays no retry machinery at start-up."""
+    code = (
+        "import sys\n"
+        "from snapferry.retry import RetryPolicy\n"
+        "assert RetryPolicy().call(lambda: 7) == 7\n"
+        "print('tenacity' in sys.modules)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr[-2000:]

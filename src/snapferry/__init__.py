@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .api import backup, copy, info, restore, restore_dry_run, verify
     from .errors import SnapferryError
+    from .findings import InfoResult, VerifyResult
     from .parts import Part
     from .remotes import RemoteOptions
-    from .results import BackupResult, CopyResult, InfoResult, RestoreDryRun, RestoreResult, VerifyResult
+    from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
     from .tuning import Tuning
 
@@ -34,10 +35,10 @@ _EXPORTS = {
     "RemoteOptions": "remotes",
     "BackupResult": "results",
     "CopyResult": "results",
-    "InfoResult": "results",
+    "InfoResult": "findings",
     "RestoreDryRun": "results",
     "RestoreResult": "results",
-    "VerifyResult": "results",
+    "VerifyResult": "findings",
     "RetryPolicy": "retry",
     "Tuning": "tuning",
 }

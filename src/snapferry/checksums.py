@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from isal import isal_zlib
 
+from .crc32c_ext import crc32c  # the C function, without the crc32c package's metadata read
 from .errors import BadBackupError
 from .names import BACKUP_METADATA_FILE
 from .names import MANIFEST_FILE as MANIFEST_FILE  # importable from here too, as before names.py
@@ -80,8 +81,6 @@ def region_crcs(fd: int, offset: int, size: int) -> PartCrcs:
     if os.fstat(fd).st_size < offset + size:
         # Checked first: touching a mapping beyond the end of its file is a SIGBUS.
         raise OSError(f"unexpected end of file before byte {offset + size}")
-    import crc32c  # here, not at the top: its package reads its metadata (start-up of every run)
-
     out: list[int] = []
     c32c = 0
     for pos in range(offset, offset + size, BLOCK):
@@ -90,7 +89,7 @@ def region_crcs(fd: int, offset: int, size: int) -> PartCrcs:
         skip = pos - start
         with mmap.mmap(fd, skip + n, prot=mmap.PROT_READ, offset=start) as m, memoryview(m) as mv:
             out.append(crc32(mv[skip:]))
-            c32c = crc32c.crc32c(mv[skip:], c32c)
+            c32c = crc32c(mv[skip:], c32c)
     return PartCrcs(out, c32c)
 
 
@@ -107,10 +106,8 @@ class BlockCrcs:
     def update(self, data: bytes | bytearray | memoryview) -> int | None:
         """Feed the next bytes; returns their CRC32 when they start a block and stay within it
         (an upload chunk of up to BLOCK bytes: its checksum header comes free)."""
-        import crc32c  # see region_crcs: loaded by the first run that hashes
-
         n = len(data)
-        self._c32c = crc32c.crc32c(data, self._c32c)
+        self._c32c = crc32c(data, self._c32c)
         if self._fill == 0 and n <= BLOCK:
             crc = crc32(data)
             if n == BLOCK:

@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -71,8 +70,10 @@ def this_process() -> Holder:
     except OSError:
         pid_ns = 0
     pid = os.getpid()
+    # uname's nodename is what gethostname(2) returns on Linux, without importing socket
+    # (selectors, array) into an fs:// backup that opens no connection.
     return Holder(
-        socket.gethostname(), _read("/proc/sys/kernel/random/boot_id").strip(), pid_ns, pid, _start_time(pid)
+        os.uname().nodename, _read("/proc/sys/kernel/random/boot_id").strip(), pid_ns, pid, _start_time(pid)
     )
 
 

@@ -14,17 +14,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import TransientRemoteError
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 log = logging.getLogger("snapferry")
 T = TypeVar("T")
@@ -42,7 +37,17 @@ class RetryPolicy:
 
     def call(self, fn: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
         """fn(), retried on TransientRemoteError: for one request that is not part of a transfer."""
-        result: T = retrying(self, sleep=sleep)(fn)
+        try:
+            return fn()  # most requests succeed at once: only a failed one loads and runs tenacity
+        except TransientRemoteError as e:
+            failed = [e]
+
+        def again() -> T:
+            if failed:  # tenacity's attempt 1 is the failure above: logged, waited and counted as before
+                raise failed.pop()
+            return fn()
+
+        result: T = retrying(self, sleep=sleep)(again)
         return result
 
 
@@ -62,6 +67,10 @@ def retrying(
 ) -> Retrying:
     """Retry transient errors; with `position`, an attempt that moved it forward resets the count,
     so a long transfer over a flaky link is not abandoned while it still advances."""
+    # tenacity (and the asyncio and tornado probes it runs) is loaded by the first transfer,
+    # not at start-up: a nothing-changed run moves no part and never needs it.
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
     limit = max(1, policy.attempts)
     if position is None:
         stop: Callable[[RetryCallState], bool] = stop_after_attempt(limit)

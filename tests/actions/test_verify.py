@@ -17,8 +17,8 @@ import pytest
 import snapferry
 from snapferry.checksums import crc32
 from snapferry.errors import BadBackupError
+from snapferry.findings import ProblemKind, VerifyResult
 from snapferry.names import MANIFEST_FILE
-from snapferry.results import ProblemKind, VerifyResult
 from tests.conftest import tree_digest
 from tests.servers import RemoteFactory, RemoteSpec
 

@@ -12,12 +12,12 @@ import pytest
 import snapferry
 from snapferry.actions.verify import _range_size
 from snapferry.checksums import BLOCK
+from snapferry.findings import ProblemKind
 from snapferry.parts import Part
 from snapferry.progress import Progress
 from snapferry.remotes.fs import FsRemote
 from snapferry.restorer.downloader import Downloader, Tuning
 from snapferry.restorer.session import RestoreSession
-from snapferry.results import ProblemKind
 from snapferry.retry import RetryPolicy
 from snapferry.throttle import Throttle
 from tests.conftest import write_random

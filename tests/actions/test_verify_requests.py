@@ -18,8 +18,8 @@ import pytest
 
 import snapferry
 from snapferry.actions.verify import Subset, VerifyOptions, run_verify
+from snapferry.findings import ProblemKind
 from snapferry.remotes import open_remote
-from snapferry.results import ProblemKind
 from tests.servers import GcsServer, S3Server
 from tests.test_cli_startup import imported, offenders
 

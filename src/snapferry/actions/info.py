@@ -13,10 +13,10 @@ import re
 from collections.abc import Collection
 
 from ..checksums import Manifest, ManifestState, parse_manifest
+from ..findings import BackupInfo, InfoResult
 from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, DAILY, HOURLY, LATEST, MANIFEST_FILE, MONTHLY, WEEKLY
 from ..parts import group_by_file, is_ignored_name, parse_name
 from ..remotes.base import Remote
-from ..results import BackupInfo, InfoResult
 
 # vmbackupmanager's backup names (see the README's "Verifying backups")
 # ("." and ".." are no names: a name from the remote is read under the URL, never above it)

@@ -40,11 +40,11 @@ from ..checksums import (
     made_by_snapferry,
 )
 from ..errors import SnapferryError, TransientRemoteError, UsageError
+from ..findings import Problem, ProblemKind, VerifyResult
 from ..names import BACKUP_COMPLETE_FILE
 from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
 from ..progress import Progress
 from ..remotes.base import Remote, kept_checksums
-from ..results import Problem, ProblemKind, VerifyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
 from ..tuning import Tuning

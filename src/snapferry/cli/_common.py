@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
 import urllib.parse
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import click
 
@@ -167,6 +168,34 @@ def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
         max_attempts=min(3, kw["retries"]),
         **write,
     )
+
+
+class RunSink(Protocol):
+    """Where a command puts its result for --push-metrics-url (pushmetrics.RunRecord)."""
+
+    result: BackupResult | RestoreResult | CopyResult | None
+
+
+class _Unpushed:
+    """A run nobody pushes (a plain class: a dataclass would cost its creation at start-up)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: BackupResult | RestoreResult | CopyResult | None = None
+
+
+@contextlib.contextmanager
+def metrics_pushed(url: str | None, action: str) -> Iterator[RunSink]:
+    """pushmetrics.pushed when --push-metrics-url is given; otherwise nothing to record,
+    and the push-metrics module (an enum, a dataclass, a logging filter) is not loaded."""
+    if not url:
+        yield _Unpushed()
+        return
+    from ..pushmetrics import Action, pushed
+
+    with pushed(url, Action(action)) as run:
+        yield run
 
 
 def emit(result: BackupResult | RestoreResult | CopyResult | RestoreDryRun, as_json: bool) -> None:

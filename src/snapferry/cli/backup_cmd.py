@@ -8,9 +8,8 @@ import click
 
 from .. import api
 from ..parts import MAX_PART_SIZE
-from ..pushmetrics import Action, pushed
 from ..retry import RetryPolicy
-from ._common import common_options, emit, options_from, write_remote_options
+from ._common import common_options, emit, metrics_pushed, options_from, write_remote_options
 
 
 @click.command()
@@ -28,7 +27,7 @@ def backup(**kw: Any) -> None:
     """Back up a snapshot to a remote (incremental when dst already holds a backup)."""
     as_json = kw.pop("as_json")
     opts = options_from(kw, kw["concurrency"])
-    with pushed(kw.pop("push_metrics_url"), Action.BACKUP) as run:
+    with metrics_pushed(kw.pop("push_metrics_url"), "backup") as run:
         result = api.backup(
             kw["dst"], kw["src"], storage_data_path=kw["storage_data_path"], snapshot_name=kw["snapshot_name"],
             snapshot_create_url=kw["snapshot_create_url"], snapshot_delete_url=kw["snapshot_delete_url"],

@@ -7,9 +7,8 @@ from typing import Any
 import click
 
 from .. import api
-from ..pushmetrics import Action, pushed
 from ..retry import RetryPolicy
-from ._common import common_options, emit, options_from, write_remote_options
+from ._common import common_options, emit, metrics_pushed, options_from, write_remote_options
 
 
 @click.command()
@@ -22,7 +21,7 @@ def copy(**kw: Any) -> None:
     """Copy a backup between remotes (server-side on one backend, streamed across backends)."""
     as_json = kw.pop("as_json")
     opts = options_from(kw, kw["concurrency"])
-    with pushed(kw.pop("push_metrics_url"), Action.COPY) as run:
+    with metrics_pushed(kw.pop("push_metrics_url"), "copy") as run:
         result = api.copy(
             kw["src"], kw["dst"], concurrency=kw["concurrency"],
             skip_backup_complete_check=kw["skip_backup_complete_check"],

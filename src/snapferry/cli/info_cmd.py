@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from .. import api
+from ..findings import BackupInfo
 from ..progress import human_bytes
-from ..results import BackupInfo
 from ._common import options_from, remote_options
 
 

@@ -8,10 +8,9 @@ import click
 
 from .. import api
 from ..errors import UsageError
-from ..pushmetrics import Action, pushed
 from ..retry import RetryPolicy
 from ..tuning import Tuning
-from ._common import common_options, emit, options_from, read_remote_options
+from ._common import common_options, emit, metrics_pushed, options_from, read_remote_options
 
 
 def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
@@ -62,7 +61,7 @@ def restore(**kw: Any) -> None:
         concurrency=kw["concurrency"], max_inflight_bytes=kw["max_inflight_bytes"], chunk_size=kw["chunk_size"],
         direct_min=Tuning().direct_min if kw["direct_io"] else 0,
     )
-    with pushed(kw.pop("push_metrics_url"), Action.RESTORE) as run:
+    with metrics_pushed(kw.pop("push_metrics_url"), "restore") as run:
         result = api.restore(
             kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
             skip_file_preallocation=kw["skip_file_preallocation"], concurrency=kw["concurrency"],

@@ -9,8 +9,8 @@ import click
 
 from .. import api
 from ..errors import EXIT_BAD_BACKUP
+from ..findings import VerifyResult
 from ..progress import human_bytes
-from ..results import VerifyResult
 from ..retry import RetryPolicy
 from ._common import common_options, options_from, remote_options
 
