@@ -25,8 +25,8 @@ _DIRECT_BUF = 4 * 1024 * 1024
 class _FileRangeReader:
     """Reads a byte range of a file without moving a shared offset."""
 
-    def __init__(self, path: str, offset: int, length: int) -> None:
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self._fd = fd
         self._pos = offset
         self._left = length
 
@@ -159,9 +159,28 @@ class FsRemote(LocalTree):
         if length is None:
             length = part.size - offset
         try:
-            return _FileRangeReader(self._path(part.name), offset, length)
+            return _FileRangeReader(self._open_inside(part.name), offset, length)
         except OSError as e:
             raise RemoteError(f"cannot read {part.name} from {self.url}: {e.strerror}") from e
+
+    def _open_inside(self, name: str) -> int:
+        """A read descriptor of name, with `_path`'s containment but no lstat of the file:
+        O_NOFOLLOW refuses a symlink at the last component atomically, and only then is the
+        link resolved and checked. A restore of 30,000 small files made 30,000 lstat calls
+        for links that a backup almost never holds."""
+        path = os.path.normpath(os.path.join(self.root, name))
+        real = ""
+        if _inside(path, self._norm_root):
+            d, base = os.path.split(path)
+            real = os.path.join(self._real_dir(d), base)
+        if not _inside(real, self._real_root):
+            raise _outside(name, self.url)
+        try:
+            return os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+        return os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)  # a link: the full check
 
     def upload_part(
         self,
