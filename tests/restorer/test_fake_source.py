@@ -176,3 +176,28 @@ def test_a_stopped_run_reads_no_more_and_renames_nothing_unfinished(tmp_path: Pa
     assert len(done) < len(files)
     for rel in done:  # whatever reached its final name is whole
         assert (tmp_path / rel).read_bytes() == files[rel]
+
+
+def test_only_a_range_that_failed_builds_a_retry_loop_and_it_keeps_the_policys_attempts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A retry loop per range was a fifth of the CPU of restoring many small files.
+    from snapferry.restorer import fetch
+
+    built: list[RetryPolicy] = []
+    real = fetch.retrying
+
+    def counting(policy: RetryPolicy, *a: object, **kw: object) -> object:
+        built.append(policy)
+        return real(policy, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetch, "retrying", counting)
+    files = _files(random.Random(8), 30, 4 * KIB)
+    files["a.bin"] = random.Random(9).randbytes(20 * KIB)
+    src = FakeSource(files, part_size=64 * KIB)
+    name = next(p.parts[0].name for p in src.plans if p.path == "a.bin")
+    src.fail_at[name], src.failures_left[name] = 0, FAST_RETRY.attempts - 1  # the last attempt succeeds
+    _run(src, tmp_path)
+    _assert_tree(tmp_path, files)
+    assert built == [FAST_RETRY]
+    assert sum(1 for n, _, _ in src.reads if n == name) == FAST_RETRY.attempts
