@@ -67,3 +67,17 @@ def test_a_part_file_that_is_a_symlink_is_followed_inside_the_root_and_refused_o
     for name in ("evil", "rel"):
         with pytest.raises(BadBackupError, match="outside"):
             fs.open_part(Part(name, 3, 0, 3, 3))
+
+
+def test_the_directory_cache_holds_shared_directories_not_one_per_file(tmp_path: Path) -> None:
+    root = tmp_path / "bk"
+    paths = [f"data/p{d}/f{i}.bin" for d in range(3) for i in range(40)]
+    for p in paths:
+        (root / p).mkdir(parents=True)
+        (root / p / TAIL).write_bytes(b"abc")
+    fs = FsRemote(str(root))
+    for p in paths:
+        assert _read(fs, p) == b"abc"
+        assert fs.part_path(Part(p, 3, 0, 3, 3)) == str(root / p / TAIL)
+    # The root, data and the three pN: every part's own directory (one per file) is left out.
+    assert len(fs._real_dirs) == 5

@@ -84,21 +84,26 @@ class FsRemote(LocalTree):
         if _inside(path, self._norm_root):
             # Directories resolved once per run (a restore asks for thousands of names in a few).
             d, base = os.path.split(path)
-            real = os.path.join(self._real_dir(d), base)
+            real = os.path.join(self._real_dir(d, keep=False), base)
             if os.path.islink(real):
                 real = os.path.realpath(real)
         if not _inside(real, self._real_root):
             raise _outside(name, self.url)
         return path
 
-    def _real_dir(self, d: str) -> str:
+    def _real_dir(self, d: str, keep: bool = True) -> str:
         """realpath(d) for a normalised d at or below the root, one lstat per new directory.
 
         vmbackup's layout gives every part a directory of its own, so a restore of 30,000
         small files meets 30,000 directories: a full realpath of each (an lstat per path
         component) was 40 % of that restore's CPU. A directory's real path is its parent's
         real path joined with its name unless the name is a symlink, so only the new
-        component is looked at."""
+        component is looked at.
+
+        `keep=False` for a part's own directory (named after its file, so it holds the
+        parts of one file only): looked at, not cached, so the cache holds the directories
+        shared by many files and does not grow by one entry per restored file (100,000
+        small files kept 120,000 paths, 35 MiB)."""
         real = self._real_dirs.get(d)
         if real is None:
             if not _inside(d, self._norm_root):  # the root's own parent: not cached
@@ -107,7 +112,8 @@ class FsRemote(LocalTree):
             real = os.path.join(self._real_dir(parent), base)
             if os.path.islink(real):
                 real = os.path.realpath(real)
-            self._real_dirs[d] = real
+            if keep:
+                self._real_dirs[d] = real
         return real
 
     def list_parts(self) -> list[Part]:
@@ -172,7 +178,7 @@ class FsRemote(LocalTree):
         real = ""
         if _inside(path, self._norm_root):
             d, base = os.path.split(path)
-            real = os.path.join(self._real_dir(d), base)
+            real = os.path.join(self._real_dir(d, keep=False), base)
         if not _inside(real, self._real_root):
             raise _outside(name, self.url)
         try:
