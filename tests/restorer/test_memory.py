@@ -1,4 +1,5 @@
-"""Memory per restored file: what a restore keeps alive must not grow much with the file count.
+"""Per-file costs of a restore: what it keeps alive must not grow much with the file count,
+and per-file work in the download path stays once per part.
 
 Measured as tracemalloc's peak over a whole restore of N and of 2N small files from a real
 fs:// backup: the difference divided by N is what each extra file costs. The pool's blocks
@@ -8,11 +9,16 @@ no clock is read.
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 import snapferry
+from snapferry.parts import Part
 from tests.conftest import tree_digest
 
 # The plan (a Part, a FilePlan and a manifest entry per file) costs about 650 bytes per file.
@@ -52,3 +58,22 @@ def test_a_restore_keeps_no_per_file_state_beyond_its_plan(tmp_path: Path) -> No
     small, big = _restore_peak(tmp_path, n), _restore_peak(tmp_path, 2 * n)
     per_file = (big - small) / n
     assert per_file < MAX_BYTES_PER_FILE, f"{per_file:.0f} bytes per restored file"
+
+
+def test_the_download_path_formats_each_part_name_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Part.name is formatted anew on every use (three 16-digit hex fields): the restorer
+    # looked each part's name up four times, once per step, for every small file.
+    _, bk = _backup_of(tmp_path, 100)
+    real = Part.name
+    calls: list[str] = []
+
+    def counting(self: Part) -> str:
+        calls.append(sys._getframe(1).f_code.co_filename)
+        return real.fget(self)  # type: ignore[no-any-return,misc]
+
+    monkeypatch.setattr(Part, "name", property(counting))
+    res = snapferry.restore(bk, str(tmp_path / "dst"), progress="off")
+    monkeypatch.undo()
+    assert res.files_written == 100 and res.parts_verified == 100
+    in_restorer = [f for f in calls if os.sep + "restorer" + os.sep in f]
+    assert len(in_restorer) == 100

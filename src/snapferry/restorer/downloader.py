@@ -78,7 +78,7 @@ class Downloader:
         self.stop = threading.Event()
         self.pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, self.stop)
         self.fetch = RangeFetcher(read, source, local_path, self.pool, throttle, progress, retry, self.stop,
-                                  self.expected, self._account)
+                                  self._account)
         self._jobs_lock = threading.Lock()
         self._errors: list[BaseException] = []
         # Files opened and not finished yet: a finished file is dropped at once, so the
@@ -107,21 +107,24 @@ class Downloader:
 
     # -- scheduling -------------------------------------------------------------
     def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
+        expected = self.expected
         for fp in self.files:
-            tf = self._target_file(fp)
+            # Each part's manifest entry looked up once: a part's name is formatted anew on
+            # every use, and a restore of small files formatted each one four times.
+            crcs = [expected.get(p.name) for p in fp.parts] if expected else [None] * len(fp.parts)
+            tf = self._target_file(fp, any(c is not None for c in crcs))
             self._live.add(tf)
             if fp.mode is FileMode.INPLACE:
                 yield tf  # one worker writes it in order: its length is its resume point
                 continue
-            for p in fp.parts:
+            for p, want in zip(fp.parts, crcs, strict=True):
                 if p.size == 0:
-                    yield Chunk(tf, p, 0, 0)
-                step = self._chunk_size(p, self.fetch.local_source(p, tf))
+                    yield Chunk(tf, p, 0, 0, want)
+                step = self._chunk_size(p, self.fetch.local_source(p, tf), want is not None)
                 for off in range(0, p.size, step):
-                    yield Chunk(tf, p, off, min(step, p.size - off))
+                    yield Chunk(tf, p, off, min(step, p.size - off), want)
 
-    def _target_file(self, fp: FilePlan) -> TargetFile:
-        checked = any(p.name in self.expected for p in fp.parts)
+    def _target_file(self, fp: FilePlan, checked: bool) -> TargetFile:
         path = choose_byte_path(fp.file_size, self.t.direct_min, self.t.zero_copy, checked)
         # Big files keep their path (preallocated, direct, fsynced on their own); small
         # single-part ones are batched: written and renamed by one worker, synced together.
@@ -130,7 +133,7 @@ class Downloader:
         return TargetFile(self.root, fp, self.session, path, self._reread, self._dirs_made,
                           self.t.zero_copy, checked, batch)
 
-    def _chunk_size(self, part: Part, local: str | None = None) -> int:
+    def _chunk_size(self, part: Part, local: str | None, checked: bool) -> int:
         """Big parts are cut so every worker gets a range; small ones stay one request,
         since each request costs the server and the client more than its bytes do.
 
@@ -143,7 +146,7 @@ class Downloader:
         else:
             even = -(-part.size // max(1, self.t.concurrency))
             step = max(self.t.min_chunk_size, -(-even // (1 << 20)) << 20)
-        if part.name in self.expected:
+        if checked:
             # Ranges start and end on manifest blocks, so each range checks whole blocks on
             # its own (a running CRC across ranges would order the ranges of a part).
             step = -(-step // BLOCK) * BLOCK
@@ -256,7 +259,7 @@ class Downloader:
     def _chunk(self, c: Chunk) -> None:
         c.file.open()
         if c.length == 0:
-            if c.part.name in self.expected:
+            if c.crcs is not None:
                 c.file.checked(c.part, 0)
             self._account(c.file, c.part, 0)
             return
@@ -271,15 +274,16 @@ class Downloader:
     def _inplace_file(self, tf: TargetFile) -> None:
         tf.open()
         for p in tf.plan.parts:
+            want = self.expected.get(p.name)
             if p.size == 0:
-                if p.name in self.expected:
+                if want is not None:
                     tf.checked(p, 0)
                 self._account(tf, p, 0)
                 continue
             src = self.fetch.local_source(p, tf)
-            step = self._chunk_size(p, src)
+            step = self._chunk_size(p, src, want is not None)
             for off in range(0, p.size, step):
-                c = Chunk(tf, p, off, min(step, p.size - off))
+                c = Chunk(tf, p, off, min(step, p.size - off), want)
                 if src is not None:
                     self.fetch.copy_local(c, src)
                 else:

@@ -44,6 +44,7 @@ class Chunk:
     part: Part
     offset: int  # within the part
     length: int
+    crcs: list[int] | None = None  # the part's manifest entry: its bytes are checked in memory
     pending: int = 0  # blocks handed to the writers and not yet written (under RangeFetcher.written)
 
 
@@ -68,7 +69,6 @@ class RangeFetcher:
         progress: Progress,
         retry: RetryPolicy,
         stop: threading.Event,
-        expected: dict[str, list[int]],
         account: Callable[[TargetFile, Part, int], None],
     ) -> None:
         self.read = read
@@ -80,7 +80,6 @@ class RangeFetcher:
         self.progress = progress
         self.retry = retry
         self.stop = stop
-        self.expected = expected
         self.account = account
         # Blocks for the writer threads; None tells one writer to end.
         self.writeq: queue.SimpleQueue[tuple[Chunk, int, mmap.mmap, int] | None] = queue.SimpleQueue()
@@ -189,7 +188,7 @@ class RangeFetcher:
         end = c.offset + c.length
         if state[0] >= end:
             return
-        want_crcs = self.expected.get(c.part.name)
+        want_crcs = c.crcs
         reader = self.read(c.part, state[0], end - state[0])
         try:
             if c.file.byte_path is BytePath.IN_KERNEL and want_crcs is None and isinstance(reader, FileReader):
