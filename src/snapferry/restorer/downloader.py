@@ -40,6 +40,9 @@ from .writer import TargetFile
 # Files written and waiting, open (two descriptors each when written direct), for a
 # finisher's fsync and rename.
 FINISH_BACKLOG = 64
+# Small chunks (at most SMALL_JOB bytes) a worker takes at once from the shared job list.
+JOBS_PER_TAKE = 8
+SMALL_JOB = 256 * 1024
 
 
 class Downloader:
@@ -152,9 +155,19 @@ class Downloader:
             step = -(-step // BLOCK) * BLOCK
         return step
 
-    def _next_job(self) -> Chunk | TargetFile | None:
+    def _next_jobs(self) -> list[Chunk | TargetFile]:
+        """The next job, or several small ones in a row: one take of the shared lock per
+        JOBS_PER_TAKE small files instead of one per file (eight workers contending for
+        it were a GIL hand-off per file). A big chunk ends the take, so the ranges of a
+        big part still spread over the workers."""
+        jobs: list[Chunk | TargetFile] = []
         with self._jobs_lock:
-            return next(self._jobs, None)
+            for job in self._jobs:
+                jobs.append(job)
+                if (len(jobs) == JOBS_PER_TAKE or not isinstance(job, Chunk)
+                        or job.length > SMALL_JOB):
+                    break
+        return jobs
 
     # -- running ----------------------------------------------------------------
     def run(self) -> None:
@@ -206,13 +219,16 @@ class Downloader:
     def _worker(self) -> None:
         try:
             while not self.stop.is_set():
-                job = self._next_job()
-                if job is None:
+                jobs = self._next_jobs()
+                if not jobs:
                     return
-                if isinstance(job, TargetFile):
-                    self._inplace_file(job)
-                else:
-                    self._chunk(job)
+                for job in jobs:
+                    if self.stop.is_set():
+                        return  # the files of the jobs left stay unfinished: abandoned by run
+                    if isinstance(job, TargetFile):
+                        self._inplace_file(job)
+                    else:
+                        self._chunk(job)
         except BaseException as e:
             self._fail(e)
 
