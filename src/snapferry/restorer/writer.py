@@ -86,6 +86,13 @@ def io_error(e: OSError, name: str) -> SnapferryError:
 
 
 class TargetFile:
+    # One is alive per file in flight, and thousands are made per second on small files.
+    __slots__ = (
+        "_checked", "_dirs_made", "_expected", "_fallback", "_left", "_left_total", "_lock", "_opened",
+        "_session", "_verified", "batch", "byte_path", "dfd", "fd", "final", "finished", "inplace",
+        "journal", "plan", "root", "tmp",
+    )
+
     def __init__(
         self,
         root: str,
