@@ -176,3 +176,65 @@ def test_a_stopped_run_reads_no_more_and_renames_nothing_unfinished(tmp_path: Pa
     assert len(done) < len(files)
     for rel in done:  # whatever reached its final name is whole
         assert (tmp_path / rel).read_bytes() == files[rel]
+
+
+def test_only_a_range_that_failed_builds_a_retry_loop_and_it_keeps_the_policys_attempts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A retry loop per range was a fifth of the CPU of restoring many small files.
+    from snapferry.restorer import fetch
+
+    built: list[RetryPolicy] = []
+    real = fetch.retrying
+
+    def counting(policy: RetryPolicy, *a: object, **kw: object) -> object:
+        built.append(policy)
+        return real(policy, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetch, "retrying", counting)
+    files = _files(random.Random(8), 30, 4 * KIB)
+    files["a.bin"] = random.Random(9).randbytes(20 * KIB)
+    src = FakeSource(files, part_size=64 * KIB)
+    name = next(p.parts[0].name for p in src.plans if p.path == "a.bin")
+    src.fail_at[name], src.failures_left[name] = 0, FAST_RETRY.attempts - 1  # the last attempt succeeds
+    _run(src, tmp_path)
+    _assert_tree(tmp_path, files)
+    assert built == [FAST_RETRY]
+    assert sum(1 for n, _, _ in src.reads if n == name) == FAST_RETRY.attempts
+
+
+class _CountingLock:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.takes = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self.takes += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def _counted_run(src: FakeSource, root: Path, tuning: Tuning) -> int:
+    root.mkdir()
+    dl = Downloader(src.read, RestoreSession(str(root)), src.plans, tuning, Throttle(0),
+                    Progress("restore", 0, "off"), FAST_RETRY, source="fake://backup")
+    lock = _CountingLock()
+    dl._jobs_lock = lock  # type: ignore[assignment]
+    dl.run()
+    return lock.takes
+
+
+def test_workers_take_small_files_several_at_once_and_big_ranges_one_by_one(tmp_path: Path) -> None:
+    files = _files(random.Random(10), 400, 4 * KIB)
+    takes = _counted_run(FakeSource(files, part_size=64 * KIB), tmp_path / "small", Tuning(concurrency=4))
+    _assert_tree(tmp_path / "small", files)
+    # A take per 8 files (JOBS_PER_TAKE; one per file before), plus the empty take that ends
+    # each worker, plus one short take per worker at most.
+    assert takes <= 400 // 8 + 4 + 4
+    big = {"big.bin": random.Random(11).randbytes(4 * 1024 * KIB)}
+    tuning = Tuning(concurrency=4, chunk_size=512 * KIB, block_size=64 * KIB, max_inflight_bytes=512 * KIB)
+    takes = _counted_run(FakeSource(big, part_size=8 * 1024 * KIB), tmp_path / "big", tuning)
+    _assert_tree(tmp_path / "big", big)
+    assert takes == 8 + 4  # each 512 KiB range its own job, so all workers share the part

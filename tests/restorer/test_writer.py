@@ -6,8 +6,11 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 from snapferry import directio
 from snapferry.parts import Part
+from snapferry.restorer import writer
 from snapferry.restorer.bytepath import choose_byte_path
 from snapferry.restorer.planner import FileMode, FilePlan
 from snapferry.restorer.session import RestoreSession
@@ -78,3 +81,33 @@ def test_small_files_are_not_opened_for_direct_io(tmp_path: Path) -> None:
     tf.wrote(tf.plan.parts[0], 10 * KIB)
     tf.finish()
     assert (tmp_path / "d" / "f.bin").read_bytes() == b"x" * 10 * KIB
+
+
+def test_ensure_parent_looks_once_at_a_directory_another_worker_made_and_replaces_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "vm"
+    (root / "data" / "p1").mkdir(parents=True)  # made by another worker a moment ago
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "data" / "p2").symlink_to(outside)  # never followed: replaced by a directory
+    looks: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def stat(path: str, *a: object, **kw: object) -> os.stat_result:
+        looks.append(str(path))
+        return real_stat(path, *a, **kw)  # type: ignore[arg-type]
+
+    def lstat(path: str, *a: object, **kw: object) -> os.stat_result:
+        looks.append(str(path))
+        return real_lstat(path, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "lstat", lstat)
+    made: set[str] = set()
+    assert writer.ensure_parent(str(root), "data/p1/f.bin", made) == str(root / "data" / "p1")
+    assert looks == [str(root / "data"), str(root / "data" / "p1")]  # one look each, no more
+    writer.ensure_parent(str(root), "data/p2/f.bin", made)
+    monkeypatch.undo()
+    assert (root / "data" / "p2").is_dir() and not (root / "data" / "p2").is_symlink()
+    assert list(outside.iterdir()) == []

@@ -25,8 +25,8 @@ _DIRECT_BUF = 4 * 1024 * 1024
 class _FileRangeReader:
     """Reads a byte range of a file without moving a shared offset."""
 
-    def __init__(self, path: str, offset: int, length: int) -> None:
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self._fd = fd
         self._pos = offset
         self._left = length
 
@@ -84,21 +84,26 @@ class FsRemote(LocalTree):
         if _inside(path, self._norm_root):
             # Directories resolved once per run (a restore asks for thousands of names in a few).
             d, base = os.path.split(path)
-            real = os.path.join(self._real_dir(d), base)
+            real = os.path.join(self._real_dir(d, keep=False), base)
             if os.path.islink(real):
                 real = os.path.realpath(real)
         if not _inside(real, self._real_root):
             raise _outside(name, self.url)
         return path
 
-    def _real_dir(self, d: str) -> str:
+    def _real_dir(self, d: str, keep: bool = True) -> str:
         """realpath(d) for a normalised d at or below the root, one lstat per new directory.
 
         vmbackup's layout gives every part a directory of its own, so a restore of 30,000
         small files meets 30,000 directories: a full realpath of each (an lstat per path
         component) was 40 % of that restore's CPU. A directory's real path is its parent's
         real path joined with its name unless the name is a symlink, so only the new
-        component is looked at."""
+        component is looked at.
+
+        `keep=False` for a part's own directory (named after its file, so it holds the
+        parts of one file only): looked at, not cached, so the cache holds the directories
+        shared by many files and does not grow by one entry per restored file (100,000
+        small files kept 120,000 paths, 35 MiB)."""
         real = self._real_dirs.get(d)
         if real is None:
             if not _inside(d, self._norm_root):  # the root's own parent: not cached
@@ -107,7 +112,8 @@ class FsRemote(LocalTree):
             real = os.path.join(self._real_dir(parent), base)
             if os.path.islink(real):
                 real = os.path.realpath(real)
-            self._real_dirs[d] = real
+            if keep:
+                self._real_dirs[d] = real
         return real
 
     def list_parts(self) -> list[Part]:
@@ -159,9 +165,28 @@ class FsRemote(LocalTree):
         if length is None:
             length = part.size - offset
         try:
-            return _FileRangeReader(self._path(part.name), offset, length)
+            return _FileRangeReader(self._open_inside(part.name), offset, length)
         except OSError as e:
             raise RemoteError(f"cannot read {part.name} from {self.url}: {e.strerror}") from e
+
+    def _open_inside(self, name: str) -> int:
+        """A read descriptor of name, with `_path`'s containment but no lstat of the file:
+        O_NOFOLLOW refuses a symlink at the last component atomically, and only then is the
+        link resolved and checked. A restore of 30,000 small files made 30,000 lstat calls
+        for links that a backup almost never holds."""
+        path = os.path.normpath(os.path.join(self.root, name))
+        real = ""
+        if _inside(path, self._norm_root):
+            d, base = os.path.split(path)
+            real = os.path.join(self._real_dir(d, keep=False), base)
+        if not _inside(real, self._real_root):
+            raise _outside(name, self.url)
+        try:
+            return os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+        return os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)  # a link: the full check
 
     def upload_part(
         self,

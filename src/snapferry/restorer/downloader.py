@@ -40,6 +40,9 @@ from .writer import TargetFile
 # Files written and waiting, open (two descriptors each when written direct), for a
 # finisher's fsync and rename.
 FINISH_BACKLOG = 64
+# Small chunks (at most SMALL_JOB bytes) a worker takes at once from the shared job list.
+JOBS_PER_TAKE = 8
+SMALL_JOB = 256 * 1024
 
 
 class Downloader:
@@ -78,10 +81,15 @@ class Downloader:
         self.stop = threading.Event()
         self.pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, self.stop)
         self.fetch = RangeFetcher(read, source, local_path, self.pool, throttle, progress, retry, self.stop,
-                                  self.expected, self._account)
+                                  self._account)
         self._jobs_lock = threading.Lock()
         self._errors: list[BaseException] = []
-        self._open: list[TargetFile] = []
+        # Files opened and not finished yet: a finished file is dropped at once, so the
+        # objects alive follow the files in flight, not the files restored (100,000 small
+        # files kept 100,000 TargetFiles, with their locks and dicts, to the end).
+        self._live: set[TargetFile] = set()
+        self._verified = 0  # parts checked of the files finished or abandoned so far
+        self._count_lock = threading.Lock()
         self._jobs = self._iter_jobs()
         # Bounded: a file waiting for its fsync is an open descriptor, and fsyncs can fall far
         # behind fast reads (thousands of files from a local backup). A full queue makes the
@@ -91,25 +99,35 @@ class Downloader:
 
     @property
     def verified_parts(self) -> int:
-        return sum(tf.verified_parts for tf in self._open)
+        """Parts checked against the manifest; complete once `run` returned."""
+        return self._verified + sum(tf.verified_parts for tf in list(self._live))
+
+    def _done(self, tf: TargetFile) -> None:
+        """tf is finished (or abandoned): count its checks and let it go."""
+        with self._count_lock:
+            self._verified += tf.verified_parts
+            self._live.discard(tf)
 
     # -- scheduling -------------------------------------------------------------
     def _iter_jobs(self) -> Iterator[Chunk | TargetFile]:
+        expected = self.expected
         for fp in self.files:
-            tf = self._target_file(fp)
-            self._open.append(tf)
+            # Each part's manifest entry looked up once: a part's name is formatted anew on
+            # every use, and a restore of small files formatted each one four times.
+            crcs = [expected.get(p.name) for p in fp.parts] if expected else [None] * len(fp.parts)
+            tf = self._target_file(fp, any(c is not None for c in crcs))
+            self._live.add(tf)
             if fp.mode is FileMode.INPLACE:
                 yield tf  # one worker writes it in order: its length is its resume point
                 continue
-            for p in fp.parts:
+            for p, want in zip(fp.parts, crcs, strict=True):
                 if p.size == 0:
-                    yield Chunk(tf, p, 0, 0)
-                step = self._chunk_size(p, self.fetch.local_source(p, tf))
+                    yield Chunk(tf, p, 0, 0, want)
+                step = self._chunk_size(p, self.fetch.local_source(p, tf), want is not None)
                 for off in range(0, p.size, step):
-                    yield Chunk(tf, p, off, min(step, p.size - off))
+                    yield Chunk(tf, p, off, min(step, p.size - off), want)
 
-    def _target_file(self, fp: FilePlan) -> TargetFile:
-        checked = any(p.name in self.expected for p in fp.parts)
+    def _target_file(self, fp: FilePlan, checked: bool) -> TargetFile:
         path = choose_byte_path(fp.file_size, self.t.direct_min, self.t.zero_copy, checked)
         # Big files keep their path (preallocated, direct, fsynced on their own); small
         # single-part ones are batched: written and renamed by one worker, synced together.
@@ -118,7 +136,7 @@ class Downloader:
         return TargetFile(self.root, fp, self.session, path, self._reread, self._dirs_made,
                           self.t.zero_copy, checked, batch)
 
-    def _chunk_size(self, part: Part, local: str | None = None) -> int:
+    def _chunk_size(self, part: Part, local: str | None, checked: bool) -> int:
         """Big parts are cut so every worker gets a range; small ones stay one request,
         since each request costs the server and the client more than its bytes do.
 
@@ -131,15 +149,25 @@ class Downloader:
         else:
             even = -(-part.size // max(1, self.t.concurrency))
             step = max(self.t.min_chunk_size, -(-even // (1 << 20)) << 20)
-        if part.name in self.expected:
+        if checked:
             # Ranges start and end on manifest blocks, so each range checks whole blocks on
             # its own (a running CRC across ranges would order the ranges of a part).
             step = -(-step // BLOCK) * BLOCK
         return step
 
-    def _next_job(self) -> Chunk | TargetFile | None:
+    def _next_jobs(self) -> list[Chunk | TargetFile]:
+        """The next job, or several small ones in a row: one take of the shared lock per
+        JOBS_PER_TAKE small files instead of one per file (eight workers contending for
+        it were a GIL hand-off per file). A big chunk ends the take, so the ranges of a
+        big part still spread over the workers."""
+        jobs: list[Chunk | TargetFile] = []
         with self._jobs_lock:
-            return next(self._jobs, None)
+            for job in self._jobs:
+                jobs.append(job)
+                if (len(jobs) == JOBS_PER_TAKE or not isinstance(job, Chunk)
+                        or job.length > SMALL_JOB):
+                    break
+        return jobs
 
     # -- running ----------------------------------------------------------------
     def run(self) -> None:
@@ -184,20 +212,23 @@ class Downloader:
         self.stop.set()
 
     def _close_unfinished(self) -> None:
-        for tf in self._open:
-            if not tf.finished:
-                tf.abandon()
+        for tf in list(self._live):
+            tf.abandon()
+            self._done(tf)
 
     def _worker(self) -> None:
         try:
             while not self.stop.is_set():
-                job = self._next_job()
-                if job is None:
+                jobs = self._next_jobs()
+                if not jobs:
                     return
-                if isinstance(job, TargetFile):
-                    self._inplace_file(job)
-                else:
-                    self._chunk(job)
+                for job in jobs:
+                    if self.stop.is_set():
+                        return  # the files of the jobs left stay unfinished: abandoned by run
+                    if isinstance(job, TargetFile):
+                        self._inplace_file(job)
+                    else:
+                        self._chunk(job)
         except BaseException as e:
             self._fail(e)
 
@@ -224,6 +255,7 @@ class Downloader:
         if tf.wrote(part, n):
             if tf.batch:
                 tf.finish()  # a close and a rename: not worth a hand-off to a finisher
+                self._done(tf)
             else:
                 self.finishq.put(tf)
 
@@ -235,6 +267,7 @@ class Downloader:
             try:
                 if not self.stop.is_set():
                     tf.finish()
+                    self._done(tf)
             except BaseException as e:
                 self._fail(e)
 
@@ -242,7 +275,7 @@ class Downloader:
     def _chunk(self, c: Chunk) -> None:
         c.file.open()
         if c.length == 0:
-            if c.part.name in self.expected:
+            if c.crcs is not None:
                 c.file.checked(c.part, 0)
             self._account(c.file, c.part, 0)
             return
@@ -257,15 +290,16 @@ class Downloader:
     def _inplace_file(self, tf: TargetFile) -> None:
         tf.open()
         for p in tf.plan.parts:
+            want = self.expected.get(p.name)
             if p.size == 0:
-                if p.name in self.expected:
+                if want is not None:
                     tf.checked(p, 0)
                 self._account(tf, p, 0)
                 continue
             src = self.fetch.local_source(p, tf)
-            step = self._chunk_size(p, src)
+            step = self._chunk_size(p, src, want is not None)
             for off in range(0, p.size, step):
-                c = Chunk(tf, p, off, min(step, p.size - off))
+                c = Chunk(tf, p, off, min(step, p.size - off), want)
                 if src is not None:
                     self.fetch.copy_local(c, src)
                 else:

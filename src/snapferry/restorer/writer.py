@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import stat
 import threading
 from collections.abc import Callable
 
@@ -67,7 +68,8 @@ def ensure_parent(
             if created is not None:
                 created(os.path.dirname(d))
         except FileExistsError:
-            if os.path.islink(d) or not os.path.isdir(d):
+            # One lstat: a symlink is not a directory here (workers race to make the same one).
+            if not stat.S_ISDIR(os.lstat(d).st_mode):
                 os.unlink(d)
                 os.mkdir(d, 0o755)
                 if created is not None:
@@ -84,6 +86,13 @@ def io_error(e: OSError, name: str) -> SnapferryError:
 
 
 class TargetFile:
+    # One is alive per file in flight, and thousands are made per second on small files.
+    __slots__ = (
+        "_checked", "_dirs_made", "_expected", "_fallback", "_left", "_left_total", "_lock", "_opened",
+        "_session", "_verified", "batch", "byte_path", "dfd", "fd", "final", "finished", "inplace",
+        "journal", "plan", "root", "tmp",
+    )
+
     def __init__(
         self,
         root: str,
