@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pytest
 
 import snapferry
+from snapferry import durable
 from snapferry.errors import NoSpaceError
 from snapferry.restorer import writer
 from tests.conftest import tree_digest
@@ -81,3 +83,33 @@ def test_thousands_of_fsynced_files_restore_under_a_low_open_files_limit(tmp_pat
     )
     assert out.returncode == 0, out.stderr
     assert tree_digest(dst) == tree_digest(src)
+
+
+def test_batched_files_on_a_filesystem_mounted_inside_the_target_are_synced_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One syncfs of the target does not reach a filesystem mounted below it: the batched
+    # files there were renamed and the marker removed with their bytes still only in memory.
+    src = tmp_path / "snap"
+    rng = random.Random(11)
+    for i in range(20):
+        f = src / ("data" if i % 2 else "indexdb") / f"p{i // 4}" / f"f{i}.bin"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(rng.randbytes(rng.randrange(1, 8 * KIB)))
+    bk = f"fs://{tmp_path / 'bk'}"
+    snapferry.backup(bk, str(src), progress="off")
+    dst = tmp_path / "vm"
+    synced: list[int] = []
+    real = durable.syncfs
+
+    def recorded(path: str) -> None:
+        synced.append(os.stat(path).st_dev)
+        real(path)
+
+    monkeypatch.setattr(durable, "syncfs", recorded)
+    with mounted_tmpfs(dst / "data", "8m") as data:
+        res = snapferry.restore(bk, str(dst), progress="off")
+        assert res.files_written == 20
+        assert tree_digest(dst) == tree_digest(src)
+        assert os.stat(data).st_dev != os.stat(dst).st_dev
+        assert sorted(synced) == sorted({os.stat(dst).st_dev, os.stat(data).st_dev})

@@ -24,8 +24,9 @@ and nowhere else (the README's "Crash safety" describes the promises it keeps):
    and its rename become durable in `end`, with every other batched file, by one
    syncfs. Until then only the marker vouches for it: a rerun that finds the
    marker fetches every such file again (planner.py), whatever its length.
-6. `end`: when files were batched, one syncfs of the target's filesystem (every
-   batched file's data and inode, every rename, unlink and new directory);
+6. `end`: when files were batched, one syncfs per filesystem the restore changed (every
+   batched file's data and inode, every rename, unlink and new directory; a filesystem
+   mounted inside the target is not the target's, so each gets its own);
    otherwise every directory in the set fsynced, deepest first, so every rename
    and unlink is durable. Then the marker unlinked and the target directory
    fsynced: the marker goes last.
@@ -115,13 +116,26 @@ class RestoreSession:
         with self._lock:
             self.batched += 1
 
+    def _filesystems(self) -> list[str]:
+        """One changed directory per filesystem, the root's first. Every directory a file
+        was written to or deleted from is in the set; a directory the restore made lies on
+        its parent's filesystem, so the set's devices are every filesystem changed."""
+        first: dict[int, str] = {}
+        for d in sorted(self.dirs_to_sync, key=len):
+            try:
+                first.setdefault(os.stat(d).st_dev, d)
+            except FileNotFoundError:
+                continue  # emptied and pruned: its parent is in the set too
+        return list(first.values())
+
     # -- 6 ---------------------------------------------------------------------------
     def end(self) -> None:
         """Every byte, rename and unlink durable, then the marker removed, durably."""
         if self.batched:
             # syncfs writes back every dirty inode of the filesystem and commits its
-            # journal: the batched files and every directory entry, in one call.
-            durable.syncfs(self.root)
+            # journal: the batched files and every directory entry, in one call each.
+            for path in self._filesystems():
+                durable.syncfs(path)
         else:
             for d in sorted(self.dirs_to_sync, key=len, reverse=True):
                 if os.path.isdir(d):
