@@ -26,3 +26,6 @@ class Tuning:
     direct_min: int = 64 * 1024
     # Small single-part files written as a batch, synced by one syncfs (restorer/session.py).
     batch_small_files: bool = True
+    # Small files a download worker takes from the shared job list at once (one lock take
+    # for several; 1 = each file to the next free worker, in order).
+    small_jobs_per_take: int = 8

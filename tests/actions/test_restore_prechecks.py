@@ -230,7 +230,10 @@ def test_a_rerun_after_enospc_counts_the_stale_tmp_files_as_free(
         monkeypatch.setattr(writer, "preallocate", fill_before_the_last_file)
         with pytest.raises(NoSpaceError):
             # Every file preallocated: small ones are otherwise batched, without preallocation.
-            _restore(bk, dst, max_bytes_per_second=2 * MIB, tuning=Tuning(batch_small_files=False))
+            # One file per take, so the last file is opened while the big ones are still
+            # being written (grouped, it could wait behind them until they were done).
+            _restore(bk, dst, max_bytes_per_second=2 * MIB,
+                     tuning=Tuning(batch_small_files=False, small_jobs_per_take=1))
         monkeypatch.setattr(writer, "preallocate", real)
         filler.unlink()
         assert len(list(dst.rglob("*.tmp"))) >= 2

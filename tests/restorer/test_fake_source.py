@@ -230,7 +230,7 @@ def test_workers_take_small_files_several_at_once_and_big_ranges_one_by_one(tmp_
     files = _files(random.Random(10), 400, 4 * KIB)
     takes = _counted_run(FakeSource(files, part_size=64 * KIB), tmp_path / "small", Tuning(concurrency=4))
     _assert_tree(tmp_path / "small", files)
-    # A take per 8 files (JOBS_PER_TAKE; one per file before), plus the empty take that ends
+    # A take per 8 files (Tuning.small_jobs_per_take; one per file before), plus the empty take that ends
     # each worker, plus one short take per worker at most.
     assert takes <= 400 // 8 + 4 + 4
     big = {"big.bin": random.Random(11).randbytes(4 * 1024 * KIB)}

@@ -40,8 +40,7 @@ from .writer import TargetFile
 # Files written and waiting, open (two descriptors each when written direct), for a
 # finisher's fsync and rename.
 FINISH_BACKLOG = 64
-# Small chunks (at most SMALL_JOB bytes) a worker takes at once from the shared job list.
-JOBS_PER_TAKE = 8
+# Small chunks (at most SMALL_JOB bytes) are taken up to Tuning.small_jobs_per_take at once.
 SMALL_JOB = 256 * 1024
 
 
@@ -157,14 +156,14 @@ class Downloader:
 
     def _next_jobs(self) -> list[Chunk | TargetFile]:
         """The next job, or several small ones in a row: one take of the shared lock per
-        JOBS_PER_TAKE small files instead of one per file (eight workers contending for
+        `small_jobs_per_take` small files instead of one per file (eight workers contending for
         it were a GIL hand-off per file). A big chunk ends the take, so the ranges of a
         big part still spread over the workers."""
         jobs: list[Chunk | TargetFile] = []
         with self._jobs_lock:
             for job in self._jobs:
                 jobs.append(job)
-                if (len(jobs) == JOBS_PER_TAKE or not isinstance(job, Chunk)
+                if (len(jobs) >= self.t.small_jobs_per_take or not isinstance(job, Chunk)
                         or job.length > SMALL_JOB):
                     break
         return jobs
