@@ -35,10 +35,11 @@ def buffer(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
-def open_direct(path: str, flags: int) -> int:
-    """path opened with O_DIRECT added to flags, or -1 where the filesystem refuses it."""
+def open_direct(path: str, flags: int, dir_fd: int | None = None) -> int:
+    """path (relative to dir_fd when given) opened with O_DIRECT added to flags, or -1
+    where the filesystem refuses it."""
     try:
-        return os.open(path, flags | os.O_DIRECT | os.O_CLOEXEC)
+        return os.open(path, flags | os.O_DIRECT | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as e:
         if e.errno in _REFUSED:
             return -1

@@ -27,6 +27,7 @@ LIBC.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, c
 # openat2(2) (Linux 5.6): the same syscall number on every architecture.
 _SYS_OPENAT2 = 437
 RESOLVE_BENEATH = 0x08  # every component must stay below dirfd: no "..", no absolute symlinks
+RESOLVE_NO_SYMLINKS = 0x04  # no component may be a symlink at all
 
 
 class _OpenHow(ctypes.Structure):

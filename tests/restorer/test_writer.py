@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from snapferry import directio
+from snapferry import beneath, directio
 from snapferry.parts import Part
 from snapferry.restorer import writer
 from snapferry.restorer.bytepath import choose_byte_path
@@ -105,9 +105,24 @@ def test_ensure_parent_looks_once_at_a_directory_another_worker_made_and_replace
     monkeypatch.setattr(os, "stat", stat)
     monkeypatch.setattr(os, "lstat", lstat)
     made: set[str] = set()
-    assert writer.ensure_parent(str(root), "data/p1/f.bin", made) == str(root / "data" / "p1")
-    assert looks == [str(root / "data"), str(root / "data" / "p1")]  # one look each, no more
-    writer.ensure_parent(str(root), "data/p2/f.bin", made)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    d, fd = writer.ensure_parent(root_fd, str(root), "data/p1/f.bin", made)
+    os.close(fd)
+    assert d == str(root / "data" / "p1")
+    assert looks == ["data", "p1"]  # one look each (relative to its parent's descriptor), no more
+    os.close(writer.ensure_parent(root_fd, str(root), "data/p2/f.bin", made)[1])
     monkeypatch.undo()
     assert (root / "data" / "p2").is_dir() and not (root / "data" / "p2").is_symlink()
     assert list(outside.iterdir()) == []
+    # Once made, a directory swapped for a symlink is refused, not followed.
+    (root / "data" / "p2").rmdir()
+    (root / "data" / "p2").symlink_to(outside)
+    with pytest.raises(OSError) as e:
+        writer.ensure_parent(root_fd, str(root), "data/p2/g.bin", made)
+    assert beneath.is_link_error(e.value)
+    (root / "data").rename(tmp_path / "moved")
+    (root / "data").symlink_to(tmp_path / "moved")  # an upper directory this time
+    with pytest.raises(OSError) as e:
+        writer.ensure_parent(root_fd, str(root), "data/p1/g.bin", made)
+    assert beneath.is_link_error(e.value)
+    os.close(root_fd)

@@ -179,6 +179,7 @@ def run_restore(
 ) -> RestoreResult:
     start = time.monotonic()
     root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force)
+    session: RestoreSession | None = None
     try:
         if lock is None:
             os.makedirs(root, exist_ok=True)
@@ -207,6 +208,8 @@ def run_restore(
             dl.run()
         session.end()
     finally:
+        if session is not None:
+            session.close()
         if lock is not None:
             lock.close()
     seconds = time.monotonic() - start

@@ -38,15 +38,17 @@ class Journal:
         self._fd = fd
 
     @classmethod
-    def create(cls, path: str, file_size: int) -> Journal:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    def create(cls, path: str, file_size: int, dir_fd: int | None = None) -> Journal:
+        """path is relative to dir_fd when given (the file's directory, see beneath.py)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o644, dir_fd=dir_fd)
         os.write(fd, _line(f"{_MAGIC} {file_size:x}"))
         os.fdatasync(fd)
         return cls(path, fd)
 
     @classmethod
-    def reopen(cls, path: str) -> Journal:
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+    def reopen(cls, path: str, dir_fd: int | None = None) -> Journal:
+        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd))
 
     def record(self, offset: int, size: int) -> None:
         """Call only after the part's bytes are durable (fdatasync of the .tmp)."""

@@ -39,8 +39,8 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from .. import durable
-from ..names import JOURNAL_SUFFIX, RESTORE_IN_PROGRESS_FILE
+from .. import beneath, durable
+from ..names import RESTORE_IN_PROGRESS_FILE
 from ..parts import Part
 
 if TYPE_CHECKING:
@@ -56,6 +56,24 @@ class RestoreSession:
         self._dirs: set[str] = {root}  # directories whose entries changed and are not synced yet
         self._lock = threading.Lock()
         self.batched = 0  # files made durable by the syncfs in `end`
+        self._root_fd = -1
+
+    @property
+    def root_fd(self) -> int:
+        """An O_PATH descriptor of the root: every file's directory is opened below it
+        (beneath.py), so a directory swapped for a symlink mid-run is never followed."""
+        if self._root_fd < 0:
+            with self._lock:
+                if self._root_fd < 0:
+                    self._root_fd = beneath.open_root(self.root)
+        return self._root_fd
+
+    def close(self) -> None:
+        """Let go of the root's descriptor (`end` does; a failed restore calls this)."""
+        with self._lock:
+            fd, self._root_fd = self._root_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     # -- 1 and 2 -------------------------------------------------------------------
     def begin(self) -> None:
@@ -100,19 +118,19 @@ class RestoreSession:
         finally:
             os.close(fd)
         if not tf.inplace:
-            os.rename(tf.tmp, tf.final)
+            os.rename(tf.tmp_name, tf.name, src_dir_fd=tf.dir_fd(), dst_dir_fd=tf.dir_fd())
         journal = tf.journal
         if journal is not None:
             journal.close()
         if journal is not None or tf.inplace:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(tf.final + JOURNAL_SUFFIX)
+                os.unlink(tf.journal_name, dir_fd=tf.dir_fd())
         self.dir_changed(os.path.dirname(tf.final))
 
     def batch_file_written(self, tf: TargetFile) -> None:
         """A batched file is whole: renamed now, made durable by `end`'s syncfs."""
         os.close(tf.release_fds())
-        os.rename(tf.tmp, tf.final)
+        os.rename(tf.tmp_name, tf.name, src_dir_fd=tf.dir_fd(), dst_dir_fd=tf.dir_fd())
         with self._lock:
             self.batched += 1
 
@@ -142,3 +160,4 @@ class RestoreSession:
                     durable.fsync_dir(d)
         os.unlink(self.marker)
         durable.fsync_dir(self.root)
+        self.close()

@@ -16,7 +16,7 @@ import stat
 import threading
 from collections.abc import Callable
 
-from .. import directio
+from .. import beneath, directio
 from ..checksums import region_crcs
 from ..errors import BadBackupError, NoSpaceError, SnapferryError
 from ..libc import LIBC
@@ -44,42 +44,59 @@ def preallocate(fd: int, size: int, name: str) -> None:
 
 
 def ensure_parent(
-    root: str, rel: str, made: set[str] | None = None, created: Callable[[str], None] | None = None
-) -> str:
-    """Create the directories of rel below root as real directories; return the dir path.
+    root_fd: int, root: str, rel: str, made: set[str] | None = None,
+    created: Callable[[str], None] | None = None,
+) -> tuple[str, int]:
+    """Create the directories of rel below root as real directories; return the directory's
+    path and an O_PATH descriptor of it (the caller closes it).
 
-    A symlink or file standing where a directory must be is removed (not followed),
-    so nothing is ever written outside root. `made` remembers directories already
-    checked in this run, so each is looked at once, not once per file. `created` is
-    told of every directory whose entries changed (the parent of each new one).
+    A symlink or file standing where a directory must be is removed (not followed), so
+    nothing is ever written outside root; every step is taken through descriptors, so a
+    directory swapped for a symlink while the restore runs is refused, not followed
+    (beneath.py). `made` remembers directories already checked in this run, so each is
+    made once, not once per file. `created` is told of every directory whose entries
+    changed (the parent of each new one).
     """
     parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
+    path = os.path.join(root, parent_rel) if parent_rel else root
     if made is not None and parent_rel in made:
-        return os.path.join(root, parent_rel) if parent_rel else root
+        return path, beneath.open_dir(root_fd, parent_rel)
+    fd = os.dup(root_fd)
     d = root
     sub = ""
-    for seg in parent_rel.split("/") if parent_rel else ():
-        d = os.path.join(d, seg)
-        sub = f"{sub}/{seg}" if sub else seg
-        if made is not None and sub in made:
-            continue  # made or checked already: no mkdir and no two stats for every new directory
-        try:
-            os.mkdir(d, 0o755)
-            if created is not None:
-                created(os.path.dirname(d))
-        except FileExistsError:
-            # One lstat: a symlink is not a directory here (workers race to make the same one).
-            if not stat.S_ISDIR(os.lstat(d).st_mode):
-                os.unlink(d)
-                os.mkdir(d, 0o755)
-                if created is not None:
-                    created(os.path.dirname(d))
-        if made is not None:
-            made.add(sub)
-    return d
+    try:
+        for seg in parent_rel.split("/") if parent_rel else ():
+            d = os.path.join(d, seg)
+            sub = f"{sub}/{seg}" if sub else seg
+            if made is None or sub not in made:
+                try:
+                    os.mkdir(seg, 0o755, dir_fd=fd)
+                    if created is not None:
+                        created(os.path.dirname(d))
+                except FileExistsError:
+                    # One lstat: a symlink is not a directory here (workers race to make the same one).
+                    if not stat.S_ISDIR(os.lstat(seg, dir_fd=fd).st_mode):
+                        os.unlink(seg, dir_fd=fd)
+                        os.mkdir(seg, 0o755, dir_fd=fd)
+                        if created is not None:
+                            created(os.path.dirname(d))
+                if made is not None:
+                    made.add(sub)
+            parent, fd = fd, -1
+            fd = beneath.step(parent, seg)  # closes the parent's descriptor, also when it fails
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    return d, fd
 
 
 def io_error(e: OSError, name: str) -> SnapferryError:
+    if beneath.is_link_error(e):
+        return SnapferryError(
+            f"a directory on the way to {name!r} in the target was replaced by a symlink while the restore "
+            "ran, so nothing was written through it; find what else writes to the target, stop it, and rerun"
+        )
     if e.errno == errno.ENOSPC:
         return NoSpaceError(f"no space left on the device while writing {name!r}; free space and rerun")
     return SnapferryError(f"cannot write {name!r}: {e.strerror}")
@@ -90,7 +107,7 @@ class TargetFile:
     __slots__ = (
         "_checked", "_dirs_made", "_expected", "_fallback", "_left", "_left_total", "_lock", "_opened",
         "_session", "_verified", "batch", "byte_path", "dfd", "fd", "final", "finished", "inplace",
-        "journal", "plan", "root", "tmp",
+        "journal", "journal_name", "name", "pfd", "plan", "root", "tmp", "tmp_name",
     )
 
     def __init__(
@@ -112,6 +129,12 @@ class TargetFile:
         self.final = os.path.join(root, plan.path)
         self.inplace = plan.mode is FileMode.INPLACE
         self.tmp = self.final if self.inplace else self.final + TMP_SUFFIX
+        # Names inside the file's directory, used through pfd (beneath.py): never a path
+        # that a directory swapped for a symlink could lead out of the target.
+        self.name = os.path.basename(plan.path)
+        self.tmp_name = os.path.basename(self.tmp)
+        self.journal_name = self.name + JOURNAL_SUFFIX
+        self.pfd = -1  # an O_PATH descriptor of the file's directory (dir_fd)
         self.fd = -1
         # A second descriptor with O_DIRECT, for the aligned blocks; -1 when not used.
         self.dfd = -1
@@ -139,32 +162,41 @@ class TargetFile:
             if self._opened:
                 return
             try:
-                self._session.dir_changed(
-                    ensure_parent(self.root, self.plan.path, self._dirs_made, self._session.dir_changed)
+                d, self.pfd = ensure_parent(
+                    self._session.root_fd, self.root, self.plan.path, self._dirs_made, self._session.dir_changed
                 )
+                self._session.dir_changed(d)
+                pfd = self.pfd
                 if self.plan.mode is FileMode.RESUME:
-                    self.fd = os.open(self.tmp, os.O_RDWR | os.O_CLOEXEC)
-                    self.journal = Journal.reopen(self.final + JOURNAL_SUFFIX)
+                    self.fd = os.open(self.tmp_name, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=pfd)
+                    self.journal = Journal.reopen(self.journal_name, pfd)
                 elif self.inplace:
-                    if os.path.islink(self.final):
-                        os.unlink(self.final)
+                    with contextlib.suppress(FileNotFoundError):
+                        if stat.S_ISLNK(os.lstat(self.name, dir_fd=pfd).st_mode):
+                            os.unlink(self.name, dir_fd=pfd)
                     if not self.plan.has_journal:
                         # Marks the file as ours before its first byte, so a rerun may trust its length.
-                        Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size).close()
-                    self.fd = os.open(self.final, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                        Journal.create(self.journal_name, self.plan.file_size, pfd).close()
+                    self.fd = os.open(self.name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+                                      dir_fd=pfd)
                     os.ftruncate(self.fd, self.plan.truncate_to)
                 else:
                     self.fd = os.open(
-                        self.tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
+                        self.tmp_name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+                        dir_fd=pfd,
                     )
                     if not self.batch:  # a few KiB gain nothing from it but a syscall
                         preallocate(self.fd, self.plan.file_size, self.plan.path)
                     if self.plan.has_journal:
-                        self.journal = Journal.create(self.final + JOURNAL_SUFFIX, self.plan.file_size)
+                        self.journal = Journal.create(self.journal_name, self.plan.file_size, pfd)
                 if self.byte_path is BytePath.DIRECT:
-                    self.dfd = directio.open_direct(self.tmp, os.O_WRONLY)
+                    self.dfd = directio.open_direct(self.tmp_name, os.O_WRONLY, pfd)
                     if self.dfd < 0:
                         self.byte_path = self._fallback
+                if not self.batch:
+                    # A file waiting for its fsync holds descriptors (finisher backlog): its
+                    # directory is opened again when it is renamed.
+                    self.close_parent()
             except BaseException as e:
                 # Nothing half-open stays behind (an ENOSPC from preallocate would leak the
                 # descriptor on every retry and keep the filesystem busy).
@@ -182,6 +214,20 @@ class TargetFile:
         journal, self.journal = self.journal, None
         if journal is not None:
             journal.close()
+        self.close_parent()
+
+    def dir_fd(self) -> int:
+        """The O_PATH descriptor of the file's directory, opened again below the root if
+        it was let go (a swap since then is refused, see beneath.py)."""
+        if self.pfd < 0:
+            parent_rel = self.plan.path.rsplit("/", 1)[0] if "/" in self.plan.path else ""
+            self.pfd = beneath.open_dir(self._session.root_fd, parent_rel)
+        return self.pfd
+
+    def close_parent(self) -> None:
+        pfd, self.pfd = self.pfd, -1
+        if pfd >= 0:
+            os.close(pfd)
 
     @property
     def direct(self) -> bool:
@@ -247,6 +293,8 @@ class TargetFile:
                 self._session.file_written(self)
         except OSError as e:
             raise io_error(e, self.plan.path) from e
+        finally:
+            self.close_parent()
         self.finished = True
 
     def _verify(self, expected: dict[str, list[int]]) -> None:
@@ -255,15 +303,12 @@ class TargetFile:
             if want is None:
                 continue
             if region_crcs(self.fd, p.offset, p.size) != want:
-                # The bytes are wrong, so they must not survive for a resume either.
-                self.abandon()
-                for leftover in (self.tmp, self.final + JOURNAL_SUFFIX):
-                    if not self.inplace or leftover != self.tmp:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(leftover)
-                if self.inplace:
+                # The bytes are wrong, so they must not survive for a resume either
+                # (in place, the file itself is the leftover).
+                for leftover in {self.tmp_name, self.journal_name}:
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.final)
+                        os.unlink(leftover, dir_fd=self.dir_fd())
+                self.abandon()
                 raise BadBackupError(
                     f"the restored bytes of {p.name} do not match the backup's checksum: the backup or the "
                     "download is corrupt; rerun the restore, and if it fails again make a new backup"
@@ -278,3 +323,4 @@ class TargetFile:
             self.fd = -1
         if self.journal is not None:
             self.journal.close()
+        self.close_parent()
