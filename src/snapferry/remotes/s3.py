@@ -22,6 +22,7 @@ from contextlib import suppress
 from typing import Any
 
 from ..checksums import ChecksumAlgorithm, ProviderChecksum, crc32, parse_s3_checksum
+from ..crc32c_ext import crc32c
 from ..errors import UsageError
 from ..parts import Part
 from ._cloud import Classified, Failure, HttpStatus, ObjectStore, status_failure
@@ -207,9 +208,7 @@ class S3Remote(ObjectStore, KeepsChecksums):
         if alg == "CRC32":
             digest = (crc if crc is not None else crc32(data)).to_bytes(4, "big")
         elif alg == "CRC32C":
-            import crc32c  # loaded only by the runs that ask for it
-
-            digest = crc32c.crc32c(data).to_bytes(4, "big")
+            digest = crc32c(data).to_bytes(4, "big")
         else:
             digest = hashlib.new(alg.lower(), data).digest()
         headers = {f"x-amz-checksum-{alg.lower()}": base64.b64encode(digest).decode()}
