@@ -8,7 +8,6 @@ interruption resumes, because the listing sees what is already there.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sized
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from .. import __version__, checksums
 from ..errors import SnapferryError, UsageError
@@ -36,58 +35,20 @@ from ..parts import (
     validate_listing,
 )
 from ..progress import Progress, human_bytes
-from ..remotes.base import Body, LocalRegion, Remote, local_tree
+from ..remotes.base import LocalRegion, Remote, local_tree
 from ..remotes.location import local_location, location_of, refuse_overlap, within
 from ..results import BackupResult
 from ..retry import RetryPolicy, retrying
 from ..snapshot import snapshot_time
 from ..throttle import Cancelled, Throttle
 from ..tuning import Tuning
+from .uploads import FileRegionBody, upload_batches, upload_with_retries
+
+__all__ = ["FileRegionBody", "parallel", "refuse_dst_inside", "refuse_nested_backups", "run_backup",
+           "upload_with_retries"]  # the last also for copy.py, as before uploads.py
 
 log = logging.getLogger("snapferry")
 T = TypeVar("T")
-
-
-class FileRegionBody:
-    """Exactly `size` bytes of a source file from `offset`, for uploads.
-
-    Opened on the first read: backends that copy from the LocalRegion never read it."""
-
-    def __init__(self, path: str, offset: int, size: int) -> None:
-        self.path = path
-        self.size = size
-        self._pos = offset
-        self._end = offset + size
-        self._f: io.FileIO | None = None
-
-    def read(self, n: int = -1) -> bytes:
-        left = self._end - self._pos
-        if n < 0 or n > left:
-            n = left
-        if n <= 0:
-            return b""
-        if self._f is None:
-            try:
-                self._f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-            except OSError as e:
-                raise SnapferryError(
-                    f"cannot read the source file {self.path!r}: {e.strerror}; fix its permissions"
-                ) from e
-            self._f.seek(self._pos)
-        try:
-            data = self._f.read(n)
-        except OSError as e:
-            raise SnapferryError(f"cannot read the source file {self.path!r}: {e.strerror}") from e
-        if not data:
-            raise SnapferryError(
-                f"the source file {self.path!r} shrank during the backup; back up a snapshot, not live files"
-            )
-        self._pos += len(data)
-        return data
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
 
 
 def parallel(
@@ -145,50 +106,6 @@ def parallel(
 
 
 _END = object()
-
-
-class _ClosableBody(Body, Protocol):
-    def close(self) -> None: ...
-
-
-def upload_with_retries(
-    dst: Remote,
-    part: Part,
-    open_body: Callable[[], _ClosableBody],
-    local: LocalRegion | None,
-    retry: RetryPolicy,
-    throttle: Throttle,
-    progress: Progress,
-    stop: threading.Event,
-) -> list[int] | None:
-    """Upload one part, retrying transient failures with a fresh body each time.
-
-    The bytes pass the shared throttle and count once on the progress bar (a failed
-    attempt's bytes are taken back); once `stop` is set the upload aborts. Returns
-    what the backend's upload_part returned (the part's block CRCs, or None).
-    """
-    crcs: list[int] | None = None
-    sent = [0]
-
-    def on_bytes(n: int) -> None:
-        if stop.is_set():
-            raise Cancelled()
-        sent[0] += n
-        throttle.take(n, stop)
-        progress.add(n)
-
-    for attempt in retrying(retry):
-        with attempt:
-            progress.add(-sent[0])
-            sent[0] = 0
-            body = open_body()
-            try:
-                crcs = dst.upload_part(part, body, local, on_bytes)
-            finally:
-                body.close()
-    # Backends that copy zero-copy may report fewer steps than bytes.
-    progress.add(part.size - sent[0])
-    return crcs
 
 
 def source_parts(files: list[SourceFile], max_part_size: int) -> tuple[list[Part], dict[str, str]]:
@@ -304,7 +221,13 @@ def _backup(
             # bytes are in the page cache right after the upload, and hashing them is cheap.
             crcs[p.name] = sent if sent is not None else _local_crcs(path, p)
 
-        parallel(concurrency, to_upload, upload_one, stop)
+        def upload_batch(batch: list[Part]) -> None:
+            for p in batch:
+                if stop.is_set():
+                    raise Cancelled()
+                upload_one(p)
+
+        parallel(concurrency, upload_batches(to_upload), upload_batch, stop)
 
     uploaded = {p.name for p in to_upload}
     unknown: list[Part] = []

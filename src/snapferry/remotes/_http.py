@@ -91,12 +91,25 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 
 def get(conns: Connections, target: str, host_header: str, headers: dict[str, str], what: str) -> Response:
-    """Send `GET target` and read the response head (sent again once, on a new connection, when
-    a pooled socket turns out closed by the server before it answered: the race _closed_by_peer
-    cannot see)."""
-    lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
+    """Send `GET target` and read the response head."""
+    return request(conns, "GET", target, host_header, headers, what)
+
+
+# Up to this size the body goes out in the same send as the head: one syscall, one segment.
+_JOIN_BODY = 64 * 1024
+
+
+def request(conns: Connections, method: str, target: str, host_header: str, headers: dict[str, str], what: str,
+            body: bytes | bytearray = b"") -> Response:
+    """Send one request (with `body`, whose Content-Length the caller put in `headers`) and
+    read the response head. It is sent again once, on a new connection, when a pooled socket
+    turns out closed by the server before it answered: the race _closed_by_peer cannot see
+    (the server saw no request, so a PUT is not sent twice to one that did)."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    if len(body) <= _JOIN_BODY:
+        head, body = head + body, b""
     for _ in range(2):
         try:
             sock, reused = conns.get()
@@ -105,7 +118,9 @@ def get(conns: Connections, target: str, host_header: str, headers: dict[str, st
                 f"{what} failed: cannot connect to {conns.host}:{conns.port}: {e}"
             ) from e
         try:
-            sock.sendall(request)
+            sock.sendall(head)
+            if body:
+                sock.sendall(body)
             return Response(conns, sock, what)
         except _StaleConnection:
             sock.close()
@@ -199,6 +214,33 @@ class Response:
                     break
                 out += chunk
         self._keep = False
+        self.close()
+        return bytes(out)
+
+    def read_body(self, limit: int = 1024 * 1024) -> bytes:
+        """The whole (small) body of an answer with a length, and the connection back to the
+        pool; a body without a length, or over `limit`, ends the connection (read_small)."""
+        if self.length < 0 or self.length > limit:
+            return self.read_small(limit)
+        out = bytearray(self._pending[: self.length])
+        self._pending = b""
+        sock = self._sock
+        try:
+            while sock is not None and len(out) < self.length:
+                chunk = sock.recv(self.length - len(out))
+                if not chunk:
+                    raise self._broken("the connection closed")
+                out += chunk
+        except TimeoutError:
+            self.close()
+            raise self._broken(f"no byte for {self._conns.read_timeout:g} s") from None
+        except OSError as e:
+            self.close()
+            raise self._broken(str(e)) from e
+        except BaseException:
+            self.close()
+            raise
+        self._advance(len(out))
         self.close()
         return bytes(out)
 

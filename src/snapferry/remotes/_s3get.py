@@ -1,7 +1,8 @@
-"""The S3 read fast path: GETs, HEADs and listings on presigned URLs over a plain pool.
+"""The S3 fast path: GETs, HEADs and listings on presigned URLs, and single PUTs (objects,
+upload parts) signed in headers, over a plain pool.
 
-botocore signs and sends every write; the reads skip its request pipeline and
-response parser (about 1.2 ms of CPU per GET). With static keys (_s3static) the
+These skip botocore's request pipeline and response parser (about 1.2 ms of CPU per
+GET; a PUT of a small part cost more). With static keys (_s3static) the
 base URL and signing region are known without botocore, which then is never
 imported by a restore or a verify. Otherwise botocore presigns one probe key
 once, which fixes them; each request after it is signed by _sigv4 (checked
@@ -121,10 +122,43 @@ class FastGets:
         data: bytes = resp.data
         return data
 
+    def fast_signer(self) -> _sigv4.GetSigner | None:
+        """Our signer when it knows the base URL (after the one probe), else None: botocore then."""
+        if not self._probed:
+            self.presigned_get(self._probe_key)
+        return self.signer
+
+    def send(self, method: str, key: str, headers: dict[str, str], body: bytes | bytearray, payload_hash: str,
+             what: str, query: dict[str, str] | None = None) -> dict[str, str]:
+        """One header-signed request with a body (a PUT of an object or of one upload part),
+        for when fast_signer() is not None. Returns the answer's headers (lower-case names);
+        an answer other than 200 raises HttpStatus with S3's error code, for _classify."""
+        signer = self.signer
+        assert signer is not None, "send() needs fast_signer()"
+        quoted = urllib.parse.quote(key, safe="/~")
+        query_s = _sigv4.canonical_query(query) if query else ""
+        hdrs = {**headers, "content-length": str(len(body))}
+        hdrs.update(signer.headers(quoted, self._keys(), method, hdrs, payload_hash, query_s))
+        target = signer.target(quoted) + (f"?{query_s}" if query_s else "")
+        url = signer.base_url(quoted) + (f"?{query_s}" if query_s else "")
+        split = urllib.parse.urlsplit(url)
+        if split.scheme == "http" and _http.SUPPORTED:
+            conns = self._http_conns(split)
+            r = _http.request(conns, method, target, signer.host, hdrs, f"{what} on {self._url}", body)
+            if r.status != 200:
+                raise _status(r.status, r.read_small())
+            r.read_body()
+            return r.headers
+        # urllib3 sends bytes whole but would iterate a bytearray as ints: one copy, over TLS only.
+        resp = self._pool.request(method, url, body=bytes(body), headers=hdrs)
+        if resp.status != 200:
+            raise _status(resp.status, resp.data[:4096])
+        return {k.lower(): v for k, v in resp.headers.items()}
+
     def head(self, key: str, query: dict[str, str] | None = None,
              headers: dict[str, str] | None = None) -> urllib3.HTTPHeaderDict:
         """The object's headers; HttpStatus (no code: a HEAD has no body) when it is not there.
-        `query` and `headers` are S3's names (partNumber, x-amz-checksum-mode): static keys only."""
+        `query` and `headers` are S3's names (partNumber, x-amz-checksum-mode): fast_signer() only."""
         params = {"Bucket": self._bucket, "Key": key}
         url = self._presign(urllib.parse.quote(key, safe="/~"), "HEAD", query or {}, "head_object", params, headers)
         resp = self._pool.request("HEAD", url, headers=headers)
@@ -146,7 +180,7 @@ class FastGets:
         if self.signer is not None:
             return self.signer.url(quoted_key, self._keys(), method=method, query=query, headers=headers)
         if headers:
-            raise RuntimeError("signed headers need the fast signer")  # S3Remote asks only with static keys
+            raise RuntimeError("signed headers need the fast signer")  # S3Remote asks only when fast_signer()
         url: str = self._client().generate_presigned_url(op, Params=params, ExpiresIn=3600, HttpMethod=method)
         return url
 
@@ -200,7 +234,16 @@ class FastGets:
 
 
 def _status(status: int, body: bytes) -> HttpStatus:
-    code = ""
-    if b"<Code>" in body:
-        code = body.split(b"<Code>", 1)[1].split(b"</Code>", 1)[0].decode(errors="replace")
-    return HttpStatus(status, code)
+    """The error answer, worded as botocore words it ("Code Message") when the body says."""
+    code, message = _xml_field(body, b"Code"), _xml_field(body, b"Message")
+    e = HttpStatus(status, code)
+    if code:
+        e.args = (f"{code} {message}".rstrip(),)
+    return e
+
+
+def _xml_field(body: bytes, name: bytes) -> str:
+    start, end = b"<" + name + b">", b"</" + name + b">"
+    if start not in body:
+        return ""
+    return body.split(start, 1)[1].split(end, 1)[0].decode(errors="replace")

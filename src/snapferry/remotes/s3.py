@@ -1,8 +1,10 @@
 """The `s3://bucket/prefix` remote (AWS S3 and S3-compatible stores) on botocore.
 
-botocore sends the writes, one attempt each (retries are the RetryPolicy's, see
-_cloud.ObjectStore); the reads (ranged GETs, small GETs, HEADs, listings) go
-through _s3get's presigned fast path. With static keys (_s3static) botocore is
+botocore sends the multipart uploads, copies and deletes, one attempt each (retries
+are the RetryPolicy's, see _cloud.ObjectStore); the reads (ranged GETs, small GETs,
+HEADs, listings) and the single PUTs (every part below the multipart threshold: nearly
+all of a small-file backup) go through _s3get's signed fast path whenever its signer
+knows the endpoint's URL shape, with the same headers botocore would send. With static keys (_s3static) botocore is
 imported and its client made only on the first write, so a restore or a verify
 never pays its ~0.5 s start-up; other credentials create it up front, as before.
 """
@@ -10,6 +12,7 @@ never pays its ~0.5 s start-up; other credentials create it up front, as before.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import sys
 import threading
@@ -18,12 +21,14 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
-from ..checksums import ChecksumAlgorithm, ProviderChecksum, parse_s3_checksum
+from ..checksums import ChecksumAlgorithm, ProviderChecksum, crc32, parse_s3_checksum
+from ..crc32c_ext import crc32c
 from ..errors import UsageError
 from ..parts import Part
 from ._cloud import Classified, Failure, HttpStatus, ObjectStore, status_failure
 from ._s3get import FastGets
 from ._s3static import StaticS3, static_setup
+from ._sigv4 import UNSIGNED_PAYLOAD
 from ._transfer import STREAM_ERRORS, ChunkSource
 from .base import KeepsChecksums, Reader, RemoteOptions
 
@@ -42,6 +47,11 @@ _EXISTS_CODES = frozenset({"PreconditionFailed", "412"})
 _FULL_CODES = frozenset({"QuotaExceeded", "XMinioStorageFull"})  # Ceph RGW, MinIO
 _CREDS_HELP = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass an AWS credentials file "
                "(--creds-file-path)")
+# PutObject's arguments in _write_args, by the header botocore sends each in.
+_ARG_HEADERS = {"StorageClass": "x-amz-storage-class", "ACL": "x-amz-acl",
+                "ServerSideEncryption": "x-amz-server-side-encryption",
+                "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id", "Tagging": "x-amz-tagging"}
+_CHECKSUM_ALGORITHMS = frozenset({"CRC32", "CRC32C", "SHA1", "SHA256"})  # what the fast PUT computes
 _CHECKSUM_FIELDS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256", "ChecksumCRC64NVME")
 
 
@@ -65,6 +75,7 @@ class S3Remote(ObjectStore, KeepsChecksums):
                 raise UsageError(f"the AWS {what} {path!r} for {self.url} does not exist")
         checksum = (opts.s3_checksum_algorithm or "").upper()
         self._checksum_alg = checksum if checksum not in ("", "NONE") else None
+        self._no_checksum = checksum == "NONE"
         self._lazy = _LazyClient(opts, self.url, endpoint)  # shared with child() copies
         self._static: StaticS3 | None = static_setup(
             bucket, endpoint, opts.s3_force_path_style, opts.creds_file_path, opts.config_file_path,
@@ -172,12 +183,55 @@ class S3Remote(ObjectStore, KeepsChecksums):
 
     def _checksum_arg(self, crc: int | None) -> dict[str, str]:
         """The CRC32 header of a body whose CRC came free with the manifest's block CRCs;
-        botocore then does not hash the body a second time."""
-        if self._checksum_alg not in (None, "CRC32") or crc is None:
+        botocore then does not hash the body a second time. None with "NONE", which is
+        there for stores that reject checksum headers (it used to send this one still)."""
+        if self._checksum_alg not in (None, "CRC32") or crc is None or self._no_checksum:
             return {}
         return {"ChecksumCRC32": base64.b64encode(crc.to_bytes(4, "big")).decode()}
 
+    def _write_headers(self) -> dict[str, str]:
+        """_write_args as the headers botocore serializes them to (the checksum aside)."""
+        args = self._write_args()
+        args.pop("ChecksumAlgorithm", None)
+        headers = {f"x-amz-meta-{k}": v for k, v in args.pop("Metadata", {}).items()}
+        headers.update({_ARG_HEADERS[k]: v for k, v in args.items()})  # a KeyError: a new arg lacks its header
+        return headers
+
+    def _checksum_headers(self, data: bytes | bytearray, crc: int | None) -> dict[str, str] | None:
+        """The checksum headers botocore would send with this body (its default is CRC32;
+        "NONE" sends none), or None for an algorithm only botocore computes (CRC64NVME)."""
+        if self._no_checksum:
+            return {}
+        alg = self._checksum_alg or "CRC32"
+        if alg not in _CHECKSUM_ALGORITHMS:
+            return None
+        if alg == "CRC32":
+            digest = (crc if crc is not None else crc32(data)).to_bytes(4, "big")
+        elif alg == "CRC32C":
+            digest = crc32c(data).to_bytes(4, "big")
+        else:
+            digest = hashlib.new(alg.lower(), data).digest()
+        headers = {f"x-amz-checksum-{alg.lower()}": base64.b64encode(digest).decode()}
+        # botocore names the algorithm when it was asked for one or computed its default;
+        # a value given it (_checksum_arg) goes alone, and moto, for one, keeps it only named.
+        if self._checksum_alg is not None or crc is None:
+            headers["x-amz-sdk-checksum-algorithm"] = alg
+        return headers
+
+    def _payload_hash(self, data: bytes | bytearray) -> str:
+        # As botocore is configured (_botocore_client): a body with a checksum header goes
+        # unsigned; without one the signature covers its SHA-256.
+        if self._no_checksum:
+            return hashlib.sha256(data).hexdigest()
+        return UNSIGNED_PAYLOAD
+
     def _put(self, key: str, data: bytes | bytearray, crc: int | None, exclusive: bool) -> None:
+        if self.gets.fast_signer() is not None and (checksum := self._checksum_headers(data, crc)) is not None:
+            headers = {**self._write_headers(), **checksum}
+            if exclusive:
+                headers["if-none-match"] = "*"
+            self.gets.send("PUT", key, headers, data, self._payload_hash(data), f"writing {key}")
+            return
         extra = {"IfNoneMatch": "*"} if exclusive else {}
         self._client.put_object(
             Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
@@ -245,7 +299,7 @@ class S3Remote(ObjectStore, KeepsChecksums):
         return None
 
     def _head_checksum(self, key: str) -> dict[str, str]:
-        if self._static is None:
+        if self.gets.fast_signer() is None:
             head: dict[str, str] = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
             return head
         headers = self.gets.head(key, headers={"x-amz-checksum-mode": "ENABLED"})
@@ -253,7 +307,7 @@ class S3Remote(ObjectStore, KeepsChecksums):
                 for alg in (ChecksumAlgorithm.CRC32C, ChecksumAlgorithm.CRC32)}
 
     def _first_chunk_size(self, key: str) -> int:
-        if self._static is None:
+        if self.gets.fast_signer() is None:
             return int(self._client.head_object(Bucket=self.bucket, Key=key, PartNumber=1)["ContentLength"])
         return int(self.gets.head(key, query={"partNumber": "1"})["Content-Length"])
 
