@@ -43,6 +43,7 @@ from ..retry import RetryPolicy, retrying
 from ..snapshot import snapshot_time
 from ..throttle import Cancelled, Throttle
 from ..tuning import Tuning
+from .nesting import refuse_dst_inside_a_backup
 
 log = logging.getLogger("snapferry")
 T = TypeVar("T")
@@ -228,6 +229,7 @@ def run_backup(
             )
 
     files = list_source(src_dir)
+    refuse_dst_inside_a_backup(dst)
     stop = threading.Event()
     with BackupLease(dst, "backup", lease_ttl, on_lost=stop) as lease:
         return _backup(src_dir, files, dst, origin, concurrency, throttle, retry, max_part_size, progress_mode,
