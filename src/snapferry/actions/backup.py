@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from .. import __version__, checksums
-from ..errors import SnapferryError, UsageError
+from ..errors import SnapferryError, UsageError, unreadable_source
 from ..lease import BackupLease
 from ..local import SourceFile, list_source
 from ..names import MANIFEST_FILE
@@ -71,14 +71,12 @@ class FileRegionBody:
             try:
                 self._f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             except OSError as e:
-                raise SnapferryError(
-                    f"cannot read the source file {self.path!r}: {e.strerror}; fix its permissions"
-                ) from e
+                raise unreadable_source(self.path, e) from e
             self._f.seek(self._pos)
         try:
             data = self._f.read(n)
         except OSError as e:
-            raise SnapferryError(f"cannot read the source file {self.path!r}: {e.strerror}") from e
+            raise unreadable_source(self.path, e) from e
         if not data:
             raise SnapferryError(
                 f"the source file {self.path!r} shrank during the backup; back up a snapshot, not live files"
@@ -372,7 +370,7 @@ def _local_crcs(path: str, p: Part) -> list[int]:
     try:
         return checksums.file_crcs(path, p.offset, p.size)
     except OSError as e:
-        raise SnapferryError(f"cannot read the source file {path!r}: {e.strerror or e}") from e
+        raise unreadable_source(path, e) from e
 
 
 def _rfc3339(t: datetime) -> str:
