@@ -35,9 +35,11 @@ def test_parse_rejects_lowercase_and_short_hex() -> None:
     assert parse_name("/0000000000000001_0000000000000000_0000000000000001", 1) is None  # no path
 
 
-def test_parse_accepts_backslash_separator_and_strips_leading_slash() -> None:
+def test_parse_accepts_backslash_separator_and_keeps_a_leading_slash_for_validation() -> None:
     p = parse_name("/x/y\\0000000000000002_0000000000000000_0000000000000002", 2)
-    assert p is not None and p.path == "x/y" and p.size == 2
+    assert p is not None and p.path == "/x/y" and p.size == 2
+    with pytest.raises(BadBackupError, match="unsafe path '/x/y'"):
+        validate_path(p.path)
 
 
 def test_split_file_default_part_size_is_1gib() -> None:

@@ -6,6 +6,8 @@ message as one line and exits with its `exit_code`, never with a traceback.
 
 from __future__ import annotations
 
+import errno
+
 # Stable exit codes; documented in the README and asserted by tests.
 EXIT_OK = 0
 EXIT_FAILURE = 1  # runtime failure: I/O, network after retries, remote errors
@@ -54,3 +56,15 @@ class Interrupted(SnapferryError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def unreadable_source(path: str, e: OSError) -> SnapferryError:
+    """The one message for a source file a backup cannot open or read, with the advice its
+    errno calls for. Not retried: a local file that failed will not read on a retry either."""
+    advice = {
+        errno.EACCES: "fix its permissions, or run snapferry as a user who may read it",
+        errno.EPERM: "fix its permissions, or run snapferry as a user who may read it",
+        errno.ENOENT: "it vanished during the backup; back up a snapshot, not live files",
+        errno.EIO: "the disk under it may be failing; check the kernel log",
+    }.get(e.errno or 0, "check the file and the filesystem it is on")
+    return SnapferryError(f"cannot read the source file {path!r}: {e.strerror or e}; {advice}")

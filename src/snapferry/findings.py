@@ -37,7 +37,9 @@ class Problem:
         return {"part": self.part, "kind": self.kind.value, "expected": self.expected, "found": self.found}
 
     def __str__(self) -> str:
-        return f"{self.kind.value}: {self.part}: expected {self.expected}, found {self.found}"
+        # A name with a newline (junk from a hostile store) would split the one error line.
+        part = self.part if self.part.isprintable() else repr(self.part)
+        return f"{self.kind.value}: {part}: expected {self.expected}, found {self.found}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,8 +83,10 @@ def parse_name(name: str, actual_size: int) -> Part | None:
     m = _TAIL_RE.match(name, cut) if cut > 0 else None
     if m is None or "\n" in name[:cut]:
         return None
+    # A leading "/" stays: `prefix//abs/...` names the path "/abs", which validate_path
+    # refuses as unsafe; cut here, it named a part whose key is not the object's.
     return Part(
-        path=name[:cut].lstrip("/"),
+        path=name[:cut],
         file_size=int(m.group(1), 16),
         offset=int(m.group(2), 16),
         size=int(m.group(3), 16),

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from .. import __version__, checksums
-from ..errors import SnapferryError, UsageError
+from ..errors import UsageError, unreadable_source
 from ..lease import BackupLease
 from ..local import SourceFile, list_source
 from ..names import MANIFEST_FILE
@@ -42,6 +42,7 @@ from ..retry import RetryPolicy, retrying
 from ..snapshot import snapshot_time
 from ..throttle import Cancelled, Throttle
 from ..tuning import Tuning
+from .nesting import refuse_dst_inside_a_backup
 from .uploads import FileRegionBody, upload_batches, upload_with_retries
 
 __all__ = ["FileRegionBody", "parallel", "refuse_dst_inside", "refuse_nested_backups", "run_backup",
@@ -145,6 +146,7 @@ def run_backup(
             )
 
     files = list_source(src_dir)
+    refuse_dst_inside_a_backup(dst)
     stop = threading.Event()
     with BackupLease(dst, "backup", lease_ttl, on_lost=stop) as lease:
         return _backup(src_dir, files, dst, origin, concurrency, throttle, retry, max_part_size, progress_mode,
@@ -293,7 +295,7 @@ def _local_crcs(path: str, p: Part) -> list[int]:
     try:
         return checksums.file_crcs(path, p.offset, p.size)
     except OSError as e:
-        raise SnapferryError(f"cannot read the source file {path!r}: {e.strerror or e}") from e
+        raise unreadable_source(path, e) from e
 
 
 def _rfc3339(t: datetime) -> str:

@@ -35,6 +35,7 @@ from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
 from ..tuning import Tuning
 from .backup import parallel, refuse_nested_backups, upload_with_retries
+from .nesting import refuse_dst_inside_a_backup
 
 log = logging.getLogger("snapferry")
 _BLOCK = 8 * 1024 * 1024
@@ -126,6 +127,7 @@ def run_copy(
     validate_listing(src_parts, src.url)
     check_coverage(group_by_file(src_parts))
     check_inventory(src, src_parts, verify=False)
+    refuse_dst_inside_a_backup(dst)
     stop = threading.Event()
     with BackupLease(dst, "copy", lease_ttl, on_lost=stop) as lease:
         return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease, stop)

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from ..errors import SnapferryError, TransientRemoteError
+from ..errors import SnapferryError, TransientRemoteError, unreadable_source
 from ..parts import Part
 from ..progress import Progress
 from ..remotes.base import Body, LocalRegion, Remote
@@ -40,14 +40,12 @@ class FileRegionBody:
             try:
                 self._f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             except OSError as e:
-                raise SnapferryError(
-                    f"cannot read the source file {self.path!r}: {e.strerror}; fix its permissions"
-                ) from e
+                raise unreadable_source(self.path, e) from e
             self._f.seek(self._pos)
         try:
             data = self._f.read(n)
         except OSError as e:
-            raise SnapferryError(f"cannot read the source file {self.path!r}: {e.strerror}") from e
+            raise unreadable_source(self.path, e) from e
         if not data:
             raise SnapferryError(
                 f"the source file {self.path!r} shrank during the backup; back up a snapshot, not live files"

@@ -55,6 +55,26 @@ log = logging.getLogger("snapferry")
 _MIB = 1024 * 1024
 
 
+# What a restore does with each kind of problem: junk it skips, as vmrestore does; a
+# manifest that is no inventory it only warns of, unless --verify; the rest make it fail.
+_RESTORE_SKIPS = frozenset({ProblemKind.JUNK})
+_RESTORE_WARNS = frozenset({ProblemKind.UNLISTED, ProblemKind.MANIFEST})
+
+
+def advice(problems: list[Problem]) -> str:
+    """What to do about the problems found, and what a restore of the backup would do."""
+    kinds = {p.kind for p in problems}
+    skipped = sum(1 for p in problems if p.kind in _RESTORE_SKIPS)
+    if not kinds - _RESTORE_SKIPS:
+        return (f"a restore skips the {skipped} object(s) that are not parts, as vmrestore does; "
+                "delete them from the backup")
+    also = f"; it skips the {skipped} object(s) that are not parts" if skipped else ""
+    if not kinds - _RESTORE_SKIPS - _RESTORE_WARNS:
+        return ("rerun the backup to repair it (a restore --verify of it would refuse it, and a plain "
+                f"restore cannot tell whether parts are lost{also})")
+    return f"rerun the backup to repair it (a restore of it would fail{also})"
+
+
 @dataclass(frozen=True, slots=True)
 class Subset:
     """Slice `index` (1-based) of `count`: the parts whose name hashes to it."""

@@ -10,7 +10,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -157,9 +157,27 @@ def _open_files_up_to_the_hard_limit() -> None:
     import resource  # only here: the CLI's entry, not the library
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
+    want = nofile_soft_target(soft, hard, resource.RLIM_INFINITY, _nr_open)
+    if want is not None:
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def nofile_soft_target(soft: int, hard: int, infinity: int, nr_open: Callable[[], int]) -> int | None:
+    """The soft limit of open files to raise to, or None to leave it. An unlimited hard
+    limit (possible on BSDs and macOS; Linux refuses one above fs.nr_open) cannot be the
+    soft one too, since setrlimit refuses an infinite soft limit of open files: then the
+    cap is the most a process may open."""
+    cap = hard if hard != infinity else nr_open()
+    return None if soft == infinity or soft >= cap else cap
+
+
+def _nr_open() -> int:
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20  # Linux's default fs.nr_open
 
 
 def _big_buffers_unmapped_when_freed() -> None:

@@ -46,10 +46,12 @@ def verify(**kw: Any) -> None:
     if result.problems:
         # The result (with every problem) is the output, also with --json: one error line on
         # stderr and the exit code, not a second JSON object as for a failure to check.
+        from ..actions.verify import advice  # loaded by api.verify already: free here
+
         first = result.problems[0]
         click.echo(
             f"snapferry: error: {len(result.problems)} problem(s) found in {result.src}, first: {first}; "
-            "rerun the backup to repair it (a restore of it would fail)", err=True,
+            f"{advice(result.problems)}", err=True,
         )
         raise click.exceptions.Exit(EXIT_BAD_BACKUP)
 

@@ -174,9 +174,13 @@ class ObjectStore(abc.ABC):
         s3://); the manager opens one per backup under its --dst. `sub` must be
         validated by the caller (a layout name).
         """
+        return self.at(join_key(self.prefix, sub))
+
+    def at(self, prefix: str) -> Self:
+        """The remote at another prefix of the same bucket, on the same client (see child)."""
         c = copy.copy(self)
-        c.prefix = join_key(self.prefix, sub)
-        c.url = remote_url(self.scheme, self.bucket, c.prefix)
+        c.prefix = prefix
+        c.url = remote_url(self.scheme, self.bucket, prefix)
         return c
 
     def _key(self, name: str) -> str:

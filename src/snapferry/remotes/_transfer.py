@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import urllib3.exceptions
 
 from ..checksums import BlockCrcs
-from ..errors import RemoteError, SnapferryError, TransientRemoteError
+from ..errors import RemoteError, TransientRemoteError, unreadable_source
 from ..parts import Part
 from .base import Body, LocalRegion
 
@@ -62,9 +62,7 @@ class ChunkSource:
                 self._fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
                 # A local file we cannot open will not open on a retry either.
-                raise SnapferryError(
-                    f"cannot read the source file {local.path!r}: {e.strerror}; fix its permissions"
-                ) from e
+                raise unreadable_source(local.path, e) from e
 
     def __enter__(self) -> ChunkSource:
         return self
@@ -158,7 +156,7 @@ class ChunkSource:
                     break
                 got += k
         except OSError as e:
-            raise SnapferryError(f"cannot read the source file {self._local.path!r}: {e.strerror}") from e
+            raise unreadable_source(self._local.path, e) from e
         return got
 
     def _pread(self, n: int) -> bytes:
@@ -179,7 +177,7 @@ class ChunkSource:
                 got += len(more)
             return b"".join(pieces)
         except OSError as e:
-            raise SnapferryError(f"cannot read the source file {self._local.path!r}: {e.strerror}") from e
+            raise unreadable_source(self._local.path, e) from e
 
     def _body_read(self, n: int) -> bytes:
         data = self._body.read(n)

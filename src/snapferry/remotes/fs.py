@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from .. import directio, durable, libc
 from ..checksums import BlockCrcs
-from ..errors import BadBackupError, NoSpaceError, RemoteError, SnapferryError, UsageError
+from ..errors import BadBackupError, NoSpaceError, RemoteError, UsageError, unreadable_source
 from ..names import UPLOAD_TMP_SUFFIX
 from ..parts import Part, parse_listing
 from .base import Body, LocalRegion, LocalTree, Reader, Remote
@@ -396,7 +396,7 @@ def _copy_small(
     try:
         data = os.pread(sfd, size, local.offset)
     except OSError as e:
-        raise SnapferryError(f"cannot read the source file {local.path!r}: {e.strerror}") from e
+        raise unreadable_source(local.path, e) from e
     finally:
         os.close(sfd)
     crcs = BlockCrcs()
@@ -448,7 +448,7 @@ def _open_source(path: str) -> int:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         # Not the destination's fault, and no retry will fix it.
-        raise SnapferryError(f"cannot read the source file {path!r}: {e.strerror}; fix its permissions") from e
+        raise unreadable_source(path, e) from e
 
 
 def _outside(name: str, url: str) -> BadBackupError:

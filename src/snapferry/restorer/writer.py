@@ -99,6 +99,11 @@ def io_error(e: OSError, name: str) -> SnapferryError:
         )
     if e.errno == errno.ENOSPC:
         return NoSpaceError(f"no space left on the device while writing {name!r}; free space and rerun")
+    if e.errno == errno.ENAMETOOLONG:  # a name from the store no Linux filesystem can hold
+        return SnapferryError(
+            f"cannot write {name!r}: the target filesystem refuses the name (ENAMETOOLONG: a path segment "
+            "over 255 bytes); delete that object from the backup, or restore to a filesystem that accepts it"
+        )
     return SnapferryError(f"cannot write {name!r}: {e.strerror}")
 
 
