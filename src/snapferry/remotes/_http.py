@@ -163,6 +163,8 @@ class Response:
                 self.headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
         self._keep = self.headers.get("connection", "").lower() != "close" and parts[0] != b"HTTP/1.0"
         cl = self.headers.get("content-length")
+        if self.status in (204, 304):
+            cl = "0"  # no body, by definition (a DELETE's answer): the connection stays usable
         if "chunked" in self.headers.get("transfer-encoding", "").lower() or cl is None or not cl.isdigit():
             # Object stores answer GETs with a length; without one the body has no end we trust.
             self._keep = False

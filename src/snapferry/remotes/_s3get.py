@@ -129,10 +129,10 @@ class FastGets:
         return self.signer
 
     def send(self, method: str, key: str, headers: dict[str, str], body: bytes | bytearray, payload_hash: str,
-             what: str, query: dict[str, str] | None = None) -> dict[str, str]:
-        """One header-signed request with a body (a PUT of an object or of one upload part),
+             what: str, query: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> dict[str, str]:
+        """One header-signed request (a PUT of an object or of one upload part, a DELETE),
         for when fast_signer() is not None. Returns the answer's headers (lower-case names);
-        an answer other than 200 raises HttpStatus with S3's error code, for _classify."""
+        an answer not in `ok` raises HttpStatus with S3's error code, for _classify."""
         signer = self.signer
         assert signer is not None, "send() needs fast_signer()"
         quoted = urllib.parse.quote(key, safe="/~")
@@ -145,13 +145,13 @@ class FastGets:
         if split.scheme == "http" and _http.SUPPORTED:
             conns = self._http_conns(split)
             r = _http.request(conns, method, target, signer.host, hdrs, f"{what} on {self._url}", body)
-            if r.status != 200:
+            if r.status not in ok:
                 raise _status(r.status, r.read_small())
             r.read_body()
             return r.headers
         # urllib3 sends bytes whole but would iterate a bytearray as ints: one copy, over TLS only.
         resp = self._pool.request(method, url, body=bytes(body), headers=hdrs)
-        if resp.status != 200:
+        if resp.status not in ok:
             raise _status(resp.status, resp.data[:4096])
         return {k.lower(): v for k, v in resp.headers.items()}
 
