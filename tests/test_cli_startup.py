@@ -17,6 +17,7 @@ import pytest
 
 from snapferry.cli.main import COMMANDS, cli
 from snapferry.dropin import Tool
+from snapferry.remotes import RemoteOptions
 from tests.conftest import tree_digest
 from tests.servers import S3Server
 
@@ -125,20 +126,27 @@ def test_help_of_lazy_commands(args: list[str]) -> None:
         assert "-storageDataPath" in text
 
 
-@pytest.mark.parametrize("keys", ["environment", "credentials file"])
-def test_s3_reads_with_static_keys_never_import_botocore(
-    keys: str, seaweedfs: S3Server, snapshot_tree: Path, tmp_path: Path
-) -> None:
-    """botocore costs ~0.5 s of start-up; restore, verify and info from s3:// with static
-    keys read through the signed-HTTP path alone (the backup writes, so it may load it)."""
-    url, opts = seaweedfs.new_remote("vm")
+def static_keys(server: S3Server, opts: RemoteOptions, keys: str) -> tuple[list[str], dict[str, str]]:
+    """CLI flags and an environment that give the server's static keys one way: the
+    environment, or a credentials file (no other AWS_ or SNAPFERRY_ setting leaks in)."""
     assert opts.custom_s3_endpoint and opts.creds_file_path
     flags = ["--custom-s3-endpoint", opts.custom_s3_endpoint]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SNAPFERRY_"))}
     if keys == "environment":
-        env |= {k: v for k, v in seaweedfs.env.items() if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        env |= {k: v for k, v in server.env.items() if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     else:
         flags += ["--creds-file-path", opts.creds_file_path]
+    return flags, env
+
+
+@pytest.mark.parametrize("keys", ["environment", "credentials file"])
+def test_s3_reads_with_static_keys_never_import_botocore(
+    keys: str, seaweedfs: S3Server, snapshot_tree: Path, tmp_path: Path
+) -> None:
+    """botocore costs ~0.5 s of start-up; backup, restore, verify and info on s3:// with
+    static keys go through the signed-HTTP path alone (server-side copies still need it)."""
+    url, opts = seaweedfs.new_remote("vm")
+    flags, env = static_keys(seaweedfs, opts, keys)
     for run in ("full", "nothing changed"):
         # Single PUTs, the lease's exclusive create and its DELETE are signed by us too;
         # only multipart uploads, server-side copies and other credentials need botocore.

@@ -6,7 +6,6 @@ request still goes to the server); the imports by `python -X importtime`.
 
 from __future__ import annotations
 
-import os
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from snapferry.actions.verify import Subset, VerifyOptions, run_verify
 from snapferry.findings import ProblemKind
 from snapferry.remotes import open_remote
 from tests.servers import GcsServer, S3Server
-from tests.test_cli_startup import imported, offenders
+from tests.test_cli_startup import imported, offenders, static_keys
 
 MIB = 1024 * 1024
 
@@ -133,13 +132,7 @@ def test_structure_only_verify_and_info_on_s3_with_static_keys_load_no_sdk(
     """Start-up is most of a structure-only verify: with static keys it lists and reads
     through the signed-HTTP path on urllib3, without botocore or requests."""
     url, opts = _s3_backup(seaweedfs, snapshot_tree)
-    assert opts.custom_s3_endpoint and opts.creds_file_path
-    flags = ["--custom-s3-endpoint", opts.custom_s3_endpoint]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SNAPFERRY_"))}
-    if keys == "environment":
-        env |= {k: v for k, v in seaweedfs.env.items() if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    else:
-        flags += ["--creds-file-path", opts.creds_file_path]
+    flags, env = static_keys(seaweedfs, opts, keys)
     banned = ("botocore", "boto3", "requests", "google", "azure", "snapferry.restorer", "snapferry.actions.backup")
     for args in (["verify", "--src", url, "--structure-only", "--json"], ["info", "--src", url, "--json"]):
         p, names = imported(*args, *flags, env=env)
