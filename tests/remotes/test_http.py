@@ -194,3 +194,25 @@ def test_a_file_error_is_an_oserror_not_a_remote_error(server_factory: Callable[
     finally:
         os.close(fd)
         r.close()
+
+
+def test_when_every_pooled_connection_is_stale_the_retry_opens_a_new_one(
+    server_factory: Callable[[Handler], Server], tmp_path: Path
+) -> None:
+    # A server that restarts (or a proxy that resets) closes all idle connections at once:
+    # the retry of a request that met one must not take another from the pool.
+    stale: set[int] = set()  # client ports of the connections the server drops
+
+    def drop_the_pooled_ones(conn: socket.socket, head: bytes) -> bool:
+        if conn.getpeername()[1] in stale:
+            return False  # closed without an answer, as a stale keep-alive connection is
+        return ranged(conn, head)
+
+    srv = server_factory(drop_the_pooled_ones)
+    conns = conns_for(srv)
+    idle = [conns.get()[0], conns.get()[0]]  # two kept-alive connections, idle in the pool
+    stale.update(sock.getsockname()[1] for sock in idle)
+    for sock in idle:
+        conns.put(sock)
+    assert fetch_to_file(conns, tmp_path / "t", 0, 1000) == DATA[:1000]
+    assert srv.connections == 3

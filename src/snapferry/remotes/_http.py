@@ -49,9 +49,10 @@ class Connections:
         self._maxsize = max(1, maxsize)
         self._lock = threading.Lock()
 
-    def get(self) -> tuple[socket.socket, bool]:
-        """A socket and whether it was reused (a reused one may have been closed by the server)."""
-        while True:
+    def get(self, fresh: bool = False) -> tuple[socket.socket, bool]:
+        """A socket and whether it was reused (a reused one may have been closed by the
+        server); `fresh`: a new connection, whatever the pool holds."""
+        while not fresh:
             with self._lock:
                 sock = self._idle.pop() if self._idle else None
             if sock is None:
@@ -110,9 +111,11 @@ def request(conns: Connections, method: str, target: str, host_header: str, head
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     if len(body) <= _JOIN_BODY:
         head, body = head + body, b""
-    for _ in range(2):
+    for attempt in range(2):
         try:
-            sock, reused = conns.get()
+            # The second try is on a new connection: the pool's other idle sockets may have
+            # been closed by the same server at the same moment (a restart, a proxy's reset).
+            sock, reused = conns.get(fresh=attempt > 0)
         except OSError as e:
             raise TransientRemoteError(
                 f"{what} failed: cannot connect to {conns.host}:{conns.port}: {e}"
