@@ -12,7 +12,27 @@ from pathlib import Path
 from .tools import HERE, WEED
 
 
-def machine_info(work: Path, can_drop: bool) -> dict[str, object]:
+def journal(device: str) -> str:
+    """Whether the ext4 filesystem on device keeps a journal (jbd2 lists it): without one,
+    ext4 skips inodes freed in the last minutes when it makes a file, so a restore right
+    after the bench deleted the previous target spends much of its kernel time there
+    (`recently_deleted` in perf), whichever tool runs."""
+    dev = os.path.basename(device)
+    if not os.path.isdir(f"/proc/fs/ext4/{dev}"):
+        return "n/a"
+    return "yes" if any(n.startswith(f"{dev}-") for n in os.listdir("/proc/fs/jbd2")) else "no"
+
+
+def fs_of(path: Path) -> tuple[str, str]:
+    """(type, device) of the filesystem holding path."""
+    out = subprocess.run(["df", "-PT", str(path)], capture_output=True, text=True, timeout=20).stdout.splitlines()
+    if len(out) < 2:
+        return "?", "?"
+    cols = out[-1].split()
+    return cols[1], cols[0]
+
+
+def machine_info(work: Path, can_drop: bool, targets: Path | None = None) -> dict[str, object]:
     def cmd(*argv: str) -> str:
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip()
@@ -30,8 +50,10 @@ def machine_info(work: Path, can_drop: bool) -> dict[str, object]:
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    df = cmd("df", "-PT", str(work)).splitlines()
-    fs = df[-1].split()[1] if len(df) > 1 else "?"
+    fs, device = fs_of(work)
+    targets = targets or work
+    targets.mkdir(parents=True, exist_ok=True)
+    t_fs, t_device = fs_of(targets)
     from importlib.metadata import version
 
     vmv = cmd("dpkg-query", "-W", "-f=vmbackup/vmrestore ${Version} (Debian package victoria-metrics)",
@@ -45,7 +67,12 @@ def machine_info(work: Path, can_drop: bool) -> dict[str, object]:
         # Relative to the repo when inside it: results are committed and must not name this machine.
         "workdir": display_path(work),
         "filesystem": fs,
-        "device": df[-1].split()[0] if len(df) > 1 else "?",
+        "device": device,
+        "journal": journal(device),
+        # Restore targets and fs:// backup destinations (`--targets`).
+        "targets": display_path(targets),
+        "targets_filesystem": t_fs,
+        "targets_journal": journal(t_device),
         "python": platform.python_version(),
         "snapferry": version("snapferry"),
         "vmrestore": vmv.splitlines()[0] if vmv else "?",

@@ -97,8 +97,10 @@ def render(results_dir: Path, data: dict[str, Any]) -> str:
         "## Machine",
         "",
         f"- nproc: {m.get('nproc')} ({m.get('cpu')}), RAM: {m.get('ram_gib')} GiB, kernel {m.get('kernel')}",
-        f"- workdir: {m.get('workdir')} on {m.get('filesystem')} ({m.get('device')}); all tools read and write "
-        "this one filesystem",
+        f"- workdir: {m.get('workdir')} on {m.get('filesystem')} ({m.get('device')}, journal: "
+        f"{m.get('journal', '?')}); targets (restores, fs:// backups): {m.get('targets', 'in the workdir')} on "
+        f"{m.get('targets_filesystem', m.get('filesystem'))} "
+        f"(journal: {m.get('targets_journal', m.get('journal', '?'))})",
         f"- python {m.get('python')}, snapferry {m.get('snapferry')}, {m.get('vmrestore')}, "
         f"SeaweedFS `{m.get('weed')}`",
         f"- page cache dropped before every run: {'yes' if m.get('drop_caches') else 'NO (warm cache)'}",

@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=Path, default=None,
                     help="another snapferry executable (an older commit's venv) run beside this one, "
                     "alternating, in every scenario: its row's ratio is before/after on the same disk")
+    ap.add_argument("--targets", type=Path, default=None,
+                    help="where restores and fs:// backups are written (default <workdir>/targets): "
+                         "another filesystem, e.g. a journaled ext4 when the workdir's has none")
     ap.add_argument("--keep-targets", action="store_true", help="keep restored trees at the end")
     args = ap.parse_args(argv)
     os.environ["PYTHONPATH"] = str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results.mkdir(parents=True, exist_ok=True)
     store = load_results(args.results, args.scale, args.seed, fresh=args.fresh)
-    store["machine"] = machine_info(bench.work, bench.can_drop)
+    store["machine"] = machine_info(bench.work, bench.can_drop, bench.targets)
     t_start = time.monotonic()
     try:
         for sid in expand(args.scenarios):

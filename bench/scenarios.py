@@ -68,7 +68,7 @@ class Bench:
         self.work: Path = args.workdir.resolve()
         self.work.mkdir(parents=True, exist_ok=True)
         self.logs = self.work / "logs"
-        self.targets = self.work / "targets"
+        self.targets: Path = args.targets.resolve() if args.targets else self.work / "targets"
         self.creds = write_creds(self.work / "creds")
         self.env = s3_env()
         self.weed: Weed | None = None

@@ -1,5 +1,6 @@
-"""Reading parts from an fs:// backup for a restore: one containment check per directory,
-none per file, and a part that is a symlink is still followed only when it stays inside."""
+"""Reading parts from an fs:// backup for a restore: one openat2 below the root per part and
+no lstat when no link is on the way, and a part or directory that is a symlink is still
+followed only when it stays inside."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _read(fs: FsRemote, path: str) -> bytes:
         r.close()
 
 
-def test_reading_many_parts_lstats_each_directory_once_not_each_file(
+def test_reading_many_parts_lstats_nothing_when_no_link_is_on_the_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "bk"
@@ -45,9 +46,30 @@ def test_reading_many_parts_lstats_each_directory_once_not_each_file(
     for p in paths:
         assert _read(fs, p) == p[-7:-4].encode()
     monkeypatch.undo()
-    # One per directory on the way (data, data/pN, data/pN/fI.bin), none for the 100 part files.
-    assert not [c for c in calls if c.endswith(TAIL)]
-    assert len(calls) == len(set(calls))
+    # openat2 below the root's descriptor checks every component in the kernel.
+    assert calls == []
+    fds = len(os.listdir("/proc/self/fd"))
+    fs.close()
+    assert len(os.listdir("/proc/self/fd")) == fds - 1  # the root's descriptor
+    assert _read(fs, paths[0]) == paths[0][-7:-4].encode()  # opened again when needed
+    fs.close()
+
+
+def test_a_directory_symlink_is_followed_inside_the_root_and_refused_outside(tmp_path: Path) -> None:
+    root = tmp_path / "bk"
+    outside = tmp_path / "elsewhere"
+    (outside / "p").mkdir(parents=True)
+    (outside / "p" / TAIL).write_bytes(b"key")
+    (root / "in" / "p").mkdir(parents=True)
+    (root / "in" / "p" / TAIL).write_bytes(b"abc")
+    (root / "ok").symlink_to(root / "in")
+    (root / "evil").symlink_to(outside)
+    (root / "rel").symlink_to(os.path.join("..", "elsewhere"))
+    fs = FsRemote(str(root))
+    assert _read(fs, "ok/p") == b"abc"
+    for name in ("evil/p", "rel/p", "../elsewhere/p", "in/../../elsewhere/p"):
+        with pytest.raises(BadBackupError, match="outside"):
+            fs.open_part(Part(name, 3, 0, 3, 3))
 
 
 def test_a_part_file_that_is_a_symlink_is_followed_inside_the_root_and_refused_outside(tmp_path: Path) -> None:
