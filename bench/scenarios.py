@@ -29,7 +29,7 @@ from .tools import (
 )
 from .verify import Verifier
 
-SFRUN_FLAGS = ("--writers", "--block-size", "--no-zero-copy", "--defer-fsync")
+SFRUN_FLAGS = ("--writers", "--block-size", "--no-zero-copy", "--defer-fsync", "--direct-min")
 
 GRID_DEFAULT = {
     "fs": [
@@ -271,7 +271,7 @@ class Bench:
         ver = Verifier(ds)
         tools = []
         for name, kind in (("snapferry", "snapferry"), ("vmbackup", "peer"), ("cp", "floor")):
-            root = self.work / "backups" / ds.key / f"{sid}-{name}"
+            root = self.targets / f"{sid}-backup-{name}"  # on the targets' filesystem (--targets)
             dst = f"fs://{root}"
             if name == "snapferry":
                 argv = sf_backup(ds, dst)
@@ -287,7 +287,7 @@ class Bench:
 
         def drop_backups() -> None:
             for n in ("snapferry", "vmbackup", "cp"):
-                rmtree(self.work / "backups" / ds.key / f"{sid}-{n}")
+                rmtree(self.targets / f"{sid}-backup-{n}")
 
         return Scenario(sid, title, ds.total_bytes, tools, cleanup=drop_backups)
 

@@ -5,7 +5,7 @@ snapferry.restorer.downloader.Tuning would do, without editing src/.
 Prints the RestoreResult as JSON, like `snapferry restore --json`.
 
 Run: python -m bench.sfrun --src URL --dst DIR [--concurrency 8] [--writers 2]
-     [--chunk-size B] [--block-size B] [--max-inflight-bytes B] [--no-zero-copy]
+     [--chunk-size B] [--block-size B] [--max-inflight-bytes B] [--no-zero-copy] [--direct-min B]
      [--custom-s3-endpoint URL] [--defer-fsync]
 
 --defer-fsync is an experiment, not a safe mode: it replaces the per-file fsync
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--block-size", type=int, default=d.block_size)
     ap.add_argument("--max-inflight-bytes", type=int, default=d.max_inflight_bytes)
     ap.add_argument("--no-zero-copy", action="store_true")
+    ap.add_argument("--direct-min", type=int, default=d.direct_min, help="O_DIRECT from this file size (0: never)")
     ap.add_argument("--custom-s3-endpoint")
     ap.add_argument("--defer-fsync", action="store_true", help="experiment: one sync() at the end (see above)")
     a = ap.parse_args()
@@ -44,7 +45,7 @@ def main() -> None:
         _defer_fsync()
     tuning = Tuning(
         concurrency=a.concurrency, writers=a.writers, chunk_size=a.chunk_size, block_size=a.block_size,
-        max_inflight_bytes=a.max_inflight_bytes, zero_copy=not a.no_zero_copy,
+        max_inflight_bytes=a.max_inflight_bytes, zero_copy=not a.no_zero_copy, direct_min=a.direct_min,
     )
     opts = RemoteOptions(custom_s3_endpoint=a.custom_s3_endpoint, max_connections=max(16, a.concurrency * 2))
     r = api.restore(a.src, a.dst, concurrency=a.concurrency, remote_options=opts, progress="off", tuning=tuning)
