@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,27 @@ def test_copy_range_falls_back_to_read_and_write_where_the_kernel_refuses(tmp_pa
         os.close(sfd)
         os.close(dfd)
     assert dst.read_bytes() == data
+
+
+def test_copy_range_fallback_buffers_no_more_than_the_copy(tmp_path: Path) -> None:
+    # Across filesystems (EXDEV) every small file takes the fallback: its buffer must
+    # fit the file, not be megabytes allocated and zeroed per file.
+    data = os.urandom(5_000)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    dst = tmp_path / "dst"
+    sfd = os.open(src, os.O_RDONLY)
+    dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    tracemalloc.start()
+    try:
+        assert durable.copy_range(sfd, 0, dfd, 0, len(data)) == len(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        os.close(sfd)
+        os.close(dfd)
+    assert dst.read_bytes() == data
+    assert peak < 64 * 1024
 
 
 def test_remove_empty_dirs_keeps_files_links_and_the_root(tmp_path: Path) -> None:
