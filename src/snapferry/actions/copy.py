@@ -117,7 +117,9 @@ def run_copy(
     # source's parts as the destination's extras.
     refuse_overlap(location_of(src), location_of(dst))
     if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
-        if not src.list_parts():  # nothing there at all: a mistyped URL, not a broken backup
+        # Nothing there at all: a mistyped URL. A backup killed before its first part
+        # left its lease (and maybe metadata): that one is incomplete, not mistyped.
+        if not src.list_objects():
             raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
         raise BadBackupError(
             f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete; finish it, or pass "

@@ -83,7 +83,9 @@ def _precheck(
     """Every check that can be made without writing: marker, listing, coverage and
     path safety (in the plan), checksums, the wrong-directory guard and free space."""
     if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
-        if not src.list_parts():  # nothing there at all: a mistyped URL, not a broken backup
+        # Nothing there at all: a mistyped URL. A backup killed before its first part
+        # left its lease (and maybe metadata): that one is incomplete, not mistyped.
+        if not src.list_objects():
             raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
         raise BadBackupError(
             f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete or was made by an "
