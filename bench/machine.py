@@ -20,7 +20,8 @@ def journal(device: str) -> str:
     dev = os.path.basename(device)
     if not os.path.isdir(f"/proc/fs/ext4/{dev}"):
         return "n/a"
-    return "yes" if any(n.startswith(f"{dev}-") for n in os.listdir("/proc/fs/jbd2")) else "no"
+    jbd2 = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
+    return "yes" if any(n.startswith(f"{dev}-") for n in jbd2) else "no"
 
 
 def fs_of(path: Path) -> tuple[str, str]:
@@ -52,7 +53,6 @@ def machine_info(work: Path, can_drop: bool, targets: Path | None = None) -> dic
                 break
     fs, device = fs_of(work)
     targets = targets or work
-    targets.mkdir(parents=True, exist_ok=True)
     t_fs, t_device = fs_of(targets)
     from importlib.metadata import version
 
@@ -70,7 +70,7 @@ def machine_info(work: Path, can_drop: bool, targets: Path | None = None) -> dic
         "device": device,
         "journal": journal(device),
         # Restore targets and fs:// backup destinations (`--targets`).
-        "targets": display_path(targets),
+        "targets": _below(targets, work),
         "targets_filesystem": t_fs,
         "targets_journal": journal(t_device),
         "python": platform.python_version(),
@@ -104,6 +104,14 @@ def snapferry_defaults() -> str:
 
     fields = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(Tuning()).items() if k != "concurrency")
     return f"--concurrency {api.DEFAULT_CONCURRENCY}; Tuning({fields})"
+
+
+def _below(path: Path, work: Path) -> str:
+    """path as `<workdir>/...` when inside the workdir (the default), else as given."""
+    try:
+        return "<workdir>/" + path.resolve().relative_to(work.resolve()).as_posix()
+    except ValueError:
+        return display_path(path)
 
 
 def display_path(path: Path) -> str:

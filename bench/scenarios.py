@@ -69,6 +69,7 @@ class Bench:
         self.work.mkdir(parents=True, exist_ok=True)
         self.logs = self.work / "logs"
         self.targets: Path = args.targets.resolve() if args.targets else self.work / "targets"
+        self.targets.mkdir(parents=True, exist_ok=True)  # machine_info names its filesystem
         self.creds = write_creds(self.work / "creds")
         self.env = s3_env()
         self.weed: Weed | None = None

@@ -68,10 +68,9 @@ def test_copy_range_copies_between_offsets_in_one_file_and_across_files(tmp_path
     assert got[10:] == data[10:] and got[:10] == data[-10:]
 
 
-def test_copy_range_falls_back_to_read_and_write_where_the_kernel_refuses(tmp_path: Path) -> None:
-    # copy_file_range refuses a destination opened with O_APPEND (EBADF): the bytes go
-    # through a buffer instead.
-    data = os.urandom(200_000)
+def _copy_to_append_only(tmp_path: Path, data: bytes) -> bytes:
+    """copy_range of data into a destination opened with O_APPEND, which copy_file_range
+    refuses (EBADF): the bytes go through the fallback's buffer. Returns what landed."""
     src = tmp_path / "src"
     src.write_bytes(data)
     dst = tmp_path / "dst"
@@ -82,27 +81,24 @@ def test_copy_range_falls_back_to_read_and_write_where_the_kernel_refuses(tmp_pa
     finally:
         os.close(sfd)
         os.close(dfd)
-    assert dst.read_bytes() == data
+    return dst.read_bytes()
+
+
+def test_copy_range_falls_back_to_read_and_write_where_the_kernel_refuses(tmp_path: Path) -> None:
+    data = os.urandom(200_000)
+    assert _copy_to_append_only(tmp_path, data) == data
 
 
 def test_copy_range_fallback_buffers_no_more_than_the_copy(tmp_path: Path) -> None:
     # Across filesystems (EXDEV) every small file takes the fallback: its buffer must
     # fit the file, not be megabytes allocated and zeroed per file.
     data = os.urandom(5_000)
-    src = tmp_path / "src"
-    src.write_bytes(data)
-    dst = tmp_path / "dst"
-    sfd = os.open(src, os.O_RDONLY)
-    dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     tracemalloc.start()
     try:
-        assert durable.copy_range(sfd, 0, dfd, 0, len(data)) == len(data)
+        assert _copy_to_append_only(tmp_path, data) == data
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-        os.close(sfd)
-        os.close(dfd)
-    assert dst.read_bytes() == data
     assert peak < 1024 * 1024  # was 8 MiB per call; the margin is for other threads of this process
 
 

@@ -36,9 +36,13 @@ class _OpenHow(ctypes.Structure):
 
 def openat2(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
     """A file descriptor of path below dirfd; OSError as os.open raises it (EXDEV when the
-    path leaves dirfd, ENOSYS on older kernels)."""
+    path leaves dirfd, ENOSYS on older kernels), and ValueError for an embedded NUL as
+    os.open does (C would open the name cut there)."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise ValueError(f"embedded null byte in {path!r}")
     how = _OpenHow(flags, mode, resolve)
-    fd = int(LIBC.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(dirfd), os.fsencode(path),
+    fd = int(LIBC.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(dirfd), raw,
                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))))
     if fd < 0:
         err = ctypes.get_errno()

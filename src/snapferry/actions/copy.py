@@ -12,7 +12,7 @@ import threading
 import time
 
 from ..checksums import check_inventory
-from ..errors import BadBackupError, TransientRemoteError
+from ..errors import TransientRemoteError
 from ..lease import BackupLease
 from ..names import MANIFEST_FILE
 from ..parts import (
@@ -35,6 +35,7 @@ from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
 from ..tuning import Tuning
 from .backup import parallel, refuse_nested_backups, upload_with_retries
+from .complete import refuse_incomplete
 from .nesting import refuse_dst_inside_a_backup
 
 log = logging.getLogger("snapferry")
@@ -116,15 +117,8 @@ def run_copy(
     # Same place under two spellings, or one inside the other: the copy would delete the
     # source's parts as the destination's extras.
     refuse_overlap(location_of(src), location_of(dst))
-    if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
-        # Nothing there at all: a mistyped URL. A backup killed before its first part
-        # left its lease (and maybe metadata): that one is incomplete, not mistyped.
-        if not src.list_objects():
-            raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
-        raise BadBackupError(
-            f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete; finish it, or pass "
-            "--skip-backup-complete-check to copy it anyway"
-        )
+    if not skip_backup_complete_check:
+        refuse_incomplete(src, "; finish it, or pass --skip-backup-complete-check to copy it anyway")
     src_parts = src.list_parts()
     validate_listing(src_parts, src.url)
     check_coverage(group_by_file(src_parts))

@@ -32,6 +32,7 @@ from ..restorer.session import RestoreSession
 from ..results import PlannedFile, RestoreDryRun, RestoreResult
 from ..retry import RetryPolicy
 from ..throttle import Throttle
+from .complete import refuse_incomplete
 
 log = logging.getLogger("snapferry")
 
@@ -82,15 +83,9 @@ def _precheck(
 ) -> _Checked:
     """Every check that can be made without writing: marker, listing, coverage and
     path safety (in the plan), checksums, the wrong-directory guard and free space."""
-    if not skip_backup_complete_check and not src.has_file(BACKUP_COMPLETE_FILE):
-        # Nothing there at all: a mistyped URL. A backup killed before its first part
-        # left its lease (and maybe metadata): that one is incomplete, not mistyped.
-        if not src.list_objects():
-            raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
-        raise BadBackupError(
-            f"{src.url} has no {BACKUP_COMPLETE_FILE}: the backup is incomplete or was made by an "
-            "old tool; finish the backup, or pass --skip-backup-complete-check to restore it anyway"
-        )
+    if not skip_backup_complete_check:
+        refuse_incomplete(src, " or was made by an old tool; finish the backup, or pass "
+                               "--skip-backup-complete-check to restore it anyway")
     log.info("listing parts of %s", src.url)
     parts = src.list_parts()
     if not parts and not src.has_file(BACKUP_COMPLETE_FILE):

@@ -23,9 +23,11 @@ _STEP = 16 * 1024 * 1024
 _DIRECT_MIN = 64 * 1024
 _DIRECT_BUF = 4 * 1024 * 1024
 _NO_LINKS = libc.RESOLVE_BENEATH | libc.RESOLVE_NO_SYMLINKS
-# What openat2 answers for a path through a symlink or out of the root (ELOOP, EXDEV), or
-# where it cannot run (ENOSYS before Linux 5.6, EPERM under some seccomp filters).
-_LINK_ERRORS = (errno.ELOOP, errno.EXDEV, errno.ENOSYS, errno.EPERM)
+# What openat2 answers for a path out of the root (EXDEV), or where it cannot run (ENOSYS
+# before Linux 5.6, EPERM under some seccomp filters); with RESOLVE_NO_SYMLINKS, also a
+# path through a symlink (ELOOP). Those names get the full check in Python instead.
+_NOT_BENEATH = (errno.EXDEV, errno.ENOSYS, errno.EPERM)
+_LINK_ERRORS = (errno.ELOOP, *_NOT_BENEATH)
 
 
 class _FileRangeReader:
@@ -199,13 +201,11 @@ class FsRemote(LocalTree):
         each part's directory and another of each part for links a backup almost never
         holds. A name that meets a link gets `_path`'s full check instead: a link may stay
         inside the root."""
-        if "\0" not in name:
-            try:
-                return libc.openat2(self._root_dir(), name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0,
-                                    _NO_LINKS)
-            except OSError as e:
-                if e.errno not in _LINK_ERRORS:
-                    raise
+        try:
+            return libc.openat2(self._root_dir(), name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _NO_LINKS)
+        except OSError as e:
+            if e.errno not in _LINK_ERRORS:
+                raise
         path = os.path.normpath(os.path.join(self.root, name))
         real = ""
         if _inside(path, self._norm_root):
@@ -326,7 +326,7 @@ class FsRemote(LocalTree):
         try:
             return libc.openat2(self._root_dir(), name + UPLOAD_TMP_SUFFIX, flags, 0o644, libc.RESOLVE_BENEATH)
         except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EPERM):
+            if e.errno not in _NOT_BENEATH:
                 raise
         real = os.path.realpath(os.path.dirname(tmp))
         if real != self._real_root and not _inside(real, self._real_root):
