@@ -11,6 +11,9 @@ if ! command -v vmrestore >/dev/null 2>&1 || ! command -v victoria-metrics >/dev
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq victoria-metrics >/dev/null
 fi
 
+# Today's VictoriaMetrics (1.145.0, Debian unstable's package), unpacked into .cache/vm, not installed.
+bash scripts/fetch-vm-sid.sh >/dev/null
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -1,4 +1,9 @@
-"""pytest plugin: a real VictoriaMetrics (Debian's 1.79.5) and its vmbackup/vmrestore.
+"""pytest plugin: a real VictoriaMetrics and its vmbackup/vmrestore, in two versions.
+
+`VM_VERSIONS`: Debian 12's 1.79.5 (installed by apt, the legacy global `indexdb/`) and Debian
+unstable's 1.145.0 (unpacked into `.cache/vm/1.145.0` by scripts/fetch-vm-sid.sh: an index per
+month partition under `data/indexdb/YYYY_MM`, snapshots of symlinks). Every helper below takes
+`version=` (default `OLD`); the fixture `vm_version` parametrises a test over both.
 
 Fixtures:
 - `vm_server`: a factory; `vm_server(storage_data_path)` starts `victoria-metrics`
@@ -32,6 +37,9 @@ import pytest
 from tests.servers import die_with_parent, free_port, log_tail
 
 __all__ = [
+    "NEW",
+    "OLD",
+    "VM_VERSIONS",
     "Samples",
     "SeriesKey",
     "VMServer",
@@ -58,13 +66,23 @@ _STOP_TIMEOUT = 30.0
 _TOOL_TIMEOUT = 300.0
 
 
-def require_binary(name: str) -> str:
-    """The path of a VictoriaMetrics binary; fails the test (never skips) when it is missing."""
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+OLD = "1.79.5"
+NEW = "1.145.0"
+VM_VERSIONS = (OLD, NEW)
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def require_binary(name: str, version: str = OLD) -> str:
+    """The path of a VictoriaMetrics binary of `version`; fails the test (never skips) when it is missing."""
+    if version == OLD:
+        path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    else:
+        cand = _REPO / ".cache" / "vm" / version / "usr" / "bin" / name
+        path = str(cand) if os.access(cand, os.X_OK) else None
     if path is None:
         pytest.fail(
-            f"the VictoriaMetrics binary {name!r} is not installed; run scripts/setup.sh "
-            "(it installs Debian's victoria-metrics package with victoria-metrics, vmbackup, vmrestore)",
+            f"the VictoriaMetrics {version} binary {name!r} is missing; run scripts/setup.sh "
+            "(it installs Debian's victoria-metrics 1.79.5 and unpacks Debian unstable's 1.145.0 into .cache/vm)",
             pytrace=False,
         )
     return path
@@ -171,9 +189,11 @@ class VMServer:
                 self.proc.wait(timeout=_STOP_TIMEOUT)
 
 
-def start_vm(storage_data_path: Path, log_dir: Path, extra_args: Sequence[str] = ()) -> VMServer:
-    """Start victoria-metrics on a free loopback port and wait for /health."""
-    binary = require_binary("victoria-metrics")
+def start_vm(
+    storage_data_path: Path, log_dir: Path, extra_args: Sequence[str] = (), version: str = OLD
+) -> VMServer:
+    """Start victoria-metrics of `version` on a free loopback port and wait for /health."""
+    binary = require_binary("victoria-metrics", version)
     storage_data_path = Path(storage_data_path)
     last_error = ""
     for _attempt in range(3):  # a free port can be taken between probing and binding
@@ -210,17 +230,23 @@ def start_vm(storage_data_path: Path, log_dir: Path, extra_args: Sequence[str] =
 
 @pytest.fixture(scope="session")
 def vm_binaries() -> dict[str, str]:
-    return {name: require_binary(name) for name in ("victoria-metrics", "vmbackup", "vmrestore")}
+    return {name: require_binary(name, v) for v in VM_VERSIONS for name in ("victoria-metrics", "vmbackup", "vmrestore")}
+
+
+@pytest.fixture(params=VM_VERSIONS)
+def vm_version(request: pytest.FixtureRequest) -> str:
+    """Each VictoriaMetrics version in turn (1.79.5, 1.145.0)."""
+    return str(request.param)
 
 
 @pytest.fixture
 def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., VMServer]]:
-    """A starter: `vm_server(storage_data_path, *extra_args) -> VMServer`; all are stopped at teardown."""
+    """A starter: `vm_server(storage_data_path, *extra_args, version=OLD) -> VMServer`; all are stopped at teardown."""
     started: list[VMServer] = []
     log_dir = tmp_path_factory.mktemp("vm-logs")
 
-    def start(storage_data_path: Path, *extra_args: str) -> VMServer:
-        server = start_vm(Path(storage_data_path), log_dir, extra_args)
+    def start(storage_data_path: Path, *extra_args: str, version: str = OLD) -> VMServer:
+        server = start_vm(Path(storage_data_path), log_dir, extra_args, version)
         started.append(server)
         return server
 
@@ -252,10 +278,11 @@ def run_vmbackup(
     origin_dir: Path | None = None,
     extra_args: Sequence[str] = (),
     check: bool = True,
+    version: str = OLD,
 ) -> subprocess.CompletedProcess[str]:
     """Real vmbackup of `<storage_data_path>/snapshots/<snapshot_name>` to fs://<dst_dir>."""
     cmd = [
-        require_binary("vmbackup"),
+        require_binary("vmbackup", version),
         f"-storageDataPath={Path(storage_data_path).absolute()}",
         f"-snapshotName={snapshot_name}",
         f"-dst=fs://{Path(dst_dir).absolute()}",
@@ -275,10 +302,11 @@ def run_vmrestore(
     skip_backup_complete_check: bool = False,
     extra_args: Sequence[str] = (),
     check: bool = True,
+    version: str = OLD,
 ) -> subprocess.CompletedProcess[str]:
     """Real vmrestore of the backup at fs://<src_dir> into `storage_data_path`."""
     cmd = [
-        require_binary("vmrestore"),
+        require_binary("vmrestore", version),
         f"-src=fs://{Path(src_dir).absolute()}",
         f"-storageDataPath={Path(storage_data_path).absolute()}",
         f"-httpListenAddr=127.0.0.1:{free_port()}",  # its metrics server; the default :8421 may be busy
