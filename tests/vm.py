@@ -230,7 +230,8 @@ def start_vm(
 
 @pytest.fixture(scope="session")
 def vm_binaries() -> dict[str, str]:
-    return {name: require_binary(name, v) for v in VM_VERSIONS for name in ("victoria-metrics", "vmbackup", "vmrestore")}
+    tools = ("victoria-metrics", "vmbackup", "vmrestore")
+    return {f"{name}-{v}": require_binary(name, v) for v in VM_VERSIONS for name in tools}
 
 
 @pytest.fixture(params=VM_VERSIONS)
