@@ -9,7 +9,6 @@ import datetime as dt
 import pytest
 
 from snapferry.errors import BadBackupError, UsageError
-from snapferry.parts import Part
 from snapferry.partitions import (
     Layout,
     describe,
@@ -19,6 +18,7 @@ from snapferry.partitions import (
     select,
     selected_parts,
 )
+from snapferry.parts import Part
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
 SRC = "fs:///b"
@@ -139,7 +139,7 @@ def test_a_range_that_selects_nothing() -> None:
 
 
 def test_legacy_and_mixed_layouts_are_refused() -> None:
-    with pytest.raises(BadBackupError, match="legacy global indexdb/.*cannot be split by partition; restore it whole"):
+    with pytest.raises(BadBackupError, match=r"legacy global indexdb/.*cannot be split by partition; restore it whole"):
         select(_legacy_layout(MONTHS), partitions="2026_12", since=None, now=NOW, src=SRC)
     mixed = _legacy_layout(["2026_01"]) + _new_layout(["2026_12"])
     with pytest.raises(BadBackupError, match="both the legacy global indexdb/ and per-partition indexes"):

@@ -18,6 +18,7 @@ from .throttle import Throttle
 from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (a light module)
 
 if TYPE_CHECKING:
+    from .actions.restore import PartitionFilter
     from .findings import InfoResult, VerifyResult
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
@@ -158,6 +159,8 @@ def restore(
     verify: bool = False,
     force: bool = False,
     checksums: bool = True,
+    partitions: str | None = None,
+    since: str | None = None,
 ) -> RestoreResult:
     """Restore the backup at remote `src` into the directory `dst`.
 
@@ -167,10 +170,16 @@ def restore(
     Without `force`, a
     non-empty `dst` that looks like neither a VictoriaMetrics data directory nor an
     earlier restore is refused when the restore would delete files in it.
+
+    `partitions` ("2026_11,2026_12") and `since` (a duration such as "45d", or a date)
+    make it a partial restore (both: the intersection): only those month partitions and
+    the files outside every partition are restored, every other partition in `dst` is
+    removed; refused for a backup with the legacy global indexdb/ (docs/partial-restore.md).
     """
     from .actions.restore import run_restore
 
     _positive("concurrency", concurrency)
+    only = _partition_filter(partitions, since)
     tuning = tuning or Tuning(concurrency=concurrency)
     src_remote = open_remote(src, remote_options or default_options(concurrency))
     try:
@@ -185,6 +194,7 @@ def restore(
             verify=verify,
             force=force,
             checksums=checksums,
+            only=only,
         )
     finally:
         src_remote.close()
@@ -199,17 +209,22 @@ def restore_dry_run(
     remote_options: RemoteOptions | None = None,
     verify: bool = False,
     force: bool = False,
+    partitions: str | None = None,
+    since: str | None = None,
 ) -> RestoreDryRun:
     """Every check `restore` makes and its plan, changing nothing: no directory, no
     lock file, no marker (a lock already there is taken and released, to report a
     running VictoriaMetrics)."""
     from .actions.restore import dry_run_restore
 
+    only = _partition_filter(partitions, since)
+
     src_remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         return dry_run_restore(
             src_remote, dst, preallocate=not skip_file_preallocation,
             skip_backup_complete_check=skip_backup_complete_check, verify=verify, force=force,
+            only=only,
         )
     finally:
         src_remote.close()
@@ -296,6 +311,20 @@ def default_options(concurrency: int) -> RemoteOptions:
     """Options for a run of `concurrency` transfers: enough pooled connections for every
     worker plus the ranged reads and listings beside them."""
     return RemoteOptions(max_connections=max(16, concurrency * 2))
+
+
+def _partition_filter(partitions: str | None, since: str | None) -> PartitionFilter:
+    """Check the syntax of --partitions/--since before any remote is opened."""
+    import datetime as dt
+
+    from .actions.restore import PartitionFilter
+    from .partitions import parse_partition_names, parse_since
+
+    if partitions is not None:
+        parse_partition_names(partitions)
+    if since is not None:
+        parse_since(since, dt.datetime.now(dt.UTC))
+    return PartitionFilter(partitions, since)
 
 
 def _positive(name: str, value: int) -> None:

@@ -1,0 +1,234 @@
+"""Partial restore (--partitions/--since) on real databases: VictoriaMetrics 1.145.0
+(an index per month partition) answers over the restored months exactly as after a
+full restore and holds no other month; 1.79.5's legacy global indexdb/ is refused
+before anything is written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.vm import (
+    NEW,
+    OLD,
+    Samples,
+    VMServer,
+    make_samples,
+    merge_samples,
+    run_snapferry,
+    snapferry_command,
+    start_vm,
+)
+
+OLD_MONTHS = ("2026_01", "2026_02", "2026_03", "2026_04")
+
+
+def month_of(ts_ms: int) -> str:
+    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC).strftime("%Y_%m")
+
+
+def by_month(samples: Samples) -> dict[str, Samples]:
+    out: dict[str, Samples] = {}
+    for key, points in samples.items():
+        for ts, v in points:
+            out.setdefault(month_of(ts), {}).setdefault(key, []).append((ts, v))
+    return out
+
+
+def mid_month_ms(name: str) -> int:
+    return int(dt.datetime(int(name[:4]), int(name[5:]), 15, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+@dataclass
+class Backup:
+    url: str
+    samples: Samples  # everything ingested
+    months: tuple[str, ...]  # every partition the backup holds
+
+
+def ingest_and_back_up(base: Path, version: str, *, big_month: str | None = None) -> Backup:
+    """A real victoria-metrics of `version` with samples in four old months (backfilled)
+    and the current one, snapshotted and backed up by snapferry to fs://."""
+    base.mkdir(parents=True, exist_ok=True)
+    server = start_vm(base / "db", base, version=version)
+    try:
+        ingested: list[Samples] = []
+        for i, m in enumerate(OLD_MONTHS):
+            per = 20_000 if m == big_month else 200  # big: values.bin over 1 MiB, resumable mid-file
+            series = 30 if m == big_month else 4
+            ingested.append(make_samples(seed=i + 1, series=series, per_series=per, end_ms=mid_month_ms(m)))
+        ingested.append(make_samples(seed=99, per_series=50))
+        for s in ingested:
+            server.ingest(s)
+        server.force_flush()
+        time.sleep(1.5)  # the ingested rows reach parts before the snapshot
+        snap = server.snapshot_create()
+        url = f"fs://{base / 'backup'}"
+        run_snapferry("backup", f"--src={server.snapshot_dir(snap)}", f"--dst={url}")
+    finally:
+        server.stop()
+    samples = merge_samples(*ingested)
+    return Backup(url, samples, tuple(sorted(by_month(samples))))
+
+
+@pytest.fixture(scope="module")
+def new_backup(tmp_path_factory: pytest.TempPathFactory) -> Backup:
+    return ingest_and_back_up(tmp_path_factory.mktemp("vm145"), NEW, big_month="2026_02")
+
+
+def restore(backup: Backup, dst: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_snapferry("restore", f"--src={backup.url}", f"--dst={dst}", "--json", "--progress=off", *extra,
+                         check=check)
+
+
+def export_from(dst: Path, log_dir: Path) -> Samples:
+    server = start_vm(dst, log_dir, version=NEW)
+    try:
+        return server.export()
+    finally:
+        server.stop()
+
+
+def months_on_disk(dst: Path) -> set[str]:
+    found: set[str] = set()
+    for sub in ("small", "big", "indexdb"):
+        d = dst / "data" / sub
+        if d.is_dir():
+            found.update(n for n in os.listdir(d) if len(n) == 7 and n[4] == "_" and any((d / n).iterdir()))
+    return found
+
+
+def test_partial_restores_answer_like_a_full_restore(new_backup: Backup, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    restore(new_backup, full)
+    full_export = by_month(export_from(full, tmp_path))
+    assert full_export == by_month(new_backup.samples)  # the baseline itself is right
+    assert set(full_export) == set(new_backup.months) and len(new_backup.months) >= 5
+
+    # One partition into a fresh directory: only its bytes are downloaded.
+    one = tmp_path / "one"
+    res = json.loads(restore(new_backup, one, "--partitions=2026_03").stdout)
+    assert [p["name"] for p in res["partitions"]] == ["2026_03"]
+    assert res["downloaded_bytes"] == res["backup_bytes"]
+    assert res["backup_bytes"] < sum(os.path.getsize(p) for p in full.rglob("*") if p.is_file())
+    assert months_on_disk(one) == {"2026_03"}
+    got = by_month(export_from(one, tmp_path))
+    assert got == {"2026_03": full_export["2026_03"]}
+
+    # Two partitions into a used directory (a full restore): the others are removed.
+    used = tmp_path / "used"
+    shutil.copytree(full, used, symlinks=True)
+    res = json.loads(restore(new_backup, used, "--partitions=2026_01,2026_04").stdout)
+    assert res["downloaded_bytes"] < res["backup_bytes"] and res["files_deleted"] > 0  # parts.json are always fetched
+    assert months_on_disk(used) == {"2026_01", "2026_04"}
+    got = by_month(export_from(used, tmp_path))
+    assert got == {m: full_export[m] for m in ("2026_01", "2026_04")}
+
+    # --since into the directory that held one month: the current month only, the old one goes.
+    res = json.loads(restore(new_backup, one, "--since=1d").stdout)
+    now = dt.datetime.now(dt.UTC).strftime("%Y_%m")
+    assert [p["name"] for p in res["partitions"]] == [now]
+    got = by_month(export_from(one, tmp_path))
+    assert got == {now: full_export[now]}
+
+
+def test_dry_run_names_partitions_and_bytes(new_backup: Backup, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    out = restore(new_backup, dst, "--partitions=2026_02,2026_03", "--dry-run")
+    plan = json.loads(out.stdout)
+    names = [p["name"] for p in plan["partitions"]]
+    assert names == ["2026_02", "2026_03"] and all(p["bytes"] > 0 for p in plan["partitions"])
+    downloads = {f["path"].split("/")[2] for f in plan["download"] if f["path"].startswith("data/")}
+    assert downloads == {"2026_02", "2026_03"}
+    assert any(f["path"].startswith("metadata/") for f in plan["download"])
+    assert not dst.exists()
+    text = run_snapferry("restore", f"--src={new_backup.url}", f"--dst={dst}", "--partitions=2026_02", "--dry-run")
+    assert "partial restore: 1 partition(s) 2026_02 (" in text.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--partitions=2026-02"], 2, "'2026-02' is not a month partition name; use YYYY_MM"),
+        (["--partitions=2025_07"], 2, "has no partition 2025_07 (it has: 2026_01, 2026_02"),
+        (["--since=yesterday"], 2, "--since: 'yesterday' is neither a duration"),
+        (["--partitions=2026_01", "--since=2026-03-01"], 2, "selects no partition of the backup"),
+    ],
+)
+def test_bad_selections_write_nothing(
+    new_backup: Backup, tmp_path: Path, args: list[str], code: int, says: str
+) -> None:
+    fresh = tmp_path / "fresh"
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "flock.lock").write_bytes(b"")
+    before = sorted(os.listdir(used))
+    for dst in (fresh, used):
+        r = restore(new_backup, dst, *args, check=False)
+        assert r.returncode == code, r.stderr
+        assert says in r.stderr and "Traceback" not in r.stderr
+        assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1, r.stderr
+    assert not fresh.exists() and sorted(os.listdir(used)) == before
+
+
+def test_killed_partial_restore_resumes(new_backup: Backup, tmp_path: Path) -> None:
+    """SIGKILL a slowed partial restore mid-file, then again once the big month's
+    values.bin is whole; the rerun keeps that file and ends with the exact months."""
+    dst = tmp_path / "dst"
+    cmd = [*snapferry_command(), "restore", f"--src={new_backup.url}", f"--dst={dst}", "--progress=off",
+           "--partitions=2026_02,2026_03", "--max-bytes-per-second=150000"]
+
+    def big_file_done() -> bool:
+        return any(dst.glob("data/small/2026_02/*/values.bin"))
+
+    for kill_when in ((lambda: (dst / "restore-in-progress").exists()), big_file_done):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(lambda p=proc, cond=kill_when: cond() or p.poll() is not None)  # type: ignore[misc]
+        assert proc.poll() is None, "the restore finished before it could be killed; slow it more"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert (dst / "restore-in-progress").exists()
+    big = next(dst.glob("data/small/2026_02/*/values.bin")).stat().st_size
+    res = json.loads(restore(new_backup, dst, "--partitions=2026_02,2026_03").stdout)
+    assert res["kept_bytes"] >= big > 1024 * 1024  # the rerun kept what the killed run finished
+    assert not (dst / "restore-in-progress").exists()
+    assert months_on_disk(dst) == {"2026_02", "2026_03"}
+    got = by_month(export_from(dst, tmp_path))
+    want = by_month(new_backup.samples)
+    assert got == {m: want[m] for m in ("2026_02", "2026_03")}
+
+
+def _wait_for(cond: Callable[[], bool]) -> None:
+    for _ in range(6000):
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError("the restore never reached the kill point")
+
+
+def test_legacy_backup_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    legacy = ingest_and_back_up(tmp_path / "vm179", OLD)
+    assert (Path(legacy.url.removeprefix("fs://")) / "indexdb").is_dir()
+    fresh = tmp_path / "fresh"
+    r = restore(legacy, fresh, "--partitions=2026_03", check=False)
+    assert r.returncode == 3, r.stderr
+    assert "legacy global indexdb/" in r.stderr and "cannot be split by partition" in r.stderr
+    assert "restore it whole (without --partitions/--since)" in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1 and not fresh.exists()
+    # The refusal is about the layout only: the whole backup restores and serves.
+    restore(legacy, fresh)
+    server: VMServer = start_vm(fresh, tmp_path, version=OLD)
+    try:
+        assert server.export() == legacy.samples
+    finally:
+        server.stop()
