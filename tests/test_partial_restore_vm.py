@@ -320,3 +320,46 @@ def test_an_interrupted_swap_finishes_on_rerun(new_backup: Backup, tmp_path: Pat
     got = by_month(export_from(live, tmp_path))
     want = by_month(new_backup.samples)
     assert got == {m: want[m] for m in ("2026_01", "2026_02", "2026_04")}
+
+
+def test_mixed_layout_restores_each_kind_of_month(tmp_path: Path) -> None:
+    """1.79.5 writes January to April, then 1.145.0 opens the same directory (keeping the
+    legacy indexdb/ beside data/indexdb/YYYY_MM) and writes April again, May and today.
+    A month only the legacy index knows (01), one spanning the upgrade (04) and ones
+    written after it (05, now) each restore partially exactly as a full restore serves them."""
+    db = tmp_path / "db"
+    server = start_vm(db, tmp_path, version=OLD)
+    before = [make_samples(seed=i, per_series=100, end_ms=mid_month_ms(m)) for i, m in enumerate(OLD_MONTHS)]
+    try:
+        for s in before:
+            server.ingest(s)
+        server.force_flush()
+        time.sleep(1.5)
+    finally:
+        server.stop()
+    server = start_vm(db, tmp_path, version=NEW)
+    after = [
+        make_samples(seed=40, per_series=100, end_ms=mid_month_ms("2026_04") + 7 * 86400_000, metric="upgraded"),
+        make_samples(seed=41, per_series=100, end_ms=mid_month_ms("2026_05")),  # old series, new month
+        make_samples(seed=42, per_series=50, metric="upgraded"),
+    ]
+    try:
+        for s in after:
+            server.ingest(s)
+        server.force_flush()
+        time.sleep(1.5)
+        snap = server.snapshot_create()
+        backup = Backup(f"fs://{tmp_path / 'backup'}", merge_samples(*before, *after), ())
+        run_snapferry("backup", f"--src={server.snapshot_dir(snap)}", f"--dst={backup.url}")
+    finally:
+        server.stop()
+    root = Path(backup.url.removeprefix("fs://"))
+    assert (root / "indexdb").is_dir() and (root / "data/indexdb/2026_05").is_dir()  # really mixed
+    want = by_month(backup.samples)
+    now = dt.datetime.now(dt.UTC).strftime("%Y_%m")
+    for months in (["2026_04"], ["2026_01"], sorted({"2026_05", now})):
+        dst = tmp_path / "_".join(months)
+        res = json.loads(restore(backup, dst, f"--partitions={','.join(months)}").stdout)
+        assert [p["name"] for p in res["partitions"]] == months
+        assert (dst / "indexdb").is_dir() and months_on_disk(dst) == set(months)
+        assert by_month(export_from(dst, tmp_path)) == {m: want[m] for m in months}

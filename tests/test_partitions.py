@@ -138,9 +138,15 @@ def test_a_range_that_selects_nothing() -> None:
         select(_new_layout(MONTHS), partitions=None, since="2027-01-01", now=NOW, src=SRC)
 
 
-def test_legacy_and_mixed_layouts_are_refused() -> None:
+def test_the_legacy_layout_is_refused() -> None:
     with pytest.raises(BadBackupError, match=r"legacy global indexdb/.*cannot be split by partition; restore it whole"):
         select(_legacy_layout(MONTHS), partitions="2026_12", since=None, now=NOW, src=SRC)
-    mixed = _legacy_layout(["2026_01"]) + _new_layout(["2026_12"])
-    with pytest.raises(BadBackupError, match="both the legacy global indexdb/ and per-partition indexes"):
-        select(mixed, partitions="2026_12", since=None, now=NOW, src=SRC)
+
+
+def test_the_mixed_layout_keeps_the_legacy_index_whole() -> None:
+    mixed = _legacy_layout(["2026_01"]) + _new_layout(["2026_11", "2026_12"])
+    sel = select(mixed, partitions="2026_12", since=None, now=NOW, src=SRC)
+    assert sel is not None and sel.layout is Layout.MIXED
+    kept = {p.path for p in selected_parts(mixed, sel)}
+    assert "indexdb/1800/1801/items.bin" in kept
+    assert {partition_of(p) for p in kept} == {None, "2026_12"}

@@ -7,7 +7,15 @@ own inverted index under `data/indexdb/YYYY_MM` (lib/storage/partition.go), whic
 makes a month a self-contained unit. Before, one global `indexdb/` at the root
 (lib/storage/storage.go; still opened as the "legacy" index by today's versions)
 indexed every month at once: a subset of months cannot be cut out of it, so a
-backup holding it cannot be restored partially (upstream issue 9147).
+backup holding only it is not restored partially (upstream issue 9147).
+
+The mixed layout (a database made before 1.133 and opened by a later version)
+keeps the frozen `indexdb/` beside `data/indexdb/YYYY_MM`: the months before the
+upgrade are indexed only in `indexdb/` (their `data/indexdb/M` holds no part), a
+month spanning the upgrade in both. Restoring `indexdb/` whole with the selected
+months answers every query over them exactly as a full restore does (proven on
+1.145.0 by tests/test_partial_restore_vm.py); series and label lookups over an
+unselected old month still name its series, with no samples.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 8
 class Layout(Enum):
     PER_PARTITION = "per-partition"  # data/indexdb/YYYY_MM only: months split cleanly
     LEGACY = "legacy"  # the global indexdb/ only (before 1.133)
-    MIXED = "mixed"  # both: an old database opened by 1.133 or later
+    MIXED = "mixed"  # both: an old database opened by 1.133 or later; indexdb/ is restored whole
     NONE = "none"  # no index at all (an empty database)
 
 
@@ -202,23 +210,13 @@ def refuse_layout(layout: Layout, src: str) -> None:
             f"the backup {src} holds the legacy global indexdb/ (VictoriaMetrics before 1.133), which indexes "
             "every month at once and cannot be split by partition; restore it whole (without --partitions/--since)"
         )
-    if layout is Layout.MIXED:
-        raise BadBackupError(
-            f"the backup {src} holds both the legacy global indexdb/ and per-partition indexes (a database "
-            "upgraded to 1.133 or later), and the months indexed only in indexdb/ cannot be told apart from "
-            "the listing; restore it whole (without --partitions/--since)"
-        )
 
 
 def selected_parts(parts: list[Part], selection: Selection) -> list[Part]:
     """The parts a partial restore brings back: the selected months and every file
-    outside the partitions (metadata and the rest of the layout the database needs)."""
+    outside the partitions (metadata and the rest of the layout the database needs;
+    in the mixed layout the legacy indexdb/, which indexes the months before the upgrade)."""
+    if selection.layout is Layout.LEGACY:  # select() refused it; a guard for new callers
+        raise BadBackupError("a partial restore cannot split the legacy global indexdb/")
     keep = set(selection.names)
-    out = []
-    for p in parts:
-        month = partition_of(p.path)
-        if month is None or month in keep:
-            out.append(p)
-    if any(is_legacy_index(p.path) for p in out):  # refuse_layout ran; a guard for new callers
-        raise BadBackupError("a partial restore cannot include the legacy global indexdb/")
-    return out
+    return [p for p in parts if (m := partition_of(p.path)) is None or m in keep]
