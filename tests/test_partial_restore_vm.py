@@ -363,3 +363,33 @@ def test_mixed_layout_restores_each_kind_of_month(tmp_path: Path) -> None:
         assert [p["name"] for p in res["partitions"]] == months
         assert (dst / "indexdb").is_dir() and months_on_disk(dst) == set(months)
         assert by_month(export_from(dst, tmp_path)) == {m: want[m] for m in months}
+
+
+def test_info_lists_partitions_with_sizes(new_backup: Backup) -> None:
+    info = json.loads(run_snapferry("info", f"--src={new_backup.url}", "--json").stdout)["backup"]
+    assert info["layout"] == "per-partition"
+    assert [p["name"] for p in info["partitions"]] == list(new_backup.months)
+    root = Path(new_backup.url.removeprefix("fs://"))
+    for p in info["partitions"]:  # the bytes of its three directories in the backup
+        dirs = [root / "data" / r / p["name"] for r in ("small", "big", "indexdb")]
+        on_disk = sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file())
+        assert p["bytes"] == on_disk
+    text = run_snapferry("info", f"--src={new_backup.url}").stdout
+    assert "5 month partitions, index layout per-partition:" in text and "  2026_02 " in text
+
+
+def test_verify_checks_only_the_named_partitions(new_backup: Backup, tmp_path: Path) -> None:
+    copy = tmp_path / "backup"
+    shutil.copytree(Path(new_backup.url.removeprefix("fs://")), copy)
+    victim = next((copy / "data/small/2026_01").rglob("values.bin/*"))
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 0xFF  # same size: only reading the data finds it
+    victim.write_bytes(bytes(data))
+    url = f"fs://{copy}"
+    clean = run_snapferry("verify", f"--src={url}", "--read-data", "--partitions=2026_02,2026_03", check=False)
+    assert clean.returncode == 0, clean.stderr
+    for args in ([], ["--partitions=2026_01"], ["--since=2025-12-20"]):
+        bad = run_snapferry("verify", f"--src={url}", "--read-data", *args, check=False)
+        assert bad.returncode == 3 and "2026_01" in bad.stderr, bad.stderr
+    r = run_snapferry("verify", f"--src={url}", "--partitions=1999_01", check=False)
+    assert r.returncode == 2 and "has no partition 1999_01" in r.stderr

@@ -278,6 +278,8 @@ def verify(
     remote_options: RemoteOptions | None = None,
     retry: RetryPolicy | None = None,
     progress: str = "auto",
+    partitions: str | None = None,
+    since: str | None = None,
 ) -> VerifyResult:
     """Check the backup at `src` where it is stored (see actions/verify.py); the result
     lists every problem found. `read_data_subset` ("5%" or "N/M") implies `read_data`."""
@@ -287,8 +289,9 @@ def verify(
     opts = VerifyOptions(
         structure_only=structure_only, read_data=read_data or read_data_subset is not None,
         subset=Subset.parse(read_data_subset) if read_data_subset else None, concurrency=concurrency,
-        progress_mode=progress,
+        progress_mode=progress, partitions=partitions, since=since,
     )
+    _partition_filter(partitions, since)  # the syntax, before the remote is opened
     remote = open_remote(src, remote_options or default_options(concurrency))
     try:
         return run_verify(remote, opts, throttle=Throttle(max_bytes_per_second), retry=retry)

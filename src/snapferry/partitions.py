@@ -171,7 +171,8 @@ class Selection:
 
 
 def select(
-    parts: list[Part], *, partitions: str | None, since: str | None, now: dt.datetime, src: str
+    parts: list[Part], *, partitions: str | None, since: str | None, now: dt.datetime, src: str,
+    for_restore: bool = True,
 ) -> Selection | None:
     """The partitions `--partitions` and `--since` name (both: their intersection),
     checked against the backup; None when neither is given. Every refusal is raised
@@ -181,7 +182,8 @@ def select(
     wanted = parse_partition_names(partitions) if partitions is not None else None
     start = parse_since(since, now) if since is not None else None
     info = describe(parts)
-    refuse_layout(info.layout, src)
+    if for_restore:  # verify may check the months of any layout
+        refuse_layout(info.layout, src)
     have = set(info.names)
     if wanted is not None:
         missing = [n for n in wanted if n not in have]
@@ -210,6 +212,12 @@ def refuse_layout(layout: Layout, src: str) -> None:
             f"the backup {src} holds the legacy global indexdb/ (VictoriaMetrics before 1.133), which indexes "
             "every month at once and cannot be split by partition; restore it whole (without --partitions/--since)"
         )
+
+
+def in_selection(path: str, selection: Selection) -> bool:
+    """Whether a backup path is restored (or verified) with the selection."""
+    month = partition_of(path)
+    return month is None or month in selection.names
 
 
 def selected_parts(parts: list[Part], selection: Selection) -> list[Part]:

@@ -29,8 +29,19 @@ def info(**kw: Any) -> None:
         click.echo(f"{result.src} holds no backup", err=True)
     if result.backup is not None:
         click.echo(f"{result.src}: {line(result.backup)}")
+        partition_lines(result.backup)
     for b in result.backups:
         click.echo(f"{b.name}: {line(b)}")
+        partition_lines(b)
+
+
+def partition_lines(b: BackupInfo) -> None:
+    """One line per month partition (what `restore --partitions` can name)."""
+    if not b.partitions:
+        return
+    click.echo(f"  {len(b.partitions)} month partitions, index layout {b.layout}:")
+    for p in b.partitions:
+        click.echo(f"  {p.name} {human_bytes(p.bytes)}")
 
 
 def line(b: BackupInfo) -> str:
