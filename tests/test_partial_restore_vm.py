@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.dropin.helpers import run_script
 from tests.vm import (
     NEW,
     OLD,
     Samples,
     VMServer,
+    free_port,
     make_samples,
     merge_samples,
     require_binary,
@@ -393,3 +395,15 @@ def test_verify_checks_only_the_named_partitions(new_backup: Backup, tmp_path: P
         assert bad.returncode == 3 and "2026_01" in bad.stderr, bad.stderr
     r = run_snapferry("verify", f"--src={url}", "--partitions=1999_01", check=False)
     assert r.returncode == 2 and "has no partition 1999_01" in r.stderr
+
+
+def test_dropin_vmrestore_takes_the_flags_of_pr_11186(new_backup: Backup, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    run_script("vmrestore", [f"-src={new_backup.url}", f"-storageDataPath={dst}",
+                             "-restorePartitions=2026_02,2026_03,2026_04", "-restoreSince=2026-03-10",
+                             f"-httpListenAddr=127.0.0.1:{free_port()}"])
+    assert months_on_disk(dst) == {"2026_03", "2026_04"}
+    bad = run_script("vmrestore", [f"-src={new_backup.url}", f"-storageDataPath={dst}", "-restorePartitions=2026-03",
+                                   f"-httpListenAddr=127.0.0.1:{free_port()}"], check=False)
+    assert bad.returncode == 2 and "is not a month partition name" in bad.stderr
+    assert months_on_disk(dst) == {"2026_03", "2026_04"}
