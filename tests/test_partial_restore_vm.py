@@ -407,3 +407,21 @@ def test_dropin_vmrestore_takes_the_flags_of_pr_11186(new_backup: Backup, tmp_pa
                                    f"-httpListenAddr=127.0.0.1:{free_port()}"], check=False)
     assert bad.returncode == 2 and "is not a month partition name" in bad.stderr
     assert months_on_disk(dst) == {"2026_03", "2026_04"}
+
+
+def test_a_restore_mark_names_partitions_for_the_init_container(new_backup: Backup, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    bad = run_snapferry("manager", "restore", "create", new_backup.url, f"--storage-data-path={data}",
+                        "--partitions=2026-3", check=False)
+    assert bad.returncode == 2 and "is not a month partition name" in bad.stderr
+    assert not (data / "backup_restore.ignore").exists()
+    run_snapferry("manager", "restore", "create", new_backup.url, f"--storage-data-path={data}",
+                  "--partitions=2026_03,2026_04", "--since=2026-04-01")
+    got = json.loads(run_snapferry("manager", "restore", "get", f"--storage-data-path={data}").stdout)
+    assert got == {"backup": new_backup.url, "partitions": "2026_03,2026_04", "since": "2026-04-01"}
+    res = json.loads(run_snapferry("manager", "restore", f"--storage-data-path={data}", "--json",
+                                   "--progress=off").stdout)
+    assert [p["name"] for p in res["partitions"]] == ["2026_04"]
+    assert months_on_disk(data) == {"2026_04"} and not (data / "backup_restore.ignore").exists()
+    assert by_month(export_from(data, tmp_path)) == {"2026_04": by_month(new_backup.samples)["2026_04"]}

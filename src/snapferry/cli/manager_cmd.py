@@ -22,7 +22,7 @@ from ..errors import UsageError
 from ..manager import retention
 from ..manager.catalog import Catalog
 from ..manager.layout import parse_backup_name
-from ..manager.marks import RestoreMarks
+from ..manager.marks import MarkSelection, RestoreMarks
 from ..manager.restore import restore_marked
 from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
@@ -248,15 +248,20 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 @click.argument("name")
 @_data_option
 @_dst_option
+@click.option("--partitions", default=None, metavar="YYYY_MM[,...]",
+              help="Restore only these month partitions (docs/partial-restore.md).")
+@click.option("--since", default=None, metavar="DURATION|DATE",
+              help="Restore only the month partitions overlapping [now-DURATION or DATE, now].")
 @remote_options
 def restore_create(name: str, **kw: Any) -> None:
     """Mark NAME (daily/2026-11-27, or a full backup URL) for restore on the next start."""
     data = _need(kw["storage_data_path"], "--storage-data-path")
+    sel = MarkSelection(kw.pop("partitions"), kw.pop("since"))
     if kw["dst"]:
         with _catalog(kw) as catalog:
-            RestoreMarks(data, catalog).create(name)
+            RestoreMarks(data, catalog).create(name, sel)
     else:
-        RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name)
+        RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name, sel)
     click.echo(f"marked {name} for restore into {data}", err=True)
 
 
@@ -264,8 +269,14 @@ def restore_create(name: str, **kw: Any) -> None:
 @_data_option
 def restore_get(storage_data_path: str | None) -> None:
     """Print the restore mark as {"backup": NAME}, or {} without one."""
-    value = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).get()
-    click.echo(json.dumps({"backup": value} if value is not None else {}))
+    marks = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None)
+    value = marks.get()
+    if value is None:
+        click.echo(json.dumps({}))
+        return
+    sel = marks.selection()
+    extra = {k: v for k, v in (("partitions", sel.partitions), ("since", sel.since)) if v is not None}
+    click.echo(json.dumps({"backup": value, **extra}))
 
 
 @restore.command("delete")

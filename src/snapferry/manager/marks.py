@@ -4,20 +4,44 @@ backup `snapferry manager restore` restores on the next start of the database.
 It holds a backup name of the layout (`daily/2026-11-27`) or a full remote URL
 (a backup of another --dst, e.g. another cluster's). Written atomically and
 durably; both forms are validated on write and again on read.
+
+A partial restore (docs/partial-restore.md) adds lines `partitions=YYYY_MM,...`
+and/or `since=DURATION|DATE` after the first; vmbackupmanager's one-line marks
+read as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+from dataclasses import dataclass
 
 from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
+from ..partitions import parse_partition_names, parse_since
 from ..remotes import RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
 from .layout import BackupName, parse_backup_name
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSelection:
+    """The month partitions a restore mark restores (both None: the whole backup)."""
+
+    partitions: str | None = None
+    since: str | None = None
+
+    def lines(self) -> bytes:
+        out = b""
+        if self.partitions is not None:
+            out += f"partitions={','.join(parse_partition_names(self.partitions))}\n".encode()
+        if self.since is not None:
+            parse_since(self.since, dt.datetime.now(dt.UTC))
+            out += f"since={self.since.strip()}\n".encode()
+        return out
 
 
 class RestoreMarks:
@@ -39,9 +63,11 @@ class RestoreMarks:
             raise UsageError(f"the restore mark names {value!r}: pass --dst to say where it is")
         return self.catalog.remotes.url(str(name))
 
-    def create(self, value: str) -> None:
-        """Mark `value` for restore after checking the backup exists and is complete."""
+    def create(self, value: str, selection: MarkSelection | None = None) -> None:
+        """Mark `value` for restore after checking the backup exists and is complete;
+        `selection` makes it a partial restore of those month partitions."""
         value = value.strip()
+        extra = (selection or MarkSelection()).lines()  # the syntax, before anything is checked remotely
         if "://" in value:
             split_url(value)
             remote = open_remote(value, self.options)
@@ -66,9 +92,9 @@ class RestoreMarks:
             self.catalog.require_complete(name)
         if not os.path.isdir(self.storage_data_path):
             raise UsageError(f"the storage data path {self.storage_data_path} is not a directory; check it")
-        write_file_atomic(self.path, value.encode() + b"\n")
+        write_file_atomic(self.path, value.encode() + b"\n" + extra)
 
-    def get(self) -> str | None:
+    def _lines(self) -> list[str] | None:
         try:
             with open(self.path, "rb") as f:
                 raw = f.read(4096)
@@ -76,7 +102,28 @@ class RestoreMarks:
             return None
         except OSError as e:
             raise SnapferryError(f"cannot read the restore mark {self.path}: {e.strerror}") from e
-        value = raw.decode("utf-8", "replace").strip()
+        return [ln.strip() for ln in raw.decode("utf-8", "replace").strip().splitlines() if ln.strip()] or [""]
+
+    def selection(self) -> MarkSelection:
+        """The partitions the mark restores (MarkSelection() for a whole backup)."""
+        found: dict[str, str] = {}
+        for line in (self._lines() or [])[1:]:
+            key, sep, val = line.partition("=")
+            if not sep or key not in ("partitions", "since"):
+                raise UsageError(
+                    f"the restore mark {self.path} holds {line!r}, not partitions=... nor since=...; delete it "
+                    "with `snapferry manager restore delete` and create it again"
+                )
+            found[key] = val
+        sel = MarkSelection(found.get("partitions"), found.get("since"))
+        sel.lines()  # validated as on write
+        return sel
+
+    def get(self) -> str | None:
+        lines = self._lines()
+        if lines is None:
+            return None
+        value = lines[0]
         try:
             if "://" in value:
                 split_url(value)
