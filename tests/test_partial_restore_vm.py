@@ -377,7 +377,8 @@ def test_info_lists_partitions_with_sizes(new_backup: Backup) -> None:
         on_disk = sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file())
         assert p["bytes"] == on_disk
     text = run_snapferry("info", f"--src={new_backup.url}").stdout
-    assert "5 month partitions, index layout per-partition:" in text and "  2026_02 " in text
+    assert len(text.splitlines()) == 1  # one line per backup, the months on it
+    assert "; 5 month partition(s) (per-partition index): 2026_01 " in text and ", 2026_02 " in text
 
 
 def test_verify_checks_only_the_named_partitions(new_backup: Backup, tmp_path: Path) -> None:

@@ -28,20 +28,17 @@ def info(**kw: Any) -> None:
     if result.backup is None and not result.backups:
         click.echo(f"{result.src} holds no backup", err=True)
     if result.backup is not None:
-        click.echo(f"{result.src}: {line(result.backup)}")
-        partition_lines(result.backup)
+        click.echo(f"{result.src}: {line(result.backup)}{partitions(result.backup)}")
     for b in result.backups:
-        click.echo(f"{b.name}: {line(b)}")
-        partition_lines(b)
+        click.echo(f"{b.name}: {line(b)}{partitions(b)}")
 
 
-def partition_lines(b: BackupInfo) -> None:
-    """One line per month partition (what `restore --partitions` can name)."""
+def partitions(b: BackupInfo) -> str:
+    """The month partitions with their sizes (what `restore --partitions` can name), on the backup's line."""
     if not b.partitions:
-        return
-    click.echo(f"  {len(b.partitions)} month partitions, index layout {b.layout}:")
-    for p in b.partitions:
-        click.echo(f"  {p.name} {human_bytes(p.bytes)}")
+        return ""
+    months = ", ".join(f"{p.name} {human_bytes(p.bytes)}" for p in b.partitions)
+    return f"; {len(b.partitions)} month partition(s) ({b.layout} index): {months}"
 
 
 def line(b: BackupInfo) -> str:
