@@ -30,7 +30,7 @@ from ..throttle import Throttle
 from . import retention
 from .catalog import BackupInfo, Catalog
 from .layout import DATED_TYPES, BackupType, backup_name, parse_backup_name, period_of, refuse_dst_in_a_backup
-from .marks import RestoreMarks
+from .marks import MarkSelection, RestoreMarks
 from .schedule import Clock, Schedule, SystemClock, zone
 
 log = logging.getLogger("snapferry")
@@ -362,11 +362,14 @@ class Manager:
     def set_locked(self, name: str, locked: bool) -> BackupInfo:
         return self.catalog.set_locked(parse_backup_name(name), locked)
 
-    def restore_mark_create(self, name: str) -> None:
-        self.marks.create(name)
+    def restore_mark_create(self, name: str, selection: MarkSelection | None = None) -> None:
+        self.marks.create(name, selection)
 
     def restore_mark_get(self) -> str | None:
         return self.marks.get()
+
+    def restore_mark_selection(self) -> MarkSelection:
+        return self.marks.selection()
 
     def restore_mark_delete(self) -> None:
         self.marks.delete()
