@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -60,7 +61,7 @@ class Backup:
     months: tuple[str, ...]  # every partition the backup holds
 
 
-def ingest_and_back_up(base: Path, version: str, *, big_month: str | None = None) -> Backup:
+def ingest_and_back_up(base: Path, version: str, *, big_months: tuple[str, ...] = ()) -> Backup:
     """A real victoria-metrics of `version` with samples in four old months (backfilled)
     and the current one, snapshotted and backed up by snapferry to fs://."""
     base.mkdir(parents=True, exist_ok=True)
@@ -68,8 +69,8 @@ def ingest_and_back_up(base: Path, version: str, *, big_month: str | None = None
     try:
         ingested: list[Samples] = []
         for i, m in enumerate(OLD_MONTHS):
-            per = 20_000 if m == big_month else 200  # big: values.bin over 1 MiB, resumable mid-file
-            series = 30 if m == big_month else 4
+            per = 20_000 if m in big_months else 200  # big: values.bin over 1 MiB, kept by a rerun
+            series = 30 if m in big_months else 4
             ingested.append(make_samples(seed=i + 1, series=series, per_series=per, end_ms=mid_month_ms(m)))
         ingested.append(make_samples(seed=99, per_series=50))
         for s in ingested:
@@ -87,7 +88,7 @@ def ingest_and_back_up(base: Path, version: str, *, big_month: str | None = None
 
 @pytest.fixture(scope="module")
 def new_backup(tmp_path_factory: pytest.TempPathFactory) -> Backup:
-    return ingest_and_back_up(tmp_path_factory.mktemp("vm145"), NEW, big_month="2026_02")
+    return ingest_and_back_up(tmp_path_factory.mktemp("vm145"), NEW, big_months=("2026_02", "2026_03"))
 
 
 def restore(backup: Backup, dst: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -186,22 +187,35 @@ def test_bad_selections_write_nothing(
 
 
 def test_killed_partial_restore_resumes(new_backup: Backup, tmp_path: Path) -> None:
-    """SIGKILL a slowed partial restore mid-file, then again once the big month's
-    values.bin is whole; the rerun keeps that file and ends with the exact months."""
+    """SIGKILL a slowed partial restore at a random point, mid-file, and once February's
+    values.bin is whole (one worker: files in path order, so March's big values.bin is
+    still to come then); the rerun keeps that file and ends with the exact months."""
     dst = tmp_path / "dst"
     cmd = [*snapferry_command(), "restore", f"--src={new_backup.url}", f"--dst={dst}", "--progress=off",
-           "--partitions=2026_02,2026_03", "--max-bytes-per-second=150000"]
+           "--partitions=2026_02,2026_03", "--max-bytes-per-second=150000", "--concurrency=1"]
 
     def big_file_done() -> bool:
         return any(dst.glob("data/small/2026_02/*/values.bin"))
 
-    for kill_when in ((lambda: (dst / "restore-in-progress").exists()), big_file_done):
+    rng = random.Random(int(os.environ.get("SNAPFERRY_TEST_SEED", "11")))
+    delay = rng.uniform(0.0, 3.0)  # a random point after the restore's first change
+    seen: list[float] = []
+
+    def started() -> bool:
+        return (dst / "restore-in-progress").exists()
+
+    def random_point() -> bool:
+        if not seen and started():
+            seen.append(time.monotonic())
+        return bool(seen) and time.monotonic() >= seen[0] + delay
+
+    for kill_when in (random_point, started, big_file_done):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for(lambda p=proc, cond=kill_when: cond() or p.poll() is not None)  # type: ignore[misc]
-        assert proc.poll() is None, "the restore finished before it could be killed; slow it more"
+        assert proc.poll() is None, f"the restore finished before it could be killed ({kill_when.__name__})"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        assert (dst / "restore-in-progress").exists()
+        assert (dst / "restore-in-progress").exists(), kill_when.__name__
     big = next(dst.glob("data/small/2026_02/*/values.bin")).stat().st_size
     res = json.loads(restore(new_backup, dst, "--partitions=2026_02,2026_03").stdout)
     assert res["kept_bytes"] >= big > 1024 * 1024  # the rerun kept what the killed run finished
@@ -218,6 +232,16 @@ def _wait_for(cond: Callable[[], bool]) -> None:
             return
         time.sleep(0.01)
     raise AssertionError("the restore never reached the kill point")
+
+
+def test_a_directory_of_other_files_is_refused(new_backup: Backup, tmp_path: Path) -> None:
+    """A partial restore deletes what the selection lacks, so the wrong-directory guard holds."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    r = restore(new_backup, home, "--partitions=2026_03", check=False)
+    assert r.returncode == 2 and "does not look like a VictoriaMetrics data directory" in r.stderr
+    assert sorted(os.listdir(home)) == ["notes.txt"]
 
 
 def test_legacy_backup_is_refused_before_anything_is_written(tmp_path: Path) -> None:
