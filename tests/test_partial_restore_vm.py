@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import snapferry
 from tests.dropin.helpers import run_script
 from tests.vm import (
     NEW,
@@ -340,7 +341,7 @@ def test_an_interrupted_swap_finishes_on_rerun(new_backup: Backup, tmp_path: Pat
     r = subprocess.run([require_binary("victoria-metrics", NEW), f"-storageDataPath={live}",
                         "-httpListenAddr=127.0.0.1:0"], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode != 0 and "incomplete vmrestore run" in r.stderr + r.stdout
-    out = json.loads(run_snapferry("partitions-swap", f"--stage={stage}", f"--dst={live}", "--json").stdout)
+    out = snapferry.partitions_swap(str(stage), str(live)).to_dict()  # the Python API
     assert out["partitions"] == ["2026_01", "2026_02"]
     assert months_on_disk(live) == {"2026_01", "2026_02", "2026_04"} and months_on_disk(stage) == set()
     got = by_month(export_from(live, tmp_path))

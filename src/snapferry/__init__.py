@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import backup, copy, info, restore, restore_dry_run, verify
+    from .api import backup, copy, info, partitions_swap, restore, restore_dry_run, verify
     from .errors import SnapferryError
     from .findings import InfoResult, VerifyResult
     from .parts import Part
@@ -27,6 +27,7 @@ _EXPORTS = {
     "backup": "api",
     "copy": "api",
     "info": "api",
+    "partitions_swap": "api",
     "restore": "api",
     "restore_dry_run": "api",
     "verify": "api",
@@ -58,6 +59,7 @@ __all__ = [
     "backup",
     "copy",
     "info",
+    "partitions_swap",
     "restore",
     "restore_dry_run",
     "verify",

@@ -19,6 +19,7 @@ from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (
 
 if TYPE_CHECKING:
     from .actions.restore import PartitionFilter
+    from .actions.swap import SwapResult
     from .findings import InfoResult, VerifyResult
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
@@ -297,6 +298,15 @@ def verify(
         return run_verify(remote, opts, throttle=Throttle(max_bytes_per_second), retry=retry)
     finally:
         remote.close()
+
+
+def partitions_swap(stage: str, dst: str, *, partitions: str | None = None) -> SwapResult:
+    """The second step of a partial restore: move the month partitions a `restore
+    --partitions` put into `stage` into the stopped database at `dst`, by renames
+    (docs/partial-restore.md). A month `dst` already has is refused, never merged."""
+    from .actions.swap import run_swap
+
+    return run_swap(stage, dst, partitions)
 
 
 def info(src: str, *, remote_options: RemoteOptions | None = None) -> InfoResult:

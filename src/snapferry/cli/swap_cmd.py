@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..actions.swap import run_swap
+from .. import api
 
 
 @click.command("partitions-swap")
@@ -19,7 +19,7 @@ from ..actions.swap import run_swap
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def partitions_swap(**kw: Any) -> None:
     """Move restored month partitions from --stage into the stopped database at --dst (renames only)."""
-    result = run_swap(kw["stage"], kw["dst"], kw["partitions"])
+    result = api.partitions_swap(kw["stage"], kw["dst"], partitions=kw["partitions"])
     if kw["as_json"]:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
