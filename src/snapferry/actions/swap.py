@@ -148,10 +148,10 @@ def _swap_locked(stage: str, dst: str, partitions: str | None) -> SwapResult:
             os.makedirs(os.path.dirname(there), exist_ok=True)
             os.rename(src, there)
             moved += 1
-    for root in PARTITION_ROOTS:
-        for d in (os.path.join(dst, root), os.path.join(stage, root)):
-            if os.path.isdir(d):
-                durable.fsync_dir(d)
+    # every directory an entry left or entered, and data/ where makedirs may have added one
+    for d in [os.path.join(top, root) for root in PARTITION_ROOTS for top in (dst, stage)] + [os.path.join(dst, "data")]:
+        if os.path.isdir(d):
+            durable.fsync_dir(d)
     cache = os.path.join(dst, CACHE_DIR)
     cache_removed = os.path.isdir(cache) and not os.path.islink(cache)
     if cache_removed:
