@@ -149,7 +149,8 @@ def _swap_locked(stage: str, dst: str, partitions: str | None) -> SwapResult:
             os.rename(src, there)
             moved += 1
     # every directory an entry left or entered, and data/ where makedirs may have added one
-    for d in [os.path.join(top, root) for root in PARTITION_ROOTS for top in (dst, stage)] + [os.path.join(dst, "data")]:
+    touched = [os.path.join(top, root) for root in PARTITION_ROOTS for top in (dst, stage)]
+    for d in [*touched, os.path.join(dst, "data")]:
         if os.path.isdir(d):
             durable.fsync_dir(d)
     cache = os.path.join(dst, CACHE_DIR)
