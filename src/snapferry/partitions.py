@@ -210,7 +210,9 @@ def refuse_layout(layout: Layout, src: str) -> None:
     if layout is Layout.LEGACY:
         raise BadBackupError(
             f"the backup {src} holds the legacy global indexdb/ (VictoriaMetrics before 1.133), which indexes "
-            "every month at once and cannot be split by partition; restore it whole (without --partitions/--since)"
+            "every month at once and cannot be split by partition; restore it whole (without --partitions/--since), "
+            "or back up again after VictoriaMetrics 1.133 or later has run on the database (a mixed layout, "
+            "restored partially)"
         )
 
 
