@@ -2,7 +2,9 @@
 
 Backups written by `vmbackup` restore with snapferry, backups written by snapferry
 restore with `vmrestore`, incremental backups mix both tools, and snapferry's
-snapshot handling works against a running `victoria-metrics`. Every test runs on
+snapshot handling works against a running `victoria-metrics`, a restore killed by one tool
+is finished by the other, and a 1.79.5 directory upgraded to 1.145.0 backs up the same way
+with both. Every test runs on
 both versions (the fixture `vm_version`): 1.145.0 keeps an index per month partition
 (`data/indexdb/YYYY_MM`) and its snapshots are symlinks. The binaries come
 from scripts/setup.sh; when one is missing these tests fail, they never skip.
@@ -22,6 +24,7 @@ import pytest
 
 import snapferry
 from snapferry.errors import SnapferryError
+from tests.crash import harness as h
 from tests.datagen import (
     IGNORED_NAMES,
     assert_same_tree,
@@ -36,8 +39,10 @@ from tests.vm import (
     OLD,
     Samples,
     VMServer,
+    free_port,
     make_samples,
     merge_samples,
+    require_binary,
     run_snapferry,
     run_vmbackup,
     run_vmrestore,
@@ -369,3 +374,91 @@ def test_incremental_both_ways_on_a_generated_snapshot(vm_version: str, tmp_path
     run_vmrestore(bk, tmp_path / "by-vmrestore", version=vm_version)
     assert_same_tree(tmp_path / "by-vmrestore", restored)
     assert res2.downloaded_bytes == sizes[gone] + sizes[grown] + sum(always.values())
+
+
+def test_a_database_upgraded_from_1_79_5_to_1_145_0(vm_server: StartVM, tmp_path: Path) -> None:
+    """A data directory written by 1.79.5 (the global `indexdb/`) then run by 1.145.0, which keeps
+    that legacy index beside the per-month ones it makes from then on: its snapshot links both.
+    vmbackup 1.145.0 and snapferry back it up to the same objects; each tool restores the
+    other's backup to the snapshot's tree, which 1.145.0 serves with every series."""
+    storage = tmp_path / "vm"
+    old = vm_server(storage, version=OLD)
+    before = make_samples(seed=41, series=3, per_series=200, extra_labels={"by": "1.79.5"})
+    old.ingest(before)
+    old.force_flush()
+    old.stop()
+    new = vm_server(storage, version=NEW)
+    after = two_months_of_samples(new)
+    name = new.snapshot_create()
+    snap = new.snapshot_dir(name)
+    assert (snap / "indexdb").is_symlink() and (snap / "data" / "indexdb").is_symlink()
+    assert any(p.parts[0] == "indexdb" for p in map(Path, tree_sizes(snap)))  # the legacy index is backed up
+
+    run_vmbackup(storage, name, tmp_path / "by-vmbackup", version=NEW)
+    snapferry.backup(fs(tmp_path / "by-snapferry"), storage_data_path=str(storage), snapshot_name=name,
+                     progress="off")
+    theirs, ours = backup_objects(tmp_path / "by-vmbackup"), backup_objects(tmp_path / "by-snapferry")
+    assert ours == theirs
+    assert set(ours) == expected_object_names(snap)
+
+    by_snapferry, by_vmrestore = tmp_path / "restored-by-snapferry", tmp_path / "restored-by-vmrestore"
+    snapferry.restore(fs(tmp_path / "by-vmbackup"), str(by_snapferry), progress="off")
+    run_vmrestore(tmp_path / "by-snapferry", by_vmrestore, version=NEW)
+    assert_same_tree(snap, by_snapferry)
+    assert_same_tree(snap, by_vmrestore)
+    new.stop()
+    for restored in (by_snapferry, by_vmrestore):
+        server = vm_server(restored, version=NEW)
+        assert server.export('{__name__="snapferry_test"}') == merge_samples(before, after)
+        server.stop()
+
+
+@pytest.mark.parametrize("preallocate", [True, False], ids=["prealloc", "inplace"])
+def test_a_killed_snapferry_restore_is_finished_by_vmrestore(
+    vm_version: str, vm_server: StartVM, tmp_path: Path, preallocate: bool
+) -> None:
+    """snapferry restore killed half way leaves `restore-in-progress` (the database refuses to
+    start) and its `.tmp`/journal files; that version's vmrestore finishes the restore into the
+    same directory: the snapshot's tree, nothing of ours left, and the database serves it."""
+    storage, bk, target = tmp_path / "vm", tmp_path / "bk", tmp_path / "target"
+    vm = vm_server(storage, version=vm_version)
+    samples = two_months_of_samples(vm)
+    name = vm.snapshot_create()
+    snapferry.backup(fs(bk), storage_data_path=str(storage), snapshot_name=name, max_part_size=64 * 1024,
+                     progress="off")
+    total = sum(tree_sizes(vm.snapshot_dir(name)).values())
+    argv = h.restore_argv(bk, target, preallocate, rate=max(total // 4, 64 * 1024))
+    attempt = h.run_and_kill(argv, h.written_at_least(total // 3), workdir=tmp_path)
+    assert attempt.killed, attempt.describe()
+    assert (target / h.RESTORE_MARKER).exists()
+
+    run_vmrestore(bk, target, version=vm_version)
+
+    assert_same_tree(vm.snapshot_dir(name), target)
+    assert not [p for p in target.rglob("*") if p.name.endswith((h.TMP_SUFFIX, h.JOURNAL_SUFFIX))]
+    assert not (target / h.RESTORE_MARKER).exists()
+    vm.stop()
+    assert vm_server(target, version=vm_version).export('{__name__="snapferry_test"}') == samples
+
+
+def test_a_killed_vmrestore_is_finished_by_snapferry(vm_version: str, vm_server: StartVM, tmp_path: Path) -> None:
+    """That version's vmrestore killed half way (its `restore-in-progress` left); snapferry
+    restore into the same directory finishes it: the snapshot's tree, served by that version."""
+    storage, bk, target = tmp_path / "vm", tmp_path / "bk", tmp_path / "target"
+    vm = vm_server(storage, version=vm_version)
+    samples = two_months_of_samples(vm)
+    name = vm.snapshot_create()
+    run_vmbackup(storage, name, bk, version=vm_version)
+    total = sum(tree_sizes(vm.snapshot_dir(name)).values())
+    argv = [require_binary("vmrestore", vm_version), f"-src=fs://{bk}", f"-storageDataPath={target}",
+            f"-httpListenAddr=127.0.0.1:{free_port()}", f"-maxBytesPerSecond={max(total // 4, 64 * 1024)}"]
+    attempt = h.run_and_kill(argv, h.written_at_least(total // 3), workdir=tmp_path)
+    assert attempt.killed, attempt.describe()
+    assert (target / h.RESTORE_MARKER).exists()
+
+    snapferry.restore(fs(bk), str(target), progress="off")
+
+    assert_same_tree(vm.snapshot_dir(name), target)
+    assert not (target / h.RESTORE_MARKER).exists()
+    vm.stop()
+    assert vm_server(target, version=vm_version).export('{__name__="snapferry_test"}') == samples
