@@ -1,15 +1,13 @@
 """Interoperability with the real VictoriaMetrics tools, 1.79.5 and 1.145.0, byte for byte.
 
 Backups written by `vmbackup` restore with snapferry, backups written by snapferry
-restore with `vmrestore`, incremental backups mix both tools, and snapferry's
-snapshot handling works against a running `victoria-metrics`, a restore killed by one tool
-is finished by the other, and a 1.79.5 directory upgraded to 1.145.0 backs up the same way
-with both. Every test runs on
-both versions (the fixture `vm_version`): 1.145.0 keeps an index per month partition
-(`data/indexdb/YYYY_MM`) and its snapshots are symlinks. The binaries come
-from scripts/setup.sh; when one is missing these tests fail, they never skip.
-The fixtures (`vm_server`, `vm_binaries`) come from the tests.vm plugin.
-"""
+restore with `vmrestore`, incremental backups mix both tools, snapferry's snapshot
+handling works against a running `victoria-metrics`, a restore killed by one tool is
+finished by the other, and a 1.79.5 directory upgraded to 1.145.0 backs up the same way
+with both. Every test runs on both versions (the fixture `vm_version`): 1.145.0 keeps an
+index per month partition (`data/indexdb/YYYY_MM`) and its snapshots are symlinks. The
+binaries come from scripts/setup.sh; when one is missing these tests fail, they never
+skip. The fixtures (`vm_server`, `vm_binaries`) come from the tests.vm plugin."""
 
 from __future__ import annotations
 
