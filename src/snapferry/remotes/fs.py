@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
 
-from .. import directio, durable, libc
+from .. import beneath, directio, durable, libc
 from ..checksums import BlockCrcs
 from ..errors import BadBackupError, NoSpaceError, RemoteError, UsageError, unreadable_source
 from ..names import UPLOAD_TMP_SUFFIX
@@ -28,6 +29,8 @@ _NO_LINKS = libc.RESOLVE_BENEATH | libc.RESOLVE_NO_SYMLINKS
 # path through a symlink (ELOOP). Those names get the full check in Python instead.
 _NOT_BENEATH = (errno.EXDEV, errno.ENOSYS, errno.EPERM)
 _LINK_ERRORS = (errno.ELOOP, *_NOT_BENEATH)
+
+log = logging.getLogger("snapferry")
 
 
 class _FileRangeReader:
@@ -66,14 +69,23 @@ def _fs_errors(what: str, path: str) -> Iterator[None]:
 class FsRemote(LocalTree):
     """A Remote that is also a LocalTree: the backup is a directory here."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, _top: FsRemote | None = None, _sub: str = "") -> None:
         if not os.path.isabs(root):
             raise UsageError(f"fs://{root} is a relative path; fs:// needs an absolute one")
         self.root = root
         self.url = f"fs://{root}"
         self._norm_root = os.path.normpath(root)
-        self._real_root = os.path.realpath(root)
-        self._real_dirs: dict[str, str] = {self._norm_root: self._real_root}
+        # A child (child()) is a directory below the root the user named (the top): the
+        # top may be reached through symlinks the user chose, the path from it to the child
+        # never is (see _check_root). Its real root is the top's joined with the path, not
+        # resolved: a name that resolves through a link is then outside it.
+        self._top = _top
+        self._sub = _sub
+        self._real_root: str = (
+            os.path.join(_top._real_root, _sub) if _top is not None else os.path.realpath(root)
+        )
+        # A child's own root is checked on each use, never cached (see _real_dir).
+        self._real_dirs: dict[str, str] = {} if _top is not None else {self._norm_root: self._real_root}
         # Directories uploads made or found, by normalised path: their real paths (see _upload_dir).
         self._upload_dirs: dict[str, str] = {}
         # One O_PATH descriptor of the real root per run, opened when first needed (an
@@ -86,8 +98,56 @@ class FsRemote(LocalTree):
         return self.url
 
     def child(self, sub: str) -> FsRemote:
-        """The backup in the directory `sub` below the root (validated by the caller)."""
-        return FsRemote(f"{self.root.rstrip('/')}/{sub}")
+        """The backup in the directory `sub` below the root (validated by the caller). No
+        component of `sub` is ever followed as a symlink: the manager's backups are children,
+        and a link `daily/<today>` to a directory elsewhere must not be written into."""
+        top = self._top or self
+        rel = os.path.normpath(os.path.join(self._sub, sub))
+        if os.path.isabs(rel) or rel in (".", "..") or rel.startswith("../"):
+            raise _outside(sub, self.url)
+        return FsRemote(f"{self.root.rstrip('/')}/{sub}", _top=top, _sub=rel)
+
+    def _check_root(self) -> bool:
+        """Whether a child's root exists; a child reached through a symlink (or a file in
+        its place) is an error naming it. The top (the root the user named) is taken as is.
+        One openat2 below the top's descriptor: the kernel refuses every link on the way."""
+        top = self._top
+        if top is None:
+            return os.path.isdir(self.root)
+        try:
+            fd = beneath.open_dir(top._root_dir(), self._sub)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            if beneath.is_link_error(e):
+                raise _linked(self.root, top.url) from e
+            raise RemoteError(f"cannot open {self.url}: {e.strerror}; check the path and its permissions") from e
+        os.close(fd)
+        return True
+
+    def _make_root(self) -> None:
+        """Create the root if missing; a child's directories one at a time below the top's
+        descriptor, never through a symlink (os.makedirs would create them at its target)."""
+        top = self._top
+        if top is None:
+            os.makedirs(self._real_root, exist_ok=True)
+            return
+        os.makedirs(top._real_root, exist_ok=True)
+        fd = os.dup(top._root_dir())
+        try:
+            for seg in self._sub.split("/"):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(seg, 0o755, dir_fd=fd)
+                try:
+                    fd = beneath.step(fd, seg)
+                except OSError as e:
+                    fd = -1
+                    if beneath.is_link_error(e):
+                        raise _linked(self.root, top.url) from e
+                    raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def _path(self, name: str) -> str:
         """The local path of a name under the root; a name that would resolve outside it
@@ -119,6 +179,9 @@ class FsRemote(LocalTree):
         small files kept 120,000 paths, 35 MiB)."""
         real = self._real_dirs.get(d)
         if real is None:
+            if d == self._norm_root:  # a child's root (the top's is cached from the start)
+                self._check_root()
+                return self._real_root
             if not _inside(d, self._norm_root):  # the root's own parent: not cached
                 return os.path.realpath(d)
             parent, base = os.path.split(d)
@@ -130,6 +193,8 @@ class FsRemote(LocalTree):
         return real
 
     def list_parts(self) -> list[Part]:
+        if self._top is not None and not self._check_root():
+            return []
         if not os.path.exists(self.root):
             return []
         if not os.path.isdir(self.root):
@@ -158,6 +223,8 @@ class FsRemote(LocalTree):
                     if is_dir:
                         if not e.is_symlink():
                             stack.append(e.path)
+                        else:
+                            log.warning("skipping %s: a symlink below %s is never followed", e.path, self.url)
                     elif not e.name.endswith(UPLOAD_TMP_SUFFIX):
                         try:
                             yield e.path, e.stat().st_size
@@ -169,7 +236,7 @@ class FsRemote(LocalTree):
 
     def list_objects(self) -> list[tuple[str, int]]:
         """Every file below the root, parts or not (verify names the junk); no checksums kept."""
-        if not os.path.isdir(self.root):
+        if not self._check_root():
             return []
         strip = len(self.root.rstrip("/")) + 1
         return [(name[strip:], size) for name, size in self._files()]
@@ -189,10 +256,21 @@ class FsRemote(LocalTree):
         if fd < 0:
             with self._root_lock:
                 if self._root_fd < 0:
-                    self._root_fd = os.open(self._real_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                    self._root_fd = self._open_root()
                     self._root_closer = weakref.finalize(self, os.close, self._root_fd)
                 fd = self._root_fd
         return fd
+
+    def _open_root(self) -> int:
+        top = self._top
+        if top is None:
+            return os.open(self._real_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return beneath.open_dir(top._root_dir(), self._sub)
+        except OSError as e:
+            if beneath.is_link_error(e):
+                raise _linked(self.root, top.url) from e
+            raise
 
     def _open_inside(self, name: str) -> int:
         """A read descriptor of name, never outside the root, in one syscall when the path
@@ -252,7 +330,7 @@ class FsRemote(LocalTree):
         if real is not None:
             return real
         if d == self._norm_root:
-            os.makedirs(self._real_root, exist_ok=True)
+            self._make_root()
             real = self._real_root
         else:
             parent, base = os.path.split(d)
@@ -345,6 +423,7 @@ class FsRemote(LocalTree):
         s = src._path(part.name)
         d = self._path(part.name)
         with _fs_errors("copy to", d):
+            self._make_root()
             self._copy(s, d, part)
 
     def _copy(self, s: str, d: str, part: Part) -> None:
@@ -367,13 +446,13 @@ class FsRemote(LocalTree):
 
     def write_file(self, name: str, data: bytes) -> None:
         with _fs_errors("write", self._path(name)):
-            os.makedirs(self.root, exist_ok=True)
+            self._make_root()
             durable.write_file_atomic(self._path(name), data)
 
     def create_file_exclusive(self, name: str, data: bytes) -> bool:
         path = self._path(name)
         with _fs_errors("create", path):
-            os.makedirs(self.root, exist_ok=True)
+            self._make_root()
             # Written in full under a unique name, then linked: a reader never sees it empty.
             tmp = f"{path}.{uuid.uuid4().hex}{UPLOAD_TMP_SUFFIX}"
             durable.write_file_atomic(tmp, data)
@@ -394,12 +473,12 @@ class FsRemote(LocalTree):
                 durable.fsync_dir(os.path.dirname(path))
 
     def sync(self) -> None:
-        if os.path.isdir(self.root):
+        if self._check_root():
             with _fs_errors("sync", self.root):
                 durable.syncfs(self.root)
 
     def prune_empty_dirs(self) -> None:
-        if os.path.isdir(self.root):
+        if self._check_root():
             durable.remove_empty_dirs(self.root, keep_root=True)
 
     def close(self) -> None:
@@ -487,6 +566,13 @@ def _outside(name: str, url: str) -> BadBackupError:
     return BadBackupError(
         f"{name!r} would resolve outside {url} (absolute, '..' or through a symlink); "
         "refusing to touch it: remove that name from the backup"
+    )
+
+
+def _linked(path: str, top: str) -> BadBackupError:
+    return BadBackupError(
+        f"{path!r} is a symlink (or is reached through one) below {top}; snapferry never follows one "
+        "there, so nothing outside the destination is touched: replace it with a directory or remove it"
     )
 
 
