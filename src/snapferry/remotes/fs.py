@@ -88,6 +88,8 @@ class FsRemote(LocalTree):
         self._real_dirs: dict[str, str] = {} if _top is not None else {self._norm_root: self._real_root}
         # Directories uploads made or found, by normalised path: their real paths (see _upload_dir).
         self._upload_dirs: dict[str, str] = {}
+        # The symlinks the last listing met (verify reports them: see listed_symlinks).
+        self._links: list[str] = []
         # One O_PATH descriptor of the real root per run, opened when first needed (an
         # upload may have to make the root first); parts are opened and written below it.
         self._root_fd = -1
@@ -209,6 +211,9 @@ class FsRemote(LocalTree):
         backup of 30,000 small files has 36,000 of them, and a nothing-changed run spent
         a third of its time in that walk."""
         stack = [self.root]
+        strip = len(self.root.rstrip("/")) + 1
+        links: list[str] = []
+        self._links = links
         while stack:
             try:
                 it = os.scandir(stack.pop())
@@ -224,12 +229,18 @@ class FsRemote(LocalTree):
                         if not e.is_symlink():
                             stack.append(e.path)
                         else:
+                            links.append(e.path[strip:])
                             log.warning("skipping %s: a symlink below %s is never followed", e.path, self.url)
                     elif not e.name.endswith(UPLOAD_TMP_SUFFIX):
+                        if e.is_symlink():
+                            links.append(e.path[strip:])
                         try:
                             yield e.path, e.stat().st_size
                         except FileNotFoundError:
                             continue
+
+    def listed_symlinks(self) -> list[str]:
+        return list(self._links)
 
     def part_path(self, part: Part) -> str:
         return self._path(part.name)
