@@ -12,17 +12,15 @@ import weakref
 from collections.abc import Callable, Iterator
 
 from .. import beneath, directio, durable, libc
-from ..checksums import BlockCrcs
-from ..errors import BadBackupError, NoSpaceError, RemoteError, UsageError, unreadable_source
+from ..errors import BadBackupError, NoSpaceError, RemoteError, UsageError
 from ..names import UPLOAD_TMP_SUFFIX
 from ..parts import Part, parse_listing
+from ._fsio import FileRangeReader, NoBody, copy_direct, copy_small
 from .base import Body, LocalRegion, LocalTree, Reader, Remote
 
 _COPY_CHUNK = 8 * 1024 * 1024
-_STEP = 16 * 1024 * 1024
 # Parts this big or bigger are written with O_DIRECT (directio.py) from one buffer per upload.
 _DIRECT_MIN = 64 * 1024
-_DIRECT_BUF = 4 * 1024 * 1024
 _NO_LINKS = libc.RESOLVE_BENEATH | libc.RESOLVE_NO_SYMLINKS
 # What openat2 answers for a path out of the root (EXDEV), or where it cannot run (ENOSYS
 # before Linux 5.6, EPERM under some seccomp filters); with RESOLVE_NO_SYMLINKS, also a
@@ -31,28 +29,6 @@ _NOT_BENEATH = (errno.EXDEV, errno.ENOSYS, errno.EPERM)
 _LINK_ERRORS = (errno.ELOOP, *_NOT_BENEATH)
 
 log = logging.getLogger("snapferry")
-
-
-class _FileRangeReader:
-    """Reads a byte range of a file without moving a shared offset."""
-
-    def __init__(self, fd: int, offset: int, length: int) -> None:
-        self._fd = fd
-        self._pos = offset
-        self._left = length
-
-    def readinto(self, buf: memoryview) -> int:
-        if self._left <= 0:
-            return 0
-        n = os.preadv(self._fd, [buf[: min(len(buf), self._left)]], self._pos)
-        self._pos += n
-        self._left -= n
-        return n
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 @contextlib.contextmanager
@@ -88,6 +64,7 @@ class FsRemote(LocalTree):
         self._real_dirs: dict[str, str] = {} if _top is not None else {self._norm_root: self._real_root}
         # Directories uploads made or found, by normalised path: their real paths (see _upload_dir).
         self._upload_dirs: dict[str, str] = {}
+        self._root_made = False  # copy_part made (or found) the root below the top
         # The symlinks the last listing met (verify reports them: see listed_symlinks).
         self._links: list[str] = []
         # One O_PATH descriptor of the real root per run, opened when first needed (an
@@ -135,21 +112,12 @@ class FsRemote(LocalTree):
             os.makedirs(self._real_root, exist_ok=True)
             return
         os.makedirs(top._real_root, exist_ok=True)
-        fd = os.dup(top._root_dir())
         try:
-            for seg in self._sub.split("/"):
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(seg, 0o755, dir_fd=fd)
-                try:
-                    fd = beneath.step(fd, seg)
-                except OSError as e:
-                    fd = -1
-                    if beneath.is_link_error(e):
-                        raise _linked(self.root, top.url) from e
-                    raise
-        finally:
-            if fd >= 0:
-                os.close(fd)
+            os.close(beneath.make_dirs(top._root_dir(), self._sub))
+        except OSError as e:
+            if beneath.is_link_error(e):
+                raise _linked(self.root, top.url) from e
+            raise
 
     def _path(self, name: str) -> str:
         """The local path of a name under the root; a name that would resolve outside it
@@ -256,7 +224,7 @@ class FsRemote(LocalTree):
         if length is None:
             length = part.size - offset
         try:
-            return _FileRangeReader(self._open_inside(part.name), offset, length)
+            return FileRangeReader(self._open_inside(part.name), offset, length)
         except OSError as e:
             raise RemoteError(f"cannot read {part.name} from {self.url}: {e.strerror}") from e
 
@@ -370,12 +338,12 @@ class FsRemote(LocalTree):
         try:
             written = 0
             if local is not None and not directio.wanted(_DIRECT_MIN, part.size):
-                written, crcs = _copy_small(local, fd, part.size, progress)
+                written, crcs = copy_small(local, fd, part.size, progress)
             elif local is not None:
                 # The file fd holds, not whatever the name means by now.
                 dfd = directio.open_direct(f"/proc/self/fd/{fd}", os.O_WRONLY)
                 try:
-                    written, crcs = _copy_direct(local, fd, dfd, part.size, progress)
+                    written, crcs = copy_direct(local, fd, dfd, part.size, progress)
                 finally:
                     if dfd >= 0:
                         os.close(dfd)
@@ -434,7 +402,9 @@ class FsRemote(LocalTree):
         s = src._path(part.name)
         d = self._path(part.name)
         with _fs_errors("copy to", d):
-            self._make_root()
+            if not self._root_made:  # once per run, not per part: a copy links thousands
+                self._make_root()
+                self._root_made = True
             self._copy(s, d, part)
 
     def _copy(self, s: str, d: str, part: Part) -> None:
@@ -446,7 +416,7 @@ class FsRemote(LocalTree):
         except OSError as e:
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            self._upload(part, _NoBody(part.size), LocalRegion(s, 0, part.size), None, d)
+            self._upload(part, NoBody(part.size), LocalRegion(s, 0, part.size), None, d)
 
     def has_file(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
@@ -497,80 +467,6 @@ class FsRemote(LocalTree):
             closer, self._root_closer, self._root_fd = self._root_closer, None, -1
         if closer is not None:
             closer()
-
-
-class _NoBody:
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def read(self, n: int = -1) -> bytes:
-        raise AssertionError("zero-copy upload reads no body")
-
-
-def _copy_small(
-    local: LocalRegion, fd: int, size: int, progress: Callable[[int], None] | None
-) -> tuple[int, list[int]]:
-    """A part under _DIRECT_MIN: one read into memory, hashed there, one write.
-
-    Fewer syscalls than copy_file_range followed by a second pass to hash the bytes (open,
-    mmap, munmap, close), which is what a backup of many small files pays for per file."""
-    sfd = _open_source(local.path)
-    try:
-        data = os.pread(sfd, size, local.offset)
-    except OSError as e:
-        raise unreadable_source(local.path, e) from e
-    finally:
-        os.close(sfd)
-    crcs = BlockCrcs()
-    crcs.update(data)
-    with memoryview(data) as view:
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
-    if progress is not None:
-        progress(len(data))
-    return len(data), crcs.result()
-
-
-def _copy_direct(
-    local: LocalRegion, fd: int, dfd: int, size: int, progress: Callable[[int], None] | None
-) -> tuple[int, list[int]]:
-    """Read the region through the page cache (readahead) into one aligned buffer and write
-    it with O_DIRECT, hashing each block on the way: no page cache on the backup's side,
-    and the checksum manifest needs no second pass over the bytes."""
-    sfd = _open_source(local.path)
-    crcs = BlockCrcs()
-    done = 0
-    buf = directio.buffer(min(_DIRECT_BUF, size))
-    mv = memoryview(buf)
-    try:
-        os.posix_fadvise(sfd, local.offset, size, os.POSIX_FADV_SEQUENTIAL)
-        while done < size:
-            n = os.preadv(sfd, [mv[: min(len(mv), size - done)]], local.offset + done)
-            if n == 0:
-                break
-            crcs.update(mv[:n])
-            if not directio.pwrite(dfd, fd, mv[:n], done):
-                dfd = -1  # refused (a device with bigger blocks): the rest goes through fd
-            done += n
-            if progress is not None:
-                progress(n)
-    finally:
-        os.close(sfd)
-    # Closed only after success: a failed write's traceback still holds a slice of the
-    # buffer, and closing it then raised BufferError in place of the error (ENOSPC).
-    # On failure the buffer goes when the traceback does.
-    mv.release()
-    buf.close()
-    return done, crcs.result()
-
-
-def _open_source(path: str) -> int:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        # Not the destination's fault, and no retry will fix it.
-        raise unreadable_source(path, e) from e
 
 
 def _outside(name: str, url: str) -> BadBackupError:
