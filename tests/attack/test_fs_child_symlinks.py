@@ -104,6 +104,7 @@ def test_manager_run_lock_unlock_list_and_retention_never_follow_a_symlinked_bac
     # Retention keeping one daily backup deletes only real ones; a symlinked type directory
     # (weekly -> outside) is neither listed nor pruned.
     os.symlink(outside, backups / "weekly")
+    os.symlink(outside / "day", backups / "daily" / "2026-11-25")  # older than every real one
     (outside / "empty" / "dir").mkdir(parents=True)
     before = digest(outside)
     day3 = T + timedelta(days=3)
@@ -158,4 +159,16 @@ def test_every_action_refuses_a_symlinked_child_and_touches_nothing_outside(tmp_
     refused(run_restore, linked, str(tmp_path / "restored"))
     assert not (tmp_path / "restored").exists() or not any((tmp_path / "restored").iterdir())
     assert digest(outside) == before
+
+    # At any depth: a directory inside a child backup that links outside the root, or to
+    # another backup inside it (a copy would unlink that backup's parts before linking).
+    for n, target in (("deep", outside / "b" / "data"), ("sibling", root / "real" / "data")):
+        (root / "daily" / n).mkdir()
+        os.symlink(target, root / "daily" / n / "data")
+        real_before = digest(root / "real")
+        with pytest.raises(SnapferryError, match="resolve outside"):
+            run_copy(real, top.child(f"daily/{n}"), progress_mode="off")
+        with pytest.raises(SnapferryError, match="resolve outside"):
+            run_backup(str(src), top.child(f"daily/{n}"), progress_mode="off")
+        assert digest(outside) == before and digest(root / "real") == real_before
     top.close()
