@@ -19,7 +19,7 @@ import pytest
 import snapferry
 from snapferry.errors import SnapferryError
 from snapferry.manager.service import Manager, ManagerConfig
-from snapferry.names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE
+from snapferry.names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, RESTORE_MARK_FILE
 from snapferry.remotes.fs import FsRemote
 from tests.manager.helpers import Feed, StartVM
 from tests.manager.sim import SimClock
@@ -94,6 +94,22 @@ def test_manager_run_lock_unlock_list_and_retention_never_follow_a_symlinked_bac
         p = run_snapferry("manager", "backup", verb, f"daily/{name}", "--dst", dst, check=False)
         assert p.returncode == 3, p.stderr
         assert "Traceback" not in p.stderr and f"daily/{name}" in p.stderr and "symlink" in p.stderr, p.stderr
+    assert digest(outside) == before
+
+    # The init container's restore of a mark that names a backup swapped for a link.
+    target = tmp_path / "target"
+    target.mkdir()
+    sd = ("--storage-data-path", str(target))
+    shutil.copytree(backups / "daily" / "2026-11-27", tmp_path / "kept")
+    run_snapferry("manager", "restore", "create", "daily/2026-11-27", *sd, "--dst", dst)
+    shutil.rmtree(backups / "daily" / "2026-11-27")
+    os.symlink(outside / "day", backups / "daily" / "2026-11-27")
+    p = run_snapferry("manager", "restore", *sd, "--dst", dst, check=False)
+    assert p.returncode == 3 and "daily/2026-11-27" in p.stderr and "symlink" in p.stderr, p.stderr
+    assert sorted(x.name for x in target.iterdir()) == [RESTORE_MARK_FILE]
+    run_snapferry("manager", "restore", "delete", *sd)
+    os.unlink(backups / "daily" / "2026-11-27")
+    shutil.copytree(tmp_path / "kept", backups / "daily" / "2026-11-27")
     assert digest(outside) == before
 
     # The listing reports the links and skips them.
