@@ -180,8 +180,11 @@ def _copy(
             dst.delete_file(name)
     if (tree := local_tree(dst)) is not None:
         tree.sync()  # fs:// parts were written without an fsync each
+    # The source's marker as it is: vmbackup 1.79.5 writes "ok" and no metadata, and verify
+    # tells that form from a backup that lost its metadata by the marker (checksums.metadata_lost).
+    marker = src.read_file(BACKUP_COMPLETE_FILE)[:64] if src.has_file(BACKUP_COMPLETE_FILE) else b""
     lease.check()
-    dst.write_file(BACKUP_COMPLETE_FILE, b"")
+    dst.write_file(BACKUP_COMPLETE_FILE, marker)
     return CopyResult(
         src=src.url,
         dst=dst.url,
