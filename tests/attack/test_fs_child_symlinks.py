@@ -116,6 +116,9 @@ def test_manager_run_lock_unlock_list_and_retention_never_follow_a_symlinked_bac
     p = run_snapferry("manager", "backup", "list", "--json", "--dst", dst)
     assert [b["name"] for b in json.loads(p.stdout)] == ["daily/2026-11-27", "latest"]
     assert "daily/2026-11-28" in p.stderr and "symlink" in p.stderr
+    p = run_snapferry("info", "--src", dst, "--json")
+    assert [b["name"] for b in json.loads(p.stdout)["backups"]] == ["latest", "daily/2026-11-27"]
+    assert "daily/2026-11-29" in p.stderr and "symlink" in p.stderr
 
     # Retention keeping one daily backup deletes only real ones; a symlinked type directory
     # (weekly -> outside) is neither listed nor pruned.
