@@ -160,7 +160,6 @@ def run_verify(
     elif made_by == "snapferry":
         add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "present (the backup was made by snapferry)", "missing"))
     elif complete and metadata_lost(src, listed_names):
-        made_by = "snapferry"
         add(Problem(MANIFEST_FILE, ProblemKind.METADATA, f"{BACKUP_METADATA_FILE} and a {MANIFEST_FILE}",
                     "neither (no manifest: bytes cannot be checked; an empty completion marker without "
                     "metadata is left by no tool, so both were lost)"))
