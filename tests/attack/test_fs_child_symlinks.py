@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import shutil
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,11 +20,13 @@ import pytest
 
 import snapferry
 from snapferry.errors import SnapferryError
+from snapferry.manager.http import start_server
 from snapferry.manager.service import Manager, ManagerConfig
 from snapferry.names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, RESTORE_MARK_FILE
 from snapferry.remotes.fs import FsRemote
 from tests.manager.helpers import Feed, StartVM
 from tests.manager.sim import SimClock
+from tests.servers import free_port
 from tests.vm import run_snapferry
 
 T = datetime(2026, 11, 27, 13, 5, tzinfo=UTC)
@@ -94,6 +98,23 @@ def test_manager_run_lock_unlock_list_and_retention_never_follow_a_symlinked_bac
         p = run_snapferry("manager", "backup", verb, f"daily/{name}", "--dst", dst, check=False)
         assert p.returncode == 3, p.stderr
         assert "Traceback" not in p.stderr and f"daily/{name}" in p.stderr and "symlink" in p.stderr, p.stderr
+    assert digest(outside) == before
+
+    # The same through the HTTP API (vmbackupmanager's PUT /api/v1/backups/<name>).
+    mgr = manager(data, vm.snapshot_create_url, dst, day2)
+    port = free_port()
+    stop = start_server(mgr, f"127.0.0.1:{port}")
+    try:
+        for name, locked in (("2026-11-28", True), ("2026-11-29", False)):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/backups/daily/{name}",
+                                         data=json.dumps({"locked": locked}).encode(), method="PUT")
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(req, timeout=60)
+            err = json.loads(e.value.read())["error"]
+            assert e.value.code == 400 and f"daily/{name}" in err and "symlink" in err, err
+    finally:
+        stop()
+        mgr.close()
     assert digest(outside) == before
 
     # The init container's restore of a mark that names a backup swapped for a link.
