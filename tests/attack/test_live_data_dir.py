@@ -35,6 +35,10 @@ def test_a_live_data_directory_is_refused_and_a_stopped_one_needs_force(
     line = last_line(p)
     assert p.returncode == 4, p.stderr
     assert str(data) in line and "--snapshot-create-url" in line and "--snapshot-name" in line, line
+    # Nor a directory inside it.
+    p = run_snapferry("backup", "--src", str(data / "data"), "--dst", f"fs://{bk}", "--progress", "off",
+                      check=False)
+    assert p.returncode == 4 and str(data) in last_line(p), p.stderr
     # --force never makes a live directory consistent.
     p = run_snapferry("backup", "--src", str(data), "--dst", f"fs://{bk}", "--progress", "off", "--force",
                       check=False)

@@ -24,15 +24,17 @@ def refuse_data_dir(src_dir: str, force: bool) -> None:
     """A live data directory is refused (exit 4, also with --force: no flag makes it
     consistent); a stopped one (flock.lock beside data/) unless --force (exit 2). A
     snapshot never holds flock.lock."""
+    live = _live_data_dir(src_dir)
+    if live is not None:
+        what = "the data directory" if live == os.path.realpath(src_dir) else f"inside the data directory {live!r}"
+        raise LockedError(
+            f"--src {src_dir!r} is {what} of a running VictoriaMetrics (it holds {FLOCK_FILE}): "
+            f"a copy of it while the database writes is no consistent backup; {_SNAPSHOT_HINT.format(d=live)}"
+        )
     lock = os.path.join(src_dir, FLOCK_FILE)
     if not os.path.isfile(lock):
         return
     hint = _SNAPSHOT_HINT.format(d=src_dir)
-    if _held(lock):
-        raise LockedError(
-            f"--src {src_dir!r} is the data directory of a running VictoriaMetrics (it holds {FLOCK_FILE}): "
-            f"a copy of it while the database writes is no consistent backup; {hint}"
-        )
     # data/ beside flock.lock: 1.145 keeps its indexdb inside data/, 1.79 beside it.
     if force or not os.path.isdir(os.path.join(src_dir, "data")):
         return
@@ -41,6 +43,22 @@ def refuse_data_dir(src_dir: str, force: bool) -> None:
         f"it also holds snapshots/ and caches, and changes as soon as the database runs; {hint}, "
         "or pass --force if the database is stopped and stays stopped"
     )
+
+
+def _live_data_dir(src_dir: str) -> str | None:
+    """The data directory of a running database that src_dir is or lies in (`<data>/data`,
+    say), or None; a snapshot below its `snapshots/` is what a backup should read."""
+    real = os.path.realpath(src_dir)
+    d = real
+    while True:
+        lock = os.path.join(d, FLOCK_FILE)
+        if os.path.isfile(lock) and _held(lock):
+            snapshots = os.path.join(d, "snapshots") + os.sep
+            return None if real.startswith(snapshots) else d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
 
 
 def _held(path: str) -> bool:
