@@ -246,3 +246,34 @@ def test_a_complete_backup_is_never_taken_for_an_orphan(vm_server: StartVM, tmp_
         assert all((tmp_path / "b" / i.name / BACKUP_COMPLETE_FILE).exists() for i in mgr.list_backups())
     finally:
         mgr.close()
+
+
+def test_a_mark_of_latest_holds_the_runs_until_the_restore(vm_server: StartVM, tmp_path: Path) -> None:
+    """latest/ changes with every run: while a mark names it, runs make no snapshot and copy
+    nothing, so the restore brings back latest/ as it was when marked."""
+    data = tmp_path / "vmdata"
+    vm = vm_server(data)
+    feed = Feed(vm, series=2, per_batch=10)
+    feed.ingest_before(T)
+    clock = SimClock(T)
+    metrics = Metrics()
+    root = tmp_path / "backups"
+    mgr = Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
+                                dst=f"fs://{root}", disable_hourly=True), clock=clock, events=metrics)
+    try:
+        assert mgr.run_once().ok
+        marked = part_keys(mgr, "latest")
+        assert mgr.restore_mark_create("latest") == f"fs://{root}/latest"
+        feed.ingest_before(T + timedelta(days=1))
+        clock.set(T + timedelta(days=1))
+        res = mgr.run_once()
+        assert part_keys(mgr, "latest") == marked
+        assert res.ok and [s.name for s in res.steps] == ["latest"] and res.steps[0].skipped is not None
+        assert not (root / "daily/2026-12-08").exists()
+        assert vm.snapshot_list() == []
+        assert metric(metrics, "snapferry_backups_skipped_frozen_total", type="latest") == 1.0
+    finally:
+        mgr.close()
+    vm.stop()
+    run_snapferry("manager", "restore", "--storage-data-path", str(data), "--progress", "off")
+    assert restored_samples(vm_server, data) == feed.up_to(T)

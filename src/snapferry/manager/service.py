@@ -191,7 +191,7 @@ class Manager:
         try:
             latest = self._step(BackupType.LATEST, LATEST, self._backup_latest)
             steps.append(latest)
-            if latest.ok:
+            if latest.ok and latest.skipped is None:
                 # Only a complete latest/ is copied (run_copy checks its marker again).
                 made: list[BackupName] = []
                 for kind in self.config.enabled_types():
@@ -236,6 +236,10 @@ class Manager:
     def _backup_latest(self) -> int:
         """api.backup's snapshot handling, on the shared remote of latest/."""
         c = self.config
+        if self.marks.marked_backup() == parse_backup_name(LATEST):
+            # the mark names what latest/ holds now: a run would change what the restore brings back
+            raise Frozen(f"marked for restore in {self.marks.path}; no backup runs until the restore or "
+                         "`manager restore delete`")
         latest = self.catalog.remotes.child(LATEST)
         refuse_dst_inside(c.storage_data_path, latest)
         self._drop_stale_snapshot()
