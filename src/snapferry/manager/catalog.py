@@ -211,8 +211,11 @@ def _empty_dirs(root: str) -> list[BackupName]:
     (symlinks are never followed: they are not directories of ours)."""
     found: list[BackupName] = []
     for kind in DATED_TYPES:
+        top = os.path.join(root, kind.value)
+        if os.path.islink(top):  # a type directory elsewhere is not below the root: never listed here
+            continue
         try:
-            entries = list(os.scandir(os.path.join(root, kind.value)))
+            entries = list(os.scandir(top))
         except (FileNotFoundError, NotADirectoryError):
             continue
         for e in entries:
