@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import snapferry
+from snapferry.cli.manager_cmd import start_http_api
 from snapferry.manager.layout import parse_backup_name
 from snapferry.manager.metrics import Metrics
 from snapferry.manager.service import Manager, ManagerConfig
@@ -28,7 +31,7 @@ from snapferry.remotes import RemoteOptions
 from tests.manager.helpers import Feed, StartVM, restored_samples
 from tests.manager.sim import SimClock
 from tests.servers import S3Server
-from tests.vm import run_snapferry
+from tests.vm import free_port, run_snapferry
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
 
@@ -276,4 +279,35 @@ def test_a_mark_of_latest_holds_the_runs_until_the_restore(vm_server: StartVM, t
         mgr.close()
     vm.stop()
     run_snapferry("manager", "restore", "--storage-data-path", str(data), "--progress", "off")
+    assert restored_samples(vm_server, data) == feed.up_to(T)
+
+
+def test_a_mark_made_through_the_api_restores_in_the_operators_init_container(vm_server: StartVM,
+                                                                               tmp_path: Path) -> None:
+    """POST /api/v1/restore {"backup": "daily/..."}, then the operator's `restore -eula
+    -storageDataPath=...` (no -dst): the marked backup comes back (issue 21)."""
+    data = tmp_path / "vmdata"
+    vm = vm_server(data)
+    feed = Feed(vm, series=2, per_batch=10)
+    feed.ingest_before(T)
+    root = tmp_path / "backups"
+    mgr = Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
+                                dst=f"fs://{root}", disable_hourly=True, disable_scheduled_backups=True),
+                  clock=SimClock(T), events=Metrics())
+    port = free_port()
+    stop = start_http_api(mgr, f"127.0.0.1:{port}")
+    try:
+        assert mgr.run_once().ok
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/restore", method="POST",
+                                     data=json.dumps({"backup": TODAY}).encode())
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            assert resp.status == 201
+        assert (data / RESTORE_MARK_FILE).read_text() == f"fs://{root}/{TODAY}\n"
+        feed.ingest_before(T + timedelta(hours=3))  # written after the mark: gone after the restore
+    finally:
+        stop()
+        mgr.close()
+    vm.stop()
+    run_snapferry("vmbackupmanager", "restore", "-eula", f"-storageDataPath={data}")
+    assert not (data / RESTORE_MARK_FILE).exists()
     assert restored_samples(vm_server, data) == feed.up_to(T)
