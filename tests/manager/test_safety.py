@@ -23,11 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import snapferry
 from snapferry.cli.manager_cmd import start_http_api
+from snapferry.lease import BackupLease
 from snapferry.manager.layout import parse_backup_name
 from snapferry.manager.metrics import Metrics
 from snapferry.manager.service import Manager, ManagerConfig
-from snapferry.names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
+from snapferry.names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, LEASE_FILE, RESTORE_MARK_FILE
 from snapferry.remotes import RemoteOptions
+from snapferry.remotes.fs import FsRemote
 from tests.manager.helpers import Feed, StartVM, restored_samples
 from tests.manager.sim import SimClock
 from tests.servers import S3Server
@@ -311,3 +313,32 @@ def test_a_mark_made_through_the_api_restores_in_the_operators_init_container(vm
     run_snapferry("vmbackupmanager", "restore", "-eula", f"-storageDataPath={data}")
     assert not (data / RESTORE_MARK_FILE).exists()
     assert restored_samples(vm_server, data) == feed.up_to(T)
+
+
+def test_a_mark_or_a_lock_is_refused_while_a_copy_writes_the_backup(vm_server: StartVM, tmp_path: Path) -> None:
+    """A run copies into a dated backup under its lease and checks there that the backup is not
+    frozen; a mark or a lock takes the same lease, so neither can land between that check and
+    the copy: while a copy holds it they are refused (exit 4) and nothing is written."""
+    data = tmp_path / "vmdata"
+    vm = vm_server(data)
+    Feed(vm, series=2, per_batch=10).ingest_before(T)
+    root = tmp_path / "backups"
+    mgr = Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
+                                dst=f"fs://{root}", disable_hourly=True), clock=SimClock(T))
+    try:
+        assert mgr.run_once().ok
+    finally:
+        mgr.close()
+    copy = BackupLease(FsRemote(str(root / TODAY)), "copy")  # a copy into today's backup in flight
+    copy.acquire()
+    try:
+        for argv in (["restore", "create", TODAY, "--storage-data-path", str(data)], ["backup", "lock", TODAY]):
+            p = run_snapferry("manager", *argv, "--dst", f"fs://{root}", check=False)
+            assert p.returncode == 4 and "another copy is writing" in p.stderr, p.stderr
+            assert "Traceback" not in p.stderr
+        assert not (data / RESTORE_MARK_FILE).exists() and not (root / TODAY / BACKUP_LOCKED_FILE).exists()
+    finally:
+        copy.release()
+    run_snapferry("manager", "restore", "create", TODAY, "--storage-data-path", str(data), "--dst", f"fs://{root}")
+    run_snapferry("manager", "backup", "lock", TODAY, "--dst", f"fs://{root}")
+    assert not list(root.rglob(LEASE_FILE))

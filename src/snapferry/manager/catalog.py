@@ -138,10 +138,12 @@ class Catalog:
             raise UsageError("latest is never deleted by retention and cannot be locked; lock a dated backup")
         self.info(name)  # exists?
         remote = self.open(name)
-        if locked:
-            remote.write_file(BACKUP_LOCKED_FILE, b"")
-        else:
-            remote.delete_file(BACKUP_LOCKED_FILE)
+        # under the backup's lease: a run copying into it finishes first (or sees the lock)
+        with BackupLease(remote, "lock"):
+            if locked:
+                remote.write_file(BACKUP_LOCKED_FILE, b"")
+            else:
+                remote.delete_file(BACKUP_LOCKED_FILE)
         return self.info(name)
 
     def require_complete(self, name: BackupName) -> None:

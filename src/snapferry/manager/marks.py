@@ -20,6 +20,7 @@ import os
 
 from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
+from ..lease import BackupLease
 from ..names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
 from ..remotes import RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
@@ -81,6 +82,8 @@ class RestoreMarks:
                 self.catalog.require_complete(name)
             value = self.catalog.remotes.url(str(name))
         url = normal_url(value)
+        if not os.path.isdir(self.storage_data_path):
+            raise UsageError(f"the storage data path {self.storage_data_path} is not a directory; check it")
         remote = open_remote(url, self.options)
         try:
             # A restore deletes what the backup lacks from the data path: a backup inside it
@@ -90,15 +93,20 @@ class RestoreMarks:
                     f"{url} overlaps the storage data path {self.storage_data_path}, which the "
                     "restore overwrites; mark a backup stored elsewhere"
                 )
+            incomplete = BadBackupError(
+                f"{url} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup")
             if validate and not remote.has_file(BACKUP_COMPLETE_FILE):
-                raise BadBackupError(
-                    f"{url} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup"
-                )
+                raise incomplete  # before the lease: a missing backup gets no lease object either
+            own = self._own_name(url)
+            # One of our dated backups is marked under its lease, as a run copies into it under
+            # that lease: the run either finishes first or sees the mark and leaves it as it is.
+            with BackupLease(self.catalog.open(own), "restore mark") if (
+                    validate and own is not None and self.catalog is not None) else contextlib.nullcontext():
+                if validate and not remote.has_file(BACKUP_COMPLETE_FILE):  # again, under the lease
+                    raise incomplete
+                write_file_atomic(self.path, url.encode() + b"\n")
         finally:
             remote.close()
-        if not os.path.isdir(self.storage_data_path):
-            raise UsageError(f"the storage data path {self.storage_data_path} is not a directory; check it")
-        write_file_atomic(self.path, url.encode() + b"\n")
         return url
 
     def get(self) -> str | None:
@@ -133,7 +141,13 @@ class RestoreMarks:
             return None
         if "://" not in value:
             return parse_backup_name(value)
-        scheme, bucket, path = split_url(value)
+        return self._own_name(value)
+
+    def _own_name(self, url: str) -> BackupName | None:
+        """The backup of this --dst at `url` (a place, however spelled), or None."""
+        if self.catalog is None:
+            return None
+        scheme, bucket, path = split_url(url)
         dscheme, dbucket, dpath = split_url(self.catalog.dst)
         if (scheme, bucket) != (dscheme, dbucket):
             return None  # another store's backup: not ours to keep or delete

@@ -291,12 +291,18 @@ class Manager:
     def _copy_latest(self, name: str) -> int:
         c = self.config
         remotes = self.catalog.remotes
-        why = frozen_reason(self.catalog, self.marks, parse_backup_name(name))
-        if why is not None:  # the marked or locked content must stay what it was
-            raise Frozen(why)
+
+        def refuse_frozen() -> None:
+            # Under the backup's lease, which a lock or a mark takes too: neither can slip in
+            # between this check and the copy.
+            why = frozen_reason(self.catalog, self.marks, parse_backup_name(name))
+            if why is not None:  # the marked or locked content must stay what it was
+                raise Frozen(why)
+
         result = run_copy(
             remotes.child(LATEST), remotes.child(name), concurrency=c.concurrency,
             throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
+            before_write=refuse_frozen,
         )
         return result.copied_bytes
 
