@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,8 +25,11 @@ from prometheus_client.parser import text_string_to_metric_families
 import snapferry
 from snapferry.cli.manager_cmd import start_http_api
 from snapferry.lease import BackupLease
+from snapferry.manager.catalog import Catalog
 from snapferry.manager.layout import parse_backup_name
+from snapferry.manager.marks import RestoreMarks
 from snapferry.manager.metrics import Metrics
+from snapferry.manager.prune import frozen_reason
 from snapferry.manager.service import Manager, ManagerConfig
 from snapferry.names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, LEASE_FILE, RESTORE_MARK_FILE
 from snapferry.remotes import RemoteOptions
@@ -342,3 +346,26 @@ def test_a_mark_or_a_lock_is_refused_while_a_copy_writes_the_backup(vm_server: S
     run_snapferry("manager", "restore", "create", TODAY, "--storage-data-path", str(data), "--dst", f"fs://{root}")
     run_snapferry("manager", "backup", "lock", TODAY, "--dst", f"fs://{root}")
     assert not list(root.rglob(LEASE_FILE))
+
+
+def test_retention_asks_again_under_the_lease_before_it_deletes(snapshot_tree: Path, tmp_path: Path) -> None:
+    """A mark or a lock made after retention listed the backups still keeps the backup:
+    the deletion asks again once it holds the backup's lease (which marks and locks take)."""
+    root = tmp_path / "backups"
+    for day in ("2026-12-01", "2026-12-02"):
+        snapferry.backup(f"fs://{root}/daily/{day}", str(snapshot_tree), progress="off")
+    data = tmp_path / "vmdata-mark"
+    data.mkdir()
+    with Catalog(f"fs://{root}", RemoteOptions()) as catalog:
+        marks = RestoreMarks(str(data), catalog)
+        marks.create("daily/2026-12-01")
+        catalog.set_locked(parse_backup_name("daily/2026-12-02"), True)
+        for day in ("daily/2026-12-01", "daily/2026-12-02"):
+            name = parse_backup_name(day)
+            assert not catalog.delete(name, keep_if=functools.partial(frozen_reason, catalog, marks, name))
+            assert catalog.info(name).complete
+        marks.delete()
+        assert catalog.delete(parse_backup_name("daily/2026-12-01"),
+                              keep_if=functools.partial(frozen_reason, catalog, marks,
+                                                        parse_backup_name("daily/2026-12-01")))
+    assert not (root / "daily/2026-12-01").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -154,13 +155,19 @@ class Catalog:
                 "pick a complete one from `snapferry manager backup list`"
             )
 
-    def delete(self, name: BackupName) -> None:
+    def delete(self, name: BackupName, keep_if: Callable[[], str | None] | None = None) -> bool:
         """Delete one dated backup: its completion marker first, so a crash never leaves
-        a partial backup that looks whole; under its lease, so no copy writes meanwhile."""
+        a partial backup that looks whole; under its lease, so no copy writes meanwhile.
+        keep_if, asked under the lease (which a lock and a mark take too), names a reason
+        to keep it after all (a mark or a lock made since retention listed the backups):
+        then nothing is deleted and False is returned."""
         if name.type is BackupType.LATEST:
             raise UsageError("refusing to delete latest: it is the base of every run")
         remote = self.open(name)
         with BackupLease(remote, "retention"):
+            if keep_if is not None and (why := keep_if()) is not None:
+                log.info("retention: keeping %s, %s since it was listed", name, why)
+                return False
             if remote.has_file(BACKUP_LOCKED_FILE):
                 raise UsageError(f"the backup {name} is locked; unlock it first")
             remote.delete_file(BACKUP_COMPLETE_FILE)
@@ -171,7 +178,7 @@ class Catalog:
         # object stores have no directories.
         if (tree := local_tree(self.remotes.child(name.type.value))) is not None:
             tree.prune_empty_dirs()
-
+        return True
 
     def orphans(self) -> tuple[BackupName, ...]:
         """Dated backups of the layout with no parts and no completion marker that still hold

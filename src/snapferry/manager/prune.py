@@ -10,6 +10,7 @@ left behind (see Catalog.orphans).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -70,8 +71,8 @@ def apply_retention(catalog: Catalog, marks: RestoreMarks, keep: dict[BackupType
             events.future_backups([str(n) for n in p.future])
         for name in p.delete:
             log.info("retention: deleting %s", name)
-            catalog.delete(name)
-            done.append(str(name))
+            if catalog.delete(name, keep_if=functools.partial(frozen_reason, catalog, marks, name)):
+                done.append(str(name))
         for name in catalog.orphans():
             if name == marked:
                 continue
