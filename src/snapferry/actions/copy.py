@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from ..checksums import check_inventory
 from ..errors import TransientRemoteError
@@ -110,7 +111,10 @@ def run_copy(
     retry: RetryPolicy | None = None,
     progress_mode: str = "auto",
     lease_ttl: float | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> CopyResult:
+    """before_write runs once the destination's lease is held, before anything is written:
+    the manager checks there that the backup is not locked or marked (which take that lease)."""
     start = time.monotonic()
     throttle = throttle or Throttle(0)
     retry = retry or RetryPolicy()
@@ -126,6 +130,8 @@ def run_copy(
     refuse_dst_inside_a_backup(dst)
     stop = threading.Event()
     with BackupLease(dst, "copy", lease_ttl, on_lost=stop) as lease:
+        if before_write is not None:
+            before_write()
         return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease, stop)
 
 
