@@ -154,7 +154,7 @@ def test_live_snapshot_backups_match_object_for_object(vm_version: str, vm_serve
     if vm_version == NEW:
         snap = vm.snapshot_dir(name)
         assert (snap / "data" / "indexdb").is_symlink()
-        assert len([p for p in (snap / "data" / "indexdb").iterdir() if p.is_dir()]) == 2  # 2 months
+        assert len([p for p in (snap / "data" / "indexdb").iterdir() if p.is_dir()]) >= 2  # 40 days apart
     run_vmbackup(storage, name, tmp_path / "by-vmbackup", version=vm_version)
     snapferry.backup(fs(tmp_path / "by-snapferry"), storage_data_path=str(storage), snapshot_name=name,
                      progress="off")
