@@ -3,11 +3,11 @@ and fs://: the runs happen when the schedule says, retention keeps exactly the
 expected backups, and each kept backup restores with that version's vmrestore and with
 snapferry to exactly the samples ingested before its run, served by that version.
 
-Both weeks run on VictoriaMetrics 1.79.5 and 1.145.0 (`vm_version`). The whole week (every
-run, retention, every kept backup restored both ways) runs on both; on 1.79.5, where the
-same paths have run since the manager was written, the restore checks are the short
-variant: the latest/, one daily, one monthly (a locked one where the week has one), which
-is every path (a restore from each layout directory by each tool) for 3 of the 10 or 5
+Both weeks run on VictoriaMetrics 1.79.5 and 1.145.0 (`vm_version`): every run and every
+retention on both. The restore checks run full length on 1.145.0 (every kept backup, by
+both tools); on 1.79.5, where they have run since the manager was written, the short
+variant: latest/, one daily and one monthly (the locked daily where the week has one),
+which is every path (a restore from each kind of backup by each tool) in 3 of the 10 or 5
 restores, each of which starts a database twice (about a third of the week's time)."""
 
 from __future__ import annotations
