@@ -71,7 +71,9 @@ def _digest(parts: Sequence[bytes]) -> str:
 
 
 def _source_files() -> list[Path]:
-    return sorted(p for p in (REPO / "src").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    # as .dockerignore filters the build context: no bytecode, no setuptools metadata
+    return sorted(p for p in (REPO / "src").rglob("*") if p.is_file()
+                  and not any(part == "__pycache__" or part.endswith(".egg-info") for part in p.parts))
 
 
 def image_key() -> str:
@@ -144,6 +146,12 @@ def build_image(pm: Podman) -> str:
         return ref
     pm.run("build", "--network=host", "--pull=never", "-f", str(CONTAINERFILE), "-t", ref,
            "--build-arg", f"PYTHON_IMAGE={base}", *pip_build_mounts(), str(REPO), timeout=1200)
+    # the suite's earlier builds, and the build stages left untagged (labelled as the image), are
+    # of no further use
+    for old in pm.run("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/snapferry").stdout.split():
+        if old.startswith("localhost/snapferry:test-") and old != ref:
+            pm.run("rmi", old, check=False)
+    pm.run("image", "prune", "--force", "--filter", "label=org.opencontainers.image.title=snapferry", check=False)
     return ref
 
 

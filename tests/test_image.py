@@ -38,6 +38,9 @@ CREDS_DIR = "/etc/vm/creds"  # vmBackuperCreds
 SECRETS_DIR = "/etc/vm/secrets"  # vmv1beta1.SecretsDir, where a license keyRef is mounted
 # extraArgs of the VMBackup spec, as docs/kubernetes.md shows them (retention, a run at start).
 EXTRA_ARGS = {"runOnStart": "true", "keepLastHourly": "24", "keepLastDaily": "7"}
+# The restricted securityContext of deploy/kubernetes and docs/kubernetes.md: a read-only root
+# filesystem, no capabilities, no privilege escalation.
+RESTRICTED = ("--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges")
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,8 @@ def run_operator_pod(pod: Pod, version: str, pm: Podman, image: str, s3: S3Serve
     name = unique_name(f"snapferry-{pod.kind}")
     # The pod's containers share one user (its securityContext): here the database runs as
     # root on the host, so the sidecar runs as root too.
-    pm.run("run", "--detach", "--name", name, "--network=host", "--user=0:0", "-e", f"POD_NAME={pod.pod_name}",
+    pm.run("run", "--detach", "--name", name, "--network=host", "--user=0:0", *RESTRICTED,
+           "-e", f"POD_NAME={pod.pod_name}",
            "-v", f"{volume}:{pod.storage}", "-v", f"{creds}:{CREDS_DIR}:ro", image,
            *sidecar_args(pod, dst=dst, vm_port=vm.port, endpoint=s3.endpoint))
     api = f"http://{pod_address()}:{OPERATOR_PORT}"
@@ -194,7 +198,7 @@ def run_operator_pod(pod: Pod, version: str, pm: Podman, image: str, s3: S3Serve
     shutil.copy(mark, target / mark.name)
     shutil.chown(target, 1000, 1000)
     shutil.chown(target / mark.name, 1000, 1000)
-    p = pm.run("run", "--rm", "--network=host", "-v", f"{target}:{pod.storage}",
+    p = pm.run("run", "--rm", "--network=host", *RESTRICTED, "-v", f"{target}:{pod.storage}",
                "-v", f"{creds}:{CREDS_DIR}:ro", image, *restore_args(pod, endpoint=s3.endpoint), check=False)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert not (target / mark.name).exists()  # done: the next start restores nothing

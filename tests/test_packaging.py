@@ -123,11 +123,15 @@ def test_every_third_party_import_is_a_declared_dependency() -> None:
 
 
 def _python(version: str) -> str:
-    path = shutil.which(f"python{version}")
-    if path is None:
-        pytest.fail(f"python{version} is missing; scripts/setup.sh says where this machine's Pythons come from",
-                    pytrace=False)
-    return path
+    """pythonX.Y from PATH, or pyenv's (its shims answer only for the selected version)."""
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [shutil.which(f"python{version}"),
+                  *map(str, sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}")))]
+    for c in candidates:
+        if c and subprocess.run([c, "-c", "pass"], capture_output=True, check=False).returncode == 0:
+            return c
+    pytest.fail(f"python{version} is missing; this machine's Pythons 3.11 to 3.13 come with its image "
+                "(pyenv) or from the distribution", pytrace=False)
 
 
 def _constraints(tmp: Path) -> Path:
