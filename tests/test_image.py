@@ -10,6 +10,10 @@ the sidecar answers /health on :8300 of a non-loopback address, its first run ma
 the dated backups, a restore mark is made through its API, and the init container restores the
 marked backup into an empty volume that a second victoria-metrics serves with the same series.
 
+There is no vmstorage binary here (Debian packages the single-node server only): the
+vmstorage pod's list runs against a victoria-metrics, which serves the same snapshot API; what
+differs is the list itself (its data path, the /$(POD_NAME)/ suffix of the destination).
+
 Port 8300 is the operator's and so fixed: the sidecars run one at a time, and a port already
 taken fails the test naming it (nothing in the suite binds 8300 on the host otherwise: every
 other manager test passes -httpListenAddr=127.0.0.1:<free port>).
