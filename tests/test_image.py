@@ -183,6 +183,10 @@ def run_operator_pod(pod: Pod, version: str, pm: Podman, image: str, s3: S3Serve
         assert f"{prefix}/{daily}/backup_complete.ignore" in stored
         assert vm.snapshot_list() == []  # -snapshot.deleteURL removed the run's snapshot
 
+        status, metrics = http(f"{api}/metrics")
+        assert status == 200 and b"vm_backup_last_success_at" in metrics
+        assert b"LICENSE-KEY" not in metrics  # the license flags are accepted, never shown
+
         status, body = http(f"{api}/api/v1/restore", {"backup": daily}, "POST")
         assert status in (200, 201), body
     finally:
@@ -191,6 +195,7 @@ def run_operator_pod(pod: Pod, version: str, pm: Podman, image: str, s3: S3Serve
         log = logs()
         pm.run("rm", "--force", name, check=False)
     assert stopped.returncode == 0 and code == "0", f"the sidecar stopped with {code}:\n{log[-3000:]}"
+    assert "LICENSE-KEY" not in log
     vm.stop()
 
     # The init container on a new, empty volume (a pod rescheduled with a fresh claim): the
