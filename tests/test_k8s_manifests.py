@@ -76,9 +76,20 @@ def test_the_plain_manifest_is_restricted_with_resources_and_a_current_victoriam
 def test_the_docs_kubernetes_yaml_is_valid() -> None:
     kinds = set()
     for d in docs_yaml():
-        if "apiVersion" not in d:  # the Helm values
-            manager = d["server"]["vmbackupmanager"]
-            assert manager["image"]["repository"].endswith("/snapferry") and manager["restore"]["onStart"]["enabled"]
+        if "apiVersion" not in d:  # Helm values
+            server = d["server"]
+            if "vmbackupmanager" in server:
+                manager = server["vmbackupmanager"]
+                assert manager["image"]["repository"].endswith("/snapferry")
+                assert manager["restore"]["onStart"]["enabled"]
+                kinds.add("helm-vmbackupmanager")
+            else:  # the generic hooks: real containers, checked as the pod they end up in
+                pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vmsingle"},
+                       "spec": {"initContainers": server["initContainers"], "containers": server["extraContainers"],
+                                "volumes": server["extraVolumes"]}}
+                kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+                assert server["initContainers"][0]["args"][0] == "restore"
+                kinds.add("helm-containers")
             continue
         kinds.add(d["kind"])
         if d["apiVersion"].startswith("operator.victoriametrics.com/"):
@@ -90,4 +101,4 @@ def test_the_docs_kubernetes_yaml_is_valid() -> None:
             assert all(isinstance(v, str) for v in backup["extraArgs"].values())  # map[string]string
         else:
             kubernetes_validate.validate(d, K8S_VERSION, strict=True)
-    assert {"VMSingle", "VMCluster", "Secret", "NetworkPolicy"} <= kinds
+    assert {"VMSingle", "VMCluster", "Secret", "NetworkPolicy", "helm-vmbackupmanager", "helm-containers"} <= kinds
