@@ -182,3 +182,7 @@ def test_the_locks_pin_every_package_with_hashes_and_cover_pyproject() -> None:
     pinned = {n.lower() for n, _ in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", LOCK.read_text(), re.M)}
     for r in _declared():
         assert _name(r) in pinned, r
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    test_pinned = {n.lower() for n, _ in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", TEST_LOCK.read_text(), re.M)}
+    for r in [*_declared(), *extras["test"], *extras["bench"]]:
+        assert _name(r) in test_pinned, r
