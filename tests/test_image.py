@@ -201,7 +201,8 @@ def run_operator_pod(pod: Pod, version: str, pm: Podman, image: str, s3: S3Serve
     # The init container on a new, empty volume (a pod rescheduled with a fresh claim): the
     # mark the API wrote is all it gets; it runs as the image's own non-root user.
     mark = volume / "backup_restore.ignore"
-    assert mark.exists()
+    # the mark names the backup in full, as vmbackupmanager's do: the init container has no -dst
+    assert mark.read_text().strip() == f"{dst.rstrip('/')}/{daily}"
     target = tmp / f"{pod.kind}-new-volume"
     target.mkdir()
     shutil.copy(mark, target / mark.name)
