@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from ..checksums import check_inventory
-from ..errors import TransientRemoteError
+from ..errors import BadBackupError, TransientRemoteError
 from ..lease import BackupLease
 from ..names import MANIFEST_FILE
 from ..parts import (
@@ -150,6 +150,13 @@ def _copy(
     dst_parts = dst.list_parts()
     validate_listing(dst_parts, dst.url)
     to_delete = difference(dst_parts, src_parts)
+    if not src_parts and dst_parts:
+        # A source of markers only (a vmbackup pointed at a parent prefix leaves one) would wipe
+        # the destination's backup: the same rule as restore's, before anything changes.
+        raise BadBackupError(
+            f"{src.url} holds no parts (only its markers), so copying it would delete all {len(dst_parts)} parts "
+            f"of {dst.url}; check the --src URL, or delete the destination first if an empty backup is wanted"
+        )
     refuse_nested_backups(dst, to_delete, concurrency)
     lease.check()
 
