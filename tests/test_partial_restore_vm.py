@@ -22,6 +22,7 @@ import pytest
 
 import snapferry
 from tests.dropin.helpers import run_script
+from tests.servers import S3Server
 from tests.vm import (
     NEW,
     OLD,
@@ -451,3 +452,21 @@ def test_a_restore_mark_names_partitions_for_the_init_container(new_backup: Back
     assert [p["name"] for p in res["partitions"]] == ["2026_04"]
     assert months_on_disk(data) == {"2026_04"} and not (data / "backup_restore.ignore").exists()
     assert by_month(export_from(data, tmp_path)) == {"2026_04": by_month(new_backup.samples)["2026_04"]}
+
+
+def test_partial_restore_from_s3_downloads_only_the_selection(
+    new_backup: Backup, moto_server: S3Server, tmp_path: Path
+) -> None:
+    """The selection is made on the listing, so an object store works as fs:// does: the
+    bytes downloaded are the selected months' and the rest of the layout's, no more."""
+    url, opts = moto_server.new_remote()
+    snapferry.copy(new_backup.url, url, remote_options=opts, progress="off")
+    dst = tmp_path / "dst"
+    res = snapferry.restore(url, str(dst), partitions="2026_04", remote_options=opts, progress="off")
+    info = snapferry.info(url, remote_options=opts).backup
+    assert info is not None
+    month = next(p for p in info.partitions if p.name == "2026_04")
+    outside = info.backup_bytes - sum(p.bytes for p in info.partitions)
+    assert res.downloaded_bytes == res.backup_bytes == month.bytes + outside < info.backup_bytes
+    assert months_on_disk(dst) == {"2026_04"}
+    assert by_month(export_from(dst, tmp_path)) == {"2026_04": by_month(new_backup.samples)["2026_04"]}
