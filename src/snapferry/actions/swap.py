@@ -126,7 +126,8 @@ def _swap_locked(stage: str, dst: str, partitions: str | None) -> SwapResult:
         missing = [m for m in months if m not in have]
         if missing:
             raise UsageError(
-                f"the staging directory {stage!r} has no partition {missing[0]} (it has: {', '.join(have) or 'none'})"
+                f"the staging directory {stage!r} has no partition {missing[0]} (it has: "
+                f"{', '.join(have) or 'none'}); check --partitions"
             )
         clash = [m for m in months if _live_has(dst, m)]
         if clash:
