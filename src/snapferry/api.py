@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .findings import InfoResult, VerifyResult
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
+    from .snapguard import SnapshotGuard
+    from .snapshot import SnapshotTLS
 
 log = logging.getLogger("snapferry")
 
@@ -38,6 +40,7 @@ def backup(
     snapshot_name: str | None = None,
     snapshot_create_url: str | None = None,
     snapshot_delete_url: str | None = None,
+    snapshot_tls: SnapshotTLS | None = None,
     origin: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     max_bytes_per_second: int = 0,
@@ -50,10 +53,12 @@ def backup(
 
     The source is `src` (a directory), or `storage_data_path` with `snapshot_name`,
     or `storage_data_path` with `snapshot_create_url` (a snapshot made for this
-    backup and deleted afterwards, also when the backup fails).
+    backup and deleted afterwards, also when the backup fails, or else by the next
+    such run: see snapguard.py), called with `snapshot_tls` when it is https://.
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
+    from .snapguard import SnapshotGuard
 
     _positive("concurrency", concurrency)
     chosen = sum(x is not None for x in (src, snapshot_name, snapshot_create_url))
@@ -69,6 +74,14 @@ def backup(
         )
     if (snapshot_name or snapshot_create_url) and not storage_data_path:
         raise UsageError("--snapshot-name and --snapshot-create-url need --storage-data-path")
+    if snapshot_tls is not None and snapshot_tls != snapshot.SnapshotTLS() and snapshot_create_url is None:
+        raise UsageError("the --snapshot-tls-* options apply to --snapshot-create-url, which is not given")
+    guard = None
+    if snapshot_create_url is not None:
+        assert storage_data_path is not None
+        guard = SnapshotGuard(storage_data_path, snapshot_create_url, snapshot_delete_url,
+                              snapshot_tls or snapshot.SnapshotTLS())
+        guard.check()  # before any remote is opened: a wrong path or TLS setting is a usage error
     opts = remote_options or default_options(concurrency)
     dst_remote = open_remote(dst, opts)
     origin_remote = open_remote(origin, opts) if origin else None
@@ -88,16 +101,15 @@ def backup(
         assert storage_data_path is not None
         if snapshot_name is not None:
             return go(snapshot.snapshot_dir(storage_data_path, snapshot_name))
-        assert snapshot_create_url is not None
-        name = snapshot.create(snapshot_create_url)
+        assert guard is not None
+        name = guard.create()
         log.info("created snapshot %s", name)
-        url = snapshot.delete_url(snapshot_create_url, snapshot_delete_url, name)
         try:
             result = go(snapshot.snapshot_dir(storage_data_path, name))
         except BaseException:
-            _delete_snapshot_after_failure(url, name)
+            _delete_snapshot_after_failure(guard, name)
             raise
-        _delete_snapshot_after_backup(url, name, result)
+        _delete_snapshot_after_backup(guard, name, result)
         return result
     finally:
         dst_remote.close()
@@ -116,14 +128,15 @@ def _data_dir_of_snapshot(src: str | None) -> str:
     return src
 
 
-def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> None:
+def _delete_snapshot_after_backup(guard: SnapshotGuard, name: str, result: BackupResult) -> None:
     """The backup is complete and good; a snapshot left behind still holds disk space
-    (its hard links keep merged-away parts), so the run fails (exit 1) and says both."""
-    from . import snapshot
-
+    (its hard links keep merged-away parts), so the run fails (exit 1) and says both
+    (its record stays: the next run deletes it)."""
+    url = guard.delete_url(name)
     try:
-        snapshot.delete(url)
+        guard.delete(name)
     except SnapferryError as e:
+        guard.release(drop=False)
         raise SnapferryError(
             f"the backup to {result.dst} is complete, but the snapshot {name} is left: {e}; "
             f"delete it with `curl '{url}'`"
@@ -131,13 +144,13 @@ def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> 
     log.info("deleted snapshot %s", name)
 
 
-def _delete_snapshot_after_failure(url: str, name: str) -> None:
+def _delete_snapshot_after_failure(guard: SnapshotGuard, name: str) -> None:
     """The backup's own error is what the user must see; a failed delete is a warning."""
-    from . import snapshot
-
+    url = guard.delete_url(name)
     try:
-        snapshot.delete(url)
+        guard.delete(name)
     except SnapferryError as e:
+        guard.release(drop=False)
         log.warning("the snapshot %s is left: %s; delete it with `curl '%s'`", name, e, url)
     else:
         log.info("deleted snapshot %s", name)

@@ -31,6 +31,8 @@ def test_every_option_a_table_names_exists_on_the_snapferry_command() -> None:
         for command in commands[tool]:
             takes = accepted(command)
             for r in rules:
+                if command == ("copy",) and r.name.startswith("snapshot.tls"):
+                    continue  # translate() leaves them out of a server-side copy, which calls no snapshot API
                 if r.action in (Action.OPTION, Action.SWITCH, Action.NEGATABLE):
                     assert r.target in takes, (tool, command, r.name, r.target)
 

@@ -28,6 +28,7 @@ from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
 from ..remotes import RemoteOptions
 from ._common import ENV, emit, options_from, remote_options
+from ._snapshot_tls import snapshot_tls_options, tls_from
 
 log = logging.getLogger("snapferry")
 
@@ -90,6 +91,7 @@ def make_events() -> Any:
               help="e.g. http://127.0.0.1:8428/snapshot/create.")
 @click.option("--snapshot-delete-url", envvar=ENV + "SNAPSHOT_DELETE_URL",
               help="Defaults to the create URL with /delete.")
+@snapshot_tls_options
 @_dst_option
 @_concurrency_options
 @click.option("--http-listen-addr", default=DEFAULT_HTTP_LISTEN_ADDR, show_default=True,
@@ -145,6 +147,7 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
         storage_data_path=_need(kw["storage_data_path"], "--storage-data-path"),
         snapshot_create_url=_need(kw["snapshot_create_url"], "--snapshot-create-url"),
         snapshot_delete_url=kw["snapshot_delete_url"],
+        snapshot_tls=tls_from(kw),
         dst=_need(kw["dst"], "--dst"),
         concurrency=kw["concurrency"],
         max_bytes_per_second=kw["max_bytes_per_second"],

@@ -86,7 +86,13 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
             raise UsageError("-src is missing; name the backup, e.g. -src=s3://bucket/path/to/backup")
         argv = ["restore", "--src", src, "--dst", _str(parsed, "storageDataPath") or DEFAULT_STORAGE_DATA_PATH]
         return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log)
-    return Translation(head + _vmbackup(parsed) + options, ignored, listen, Direction.UPLOADED, log)
+    argv = _vmbackup(parsed)
+    if argv[0] == "copy":  # a server-side copy calls no snapshot API: its TLS settings have nothing to apply to
+        ignored += [(name, "a server-side copy (-origin alone) calls no snapshot API") for name in parsed.values
+                    if name.startswith("snapshot.tls")]
+        kept = _flat([o for o in structured if not o[0].startswith("--snapshot-tls-")])
+        options = kept + options[len(_flat(structured)):]  # the --push-metrics-url after them stays
+    return Translation(head + argv + options, ignored, listen, Direction.UPLOADED, log)
 
 
 def _vmbackup(parsed: ParsedFlags) -> list[str]:
