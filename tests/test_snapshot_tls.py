@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -123,7 +124,6 @@ def mtls_front(tmp_path: Path) -> Iterator[Callable[[int, Path, Path, Path], int
             preexec_fn=die_with_parent))
         for _ in range(200):
             try:
-                import socket
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return port
             except OSError:
@@ -163,7 +163,7 @@ def test_a_client_certificate_for_an_mtls_front(vm_server: Callable[..., VMServe
 def test_tls_settings_that_cannot_work_stop_the_run_at_start(vm_server: Callable[..., VMServer],
                                                              tmp_path: Path) -> None:
     ca = TestCA(tmp_path / "ca")
-    cert, key = ca.issue("client", client=True)
+    cert, _key = ca.issue("client", client=True)
     vm = vm_server(tmp_path / "vmdata")
     https = f"https://127.0.0.1:{vm.port}/snapshot/create"
     one_line(backup(vm, tmp_path / "b", "--snapshot-tls-ca-file", str(tmp_path / "nope.pem"), url=https), 2,

@@ -10,11 +10,14 @@ VictoriaMetrics answers, the snapshot's name is appended. The record is flocked 
 the whole run, so a live run's record is never taken for a dead one's.
 
 The next run (of either command) finds records nobody holds: it deletes the snapshot a
-record names, or, when the run was killed before the answer came, the snapshots that
-appeared while the call could have been running (named with a time from the call's
-start to its timeout, and not listed before). Snapshots of other tools are outside
-that window or were listed before; the one risk left is another tool creating a
-snapshot in the very seconds a killed call was running.
+record names, or, when the run was killed before the answer came, the first snapshot
+made after the call started (VictoriaMetrics makes them one at a time and numbers them
+in order) if it is named with a time between the call's start and its timeout and was
+not listed before. A snapshot of another tool was listed before, or came after ours; the
+one risk left is another tool's call landing between our listing and our own call
+(milliseconds), or, if VictoriaMetrics never got the killed call, another tool's
+snapshot in the seconds of its timeout. A call that certainly did nothing (refused,
+answered with an error) drops its record at once.
 
 The record lives in the data directory (not in the manager's state) because it must
 be where the snapshot is: the backup command has no state directory, a sidecar and
@@ -85,6 +88,9 @@ class SnapshotGuard:
                            "timeout": snapshot.CREATE_TIMEOUT, "before": before, "url": self.create_url})
         try:
             name = snapshot.create(self.create_url, self.tls)
+        except snapshot.NoEffect:
+            self.release(drop=True)  # refused or answered with an error: no snapshot was made
+            raise
         except BaseException:
             self.release(drop=False)  # VictoriaMetrics may still make it: the next run looks
             raise
@@ -171,7 +177,10 @@ class SnapshotGuard:
             since = datetime.strptime(str(head["pending_since"]), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
             until = since + timedelta(seconds=float(str(head.get("timeout", snapshot.CREATE_TIMEOUT))))
             before = set(map(str, head.get("before") or []))  # type: ignore[call-overload]
-            victims = [n for n in listed if n not in before and _within(n, since - _MARGIN, until + _MARGIN)]
+            new = [n for n in listed if n not in before and _within(n, since - _MARGIN, until + _MARGIN)]
+            # VictoriaMetrics makes snapshots one at a time and numbers them in order (the hex
+            # suffix): the killed call's is the first made after it; later ones are other tools'.
+            victims = sorted(new, key=_order)[:1]
         else:
             log.warning("ignoring the unreadable snapshot record %s", path)
             return []
@@ -184,6 +193,12 @@ class SnapshotGuard:
 def _within(name: str, lo: datetime, hi: datetime) -> bool:
     t = snapshot.snapshot_time(name)
     return t is not None and lo <= t <= hi
+
+
+def _order(name: str) -> tuple[datetime, int]:
+    t = snapshot.snapshot_time(name)
+    assert t is not None
+    return t, int(name.partition("-")[2], 16)
 
 
 def _parse(text: str) -> tuple[dict[str, object] | None, str | None]:

@@ -45,6 +45,11 @@ def snapshot_dir(storage_data_path: str, name: str) -> str:
     return path
 
 
+class NoEffect(SnapferryError):
+    """The call certainly did nothing: refused, a TLS handshake that failed, or an error answer
+    (a timeout or a reset is not one: VictoriaMetrics may still be making the snapshot)."""
+
+
 # (native option, drop-in flag) of each TLS setting, for messages.
 CA_FLAG = "--snapshot-tls-ca-file (-snapshot.tlsCAFile)"
 CERT_FLAG = "--snapshot-tls-cert-file (-snapshot.tlsCertFile)"
@@ -135,21 +140,22 @@ def _get_json(url: str, ctx: ssl.SSLContext | None = None, timeout: float = CREA
         with urllib.request.build_opener(*handlers).open(url, timeout=timeout) as resp:
             body = resp.read()
     except urllib.error.HTTPError as e:
-        raise SnapferryError(f"{url} answered HTTP {e.code}; check the URL and that VictoriaMetrics runs") from e
+        raise NoEffect(f"{url} answered HTTP {e.code}; check the URL and that VictoriaMetrics runs") from e
     except (urllib.error.URLError, OSError) as e:
         # A TLS 1.3 alert comes on the first read, as a bare SSLError (whose .reason is a string).
         reason = e if isinstance(e, ssl.SSLError) else getattr(e, "reason", e)
         if isinstance(reason, ssl.SSLCertVerificationError):
-            raise SnapferryError(
+            raise NoEffect(
                 f"{url} presented a certificate this host does not trust ({reason.verify_message}); set "
                 f"{CA_FLAG} to the CA that signed it, or {NAME_FLAG} when it names another host"
             ) from e
         if isinstance(reason, ssl.SSLError):
-            raise SnapferryError(
+            raise NoEffect(
                 f"the TLS handshake with {url} failed ({reason.reason or reason}); if VictoriaMetrics asks for a "
                 f"client certificate, set {CERT_FLAG} and {KEY_FLAG}"
             ) from e
-        raise SnapferryError(f"cannot reach {url}: {reason}; check that VictoriaMetrics runs there") from e
+        cls = NoEffect if isinstance(reason, ConnectionRefusedError) else SnapferryError
+        raise cls(f"cannot reach {url}: {reason}; check that VictoriaMetrics runs there") from e
     try:
         data = json.loads(body)
     except ValueError as e:
@@ -169,7 +175,7 @@ def create(create_url: str, tls: SnapshotTLS | None = None) -> str:
     check_url(create_url)
     data = _get_json(create_url, (tls or SnapshotTLS()).context(create_url))
     if data.get("status") != "ok" or not isinstance(data.get("snapshot"), str):
-        raise SnapferryError(f"{create_url} could not create a snapshot: {data!r}")
+        raise NoEffect(f"{create_url} could not create a snapshot: {data!r}")
     name = str(data["snapshot"])
     validate_name(name)
     return name
