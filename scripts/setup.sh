@@ -12,11 +12,12 @@ if ! command -v vmrestore >/dev/null 2>&1 || ! command -v victoria-metrics >/dev
 fi
 
 # socat: tests put an mTLS front (a client certificate required) before victoria-metrics,
-# whose open-source builds have no -mtls; tests/test_snapshot_tls.py.
-if ! command -v socat >/dev/null 2>&1; then
+# whose open-source builds have no -mtls (tests/test_snapshot_tls.py); tinyproxy: a real
+# forward proxy that logs and marks (Via) every request it forwards (tests/test_proxy.py).
+if ! command -v socat >/dev/null 2>&1 || ! command -v tinyproxy >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq socat >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq socat tinyproxy-bin >/dev/null
 fi
 
 # Today's VictoriaMetrics (1.145.0, Debian unstable's package), unpacked into .cache/vm, not installed.
