@@ -64,9 +64,10 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
     level_name = logging.getLevelName(log.level).lower()
     head = ["--log-level", level_name]
     structured = _plain_options(table, parsed)
+    early_notes = _concurrency_floor(structured)
     ignored = [(name, table[name].target) for name in parsed.values if table[name].action is Action.IGNORED]
     if tool is Tool.VMBACKUPMANAGER:
-        notes: list[str] = []
+        notes: list[str] = early_notes
         argv = head + _manager(parsed, structured, accepted, notes)
         return Translation(argv, ignored, None, Direction.UPLOADED, log, notes)
     options = _flat(structured)
@@ -85,14 +86,14 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
         if not src:
             raise UsageError("-src is missing; name the backup, e.g. -src=s3://bucket/path/to/backup")
         argv = ["restore", "--src", src, "--dst", _str(parsed, "storageDataPath") or DEFAULT_STORAGE_DATA_PATH]
-        return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log)
+        return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log, early_notes)
     argv = _vmbackup(parsed)
     if argv[0] == "copy":  # a server-side copy calls no snapshot API: its TLS settings have nothing to apply to
         ignored += [(name, "a server-side copy (-origin alone) calls no snapshot API") for name in parsed.values
                     if name.startswith("snapshot.tls")]
         kept = _flat([o for o in structured if not o[0].startswith("--snapshot-tls-")])
         options = kept + options[len(_flat(structured)):]  # the --push-metrics-url after them stays
-    return Translation(head + argv + options, ignored, listen, Direction.UPLOADED, log)
+    return Translation(head + argv + options, ignored, listen, Direction.UPLOADED, log, early_notes)
 
 
 def _vmbackup(parsed: ParsedFlags) -> list[str]:
@@ -184,6 +185,16 @@ def _plain_options(table: dict[str, Rule], parsed: ParsedFlags) -> list[Option]:
         elif rule.action is Action.NEGATABLE:
             out.append((rule.target if value else "--no-" + rule.target[2:], None))
     return out
+
+
+def _concurrency_floor(options: list[Option]) -> list[str]:
+    """`-concurrency=0` (or below): vmbackup and vmrestore 1.79.5 and 1.145.0 run with it and
+    finish the work; snapferry's --concurrency starts at 1, so such a value runs as 1."""
+    for i, (opt, value) in enumerate(options):
+        if opt == "--concurrency" and value is not None and int(value) < 1:
+            options[i] = (opt, "1")
+            return [f"-concurrency={value} runs as -concurrency=1, as the originals run it to the end"]
+    return []
 
 
 def _flat(options: list[Option]) -> list[str]:
