@@ -149,3 +149,36 @@ def test_a_run_killed_mid_create_has_its_snapshot_deleted_by_the_next(
     assert f"deleting snapshot {leaked[0]}" in nxt.stderr, nxt.stderr
     assert sorted(vm.snapshot_list()) == sorted([before, after])
     assert not list(vm.storage_data_path.glob("*snapferry*"))  # no record left
+
+
+def test_a_live_run_s_snapshot_is_left_alone_and_an_old_record_is_honoured(
+        vm_server: Callable[..., VMServer], front: Callable[[VMServer], Front], tmp_path: Path) -> None:
+    """Two runs on one data path: the second never deletes the snapshot the first (alive, held
+    up in /snapshot/create) made; a record of an older snapferry (just a name) is honoured."""
+    vm = fed(vm_server, tmp_path, "1.79.5")
+    old = vm.snapshot_create()
+    (vm.storage_data_path / "snapferry_snapshot.ignore").write_text(old)  # an older snapferry's record
+    f = front(vm)
+    f.hold()
+    data = str(vm.storage_data_path)
+    first = subprocess.Popen([*snapferry_command(), "backup", "--storage-data-path", data, "--snapshot-create-url",
+                              f.create_url, "--dst", f"fs://{tmp_path / 'b1'}"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    try:
+        # the first run deleted the old record's snapshot, then made its own (held up)
+        assert wait_for(lambda: old not in vm.snapshot_list() and len(vm.snapshot_list()) == 1
+                        or first.poll() is not None, 120)
+        assert first.poll() is None, first.stderr.read() if first.stderr else b""
+        held = vm.snapshot_list()[0]
+        second = run_snapferry("backup", "--storage-data-path", data, "--snapshot-create-url", vm.snapshot_create_url,
+                               "--dst", f"fs://{tmp_path / 'b2'}", "--progress", "off", check=False)
+        assert second.returncode == 0, second.stderr
+        assert vm.snapshot_list() == [held]  # the live run's snapshot stays
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    f.release()
+    third = run_snapferry("backup", "--storage-data-path", data, "--snapshot-create-url", vm.snapshot_create_url,
+                          "--dst", f"fs://{tmp_path / 'b3'}", "--progress", "off", check=False)
+    assert third.returncode == 0, third.stderr
+    assert vm.snapshot_list() == []
