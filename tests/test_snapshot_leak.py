@@ -166,7 +166,7 @@ def test_a_live_run_s_snapshot_is_left_alone_and_an_old_record_is_honoured(
                              stderr=subprocess.PIPE)
     try:
         # the first run deleted the old record's snapshot, then made its own (held up)
-        assert wait_for(lambda: old not in vm.snapshot_list() and len(vm.snapshot_list()) == 1
+        assert wait_for(lambda: (old not in vm.snapshot_list() and len(vm.snapshot_list()) == 1)
                         or first.poll() is not None, 120)
         assert first.poll() is None, first.stderr.read() if first.stderr else b""
         held = vm.snapshot_list()[0]
