@@ -19,7 +19,7 @@ from snapferry.names import BACKUP_COMPLETE_FILE
 from snapferry.snapshot import SnapshotTLS
 from tests.servers import die_with_parent, free_port
 from tests.tlsca import TestCA
-from tests.vm import VMServer, run_snapferry, snapferry_command
+from tests.vm import NEW, VMServer, run_snapferry, run_vmbackup, snapferry_command
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
 
@@ -86,6 +86,12 @@ def test_the_dropin_flags_and_the_manager(vm_server: Callable[..., VMServer], vm
     assert proc.returncode == 0, proc.stderr
     assert "ignored" not in proc.stderr or "snapshot.tls" not in proc.stderr, proc.stderr
     assert (tmp_path / "dropin" / BACKUP_COMPLETE_FILE).exists()
+    if vm_version == NEW:  # the real vmbackup 1.145.0 reads the same flags the same way (1.79.5 has none)
+        real = run_vmbackup(vm.storage_data_path, "", tmp_path / "real", version=NEW, extra_args=[
+            f"-snapshot.createURL={vm.snapshot_create_url}", f"-snapshot.tlsCAFile={ca.ca_file}",
+            "-snapshot.tlsServerName=vm.test"], check=False)
+        assert real.returncode == 0, real.stderr[-2000:]
+        assert vm.snapshot_list() == []
     config = ManagerConfig(storage_data_path=str(vm.storage_data_path), snapshot_create_url=vm.snapshot_create_url,
                            dst=f"fs://{tmp_path / 'mgr'}",
                            snapshot_tls=SnapshotTLS(ca_file=str(ca.ca_file), server_name="vm.test"))
