@@ -27,14 +27,14 @@ from tests.servers import SERVER_FIXTURES, ObjectServer, die_with_parent, free_p
 class ForwardProxy:
     """tinyproxy on 127.0.0.1; `forwarded()` counts the requests its log says it forwarded."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: str = "") -> None:
         exe = shutil.which("tinyproxy")
         assert exe, "tinyproxy is missing; run scripts/setup.sh (Debian's tinyproxy-bin)"
         self.port = free_port()
         self.log = workdir / "tinyproxy.log"
         conf = workdir / "tinyproxy.conf"
         conf.write_text(f"Port {self.port}\nListen 127.0.0.1\nTimeout 300\nLogLevel Info\nMaxClients 400\n"
-                        f"Allow 127.0.0.1\nLogFile \"{self.log}\"\n")
+                        f"Allow 127.0.0.1\nLogFile \"{self.log}\"\n{extra}")
         self.proc = subprocess.Popen([exe, "-d", "-c", str(conf)], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 30
@@ -152,3 +152,41 @@ def test_gcs_and_azure_requests_take_the_proxy_or_none_do(
     check_routes(route, looker, forward_proxy)
 
 
+
+
+def test_https_requests_tunnel_through_the_proxy(moto_server: ObjectServer, snapshot_tree: Path,
+                                                 tmp_path: Path) -> None:
+    """An https:// endpoint (socat with a test CA's certificate before moto) that accepts
+    connections only from 127.0.0.3, the address tinyproxy connects from (`Bind`): a request
+    that went around the proxy (CONNECT, by HTTPS_PROXY) cannot reach the store at all."""
+    from tests.tlsca import TestCA
+
+    ca = TestCA(tmp_path / "ca")
+    cert, key = ca.issue("s3")
+    socat = shutil.which("socat")
+    assert socat, "socat is missing; run scripts/setup.sh"
+    port = free_port()
+    front = subprocess.Popen(
+        [socat, f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},verify=0,"
+                "range=127.0.0.3/32", f"TCP:{moto_server.base_url.removeprefix('http://')}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    proxy = ForwardProxy(tmp_path, extra="Bind 127.0.0.3\n")
+    try:
+        endpoint = f"https://127.0.0.1:{port}"
+        opts, env = moto_server.via(endpoint)
+        env = {**env, "AWS_CA_BUNDLE": str(ca.ca_file), "HTTP_PROXY": "http://127.0.0.1:1"}
+        remote = ["--custom-s3-endpoint", endpoint, "--creds-file-path", str(opts.creds_file_path),
+                  "--config-file-path", str(opts.config_file_path), "--progress", "off", "--retries", "1"]
+        url = f"s3://{moto_server.new_bucket()}/tunnelled"
+        clean = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        direct = subprocess.run([sys.executable, "-m", "snapferry", "backup", "--src", str(snapshot_tree), "--dst",
+                                 url, *remote], capture_output=True, text=True, timeout=300,
+                                env={**clean, **env, "NO_PROXY": "127.0.0.1", "HTTPS_PROXY": proxy.url},
+                                check=False)
+        assert direct.returncode != 0  # around the proxy, the store is out of reach: the setup discriminates
+        backup_restore_verify(url, remote, {**env, "HTTPS_PROXY": proxy.url}, snapshot_tree, tmp_path / "restored")
+        assert proxy.forwarded()["CONNECT"] >= 1
+    finally:
+        proxy.stop()
+        front.terminate()
+        front.wait(timeout=30)
