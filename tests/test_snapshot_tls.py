@@ -185,3 +185,29 @@ def test_tls_settings_that_cannot_work_stop_the_run_at_start(vm_server: Callable
                            str(tmp_path / "nope.pem"), check=False), 2, "--snapshot-tls-ca-file")
     assert vm.snapshot_list() == [] and not (tmp_path / "b").exists()
     assert json.loads(vm.request("/snapshot/list"))["status"] == "ok"
+
+
+def test_the_dropin_manager_takes_the_snapshot_tls_flags(vm_server: Callable[..., VMServer], tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
+    vm = tls_vm(vm_server, tmp_path, ca, NEW)
+    backups = tmp_path / "backups"
+    proc = subprocess.Popen(
+        [*snapferry_command(), "vmbackupmanager", f"-storageDataPath={vm.storage_data_path}",
+         f"-snapshot.createURL={vm.snapshot_create_url}", f"-snapshot.tlsCAFile={ca.ca_file}",
+         "-snapshot.tlsServerName=vm.test", f"-dst=fs://{backups}", "-runOnStart", "-disableScheduledBackups",
+         f"-httpListenAddr=127.0.0.1:{free_port()}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (backups / "latest" / BACKUP_COMPLETE_FILE).exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "the manager's first run did not finish"
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        deadline = time.monotonic() + 60
+        while vm.snapshot_list() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert vm.snapshot_list() == [], err
+    assert "snapshot.tls" not in err or "ignored" not in err, err
