@@ -48,13 +48,16 @@ def backup(
     retry: RetryPolicy | None = None,
     progress: str = "auto",
     max_part_size: int = MAX_PART_SIZE,
+    force: bool = False,
 ) -> BackupResult:
     """Back up a snapshot directory to the remote `dst`.
 
     The source is `src` (a directory), or `storage_data_path` with `snapshot_name`,
     or `storage_data_path` with `snapshot_create_url` (a snapshot made for this
     backup and deleted afterwards, also when the backup fails, or else by the next
-    such run: see snapguard.py), called with `snapshot_tls` when it is https://.
+    such run: see snapguard.py), called with `snapshot_tls` when it is https://. A `src`
+    that is a VictoriaMetrics data directory is refused: LockedError while a database
+    holds it, UsageError otherwise unless `force`.
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
@@ -92,7 +95,7 @@ def backup(
         return run_backup(
             src_dir, dst_remote, origin=origin_remote, concurrency=concurrency,
             throttle=Throttle(max_bytes_per_second), retry=retry, max_part_size=max_part_size,
-            progress_mode=progress,
+            progress_mode=progress, force=force,
         )
 
     try:

@@ -22,6 +22,8 @@ from ._snapshot_tls import snapshot_tls_options, tls_from
 @snapshot_tls_options
 @click.option("--dst", required=True, help="Where the backup goes, e.g. fs:///var/backups/vm/daily.")
 @click.option("--origin", help="An older backup on the same backend to copy unchanged parts from.")
+@click.option("--force", is_flag=True,
+              help="Back up a --src that is a stopped VictoriaMetrics data directory (never a running one).")
 @click.option("--max-part-size", type=click.IntRange(1), default=MAX_PART_SIZE, hidden=True)
 @common_options
 @write_remote_options
@@ -37,7 +39,7 @@ def backup(**kw: Any) -> None:
             snapshot_tls=tls,
             origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
             remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
-            max_part_size=kw["max_part_size"],
+            max_part_size=kw["max_part_size"], force=kw["force"],
         )
         run.result = result
     emit(result, as_json)

@@ -197,8 +197,7 @@ VMBACKUPMANAGER: list[Rule] = [
     _opt("keepLastMonthly", K.INT, "--keep-last-monthly"),
     *_ignored("pushmetrics.url", K.ARRAY, "the manager serves /metrics at -httpListenAddr for scraping"),
     *_ignored("apiURL", K.STRING, "`snapferry manager backup ...`/`restore ...` read `-dst` directly; no API needed"),
-    *_ignored("restore.disableSourceBackupValidation", K.BOOL,
-              "a restore mark is only created for a backup that exists and is complete"),
+    _switch("restore.disableSourceBackupValidation", "--disable-source-backup-validation"),
     *_ignored("backupTypeTagName", K.STRING,
               "objects are not tagged with their type; write lifecycle rules per prefix (hourly/, daily/, ...)"),
 ]
