@@ -88,9 +88,11 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
         argv = ["restore", "--src", src, "--dst", _str(parsed, "storageDataPath") or DEFAULT_STORAGE_DATA_PATH]
         return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log, early_notes)
     argv = _vmbackup(parsed)
-    if argv[0] == "copy":  # a server-side copy calls no snapshot API: its TLS settings have nothing to apply to
-        ignored += [(name, "a server-side copy (-origin alone) calls no snapshot API") for name in parsed.values
-                    if name.startswith("snapshot.tls")]
+    if "--snapshot-create-url" not in argv:
+        # -snapshotName, or a server-side copy (-origin alone): no snapshot API is called, so its
+        # TLS settings have nothing to protect (vmbackup does not use them either)
+        why = "no snapshot API is called without -snapshot.createURL"
+        ignored += [(name, why) for name in parsed.values if name.startswith("snapshot.tls")]
         kept = _flat([o for o in structured if not o[0].startswith("--snapshot-tls-")])
         options = kept + options[len(_flat(structured)):]  # the --push-metrics-url after them stays
     return Translation(head + argv + options, ignored, listen, Direction.UPLOADED, log, early_notes)
