@@ -135,7 +135,9 @@ def _delete_snapshot_after_backup(guard: SnapshotGuard, name: str, result: Backu
     """The backup is complete and good; a snapshot left behind still holds disk space
     (its hard links keep merged-away parts), so the run fails (exit 1) and says both
     (its record stays: the next run deletes it)."""
-    url = guard.delete_url(name)
+    from .snapshot import shown
+
+    url = shown(guard.delete_url(name))
     try:
         guard.delete(name)
     except SnapferryError as e:
@@ -149,7 +151,9 @@ def _delete_snapshot_after_backup(guard: SnapshotGuard, name: str, result: Backu
 
 def _delete_snapshot_after_failure(guard: SnapshotGuard, name: str) -> None:
     """The backup's own error is what the user must see; a failed delete is a warning."""
-    url = guard.delete_url(name)
+    from .snapshot import shown
+
+    url = shown(guard.delete_url(name))
     try:
         guard.delete(name)
     except SnapferryError as e:

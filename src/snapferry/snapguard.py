@@ -80,8 +80,9 @@ class SnapshotGuard:
         missing = sorted(set(before) - here)
         if missing:
             raise UsageError(
-                f"the VictoriaMetrics at {self.create_url} lists snapshots {', '.join(missing[:3])} that "
-                f"{self.storage_data_path}/snapshots lacks: --storage-data-path is not its -storageDataPath"
+                f"the VictoriaMetrics at {snapshot.shown(self.create_url)} lists snapshots "
+                f"{', '.join(missing[:3])} that {self.storage_data_path}/snapshots lacks: "
+                "--storage-data-path is not its -storageDataPath"
             )
         started = self.now().replace(microsecond=0)
         self._open_record({"pending_since": started.strftime("%Y%m%d%H%M%S"),

@@ -21,6 +21,25 @@ _NAME_RE = re.compile(r"^(\d{14})-[0-9A-Fa-f]+$")
 CREATE_TIMEOUT = 60.0  # seconds VictoriaMetrics gets to answer /snapshot/create
 
 
+_SECRET_KEYS = frozenset({"authkey", "auth_key", "password", "token"})
+
+
+def shown(url: str) -> str:
+    """`url` as messages show it: the value of an authKey (VictoriaMetrics' -snapshotAuthKey)
+    or a password in the query, and a password in the user part, replaced by `***`."""
+    parsed = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
+    secret = [k for k, _ in query if k.lower() in _SECRET_KEYS]
+    netloc = parsed.netloc
+    if parsed.password is not None:
+        netloc = netloc.replace(f":{parsed.password}@", ":***@", 1)
+    if not secret and netloc == parsed.netloc:
+        return url
+    masked = "&".join(f"{urllib.parse.quote(k)}=***" if k.lower() in _SECRET_KEYS
+                      else urllib.parse.urlencode([(k, v)]) for k, v in query)
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc, query=masked))
+
+
 def snapshot_time(name: str) -> datetime | None:
     """The creation time encoded in a snapshot name `YYYYMMDDhhmmss-HEX`, if it is one."""
     m = _NAME_RE.match(name)
@@ -91,7 +110,7 @@ class SnapshotTLS:
         if scheme != "https":
             if self.protective:
                 raise UsageError(
-                    f"TLS settings for the snapshot API are given but {url} is not https://; "
+                    f"TLS settings for the snapshot API are given but {shown(url)} is not https://; "
                     f"use the https:// URL VictoriaMetrics serves or drop the {self._set_names()} setting"
                 )
             return None
@@ -140,42 +159,42 @@ def _get_json(url: str, ctx: ssl.SSLContext | None = None, timeout: float = CREA
         with urllib.request.build_opener(*handlers).open(url, timeout=timeout) as resp:
             body = resp.read()
     except urllib.error.HTTPError as e:
-        raise NoEffect(f"{url} answered HTTP {e.code}; check the URL and that VictoriaMetrics runs") from e
+        raise NoEffect(f"{shown(url)} answered HTTP {e.code}; check the URL and that VictoriaMetrics runs") from e
     except (urllib.error.URLError, OSError) as e:
         # A TLS 1.3 alert comes on the first read, as a bare SSLError (whose .reason is a string).
         reason = e if isinstance(e, ssl.SSLError) else getattr(e, "reason", e)
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise NoEffect(
-                f"{url} presented a certificate this host does not trust ({reason.verify_message}); set "
+                f"{shown(url)} presented a certificate this host does not trust ({reason.verify_message}); set "
                 f"{CA_FLAG} to the CA that signed it, or {NAME_FLAG} when it names another host"
             ) from e
         if isinstance(reason, ssl.SSLError):
             raise NoEffect(
-                f"the TLS handshake with {url} failed ({reason.reason or reason}); if VictoriaMetrics asks for a "
-                f"client certificate, set {CERT_FLAG} and {KEY_FLAG}"
+                f"the TLS handshake with {shown(url)} failed ({reason.reason or reason}); if VictoriaMetrics asks "
+                f"for a client certificate, set {CERT_FLAG} and {KEY_FLAG}"
             ) from e
         cls = NoEffect if isinstance(reason, ConnectionRefusedError) else SnapferryError
-        raise cls(f"cannot reach {url}: {reason}; check that VictoriaMetrics runs there") from e
+        raise cls(f"cannot reach {shown(url)}: {reason}; check that VictoriaMetrics runs there") from e
     try:
         data = json.loads(body)
     except ValueError as e:
-        raise SnapferryError(f"{url} did not answer JSON; is it a VictoriaMetrics snapshot URL?") from e
+        raise SnapferryError(f"{shown(url)} did not answer JSON; is it a VictoriaMetrics snapshot URL?") from e
     if not isinstance(data, dict):
-        raise SnapferryError(f"{url} answered {data!r}, not a JSON object")
+        raise SnapferryError(f"{shown(url)} answered {data!r}, not a JSON object")
     return data
 
 
 def check_url(create_url: str) -> None:
     parsed = urllib.parse.urlparse(create_url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise UsageError(f"{create_url!r} is not an http(s) URL; expect http://host:8428/snapshot/create")
+        raise UsageError(f"{shown(create_url)!r} is not an http(s) URL; expect http://host:8428/snapshot/create")
 
 
 def create(create_url: str, tls: SnapshotTLS | None = None) -> str:
     check_url(create_url)
     data = _get_json(create_url, (tls or SnapshotTLS()).context(create_url))
     if data.get("status") != "ok" or not isinstance(data.get("snapshot"), str):
-        raise NoEffect(f"{create_url} could not create a snapshot: {data!r}")
+        raise NoEffect(f"{shown(create_url)} could not create a snapshot: {data!r}")
     name = str(data["snapshot"])
     validate_name(name)
     return name
@@ -216,7 +235,7 @@ def delete_url(create_url: str, delete_url: str | None, name: str) -> str:
 def delete(delete_url: str, tls: SnapshotTLS | None = None) -> None:
     data = _get_json(delete_url, (tls or SnapshotTLS()).context(delete_url))
     if data.get("status") != "ok":
-        raise SnapferryError(f"{delete_url} could not delete the snapshot: {data!r}")
+        raise SnapferryError(f"{shown(delete_url)} could not delete the snapshot: {data!r}")
 
 
 def list_names(create_url: str, tls: SnapshotTLS | None = None) -> list[str]:
@@ -225,5 +244,5 @@ def list_names(create_url: str, tls: SnapshotTLS | None = None) -> list[str]:
     data = _get_json(url, (tls or SnapshotTLS()).context(url))
     names = data.get("snapshots") or []
     if data.get("status") != "ok" or not isinstance(names, list):
-        raise SnapferryError(f"{url} could not list the snapshots: {data!r}")
+        raise SnapferryError(f"{shown(url)} could not list the snapshots: {data!r}")
     return [str(n) for n in names]
