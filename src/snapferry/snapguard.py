@@ -86,7 +86,7 @@ class SnapshotGuard:
             )
         started = self.now().replace(microsecond=0)
         self._open_record({"pending_since": started.strftime("%Y%m%d%H%M%S"),
-                           "timeout": snapshot.CREATE_TIMEOUT, "before": before, "url": self.create_url})
+                           "timeout": snapshot.CREATE_TIMEOUT, "before": before})
         try:
             name = snapshot.create(self.create_url, self.tls)
         except snapshot.NoEffect:
