@@ -182,3 +182,28 @@ def test_a_live_run_s_snapshot_is_left_alone_and_an_old_record_is_honoured(
                           "--dst", f"fs://{tmp_path / 'b3'}", "--progress", "off", check=False)
     assert third.returncode == 0, third.stderr
     assert vm.snapshot_list() == []
+
+
+def test_a_full_data_disk_fails_before_the_snapshot_with_exit_5(
+        vm_server: Callable[..., VMServer], front: Callable[[VMServer], Front], tmp_path: Path) -> None:
+    data = tmp_path / "vmdata"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(data)], check=True)
+    try:
+        vm = vm_server(data)
+        f = front(vm)
+        with open(data / "filler", "wb") as filler:  # the database's disk fills up
+            try:
+                while True:
+                    filler.write(b"\0" * (1 << 20))
+                    filler.flush()
+            except OSError:
+                pass
+        proc = run_snapferry("backup", "--storage-data-path", str(data), "--snapshot-create-url", f.create_url,
+                             "--dst", f"fs://{tmp_path / 'b'}", check=False)
+        assert proc.returncode == 5, proc.stderr
+        assert "is full" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert "/snapshot/create" not in f.paths and vm.snapshot_list() == []
+        vm.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)

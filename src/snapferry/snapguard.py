@@ -27,6 +27,7 @@ the database share that volume, and a record there cannot outlive the data it is
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import json
@@ -39,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 from . import snapshot
 from .durable import fsync_dir
-from .errors import SnapferryError, UsageError
+from .errors import NoSpaceError, SnapferryError, UsageError
 from .names import SNAPSHOT_RECORD_FILE
 
 log = logging.getLogger("snapferry")
@@ -126,10 +127,7 @@ class SnapshotGuard:
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_APPEND, 0o644)
         except OSError as e:
-            raise UsageError(
-                f"cannot write {tmp}: {e.strerror}; snapferry records there the snapshot it is about to create, "
-                "so that a killed run's snapshot is deleted by the next: make --storage-data-path writable"
-            ) from e
+            raise _unwritable(tmp, e) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, (json.dumps(head) + "\n").encode())
@@ -140,7 +138,7 @@ class SnapshotGuard:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise UsageError(f"cannot write {path}: {e.strerror}; make --storage-data-path writable") from e
+            raise _unwritable(path, e) from e
         self._fd, self._path = fd, path
 
     def cleanup(self) -> list[str]:
@@ -189,6 +187,15 @@ class SnapshotGuard:
             log.info("deleting snapshot %s, left by a run that was interrupted (%s)", name, os.path.basename(path))
             snapshot.delete(self.delete_url(name), self.tls)
         return victims
+
+
+def _unwritable(path: str, e: OSError) -> SnapferryError:
+    """The record cannot be written: no snapshot is made. A full disk is exit 5, else a usage error."""
+    why = ("snapferry records there the snapshot it is about to create, so that a killed run's snapshot "
+           "is deleted by the next")
+    if e.errno == errno.ENOSPC:
+        return NoSpaceError(f"cannot write {path}: the disk of --storage-data-path is full ({why}); free space")
+    return UsageError(f"cannot write {path}: {e.strerror}; {why}: make --storage-data-path writable")
 
 
 def _within(name: str, lo: datetime, hi: datetime) -> bool:
