@@ -61,7 +61,6 @@ def backup(
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
-    from .snapguard import SnapshotGuard
 
     _positive("concurrency", concurrency)
     chosen = sum(x is not None for x in (src, snapshot_name, snapshot_create_url))
@@ -81,6 +80,8 @@ def backup(
         raise UsageError("the --snapshot-tls-* options apply to --snapshot-create-url, which is not given")
     guard = None
     if snapshot_create_url is not None:
+        from .snapguard import SnapshotGuard  # fcntl, secrets: only for a run that makes a snapshot
+
         assert storage_data_path is not None
         guard = SnapshotGuard(storage_data_path, snapshot_create_url, snapshot_delete_url,
                               snapshot_tls or snapshot.SnapshotTLS())

@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import ssl
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .errors import SnapferryError, UsageError
+
+if TYPE_CHECKING:
+    # ssl (and socket) load only when a snapshot URL is called: every backup imports this module
+    import ssl
 
 _NAME_RE = re.compile(r"^(\d{14})-[0-9A-Fa-f]+$")
 CREATE_TIMEOUT = 60.0  # seconds VictoriaMetrics gets to answer /snapshot/create
@@ -77,16 +81,18 @@ NAME_FLAG = "--snapshot-tls-server-name (-snapshot.tlsServerName)"
 SKIP_FLAG = "--snapshot-tls-insecure-skip-verify (-snapshot.tlsInsecureSkipVerify)"
 
 
-class _NamedContext(ssl.SSLContext):
-    """A context that checks (and sends as SNI) a fixed server name instead of the URL's host,
-    as Go's tls.Config.ServerName does."""
+def _named_context(server_name: str) -> ssl.SSLContext:
+    """A client context that checks (and sends as SNI) `server_name` instead of the URL's host,
+    as Go's tls.Config.ServerName does; the URL's host when `server_name` is empty."""
+    import ssl
 
-    server_name = ""
+    class NamedContext(ssl.SSLContext):
+        def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True,  # type: ignore[no-untyped-def]
+                        suppress_ragged_eofs=True, server_hostname=None, session=None):
+            return super().wrap_socket(sock, server_side, do_handshake_on_connect, suppress_ragged_eofs,
+                                       server_name or server_hostname, session)
 
-    def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True,  # type: ignore[no-untyped-def]
-                    suppress_ragged_eofs=True, server_hostname=None, session=None):
-        return super().wrap_socket(sock, server_side, do_handshake_on_connect, suppress_ragged_eofs,
-                                   self.server_name or server_hostname, session)
+    return NamedContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,9 @@ class SnapshotTLS:
         if bool(self.cert_file) != bool(self.key_file):
             missing = KEY_FLAG if self.cert_file else CERT_FLAG
             raise UsageError(f"a client certificate needs both its certificate and its key; set {missing} too")
-        ctx = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.server_name = self.server_name or ""
+        import ssl
+
+        ctx = _named_context(self.server_name or "")
         if self.insecure_skip_verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -151,6 +158,7 @@ def _why(e: Exception) -> str:
 
 def _get_json(url: str, ctx: ssl.SSLContext | None = None, timeout: float = CREATE_TIMEOUT) -> dict[str, object]:
     # urllib.request (http.client, email, ssl) here: every backup imports this module, few call VictoriaMetrics
+    import ssl
     import urllib.error
     import urllib.request
 
