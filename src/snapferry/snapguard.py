@@ -96,8 +96,12 @@ class SnapshotGuard:
         except BaseException:
             self.release(drop=False)  # VictoriaMetrics may still make it: the next run looks
             raise
-        os.write(self._fd, (json.dumps({"snapshot": name}) + "\n").encode())
-        os.fsync(self._fd)
+        try:
+            os.write(self._fd, (json.dumps({"snapshot": name}) + "\n").encode())
+            os.fsync(self._fd)
+        except OSError:
+            self.release(drop=False)  # the intent line stays: the next run finds the snapshot by its time
+            raise
         return name
 
     def delete_url(self, name: str) -> str:
