@@ -6,9 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # victoria-metrics: the real database and tools; podman, mmdebstrap and runc: the image's tests
-# (tests/container.py makes the base image with mmdebstrap and runs podman with runc).
+# (tests/container.py makes the base image with mmdebstrap and runs podman with runc);
+# socat: an mTLS front before victoria-metrics, whose open-source builds have no -mtls
+# (tests/test_snapshot_tls.py); tinyproxy: a real forward proxy that logs and marks (Via)
+# every request it forwards (tests/test_proxy.py).
 APT_PACKAGES=""
-for tool in vmrestore:victoria-metrics victoria-metrics:victoria-metrics podman:podman mmdebstrap:mmdebstrap runc:runc; do
+for tool in vmrestore:victoria-metrics victoria-metrics:victoria-metrics podman:podman mmdebstrap:mmdebstrap runc:runc \
+            socat:socat tinyproxy:tinyproxy-bin; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES ${tool#*:}"
 done
 if [ -n "$APT_PACKAGES" ]; then
@@ -16,15 +20,6 @@ if [ -n "$APT_PACKAGES" ]; then
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086 # one word per package
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_PACKAGES >/dev/null
-fi
-
-# socat: tests put an mTLS front (a client certificate required) before victoria-metrics,
-# whose open-source builds have no -mtls (tests/test_snapshot_tls.py); tinyproxy: a real
-# forward proxy that logs and marks (Via) every request it forwards (tests/test_proxy.py).
-if ! command -v socat >/dev/null 2>&1 || ! command -v tinyproxy >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq socat tinyproxy-bin >/dev/null
 fi
 
 # Today's VictoriaMetrics (1.145.0, Debian unstable's package), unpacked into .cache/vm, not installed.
