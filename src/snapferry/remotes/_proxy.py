@@ -16,10 +16,14 @@ import socket
 import urllib.parse
 
 
+def any_set() -> bool:
+    """Whether any *_proxy variable (any case) is set: without one, every request goes direct."""
+    return any(name.lower().endswith("_proxy") for name in os.environ)
+
+
 def proxy_for(url: str) -> str | None:
     """The proxy URL for `url`, or None to go direct."""
-    # The common case costs one scan of the environment and no import.
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
+    if not any_set():  # the common case: no import, no parsing
         return None
     from urllib.request import getproxies, proxy_bypass
 
