@@ -9,7 +9,7 @@ import click
 from .. import api
 from ..parts import MAX_PART_SIZE
 from ..retry import RetryPolicy
-from ._common import common_options, emit, metrics_pushed, options_from, write_remote_options
+from ._common import common_options, emit, key_file_option, metrics_pushed, options_from, write_remote_options
 
 
 @click.command()
@@ -21,6 +21,9 @@ from ._common import common_options, emit, metrics_pushed, options_from, write_r
 @click.option("--dst", required=True, help="Where the backup goes, e.g. fs:///var/backups/vm/daily.")
 @click.option("--origin", help="An older backup on the same backend to copy unchanged parts from.")
 @click.option("--max-part-size", type=click.IntRange(1), default=MAX_PART_SIZE, hidden=True)
+@click.option("--encrypt", is_flag=True,
+              help="Encrypt the backup (needs --encryption-key-file; vmrestore cannot read it).")
+@key_file_option
 @common_options
 @write_remote_options
 def backup(**kw: Any) -> None:
@@ -33,7 +36,8 @@ def backup(**kw: Any) -> None:
             snapshot_create_url=kw["snapshot_create_url"], snapshot_delete_url=kw["snapshot_delete_url"],
             origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
             remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
-            max_part_size=kw["max_part_size"],
+            max_part_size=kw["max_part_size"], encrypt=kw["encrypt"],
+            encryption_key_file=kw["encryption_key_file"],
         )
         run.result = result
     emit(result, as_json)
