@@ -17,7 +17,7 @@ import snapferry
 from snapferry import api
 from snapferry.crypto.chunks import CHUNK, HEADER, TAG
 from snapferry.errors import EXIT_BAD_BACKUP, SnapferryError
-from tests.servers import SERVER_FIXTURES, RemoteFactory, RemoteSpec
+from tests.servers import RemoteFactory, RemoteSpec
 
 MIB = 1024 * 1024
 VALUES = "data/small/2026_11/17A3F0C2D1E50050/values.bin"
@@ -26,16 +26,6 @@ FILE_SIZE = 3 * MIB + 17
 
 def part_name(index: int) -> str:
     return f"{VALUES}/{FILE_SIZE:016X}_{index * MIB:016X}_{MIB:016X}"
-
-
-@pytest.fixture(params=["fs", "s3-seaweedfs"])
-def remotes(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RemoteFactory:
-    server = None
-    if request.param != "fs":
-        server = request.getfixturevalue(SERVER_FIXTURES[request.param])
-        for k, v in server.env.items():
-            monkeypatch.setenv(k, v)
-    return RemoteFactory(request.param, server, tmp_path)
 
 
 def encrypted_backup(spec: RemoteSpec, src: Path, key: Path) -> None:
