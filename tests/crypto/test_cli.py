@@ -69,7 +69,8 @@ def test_encrypted_round_trip_hides_the_bytes_and_names_of_the_manifest(snapshot
     r = cli("restore", "--src", f"fs://{bk}", "--dst", str(out), "--encryption-key-file", str(key),
             "--progress", "off", "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["parts_verified"] == 9  # as unencrypted: all but the empty and always-sent parts, checked against the decrypted manifest
+    # as unencrypted: all but the empty and always-sent parts, checked against the decrypted manifest
+    assert json.loads(r.stdout)["parts_verified"] == 9
     (out / "flock.lock").unlink()
     assert_same_tree(snapshot_tree, out)
     # The key may also come from the environment variable naming the file.
