@@ -18,7 +18,15 @@ from .. import api
 from ..actions.backup import parallel
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
-from ..names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, BACKUP_METADATA_FILE, LATEST, MANIFEST_FILE
+from ..names import (
+    BACKUP_COMPLETE_FILE,
+    BACKUP_LOCKED_FILE,
+    BACKUP_METADATA_FILE,
+    ENCRYPTED_COMPLETE_FILE,
+    ENCRYPTION_RECORD_FILE,
+    LATEST,
+    MANIFEST_FILE,
+)
 from ..remotes import Remote, RemoteOptions, local_tree
 from .layout import BackupName, BackupType, parse_backup_name
 from .remotes import DstRemotes
@@ -112,7 +120,7 @@ class Catalog:
         """One backup's info; NoSuchBackupError when it holds nothing."""
         remote = self.open(name)
         size = sum(p.actual_size for p in remote.list_parts())
-        if size == 0 and not remote.has_file(BACKUP_COMPLETE_FILE):
+        if size == 0 and not _complete(remote):
             raise NoSuchBackupError(
                 f"there is no backup {name} in {self.dst}; list them with `snapferry manager backup list`"
             )
@@ -125,7 +133,7 @@ class Catalog:
             size_bytes=size,
             created_at=_created_at(remote, name),
             locked=name.type is not BackupType.LATEST and remote.has_file(BACKUP_LOCKED_FILE),
-            complete=remote.has_file(BACKUP_COMPLETE_FILE),
+            complete=_complete(remote),
         )
 
     def set_locked(self, name: BackupName, locked: bool) -> BackupInfo:
@@ -157,13 +165,19 @@ class Catalog:
             if remote.has_file(BACKUP_LOCKED_FILE):
                 raise UsageError(f"the backup {name} is locked; unlock it first")
             remote.delete_file(BACKUP_COMPLETE_FILE)
+            remote.delete_file(ENCRYPTED_COMPLETE_FILE)
             parallel(self.concurrency, remote.list_parts(), remote.delete_part)
-            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE):
+            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE, ENCRYPTION_RECORD_FILE):
                 remote.delete_file(f)
         # On fs:// the backup's own directory goes too (its parent keeps the other backups);
         # object stores have no directories.
         if (tree := local_tree(self.remotes.child(name.type.value))) is not None:
             tree.prune_empty_dirs()
+
+
+def _complete(remote: Remote) -> bool:
+    """A whole backup, plain or encrypted (whose marker has its own name)."""
+    return remote.has_file(BACKUP_COMPLETE_FILE) or remote.has_file(ENCRYPTED_COMPLETE_FILE)
 
 
 def _created_at(remote: Remote, name: BackupName) -> datetime:

@@ -13,7 +13,7 @@ import os
 
 from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
-from ..names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
+from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, RESTORE_MARK_FILE
 from ..remotes import RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
@@ -53,7 +53,7 @@ class RestoreMarks:
                         f"{value} overlaps the storage data path {self.storage_data_path}, which the "
                         "restore overwrites; mark a backup stored elsewhere"
                     )
-                if not remote.has_file(BACKUP_COMPLETE_FILE):
+                if not (remote.has_file(BACKUP_COMPLETE_FILE) or remote.has_file(ENCRYPTED_COMPLETE_FILE)):
                     raise BadBackupError(
                         f"{value} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup"
                     )

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import api, snapshot
 from ..actions.backup import refuse_dst_inside, run_backup
@@ -32,6 +32,9 @@ from .catalog import BackupInfo, Catalog
 from .layout import DATED_TYPES, BackupType, backup_name, parse_backup_name, period_of, refuse_dst_in_a_backup
 from .marks import RestoreMarks
 from .schedule import Clock, Schedule, SystemClock, zone
+
+if TYPE_CHECKING:
+    from ..crypto.keys import UserKey
 
 log = logging.getLogger("snapferry")
 
@@ -61,6 +64,8 @@ class ManagerConfig:
     keep_last_monthly: int = retention.KEEP_ALL
     remote_options: RemoteOptions = field(default_factory=RemoteOptions)
     retries: int = 6
+    # Encrypt every backup (latest/ and its dated copies) under this key file (docs/encryption.md).
+    encryption_key_file: str | None = None
 
     def enabled_types(self) -> list[BackupType]:
         off = {BackupType.HOURLY: self.disable_hourly, BackupType.DAILY: self.disable_daily,
@@ -121,6 +126,12 @@ class Manager:
         self.clock: Clock = clock or SystemClock()
         self.events: ManagerEvents = events or NoEvents()
         self.schedule = config.schedule()
+        # Read at start: a missing or unreadable key is exit 2 before the first run.
+        self.key: UserKey | None = None
+        if config.encryption_key_file:
+            from ..crypto.keys import load_key  # loaded only by a manager that encrypts
+
+            self.key = load_key(config.encryption_key_file)
         self.catalog = Catalog(config.dst, config.remote_options, config.concurrency)
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
@@ -217,6 +228,10 @@ class Manager:
         """api.backup's snapshot handling, on the shared remote of latest/."""
         c = self.config
         latest = self.catalog.remotes.child(LATEST)
+        if self.key is not None:
+            from ..crypto.remote import for_writing
+
+            latest = for_writing(latest, self.key)
         refuse_dst_inside(c.storage_data_path, latest)
         self._drop_stale_snapshot()
         name = snapshot.create(c.snapshot_create_url)
@@ -267,8 +282,15 @@ class Manager:
     def _copy_latest(self, name: str) -> int:
         c = self.config
         remotes = self.catalog.remotes
+        src, dst = remotes.child(LATEST), remotes.child(name)
+        if self.key is not None:
+            from ..crypto.remote import for_writing, open_encrypted
+
+            # The dated copy takes latest/'s record: its sealed parts are copied as they are.
+            src = open_encrypted(src, self.key)
+            dst = for_writing(dst, self.key, src)
         result = run_copy(
-            remotes.child(LATEST), remotes.child(name), concurrency=c.concurrency,
+            src, dst, concurrency=c.concurrency,
             throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
         )
         return result.copied_bytes
