@@ -165,3 +165,25 @@ def test_plain_and_encrypted_backups_replace_each_other(snapshot_tree: Path, tmp
     assert out.returncode == 0, out.stderr
     (tmp_path / "out" / "flock.lock").unlink()
     assert_same_tree(snapshot_tree, tmp_path / "out")
+
+
+def test_dropin_scripts_take_the_key_with_a_snapferry_only_flag(snapshot_tree: Path, tmp_path: Path) -> None:
+    from tests.dropin.helpers import run_script
+
+    key = keygen(tmp_path / "k")
+    data = snapshot_tree.parent.parent
+    bk = tmp_path / "bk"
+    run_script("vmbackup", [f"-storageDataPath={data}", f"-snapshotName={snapshot_tree.name}", f"-dst=fs://{bk}",
+                            f"-snapferry.encryptionKeyFile={key}", "-httpListenAddr=127.0.0.1:0"])
+    assert (bk / "snapferry_encrypted_complete.ignore").exists() and not (bk / "backup_complete.ignore").exists()
+    copy = tmp_path / "copy"
+    run_script("vmbackup", [f"-origin=fs://{bk}", f"-dst=fs://{copy}", f"-snapferry.encryptionKeyFile={key}",
+                            "-httpListenAddr=127.0.0.1:0"])
+    out = tmp_path / "out"
+    refused = run_script("vmrestore", [f"-src=fs://{copy}", f"-storageDataPath={out}", "-httpListenAddr=127.0.0.1:0"],
+                         check=False)
+    assert refused.returncode == 2 and "is an encrypted backup" in refused.stderr
+    run_script("vmrestore", [f"-src=fs://{copy}", f"-storageDataPath={out}", f"-snapferry.encryptionKeyFile={key}",
+                             "-httpListenAddr=127.0.0.1:0"])
+    (out / "flock.lock").unlink()
+    assert_same_tree(snapshot_tree, out)
