@@ -187,3 +187,13 @@ def test_dropin_scripts_take_the_key_with_a_snapferry_only_flag(snapshot_tree: P
                              "-httpListenAddr=127.0.0.1:0"])
     (out / "flock.lock").unlink()
     assert_same_tree(snapshot_tree, out)
+
+
+def test_no_backup_goes_inside_an_encrypted_backup(snapshot_tree: Path, tmp_path: Path) -> None:
+    key = keygen(tmp_path / "k")
+    bk = tmp_path / "bk"
+    backup(snapshot_tree, bk, key)
+    for args in ((), ("--encrypt", "--encryption-key-file", str(key))):
+        r = cli("backup", "--src", str(snapshot_tree), "--dst", f"fs://{bk}/inner", "--progress", "off", *args)
+        assert r.returncode == 2 and f"lies inside the backup fs://{bk}" in r.stderr, r.stderr
+    assert not (bk / "inner").exists()

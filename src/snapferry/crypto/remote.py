@@ -164,9 +164,12 @@ class EncryptedRemote(Wrapper):
     def upload_part(self, part: Part, body: Body, local: LocalRegion | None = None,
                     progress: Callable[[int], None] | None = None) -> list[int] | None:
         self._claim()
-        enc = EncryptingBody(body, lambda salt: self._cipher(part, salt))
-        # No LocalRegion: a backend must read the ciphertext, never copy the plaintext file.
-        self.inner.upload_part(self._cipher_part(part), enc, None, progress)
+        enc = EncryptingBody(body, lambda salt: self._cipher(part, salt), local)
+        try:
+            # No LocalRegion below: a backend must read the ciphertext, never copy the plaintext file.
+            self.inner.upload_part(self._cipher_part(part), enc, None, progress)
+        finally:
+            enc.close()
         self._salts.pop(part.name, None)
         return enc.result()
 
