@@ -220,9 +220,11 @@ class DecryptingReader:
         self._i = offset // cipher.chunk  # the next chunk to open
         self._skip = offset - self._i * cipher.chunk  # plaintext of that chunk before `offset`
         self._left = length
-        self._sealed = bytearray(cipher.chunk + TAG)
-        self._plain = bytearray(cipher.chunk)
-        self._have = memoryview(self._plain)[:0]  # opened plaintext not yet handed out
+        # One chunk's ciphertext at a time; a chunk wanted whole is opened straight into the
+        # caller's buffer, so the plaintext buffer is made only for a range's partial chunks.
+        self._sealed = bytearray(min(cipher.chunk, cipher.size) + TAG)  # a small part: its size
+        self._plain: bytearray | None = None
+        self._have = memoryview(b"")  # opened plaintext not yet handed out
 
     def readinto(self, buf: memoryview) -> int:
         if self._left <= 0:
@@ -244,6 +246,8 @@ class DecryptingReader:
                 self._i += 1
                 self._left -= plen
                 return plen
+            if self._plain is None:
+                self._plain = bytearray(self._c.chunk)
             self._c.open_into(self._i, sealed, memoryview(self._plain)[:plen])
             self._have = memoryview(self._plain)[self._skip : plen]
             self._skip = 0
