@@ -197,3 +197,30 @@ def test_no_backup_goes_inside_an_encrypted_backup(snapshot_tree: Path, tmp_path
         r = cli("backup", "--src", str(snapshot_tree), "--dst", f"fs://{bk}/inner", "--progress", "off", *args)
         assert r.returncode == 2 and f"lies inside the backup fs://{bk}" in r.stderr, r.stderr
     assert not (bk / "inner").exists()
+
+
+def test_dropin_manager_translation_passes_the_key_where_it_is_taken() -> None:
+    from snapferry.cli.dropin_cmd import accepted
+    from snapferry.dropin.run import flag_set
+    from snapferry.dropin.tables import Tool
+    from snapferry.dropin.translate import translate
+
+    def tr(*argv: str) -> list[str]:
+        parsed = flag_set(Tool.VMBACKUPMANAGER).parse(list(argv), {}, interspersed=True)
+        return translate(Tool.VMBACKUPMANAGER, parsed, accepted).argv
+
+    common = ["-dst=fs:///b", "-storageDataPath=/d", "-snapferry.encryptionKeyFile=/k"]
+    service = " ".join(tr(*common, "-snapshot.createURL=http://h/snapshot/create"))
+    assert "--encrypt --encryption-key-file /k" in service
+    init = tr("restore", *common)
+    assert "--encryption-key-file" in init and "--encrypt" not in init
+    assert "/k" not in " ".join(tr("backup", "list", *common))
+
+
+def test_the_key_never_shows_in_reprs(tmp_path: Path) -> None:
+    from snapferry.crypto.keys import load_key
+
+    key = keygen(tmp_path / "k")
+    secret = key.read_text().split()[1]
+    loaded = load_key(str(key))
+    assert secret not in repr(loaded) and loaded.fingerprint in repr(loaded)
