@@ -95,7 +95,7 @@ def test_killed_encrypted_restore_resumes_mid_file(tmp_path: Path) -> None:
 
 
 def test_big_parts_at_unaligned_offsets_round_trip(tmp_path: Path) -> None:
-    """Parts over one 16 MiB mapping window, starting off page boundaries (the backup maps the
+    """Parts over several 8 MiB mapping windows, starting off page boundaries (the backup maps the
     source file to seal it): restored byte for byte, and verify --read-data is clean."""
     data = random.Random(5).randbytes(40 * MIB + 123)
     src = tmp_path / "snap"

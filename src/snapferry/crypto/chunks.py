@@ -39,7 +39,7 @@ MAGIC = b"SFENC\x00\x00\x01"
 SALT = 16
 HEADER = len(MAGIC) + SALT
 _MAP_MIN = 1024 * 1024  # parts from this size are read through a mapping
-_MAP_WINDOW = 64 * CHUNK  # 16 MiB mapped at a time: a part's mapped pages stay few
+_MAP_WINDOW = 32 * CHUNK  # 8 MiB mapped at a time: a part's mapped pages stay few
 
 
 def n_chunks(size: int, chunk: int = CHUNK) -> int:
@@ -177,6 +177,9 @@ class EncryptingBody:
                                   prot=mmap.PROT_READ, offset=base)
         except OSError as e:
             raise unreadable_source(local.path, e) from e
+        if self._plain_pos + n < local.size:  # the next window read ahead while this one is sealed
+            os.posix_fadvise(self._fd, start + n, min(_MAP_WINDOW, local.size - self._plain_pos - n),
+                             os.POSIX_FADV_WILLNEED)
         self._map_mv = memoryview(self._map)[start - base :]
         self._map_at = 0
 
