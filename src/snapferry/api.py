@@ -47,6 +47,7 @@ def backup(
     retry: RetryPolicy | None = None,
     progress: str = "auto",
     max_part_size: int = MAX_PART_SIZE,
+    force: bool = False,
     encrypt: bool = False,
     encryption_key_file: str | None = None,
 ) -> BackupResult:
@@ -54,9 +55,10 @@ def backup(
 
     The source is `src` (a directory), or `storage_data_path` with `snapshot_name`,
     or `storage_data_path` with `snapshot_create_url` (a snapshot made for this
-    backup and deleted afterwards, also when the backup fails). With `encrypt`, the
-    backup is encrypted under a data key wrapped by the key in `encryption_key_file`
-    (docs/encryption.md).
+    backup and deleted afterwards, also when the backup fails). A `src` that is a
+    VictoriaMetrics data directory is refused: LockedError while a database holds it,
+    UsageError otherwise unless `force`. With `encrypt`, the backup is encrypted under a
+    data key wrapped by the key in `encryption_key_file` (docs/encryption.md).
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
@@ -102,7 +104,7 @@ def backup(
         return run_backup(
             src_dir, dst_remote, origin=origin_remote, concurrency=concurrency,
             throttle=Throttle(max_bytes_per_second), retry=retry, max_part_size=max_part_size,
-            progress_mode=progress,
+            progress_mode=progress, force=force,
         )
 
     try:

@@ -72,8 +72,9 @@ def test_list_lock_restore_marks_and_init_restore(vm_server: StartVM, tmp_path: 
     one_line_error(run_snapferry("manager", "restore", "create", "daily/../x", *sd, "--dst", dst, check=False), 2)
     assert json.loads(run_snapferry("manager", "restore", "get", *sd).stdout) == {}
     run_snapferry("manager", "restore", "create", "daily/2026-11-27", *sd, "--dst", dst)
-    assert (data / RESTORE_MARK_FILE).read_text().strip() == "daily/2026-11-27"
-    assert json.loads(run_snapferry("manager", "restore", "get", *sd).stdout) == {"backup": "daily/2026-11-27"}
+    # the mark holds the full URL, as vmbackupmanager's do: the init container needs no --dst
+    assert (data / RESTORE_MARK_FILE).read_text().strip() == f"{dst}/daily/2026-11-27"
+    assert json.loads(run_snapferry("manager", "restore", "get", *sd).stdout) == {"backup": f"{dst}/daily/2026-11-27"}
     run_snapferry("manager", "restore", "delete", *sd)
     assert json.loads(run_snapferry("manager", "restore", "get", *sd).stdout) == {}
     full = f"{dst}/daily/2026-11-27"  # a full URL: a backup of any --dst, as vmbackupmanager allows

@@ -268,8 +268,9 @@ def test_a_restore_mark_is_restored_by_manager_restore(api: Api, vm_server: Call
     daily = next(n for n in api.backups() if n.startswith("daily/"))
     assert api.call("GET", "/api/v1/restore") == (200, {})
     assert api.call("POST", "/api/v1/restore", {"backup": daily}) == (201, {"backup": daily})
-    assert api.call("GET", "/api/v1/restore") == (200, {"backup": daily})
-    assert (api.storage / RESTORE_MARK_FILE).read_text().strip() == daily
+    # the mark holds the full URL (as vmbackupmanager's): the init container needs no --dst
+    assert api.call("GET", "/api/v1/restore") == (200, {"backup": f"{api.backend.url}/{daily}"})
+    assert (api.storage / RESTORE_MARK_FILE).read_text().strip() == f"{api.backend.url}/{daily}"
     # samples written after the backup must be gone once the backup is restored
     api.vm.ingest(make_samples(seed=13, series=2, per_series=50, metric="snapferry_after"))
     api.vm.force_flush()

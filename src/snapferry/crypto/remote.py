@@ -200,6 +200,8 @@ class EncryptedRemote(Wrapper):
         return self.inner.has_file(name)
 
     def read_file(self, name: str) -> bytes:
+        if name == BACKUP_COMPLETE_FILE:  # a copy carries the marker's bytes over
+            return self.inner.read_file(ENCRYPTED_COMPLETE_FILE)
         data = self.inner.read_file(name)
         if name != MANIFEST_FILE:
             return data

@@ -14,6 +14,7 @@ from ..remotes import RemoteOptions
 from ..results import RestoreResult
 from ..retry import RetryPolicy
 from .catalog import Catalog
+from .layout import parse_backup_name
 from .marks import RestoreMarks
 
 log = logging.getLogger("snapferry")
@@ -39,6 +40,10 @@ def restore_marked(
     if dst:
         with Catalog(dst, remote_options, concurrency) as catalog:
             src = RestoreMarks(storage_data_path, catalog).source_url(value)
+            if "://" not in value:
+                # Looked at as the catalog's child first: on fs:// a backup that is a symlink
+                # below the root (or reached through one) is refused, not restored from.
+                catalog.info(parse_backup_name(value))
     else:
         src = marks.source_url(value)
     log.info("restoring %s into %s (restore mark %s)", src, storage_data_path, marks.path)
