@@ -90,7 +90,12 @@ def backup(
         from .crypto.remote import for_writing, open_encrypted
 
         try:
-            origin_remote = open_encrypted(origin_remote, key) if origin_remote is not None else None
+            if origin_remote is not None:
+                try:
+                    origin_remote = open_encrypted(origin_remote, key)
+                except UsageError as e:  # said of --origin, not of the backup being made
+                    raise UsageError(f"--origin: {e}; an encrypted backup copies parts only from an "
+                                     "encrypted origin made with the same key") from None
             dst_remote = for_writing(dst_remote, key, origin_remote)
         except BaseException:
             dst_remote.close()

@@ -224,3 +224,13 @@ def test_the_key_never_shows_in_reprs(tmp_path: Path) -> None:
     secret = key.read_text().split()[1]
     loaded = load_key(str(key))
     assert secret not in repr(loaded) and loaded.fingerprint in repr(loaded)
+
+
+def test_an_encrypted_backup_refuses_a_plain_origin(snapshot_tree: Path, tmp_path: Path) -> None:
+    key = keygen(tmp_path / "k")
+    plain = tmp_path / "plain"
+    assert cli("backup", "--src", str(snapshot_tree), "--dst", f"fs://{plain}", "--progress", "off").returncode == 0
+    r = cli("backup", "--src", str(snapshot_tree), "--dst", f"fs://{tmp_path / 'enc'}", "--origin", f"fs://{plain}",
+            "--encrypt", "--encryption-key-file", str(key), "--progress", "off")
+    assert r.returncode == 2 and r.stderr.startswith("snapferry: error: --origin: ") and "not an encrypted" in r.stderr
+    assert not (tmp_path / "enc").exists()
