@@ -52,6 +52,10 @@ def test_an_encrypting_manager_run(remotes: RemoteFactory, vm_server: StartVM, t
     finally:
         mgr.close()
 
+    # info of the layout needs no key: names, sizes and completeness are visible anyway
+    layout = snapferry.info(spec.url, remote_options=spec.options)
+    assert {b.name: b.complete for b in layout.backups} == {
+        "latest": True, "daily/2026-11-27": True, "hourly/2026-11-27:14": True}
     with pytest.raises(SnapferryError) as no_key:
         snapferry.restore(f"{spec.url}/daily/2026-11-27", str(tmp_path / "x"), remote_options=spec.options,
                           progress="off")
