@@ -185,8 +185,8 @@ VMBACKUPMANAGER: list[Rule] = [
     _opt("dst", K.STRING, "--dst"),
     _opt("concurrency", K.INT, "--concurrency"),
     _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
-    _special("httpListenAddr", K.ARRAY, "`--http-listen-addr` (the first address; the manager's default "
-             "127.0.0.1:8300 when not given)"),
+    _special("httpListenAddr", K.ARRAY, "`--http-listen-addr` (the first address; when not given, :8300 on every "
+             "interface, as vmbackupmanager and the operator's probes expect)"),
     _special("backupInterval", K.DURATION, "`--backup-interval` (in seconds)"),
     _opt("backupScheduleTimezone", K.STRING, "--backup-schedule-timezone"),
     _switch("disableHourly", "--disable-hourly"),

@@ -97,7 +97,7 @@ class RestoreMarks:
                 f"{url} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup")
             if validate and not _complete(remote):
                 raise incomplete  # before the lease: a missing backup gets no lease object either
-            own = self._own_name(url)
+            own = self.own_name(url)
             # One of our dated backups is marked under its lease, as a run copies into it under
             # that lease: the run either finishes first or sees the mark and leaves it as it is.
             with BackupLease(self.catalog.open(own), "restore mark") if (
@@ -141,9 +141,9 @@ class RestoreMarks:
             return None
         if "://" not in value:
             return parse_backup_name(value)
-        return self._own_name(value)
+        return self.own_name(value)
 
-    def _own_name(self, url: str) -> BackupName | None:
+    def own_name(self, url: str) -> BackupName | None:
         """The backup of this --dst at `url` (a place, however spelled), or None."""
         if self.catalog is None:
             return None
