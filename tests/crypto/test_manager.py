@@ -56,6 +56,12 @@ def test_an_encrypting_manager_run(remotes: RemoteFactory, vm_server: StartVM, t
     layout = snapferry.info(spec.url, remote_options=spec.options)
     assert {b.name: b.complete for b in layout.backups} == {
         "latest": True, "daily/2026-11-27": True, "hourly/2026-11-27:14": True}
+    other = tmp_path / "other.key"
+    api.keygen(str(other))
+    with pytest.raises(SnapferryError) as wrong:
+        Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
+                              dst=spec.url, remote_options=spec.options, encryption_key_file=str(other)))
+    assert wrong.value.exit_code == EXIT_USAGE and "was encrypted with the key" in str(wrong.value)
     with pytest.raises(SnapferryError) as no_key:
         snapferry.restore(f"{spec.url}/daily/2026-11-27", str(tmp_path / "x"), remote_options=spec.options,
                           progress="off")

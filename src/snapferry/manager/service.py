@@ -149,6 +149,11 @@ class Manager:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child(LATEST))
             refuse_dst_in_a_backup(config.dst, config.storage_data_path)
+            if self.key is not None:
+                from ..crypto.remote import for_writing
+
+                # latest/ made with another key: said at start (exit 2), not at every run.
+                for_writing(self.catalog.remotes.child(LATEST), self.key)
         except SnapferryError:
             self.catalog.close()
             raise
