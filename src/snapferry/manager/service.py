@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .. import api, snapshot
 from ..actions.backup import refuse_dst_inside, run_backup
@@ -27,7 +27,7 @@ from ..names import LATEST, MANAGER_STATE_FILE, SNAPSHOT_RECORD_FILE
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
 from ..throttle import Throttle
-from . import retention
+from . import encryption, retention
 from .catalog import BackupInfo, Catalog
 from .layout import (
     DATED_TYPES,
@@ -41,9 +41,6 @@ from .layout import (
 from .marks import RestoreMarks
 from .prune import Frozen, GuardEvents, apply_retention, frozen_reason
 from .schedule import Clock, Schedule, SystemClock, zone
-
-if TYPE_CHECKING:
-    from ..crypto.keys import UserKey
 
 log = logging.getLogger("snapferry")
 
@@ -138,22 +135,13 @@ class Manager:
         self.clock: Clock = clock or SystemClock()
         self.events: ManagerEvents = events or NoEvents()
         self.schedule = config.schedule()
-        # Read at start: a missing or unreadable key is exit 2 before the first run.
-        self.key: UserKey | None = None
-        if config.encryption_key_file:
-            from ..crypto.keys import load_key  # loaded only by a manager that encrypts
-
-            self.key = load_key(config.encryption_key_file)
+        self.key = encryption.load(config.encryption_key_file)
         self.catalog = Catalog(config.dst, config.remote_options, config.concurrency)
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child(LATEST))
             refuse_dst_in_a_backup(config.dst, config.storage_data_path)
-            if self.key is not None:
-                from ..crypto.remote import for_writing
-
-                # latest/ made with another key: said at start (exit 2), not at every run.
-                for_writing(self.catalog.remotes.child(LATEST), self.key)
+            encryption.latest(self.catalog.remotes.child(LATEST), self.key)  # another key: exit 2 now
         except SnapferryError:
             self.catalog.close()
             raise
@@ -256,11 +244,7 @@ class Manager:
             # the mark names what latest/ holds now: a run would change what the restore brings back
             raise Frozen(f"marked for restore in {self.marks.path}; no backup runs until the restore or "
                          "`manager restore delete`")
-        latest = self.catalog.remotes.child(LATEST)
-        if self.key is not None:
-            from ..crypto.remote import for_writing
-
-            latest = for_writing(latest, self.key)
+        latest = encryption.latest(self.catalog.remotes.child(LATEST), self.key)
         refuse_dst_inside(c.storage_data_path, latest)
         self._drop_stale_snapshot()
         name = snapshot.create(c.snapshot_create_url)
@@ -311,13 +295,7 @@ class Manager:
     def _copy_latest(self, name: str) -> int:
         c = self.config
         remotes = self.catalog.remotes
-        src, dst = remotes.child(LATEST), remotes.child(name)
-        if self.key is not None:
-            from ..crypto.remote import for_writing, open_encrypted
-
-            # The dated copy takes latest/'s record: its sealed parts are copied as they are.
-            src = open_encrypted(src, self.key)
-            dst = for_writing(dst, self.key, src)
+        src, dst = encryption.copy_pair(remotes.child(LATEST), remotes.child(name), self.key)
 
         def refuse_frozen() -> None:
             # Under the backup's lease, which a lock or a mark takes too: neither can slip in
