@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .remotes import RemoteOptions
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
+    from .snapshot import SnapshotTLS
     from .tuning import Tuning
 
 # public name -> the module (relative to this package) that defines it
@@ -41,6 +42,7 @@ _EXPORTS = {
     "RestoreResult": "results",
     "VerifyResult": "findings",
     "RetryPolicy": "retry",
+    "SnapshotTLS": "snapshot",
     "Tuning": "tuning",
 }
 
@@ -54,6 +56,7 @@ __all__ = [
     "RestoreResult",
     "RetryPolicy",
     "SnapferryError",
+    "SnapshotTLS",
     "Tuning",
     "VerifyResult",
     "backup",

@@ -12,7 +12,7 @@ from ..errors import EXIT_BAD_BACKUP
 from ..findings import VerifyResult
 from ..progress import human_bytes
 from ..retry import RetryPolicy
-from ._common import common_options, options_from, remote_options
+from ._common import common_options, key_file_option, options_from, remote_options
 
 
 @click.command()
@@ -27,6 +27,7 @@ from ._common import common_options, options_from, remote_options
               help="Check only these month partitions and the files outside every partition.")
 @click.option("--since", default=None, metavar="DURATION|DATE",
               help="Check only the month partitions overlapping [now-DURATION or DATE, now].")
+@key_file_option
 @common_options
 @remote_options
 def verify(**kw: Any) -> None:
@@ -41,6 +42,7 @@ def verify(**kw: Any) -> None:
         max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
         retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
         partitions=kw["partitions"], since=kw["since"],
+        encryption_key_file=kw["encryption_key_file"],
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
