@@ -470,3 +470,22 @@ def test_partial_restore_from_s3_downloads_only_the_selection(
     assert res.downloaded_bytes == res.backup_bytes == month.bytes + outside < info.backup_bytes
     assert months_on_disk(dst) == {"2026_04"}
     assert by_month(export_from(dst, tmp_path)) == {"2026_04": by_month(new_backup.samples)["2026_04"]}
+
+
+def test_partial_restore_of_an_encrypted_backup(new_backup: Backup, tmp_path: Path) -> None:
+    """Object names stay plain in an encrypted backup (docs/encryption.md), so months are
+    selected as in any backup and their bytes decrypted as in a full restore."""
+    key = tmp_path / "backup.key"
+    run_snapferry("keygen", str(key))
+    tree = tmp_path / "tree"
+    restore(new_backup, tree)  # a database directory to back up, the backup's files exactly
+    enc = f"fs://{tmp_path / 'enc'}"
+    run_snapferry("backup", f"--src={tree}", f"--dst={enc}", "--encrypt", f"--encryption-key-file={key}", "--force")
+    dst = tmp_path / "dst"
+    no_key = run_snapferry("restore", f"--src={enc}", f"--dst={dst}", "--partitions=2026_01", check=False)
+    assert no_key.returncode == 2 and not dst.exists()
+    res = json.loads(run_snapferry("restore", f"--src={enc}", f"--dst={dst}", "--partitions=2026_01", "--json",
+                                   f"--encryption-key-file={key}").stdout)
+    assert [p["name"] for p in res["partitions"]] == ["2026_01"]
+    assert months_on_disk(dst) == {"2026_01"}
+    assert by_month(export_from(dst, tmp_path)) == {"2026_01": by_month(new_backup.samples)["2026_01"]}
