@@ -3,6 +3,7 @@
 full restore and holds no other month; 1.79.5's legacy global indexdb/ is refused
 before anything is written."""
 
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,106 +14,37 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-import snapferry
-from tests.dropin.helpers import run_script
-from tests.servers import S3Server
+from tests.partialdb import (
+    OLD_MONTHS,
+    Backup,
+    by_month,
+    export_from,
+    ingest_and_back_up,
+    mid_month_ms,
+    months_on_disk,
+    restore,
+)
 from tests.vm import (
     NEW,
     OLD,
-    Samples,
     VMServer,
-    free_port,
     make_samples,
     merge_samples,
-    require_binary,
     run_snapferry,
     snapferry_command,
     start_vm,
 )
-
-OLD_MONTHS = ("2026_01", "2026_02", "2026_03", "2026_04")
-
-
-def month_of(ts_ms: int) -> str:
-    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC).strftime("%Y_%m")
-
-
-def by_month(samples: Samples) -> dict[str, Samples]:
-    out: dict[str, Samples] = {}
-    for key, points in samples.items():
-        for ts, v in points:
-            out.setdefault(month_of(ts), {}).setdefault(key, []).append((ts, v))
-    return out
-
-
-def mid_month_ms(name: str) -> int:
-    return int(dt.datetime(int(name[:4]), int(name[5:]), 15, tzinfo=dt.UTC).timestamp() * 1000)
-
-
-@dataclass
-class Backup:
-    url: str
-    samples: Samples  # everything ingested
-    months: tuple[str, ...]  # every partition the backup holds
-
-
-def ingest_and_back_up(base: Path, version: str, *, big_months: tuple[str, ...] = ()) -> Backup:
-    """A real victoria-metrics of `version` with samples in four old months (backfilled)
-    and the current one, snapshotted and backed up by snapferry to fs://."""
-    base.mkdir(parents=True, exist_ok=True)
-    server = start_vm(base / "db", base, version=version)
-    try:
-        ingested: list[Samples] = []
-        for i, m in enumerate(OLD_MONTHS):
-            per = 20_000 if m in big_months else 200  # big: values.bin over 1 MiB, kept by a rerun
-            series = 30 if m in big_months else 4
-            ingested.append(make_samples(seed=i + 1, series=series, per_series=per, end_ms=mid_month_ms(m)))
-        ingested.append(make_samples(seed=99, per_series=50))
-        for s in ingested:
-            server.ingest(s)
-        server.force_flush()
-        time.sleep(1.5)  # the ingested rows reach parts before the snapshot
-        snap = server.snapshot_create()
-        url = f"fs://{base / 'backup'}"
-        run_snapferry("backup", f"--src={server.snapshot_dir(snap)}", f"--dst={url}")
-    finally:
-        server.stop()
-    samples = merge_samples(*ingested)
-    return Backup(url, samples, tuple(sorted(by_month(samples))))
 
 
 @pytest.fixture(scope="module")
 def new_backup(tmp_path_factory: pytest.TempPathFactory) -> Backup:
     return ingest_and_back_up(tmp_path_factory.mktemp("vm145"), NEW, big_months=("2026_02", "2026_03"))
 
-
-def restore(backup: Backup, dst: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run_snapferry("restore", f"--src={backup.url}", f"--dst={dst}", "--json", "--progress=off", *extra,
-                         check=check)
-
-
-def export_from(dst: Path, log_dir: Path) -> Samples:
-    server = start_vm(dst, log_dir, version=NEW)
-    try:
-        return server.export()
-    finally:
-        server.stop()
-
-
-def months_on_disk(dst: Path) -> set[str]:
-    found: set[str] = set()
-    for sub in ("small", "big", "indexdb"):
-        d = dst / "data" / sub
-        if d.is_dir():
-            found.update(n for n in os.listdir(d) if len(n) == 7 and n[4] == "_" and any((d / n).iterdir()))
-    return found
 
 
 def test_partial_restores_answer_like_a_full_restore(new_backup: Backup, tmp_path: Path) -> None:
@@ -264,92 +196,6 @@ def test_legacy_backup_is_refused_before_anything_is_written(tmp_path: Path) -> 
         server.stop()
 
 
-def query_range_points(server: VMServer, month: str) -> int:
-    """How many points /api/v1/query_range returns over the middle days of `month`
-    (a query the rollup-result cache keeps the answer of)."""
-    mid = mid_month_ms(month) // 1000
-    q = urllib.parse.urlencode({"query": "snapferry_test", "start": mid - 3 * 86400, "end": mid + 86400, "step": "1h"})
-    data = server.get_json(f"/api/v1/query_range?{q}")
-    result = data["data"]["result"]  # type: ignore[index]
-    return sum(len(r["values"]) for r in result)
-
-
-def test_two_step_restore_with_a_short_stop(new_backup: Backup, tmp_path: Path) -> None:
-    """Step 1: the newest month into the live directory, the database serves it and takes
-    new samples (also into an old month, 2026_03, and a new one). Step 2: the rest into a
-    staging directory meanwhile, then a stop, `partitions-swap`, a start: every month is
-    served, the new samples kept; the month written meanwhile is refused, never merged."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y_%m")
-    live, stage = tmp_path / "live", tmp_path / "stage"
-    restore(new_backup, live, f"--partitions={now}")
-    server = start_vm(live, tmp_path, version=NEW)
-    meanwhile = merge_samples(
-        make_samples(seed=500, per_series=30),  # the current month
-        make_samples(seed=501, per_series=30, end_ms=mid_month_ms("2026_03") + 3600_000, metric="written_meanwhile"),
-        make_samples(seed=502, per_series=30, end_ms=mid_month_ms("2026_06")),
-    )
-    try:
-        server.ingest(meanwhile)
-        server.force_flush()
-        assert query_range_points(server, "2026_02") == 0  # cached: February is not there yet
-        rest = [m for m in new_backup.months if m != now]
-        res = json.loads(restore(new_backup, stage, f"--partitions={','.join(rest)}").stdout)
-        assert [p["name"] for p in res["partitions"]] == rest
-        locked = run_snapferry("partitions-swap", f"--stage={stage}", f"--dst={live}", check=False)
-        assert locked.returncode == 4 and "locked by another process" in locked.stderr
-        time.sleep(1.5)
-    finally:
-        server.stop()
-
-    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "cache" not in p.parts)
-    refused = run_snapferry("partitions-swap", f"--stage={stage}", f"--dst={live}", check=False)
-    assert refused.returncode == 2 and "already has partition 2026_03" in refused.stderr
-    assert "are not merged" in refused.stderr and "Traceback" not in refused.stderr
-    after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "cache" not in p.parts)
-    assert after == before  # nothing moved, no marker left
-
-    keep = [m for m in rest if m != "2026_03"]
-    out = json.loads(run_snapferry("partitions-swap", f"--stage={stage}", f"--dst={live}",
-                                   f"--partitions={','.join(keep)}", "--json").stdout)
-    assert out["partitions"] == keep and out["cache_removed"] is True
-    assert not (live / "restore-in-progress").exists()
-
-    server = start_vm(live, tmp_path, version=NEW)
-    try:
-        got = by_month(server.export())
-        assert query_range_points(server, "2026_02") > 0  # no stale cached answer
-    finally:
-        server.stop()
-    backup, new = by_month(new_backup.samples), by_month(meanwhile)
-    for m in keep:
-        assert got[m] == backup[m]
-    assert got[now] == merge_samples(backup[now], new[now])
-    assert got["2026_03"] == new["2026_03"]  # the month written meanwhile: only what was written
-    assert got["2026_06"] == new["2026_06"]
-    assert set(got) == set(keep) | {now, "2026_03", "2026_06"}
-
-
-def test_an_interrupted_swap_finishes_on_rerun(new_backup: Backup, tmp_path: Path) -> None:
-    """A crash after some renames: VictoriaMetrics refuses to start on the marker, and a
-    rerun finishes the months its record names."""
-    live, stage = tmp_path / "live", tmp_path / "stage"
-    restore(new_backup, live, "--partitions=2026_04")
-    restore(new_backup, stage, "--partitions=2026_01,2026_02")
-    # What a run killed after its first rename leaves: the marker, the record, one directory moved.
-    (live / "restore-in-progress").write_bytes(b"")
-    (live / "snapferry-partitions-swap.json").write_text(json.dumps({"partitions": ["2026_01", "2026_02"]}))
-    os.rename(stage / "data/small/2026_01", live / "data/small/2026_01")
-    r = subprocess.run([require_binary("victoria-metrics", NEW), f"-storageDataPath={live}",
-                        "-httpListenAddr=127.0.0.1:0"], capture_output=True, text=True, timeout=60, check=False)
-    assert r.returncode != 0 and "incomplete vmrestore run" in r.stderr + r.stdout
-    out = snapferry.partitions_swap(str(stage), str(live)).to_dict()  # the Python API
-    assert out["partitions"] == ["2026_01", "2026_02"]
-    assert months_on_disk(live) == {"2026_01", "2026_02", "2026_04"} and months_on_disk(stage) == set()
-    got = by_month(export_from(live, tmp_path))
-    want = by_month(new_backup.samples)
-    assert got == {m: want[m] for m in ("2026_01", "2026_02", "2026_04")}
-
-
 def test_mixed_layout_restores_each_kind_of_month(tmp_path: Path) -> None:
     """1.79.5 writes January to April, then 1.145.0 opens the same directory (keeping the
     legacy indexdb/ beside data/indexdb/YYYY_MM) and writes April again, May and today.
@@ -391,101 +237,3 @@ def test_mixed_layout_restores_each_kind_of_month(tmp_path: Path) -> None:
         assert [p["name"] for p in res["partitions"]] == months
         assert (dst / "indexdb").is_dir() and months_on_disk(dst) == set(months)
         assert by_month(export_from(dst, tmp_path)) == {m: want[m] for m in months}
-
-
-def test_info_lists_partitions_with_sizes(new_backup: Backup) -> None:
-    info = json.loads(run_snapferry("info", f"--src={new_backup.url}", "--json").stdout)["backup"]
-    assert info["layout"] == "per-partition"
-    assert [p["name"] for p in info["partitions"]] == list(new_backup.months)
-    root = Path(new_backup.url.removeprefix("fs://"))
-    for p in info["partitions"]:  # the bytes of its three directories in the backup
-        dirs = [root / "data" / r / p["name"] for r in ("small", "big", "indexdb")]
-        on_disk = sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file())
-        assert p["bytes"] == on_disk
-    text = run_snapferry("info", f"--src={new_backup.url}").stdout
-    assert len(text.splitlines()) == 1  # one line per backup, the months on it
-    assert "; 5 month partition(s) (per-partition index): 2026_01 " in text and ", 2026_02 " in text
-
-
-def test_verify_checks_only_the_named_partitions(new_backup: Backup, tmp_path: Path) -> None:
-    copy = tmp_path / "backup"
-    shutil.copytree(Path(new_backup.url.removeprefix("fs://")), copy)
-    victim = next((copy / "data/small/2026_01").rglob("values.bin/*"))
-    data = bytearray(victim.read_bytes())
-    data[0] ^= 0xFF  # same size: only reading the data finds it
-    victim.write_bytes(bytes(data))
-    url = f"fs://{copy}"
-    clean = run_snapferry("verify", f"--src={url}", "--read-data", "--partitions=2026_02,2026_03", check=False)
-    assert clean.returncode == 0, clean.stderr
-    for args in ([], ["--partitions=2026_01"], ["--since=2025-12-20"]):
-        bad = run_snapferry("verify", f"--src={url}", "--read-data", *args, check=False)
-        assert bad.returncode == 3 and "2026_01" in bad.stderr, bad.stderr
-    r = run_snapferry("verify", f"--src={url}", "--partitions=1999_01", check=False)
-    assert r.returncode == 2 and "has no partition 1999_01" in r.stderr
-
-
-def test_dropin_vmrestore_takes_the_flags_of_pr_11186(new_backup: Backup, tmp_path: Path) -> None:
-    dst = tmp_path / "dst"
-    run_script("vmrestore", [f"-src={new_backup.url}", f"-storageDataPath={dst}",
-                             "-restorePartitions=2026_02,2026_03,2026_04", "-restoreSince=2026-03-10",
-                             f"-httpListenAddr=127.0.0.1:{free_port()}"])
-    assert months_on_disk(dst) == {"2026_03", "2026_04"}
-    bad = run_script("vmrestore", [f"-src={new_backup.url}", f"-storageDataPath={dst}", "-restorePartitions=2026-03",
-                                   f"-httpListenAddr=127.0.0.1:{free_port()}"], check=False)
-    assert bad.returncode == 2 and "is not a month partition name" in bad.stderr
-    assert months_on_disk(dst) == {"2026_03", "2026_04"}
-
-
-def test_a_restore_mark_names_partitions_for_the_init_container(new_backup: Backup, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    bad = run_snapferry("manager", "restore", "create", new_backup.url, f"--storage-data-path={data}",
-                        "--partitions=2026-3", check=False)
-    assert bad.returncode == 2 and "is not a month partition name" in bad.stderr
-    assert not (data / "backup_restore.ignore").exists()
-    run_snapferry("manager", "restore", "create", new_backup.url, f"--storage-data-path={data}",
-                  "--partitions=2026_03,2026_04", "--since=2026-04-01")
-    got = json.loads(run_snapferry("manager", "restore", "get", f"--storage-data-path={data}").stdout)
-    assert got == {"backup": new_backup.url, "partitions": "2026_03,2026_04", "since": "2026-04-01"}
-    res = json.loads(run_snapferry("manager", "restore", f"--storage-data-path={data}", "--json",
-                                   "--progress=off").stdout)
-    assert [p["name"] for p in res["partitions"]] == ["2026_04"]
-    assert months_on_disk(data) == {"2026_04"} and not (data / "backup_restore.ignore").exists()
-    assert by_month(export_from(data, tmp_path)) == {"2026_04": by_month(new_backup.samples)["2026_04"]}
-
-
-def test_partial_restore_from_s3_downloads_only_the_selection(
-    new_backup: Backup, moto_server: S3Server, tmp_path: Path
-) -> None:
-    """The selection is made on the listing, so an object store works as fs:// does: the
-    bytes downloaded are the selected months' and the rest of the layout's, no more."""
-    url, opts = moto_server.new_remote()
-    snapferry.copy(new_backup.url, url, remote_options=opts, progress="off")
-    dst = tmp_path / "dst"
-    res = snapferry.restore(url, str(dst), partitions="2026_04", remote_options=opts, progress="off")
-    info = snapferry.info(url, remote_options=opts).backup
-    assert info is not None
-    month = next(p for p in info.partitions if p.name == "2026_04")
-    outside = info.backup_bytes - sum(p.bytes for p in info.partitions)
-    assert res.downloaded_bytes == res.backup_bytes == month.bytes + outside < info.backup_bytes
-    assert months_on_disk(dst) == {"2026_04"}
-    assert by_month(export_from(dst, tmp_path)) == {"2026_04": by_month(new_backup.samples)["2026_04"]}
-
-
-def test_partial_restore_of_an_encrypted_backup(new_backup: Backup, tmp_path: Path) -> None:
-    """Object names stay plain in an encrypted backup (docs/encryption.md), so months are
-    selected as in any backup and their bytes decrypted as in a full restore."""
-    key = tmp_path / "backup.key"
-    run_snapferry("keygen", str(key))
-    tree = tmp_path / "tree"
-    restore(new_backup, tree)  # a database directory to back up, the backup's files exactly
-    enc = f"fs://{tmp_path / 'enc'}"
-    run_snapferry("backup", f"--src={tree}", f"--dst={enc}", "--encrypt", f"--encryption-key-file={key}", "--force")
-    dst = tmp_path / "dst"
-    no_key = run_snapferry("restore", f"--src={enc}", f"--dst={dst}", "--partitions=2026_01", check=False)
-    assert no_key.returncode == 2 and not dst.exists()
-    res = json.loads(run_snapferry("restore", f"--src={enc}", f"--dst={dst}", "--partitions=2026_01", "--json",
-                                   f"--encryption-key-file={key}").stdout)
-    assert [p["name"] for p in res["partitions"]] == ["2026_01"]
-    assert months_on_disk(dst) == {"2026_01"}
-    assert by_month(export_from(dst, tmp_path)) == {"2026_01": by_month(new_backup.samples)["2026_01"]}
