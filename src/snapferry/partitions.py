@@ -77,9 +77,15 @@ def partition_of(path: str) -> str | None:
     for root in PARTITION_ROOTS:
         if path.startswith(root + "/"):
             name = path[len(root) + 1:].split("/", 1)[0]
-            # data/big/snapshots and the like are not months: they stay with the rest.
-            return name if _NAME_RE.match(name) else None
+            # data/big/snapshots and the like are not months: they stay with the rest. So does
+            # a name VictoriaMetrics never makes (2026_13, 0000_01): it has no month end to compare.
+            return name if _is_month_name(name) else None
     return None
+
+
+def _is_month_name(name: str) -> bool:
+    m = _NAME_RE.match(name)
+    return m is not None and int(m.group(1)) >= 1 and 1 <= int(m.group(2)) <= 12
 
 
 def is_legacy_index(path: str) -> bool:
@@ -126,8 +132,7 @@ def parse_partition_names(text: str) -> tuple[str, ...]:
     names: set[str] = set()
     for raw in text.split(","):
         name = raw.strip()
-        m = _NAME_RE.match(name)
-        if m is None or not 1 <= int(m.group(2)) <= 12:
+        if not _is_month_name(name):
             raise UsageError(
                 f"--partitions: {name!r} is not a month partition name; use YYYY_MM, e.g. 2026_11"
             )
@@ -141,7 +146,10 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     value = text.strip()
     m = _DURATION_RE.match(value)
     if m is not None:
-        return now - dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+        try:
+            return now - dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+        except OverflowError:  # reaches before year 1: every month of any backup is newer
+            return dt.datetime.min.replace(tzinfo=dt.UTC)
     try:
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -153,6 +161,8 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
 
 def _month_end(name: str) -> dt.datetime:
     year, month = int(name[:4]), int(name[5:])
+    if (year, month) == (9999, 12):  # its end is past the last datetime; nothing is later
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
     last = calendar.monthrange(year, month)[1]
     return dt.datetime(year, month, last, tzinfo=dt.UTC) + dt.timedelta(days=1)
 
