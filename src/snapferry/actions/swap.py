@@ -66,6 +66,18 @@ def _is_real_dir(path: str) -> bool:
     return os.path.isdir(path) and not os.path.islink(path)
 
 
+def _refuse_linked_roots(what: str, top: str) -> None:
+    """A symlinked `data/` or partition root would make the renames take months from, or put
+    them into, a directory outside --stage/--dst: refused before anything is written."""
+    for sub in ("data", *PARTITION_ROOTS):
+        path = os.path.join(top, sub)
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+            raise UsageError(
+                f"{what}: {path!r} is a symlink or not a directory; partitions-swap moves partitions only "
+                "within the two directories named, replace it with the directory itself"
+            )
+
+
 def _live_has(dst: str, month: str) -> bool:
     return any(os.path.lexists(os.path.join(dst, r, month)) for r in PARTITION_ROOTS)
 
@@ -89,6 +101,8 @@ def run_swap(stage: str, dst: str, partitions: str | None = None) -> SwapResult:
             raise UsageError(f"{what} {d!r} is not a directory; name the staging and the database directories")
     if stage == dst:
         raise UsageError(f"--stage and --dst are the same directory {dst!r}; stage the partitions elsewhere")
+    for what, d in (("--stage", stage), ("--dst", dst)):
+        _refuse_linked_roots(what, d)
     if os.stat(stage).st_dev != os.stat(dst).st_dev:
         raise UsageError(
             f"the staging directory {stage!r} is on another filesystem than {dst!r}, so the swap would copy "
