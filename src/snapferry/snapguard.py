@@ -178,8 +178,10 @@ class SnapshotGuard:
             victims = [named] if named in listed else []
         elif head is not None:
             since = datetime.strptime(str(head["pending_since"]), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-            until = since + timedelta(seconds=float(str(head.get("timeout", snapshot.CREATE_TIMEOUT))))
-            before = set(map(str, head.get("before") or []))  # type: ignore[call-overload]
+            timeout, listed_before = head.get("timeout", snapshot.CREATE_TIMEOUT), head.get("before") or []
+            assert isinstance(timeout, (int, float)) and isinstance(listed_before, list)  # _sane_intent
+            until = since + timedelta(seconds=timeout)
+            before = {str(n) for n in listed_before}
             new = [n for n in listed if n not in before and _within(n, since - _MARGIN, until + _MARGIN)]
             # VictoriaMetrics makes snapshots one at a time and numbers them in order (the hex
             # suffix): the killed call's is the first made after it; later ones are other tools'.
@@ -200,6 +202,21 @@ def _unwritable(path: str, e: OSError) -> SnapferryError:
     if e.errno == errno.ENOSPC:
         return NoSpaceError(f"cannot write {path}: the disk of --storage-data-path is full ({why}); free space")
     return UsageError(f"cannot write {path}: {e.strerror}; {why}: make --storage-data-path writable")
+
+
+# A record's timeout beyond this was not written by snapferry (its calls wait CREATE_TIMEOUT):
+# trusting it would take any later snapshot, another tool's too, for the killed run's.
+_MAX_RECORD_TIMEOUT = 3600.0
+
+
+def _sane_intent(row: dict[str, object]) -> bool:
+    """An intent line a snapferry wrote: a finite timeout in range and a list of names before."""
+    timeout, before = row.get("timeout", snapshot.CREATE_TIMEOUT), row.get("before")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        return False
+    if not 0 <= timeout <= _MAX_RECORD_TIMEOUT:  # NaN fails this too
+        return False
+    return before is None or (isinstance(before, list) and all(isinstance(n, str) for n in before))
 
 
 def _within(name: str, lo: datetime, hi: datetime) -> bool:
@@ -229,7 +246,7 @@ def _parse(text: str) -> tuple[dict[str, object] | None, str | None]:
                     named = line
             continue
         if isinstance(row, dict) and "pending_since" in row and snapshot.snapshot_time(
-                f"{row['pending_since']}-0") is not None:
+                f"{row['pending_since']}-0") is not None and _sane_intent(row):
             head = row
         elif isinstance(row, dict) and isinstance(row.get("snapshot"), str):
             with contextlib.suppress(SnapferryError):
