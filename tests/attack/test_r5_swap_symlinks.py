@@ -38,3 +38,26 @@ def test_swap_refuses_a_symlinked_root(link: str, tmp_path: Path) -> None:
     assert_one_line_error(p, EXIT_USAGE, str(top / sub), "symlink")
     assert {d: tree_digest(d) for d in (db, stage, outside)} == before
     assert not (db / "restore-in-progress").exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_swap_refuses_a_staged_month_whose_data_is_a_symlink_or_a_file(kind: str, tmp_path: Path) -> None:
+    """The index of the month moved, its data/small (a symlink, or a file) was skipped as if an
+    interrupted run had moved it: the swap reported success with a month that had no data."""
+    url = backed_up(month_tree(tmp_path / "snap"), f"fs://{tmp_path / 'bk'}")
+    db, stage, outside = tmp_path / "db", tmp_path / "stage", tmp_path / "outside"
+    _restore(url, db, "2026_11")
+    _restore(url, stage, "2026_10")
+    month = stage / "data" / "small" / "2026_10"
+    outside.mkdir()
+    shutil.move(month, outside / "2026_10")
+    if kind == "symlink":
+        month.symlink_to(outside / "2026_10", target_is_directory=True)
+    else:
+        month.write_bytes(b"not a partition")
+    before = {d: tree_digest(d) for d in (db, stage, outside)}
+    p = run("partitions-swap", "--stage", str(stage), "--dst", str(db))
+    assert_one_line_error(p, EXIT_USAGE, str(month), "symlink or not a directory")
+    assert {d: tree_digest(d) for d in (db, stage, outside)} == before
+    assert not (db / "data" / "indexdb" / "2026_10").exists()
+    assert not (db / "restore-in-progress").exists()

@@ -143,6 +143,13 @@ def _swap_locked(stage: str, dst: str, partitions: str | None) -> SwapResult:
                 f"the staging directory {stage!r} has no partition {missing[0]} (it has: "
                 f"{', '.join(have) or 'none'}); check --partitions"
             )
+        odd = [p for m in months for r in PARTITION_ROOTS
+               if os.path.lexists(p := os.path.join(stage, r, m)) and not _is_real_dir(p)]
+        if odd:  # the moves skip it, so the month would arrive without its data (or index)
+            raise UsageError(
+                f"{odd[0]!r} is a symlink or not a directory; restore the staging directory again (the "
+                "swap moves directories made by restore, never what a link points to)"
+            )
         clash = [m for m in months if _live_has(dst, m)]
         if clash:
             raise UsageError(
