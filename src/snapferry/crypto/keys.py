@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass, replace
 
 from cryptography.exceptions import InvalidTag
@@ -78,11 +79,21 @@ def keygen(path: str) -> UserKey:
 def load_key(path: str, flag: str = "--encryption-key-file") -> UserKey:
     """The key in `path`; any problem is one sentence naming the file (exit 2)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(4096)
+        # O_NONBLOCK: a FIFO (or a device) named by mistake must not block the run forever;
+        # it is refused below, as is anything but a regular file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         hint = "create one with `snapferry keygen FILE`" if e.errno == errno.ENOENT else "check its permissions"
         raise UsageError(f"{flag} {path!r} cannot be read ({e.strerror}); {hint}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{flag} {path!r} is not a regular file; name the key file `snapferry keygen` wrote")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(4096)
+    except OSError as e:
+        raise UsageError(f"{flag} {path!r} cannot be read ({e.strerror}); check the file") from None
+    finally:
+        os.close(fd)
     head, _, b64 = data.decode("ascii", "replace").strip().partition(" ")
     try:
         secret = base64.b64decode(b64, validate=True) if head == KEY_FILE_HEADER else b""
