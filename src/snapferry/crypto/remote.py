@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import BadBackupError, UsageError
+from ..lease import BackupLease
 from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
 from ..parts import Part, is_ignored_name, parse_name
 from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper
@@ -307,11 +308,16 @@ def for_writing(inner: Remote, user: UserKey, source: EncryptedRemote | None = N
 
 
 def rekey(inner: Remote, old: UserKey, new: UserKey) -> tuple[str, str]:
-    """Wrap the backup's data key with `new`: only the record is rewritten, never a part."""
-    view = open_encrypted(inner, old)
-    inner.write_file(ENCRYPTION_RECORD_FILE, view.record.wrapped_by(new, view._key).encode())
-    check = _stored(inner)
-    assert check is not None
-    check.unwrap(new, inner.url)  # read back: the new key opens what was written
+    """Wrap the backup's data key with `new`: only the record is rewritten, never a part.
+
+    Under the backup's lease, as every writer there: a copy replacing the backup (with its own
+    record) or a second rekey could otherwise write between our read and our write, leaving a
+    record that opens none of the parts, or a key the user was told works that does not."""
+    with BackupLease(inner, "rekey"):
+        view = open_encrypted(inner, old)
+        inner.write_file(ENCRYPTION_RECORD_FILE, view.record.wrapped_by(new, view._key).encode())
+        check = _stored(inner)
+        assert check is not None
+        check.unwrap(new, inner.url)  # read back: the new key opens what was written
     return old.fingerprint, new.fingerprint
 
