@@ -7,6 +7,7 @@ storage data path directly, with no server running.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -116,6 +117,9 @@ def make_events() -> Any:
 @_keep("weekly")
 @_keep("monthly")
 @_validation_option
+@click.option("--backup-type-tag-name", default="", envvar=ENV + "BACKUP_TYPE_TAG_NAME",
+              help="Tag every object written into a backup with NAME=<type> (latest, hourly, daily, weekly, "
+                   "monthly), for lifecycle rules by type: S3 object tags; metadata on gs:// and azblob://.")
 @remote_options
 @click.pass_context
 def manager(ctx: click.Context, /, **kw: Any) -> None:
@@ -147,7 +151,7 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
     """A ManagerConfig from the service's options (validated: one line per mistake)."""
     interval = parse_interval(kw["backup_interval"])
     zone(kw["backup_schedule_timezone"])
-    opts = options_from(kw, kw["concurrency"])
+    opts = dataclasses.replace(options_from(kw, kw["concurrency"]), backup_type_tag_name=kw["backup_type_tag_name"])
     return ManagerConfig(
         storage_data_path=_need(kw["storage_data_path"], "--storage-data-path"),
         snapshot_create_url=_need(kw["snapshot_create_url"], "--snapshot-create-url"),
