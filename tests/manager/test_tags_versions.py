@@ -25,7 +25,7 @@ from snapferry.remotes import RemoteOptions
 from tests.datagen import make_vm_snapshot, tree_digest
 from tests.manager.helpers import Feed, StartVM
 from tests.manager.sim import SimClock
-from tests.servers import S3Server
+from tests.servers import RemoteFactory, S3Server
 from tests.test_cli_remotes import remote_args, run
 
 T = datetime(2026, 11, 27, 13, 5, tzinfo=UTC)
@@ -130,13 +130,16 @@ def test_delete_all_object_versions_is_refused_where_it_cannot_work(
     assert f"--delete-all-object-versions (-deleteAllObjectVersions) is not supported for {url}" in p.stderr
 
 
+@pytest.mark.parametrize("server", ["moto_server", "seaweedfs"])
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
 @pytest.mark.parametrize("delete_all", [False, True], ids=["current-only", "all-versions"])
 def test_an_incremental_backup_drops_every_version_of_stale_parts(
-    delete_all: bool, moto_server: S3Server, tmp_path: Path
+    delete_all: bool, versioned: bool, server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    s3 = moto_server
+    s3: S3Server = request.getfixturevalue(server)
     bucket = s3.new_bucket()
-    s3.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    if versioned:
+        s3.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     url = f"s3://{bucket}/vm"
     opts = dataclasses.replace(s3.options, delete_all_object_versions=delete_all)
     first = make_vm_snapshot(tmp_path / "a", seed=1, scale_bytes=256 * 1024)
@@ -150,7 +153,7 @@ def test_an_incremental_backup_drops_every_version_of_stale_parts(
     versions = _versions(s3, bucket, "vm/")
     for key in dropped:
         # without the flag: the old version and the delete marker that hides it
-        assert versions.get(key, 0) == (0 if delete_all else 2), key
+        assert versions.get(key, 0) == (2 if versioned and not delete_all else 0), key
     assert all(versions[key] == 1 for key in after - before), versions
     # the second backup is whole: it restores to the second snapshot (but the one file the two
     # generated snapshots share at the same size, which an incremental backup keeps, as vmbackup)
@@ -194,3 +197,32 @@ def test_retention_deletes_every_version_of_a_dated_backup(
         assert set(versions) >= stored and all(versions[k] == 2 for k in stored), versions
     # the kept backups are whole: their current versions are still there
     assert _keys(s3, bucket, "vm-node-0/hourly/2026-11-27:14/")
+
+
+@pytest.mark.vm
+@pytest.mark.usefixtures("vm_binaries")
+@pytest.mark.parametrize("any_remote", ["gs", "azblob"], indirect=True)
+def test_gs_and_azblob_carry_the_type_as_object_metadata(
+    any_remote: RemoteFactory, vm_server: StartVM, tmp_path: Path
+) -> None:
+    spec = any_remote(prefix="vm-node-0")
+    opts = dataclasses.replace(spec.options, backup_type_tag_name=TAG, object_metadata={"team": "db"})
+    clock = SimClock(T)
+    mgr, feed = _manager(vm_server, tmp_path / "vmdata", spec.url, opts, clock)
+    try:
+        assert mgr.run_once().ok
+        feed.ingest_before(T + timedelta(hours=1))
+        clock.set(T + timedelta(hours=1))
+        assert mgr.run_once().ok
+        names = [name for name, _ in mgr.catalog.remotes.root.list_objects()]
+    finally:
+        mgr.close()
+    seen: set[str] = set()
+    for name in names:
+        if "/" not in name:  # the manager's own files at the root belong to no backup
+            assert spec.raw_metadata(name) == {"team": "db"}, name
+            continue
+        assert spec.raw_metadata(name) == {"team": "db", TAG: name.split("/")[0]}, name
+        seen.add(name.split("/")[0])
+    assert seen == TYPES, seen
+    assert any(n.startswith("hourly/2026-11-27:14/data/") for n in names), names

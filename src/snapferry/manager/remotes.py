@@ -25,6 +25,7 @@ log = logging.getLogger("snapferry")
 # What S3 allows in a tag key (letters, digits, space and + - = . _ : / @, at most 128),
 # narrowed to ASCII without space, which also survives as gs:// and azblob:// metadata.
 _TAG_NAME = re.compile(r"[A-Za-z0-9+\-=._:/@]{1,128}")
+_S3_MAX_TAGS = 10  # tags one S3 object may carry
 
 
 class DstRemotes:
@@ -73,6 +74,11 @@ def check_tag_name(name: str, options: RemoteOptions) -> None:
         raise UsageError(
             f"--backup-type-tag-name {name!r} is not a usable tag name: use 1 to 128 ASCII letters, digits "
             "or + - = . _ : / @ (no space, not starting with aws:)"
+        )
+    if len(options.s3_object_tags) >= _S3_MAX_TAGS:
+        raise UsageError(
+            f"--s3-object-tags sets {len(options.s3_object_tags)} tags; S3 keeps at most {_S3_MAX_TAGS} per "
+            f"object, so --backup-type-tag-name {name!r} has no room: drop one of them"
         )
     if name in options.s3_object_tags or name in options.object_metadata:
         raise UsageError(
