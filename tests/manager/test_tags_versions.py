@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ import snapferry
 from snapferry.errors import EXIT_USAGE
 from snapferry.manager.remotes import DstRemotes
 from snapferry.manager.service import Manager, ManagerConfig
+from snapferry.parts import Part
 from snapferry.remotes import RemoteOptions
 from tests.datagen import make_vm_snapshot, tree_digest
 from tests.manager.helpers import Feed, StartVM
 from tests.manager.sim import SimClock
+from tests.remotes.test_contract import BytesBody
 from tests.servers import RemoteFactory, S3Server
 from tests.test_cli_remotes import remote_args, run
 
@@ -226,3 +229,21 @@ def test_gs_and_azblob_carry_the_type_as_object_metadata(
         seen.add(name.split("/")[0])
     assert seen == TYPES, seen
     assert any(n.startswith("hourly/2026-11-27:14/data/") for n in names), names
+
+
+@pytest.mark.parametrize("server", ["seaweedfs", "moto_server"])
+def test_a_multipart_upload_carries_the_type_tag_too(server: str, request: pytest.FixtureRequest) -> None:
+    s3: S3Server = request.getfixturevalue(server)
+    bucket = s3.new_bucket()
+    chunk = 5 * 1024 * 1024
+    opts = dataclasses.replace(s3.options, backup_type_tag_name=TAG, multipart_chunk_size=chunk)
+    remotes = DstRemotes(f"s3://{bucket}/vm", opts)
+    try:
+        size = chunk + 4096  # above one chunk: a multipart upload
+        part = Part("data/big/2026_11/17A3F0C2D1E50099/values.bin", size, 0, size, size)
+        remotes.child("weekly/2026-48").upload_part(part, BytesBody(random.Random(1).randbytes(size)))
+    finally:
+        remotes.close()
+    [key] = _keys(s3, bucket, "vm/weekly/2026-48/")
+    assert s3.client().head_object(Bucket=bucket, Key=key)["ETag"].endswith('-2"'), "not a multipart upload"
+    assert _tags(s3, bucket, key) == {TAG: "weekly"}
