@@ -20,10 +20,14 @@ def test_the_manager_gets_both_flags() -> None:
     words = " ".join(t.argv) + " "
     assert "--backup-type-tag-name VMBackupType " in words and "--delete-all-object-versions " in words
     assert t.ignored == []
-    # `backup lock` deletes nothing by type: the tag is left out of it, the versions switch is kept
-    lock = tr(Tool.VMBACKUPMANAGER, "backup", "lock", "daily/2026-11-27", "-dst=s3://b/n",
-              "-backupTypeTagName=VMBackupType", "-deleteAllObjectVersions").argv
-    assert "--backup-type-tag-name" not in lock and "--delete-all-object-versions" in lock
+    # `backup lock` writes backup_locked.ignore into the backup: tagged as the service would
+    lock = " ".join(tr(Tool.VMBACKUPMANAGER, "backup", "lock", "daily/2026-11-27", "-dst=s3://b/n",
+                       "-backupTypeTagName=VMBackupType").argv)
+    assert "--backup-type-tag-name VMBackupType" in lock
+    # `restore get` touches no remote object: both are left out of it
+    get = tr(Tool.VMBACKUPMANAGER, "restore", "get", "-storageDataPath=/d", "-backupTypeTagName=VMBackupType",
+             "-deleteAllObjectVersions").argv
+    assert "--backup-type-tag-name" not in get and "--delete-all-object-versions" not in get
 
 
 def test_vmbackup_passes_it_to_backup_and_copy_and_vmrestore_ignores_it() -> None:

@@ -86,7 +86,12 @@ def test_every_object_of_a_backup_carries_its_type_tag(
         assert mgr.run_once().ok
     finally:
         mgr.close()
+    # a lock written by the command beside the service is tagged as the service would tag it
+    p = run(["manager", "backup", "lock", "daily/2026-11-27", "--dst", url, "--backup-type-tag-name", TAG,
+             "--s3-object-tags", "team=db", *remote_args(s3)[4:]], s3.env)
+    assert p.returncode == 0, p.stderr
     keys = _keys(s3, bucket, "vm-node-0/")
+    assert "vm-node-0/daily/2026-11-27/backup_locked.ignore" in keys
     seen: dict[str, int] = {}
     for key in keys:
         kind = key.split("/")[1]

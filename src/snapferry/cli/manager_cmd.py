@@ -64,6 +64,13 @@ def _validation_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="Create restore marks without checking that the backup exists and is complete.")(f)
 
 
+def _tag_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--backup-type-tag-name", default="", envvar=ENV + "BACKUP_TYPE_TAG_NAME",
+                        help="Tag every object written into a backup with NAME=<type> (latest, hourly, daily, "
+                             "weekly, monthly), for lifecycle rules by type: S3 object tags; metadata on gs:// "
+                             "and azblob://.")(f)
+
+
 def _need(value: str | None, flag: str) -> str:
     if not value:
         raise UsageError(f"{flag} is required here (or set {ENV}{flag[2:].upper().replace('-', '_')})")
@@ -117,9 +124,7 @@ def make_events() -> Any:
 @_keep("weekly")
 @_keep("monthly")
 @_validation_option
-@click.option("--backup-type-tag-name", default="", envvar=ENV + "BACKUP_TYPE_TAG_NAME",
-              help="Tag every object written into a backup with NAME=<type> (latest, hourly, daily, weekly, "
-                   "monthly), for lifecycle rules by type: S3 object tags; metadata on gs:// and azblob://.")
+@_tag_option
 @remote_options
 @click.pass_context
 def manager(ctx: click.Context, /, **kw: Any) -> None:
@@ -179,7 +184,8 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
 
 
 def _catalog(kw: dict[str, Any]) -> Catalog:
-    opts: RemoteOptions = options_from(kw, api.DEFAULT_CONCURRENCY)
+    opts: RemoteOptions = dataclasses.replace(options_from(kw, api.DEFAULT_CONCURRENCY),
+                                              backup_type_tag_name=kw.pop("backup_type_tag_name", ""))
     return Catalog(_need(kw["dst"], "--dst"), opts)
 
 
@@ -212,6 +218,7 @@ def _lock_command(locked: bool) -> click.Command:
     @click.argument("name")
     @_dst_option
     @click.option("--json", "as_json", is_flag=True, help="Print the backup as JSON.")
+    @_tag_option  # the lock file is an object of the backup: tagged as the manager would
     @remote_options
     def cmd(name: str, as_json: bool, **kw: Any) -> None:
         with _catalog(kw) as catalog:
