@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import snapferry
-from snapferry.errors import EXIT_USAGE
+from snapferry.errors import EXIT_USAGE, UsageError
 from snapferry.manager.remotes import DstRemotes
 from snapferry.manager.service import Manager, ManagerConfig
 from snapferry.parts import Part
@@ -28,7 +28,7 @@ from tests.datagen import make_vm_snapshot, tree_digest
 from tests.manager.helpers import Feed, StartVM
 from tests.manager.sim import SimClock
 from tests.remotes.test_contract import BytesBody
-from tests.servers import RemoteFactory, S3Server
+from tests.servers import AzuriteServer, RemoteFactory, S3Server
 from tests.test_cli_remotes import remote_args, run
 
 T = datetime(2026, 11, 27, 13, 5, tzinfo=UTC)
@@ -252,3 +252,11 @@ def test_a_multipart_upload_carries_the_type_tag_too(server: str, request: pytes
     [key] = _keys(s3, bucket, "vm/weekly/2026-48/")
     assert s3.client().head_object(Bucket=bucket, Key=key)["ETag"].endswith('-2"'), "not a multipart upload"
     assert _tags(s3, bucket, key) == {TAG: "weekly"}
+
+
+def test_a_tag_name_azure_metadata_cannot_carry_is_refused(azurite: AzuriteServer) -> None:
+    url, opts = azurite.new_remote("vm")
+    with azurite.environ(), pytest.raises(UsageError, match="cannot name Azure blob metadata"):
+        DstRemotes(url, dataclasses.replace(opts, backup_type_tag_name="VM-Backup-Type"))
+    with azurite.environ():
+        DstRemotes(url, dataclasses.replace(opts, backup_type_tag_name="VMBackupType")).close()
