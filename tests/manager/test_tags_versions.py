@@ -1,4 +1,4 @@
-"""vmbackupmanager's -backupTypeTagName and -deleteAllObjectVersions on real S3 servers.
+"""vmbackupmanager's -backupTypeTagName and -deleteAllObjectVersions on real servers.
 
 --backup-type-tag-name: every object the manager writes into a backup carries NAME=<type>,
 read back with boto3's get_object_tagging, for uploads into latest/ and for the
@@ -210,7 +210,7 @@ def test_retention_deletes_every_version_of_a_dated_backup(
 @pytest.mark.vm
 @pytest.mark.usefixtures("vm_binaries")
 @pytest.mark.parametrize("any_remote", ["gs", "azblob"], indirect=True)
-def test_gs_and_azblob_carry_the_type_as_object_metadata(
+def test_gs_carries_the_type_as_metadata_and_azblob_as_a_blob_index_tag(
     any_remote: RemoteFactory, vm_server: StartVM, tmp_path: Path
 ) -> None:
     spec = any_remote(prefix="vm-node-0")
@@ -227,11 +227,16 @@ def test_gs_and_azblob_carry_the_type_as_object_metadata(
         mgr.close()
     seen: set[str] = set()
     for name in names:
-        if "/" not in name:  # the manager's own files at the root belong to no backup
+        kind = name.split("/")[0] if "/" in name else None  # the manager's own files belong to no backup
+        if any_remote.kind == "gs":
+            assert spec.raw_metadata(name) == {"team": "db", **({TAG: kind} if kind else {})}, name
+        else:
             assert spec.raw_metadata(name) == {"team": "db"}, name
-            continue
-        assert spec.raw_metadata(name) == {"team": "db", TAG: name.split("/")[0]}, name
-        seen.add(name.split("/")[0])
+            assert isinstance(spec.server, AzuriteServer)
+            tags = spec.server.client().get_blob_client(spec.bucket, spec.key(name)).get_blob_tags()
+            assert tags == ({TAG: kind} if kind else {}), name
+        if kind:
+            seen.add(kind)
     assert seen == TYPES, seen
     assert any(n.startswith("hourly/2026-11-27:14/data/") for n in names), names
 
@@ -254,9 +259,28 @@ def test_a_multipart_upload_carries_the_type_tag_too(server: str, request: pytes
     assert _tags(s3, bucket, key) == {TAG: "weekly"}
 
 
-def test_a_tag_name_azure_metadata_cannot_carry_is_refused(azurite: AzuriteServer) -> None:
+def test_a_tag_name_azure_cannot_carry_is_refused(azurite: AzuriteServer) -> None:
     url, opts = azurite.new_remote("vm")
-    with azurite.environ(), pytest.raises(UsageError, match="cannot name Azure blob metadata"):
-        DstRemotes(url, dataclasses.replace(opts, backup_type_tag_name="VM-Backup-Type"))
+    with azurite.environ(), pytest.raises(UsageError, match="cannot name an Azure blob index tag"):
+        DstRemotes(url, dataclasses.replace(opts, backup_type_tag_name="vm@type"))  # S3 takes @, Azure not
     with azurite.environ():
-        DstRemotes(url, dataclasses.replace(opts, backup_type_tag_name="VMBackupType")).close()
+        DstRemotes(url, dataclasses.replace(opts, backup_type_tag_name="VM-Backup.Type")).close()
+
+
+def test_a_block_list_upload_to_azblob_carries_the_type_tag_too(azurite: AzuriteServer) -> None:
+    url, opts = azurite.new_remote("vm")
+    chunk = 1024 * 1024
+    opts = dataclasses.replace(opts, backup_type_tag_name=TAG, multipart_chunk_size=chunk)
+    size = 2 * chunk + 17  # three staged blocks, then the committed list
+    part = Part("data/big/2026_11/17A3F0C2D1E50099/values.bin", size, 0, size, size)
+    with azurite.environ():
+        remotes = DstRemotes(url, opts)
+        try:
+            remotes.child("monthly/2026-11").upload_part(part, BytesBody(random.Random(2).randbytes(size)))
+            [name] = [n for n, _ in remotes.child("monthly/2026-11").list_objects()]
+        finally:
+            remotes.close()
+    container = url.split("/")[2]
+    blob = azurite.client().get_blob_client(container, f"vm/monthly/2026-11/{name}")
+    assert len(blob.get_block_list()[0]) == 3, "not a block list upload"
+    assert blob.get_blob_tags() == {TAG: "monthly"}

@@ -67,8 +67,8 @@ def _validation_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def _tag_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--backup-type-tag-name", default="", envvar=ENV + "BACKUP_TYPE_TAG_NAME",
                         help="Tag every object written into a backup with NAME=<type> (latest, hourly, daily, "
-                             "weekly, monthly), for lifecycle rules by type: S3 object tags; metadata on gs:// "
-                             "and azblob://.")(f)
+                             "weekly, monthly), for lifecycle rules by type: S3 object tags, Azure blob index tags, "
+                             "metadata on gs://.")(f)
 
 
 def _need(value: str | None, flag: str) -> str:

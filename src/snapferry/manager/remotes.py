@@ -7,8 +7,9 @@ backups spent more time there than copying, and a listing paid it per backup.
 
 With --backup-type-tag-name NAME (vmbackupmanager's -backupTypeTagName) each child
 writes its objects with NAME=<type> (latest, hourly, daily, weekly, monthly), so a
-bucket's lifecycle rules can expire backups by type: S3 object tags on s3://, user
-metadata on gs:// and azblob:// (their closest kin), nothing on fs:// (no tags there).
+bucket's lifecycle rules can expire backups by type: S3 object tags on s3://, blob index
+tags on azblob:// (lifecycle rules match them too), user metadata on gs:// (GCS has no
+object tags), nothing on fs:// (no tags there).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ log = logging.getLogger("snapferry")
 # What S3 allows in a tag key (letters, digits, space and + - = . _ : / @, at most 128),
 # narrowed to ASCII without space, which also survives as gs:// and azblob:// metadata.
 _TAG_NAME = re.compile(r"[A-Za-z0-9+\-=._:/@]{1,128}")
+_AZURE_TAG_NAME = re.compile(r"[A-Za-z0-9+\-./:=_]{1,128}")  # Azure's blob index tag keys (no @)
 _S3_MAX_TAGS = 10  # tags one S3 object may carry
 
 
@@ -45,10 +47,10 @@ class DstRemotes:
             log.warning("--backup-type-tag-name %s does nothing on %s: files have no tags; expire backups "
                         "by directory (hourly/, daily/, ...) or with --keep-last-*", self.tag_name, self.dst)
             return
-        if root.scheme == "azblob" and not self.tag_name.isidentifier():
+        if root.scheme == "azblob" and not _AZURE_TAG_NAME.fullmatch(self.tag_name):
             root.close()
-            raise UsageError(f"--backup-type-tag-name {self.tag_name!r} cannot name Azure blob metadata on "
-                             f"{self.dst}: use letters, digits and _ (not starting with a digit)")
+            raise UsageError(f"--backup-type-tag-name {self.tag_name!r} cannot name an Azure blob index tag on "
+                             f"{self.dst}: use ASCII letters, digits and + - . / : = _")
         log.info("objects written under %s carry the %s %s=<backup type> (--backup-type-tag-name)",
                  self.dst, root.tag_kind, self.tag_name)
 

@@ -200,7 +200,7 @@ class ObjectStore(abc.ABC):
         return c
 
     def _add_tag(self, name: str, value: str) -> None:
-        # gs:// and azblob:// have no S3-style object tags: user metadata is their closest kin.
+        # GCS has no object tags: user metadata is its closest kin (s3 and azblob tag for real).
         self._metadata = check_metadata({**self._metadata, name: value})
 
     def _key(self, name: str) -> str:
