@@ -284,3 +284,21 @@ def test_a_block_list_upload_to_azblob_carries_the_type_tag_too(azurite: Azurite
     blob = azurite.client().get_blob_client(container, f"vm/monthly/2026-11/{name}")
     assert len(blob.get_block_list()[0]) == 3, "not a block list upload"
     assert blob.get_blob_tags() == {TAG: "monthly"}
+
+
+def test_copy_on_the_command_line_drops_every_version_of_stale_parts(moto_server: S3Server, tmp_path: Path) -> None:
+    s3 = moto_server
+    bucket = s3.new_bucket()
+    s3.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    old = make_vm_snapshot(tmp_path / "a", seed=3, scale_bytes=256 * 1024)
+    new = make_vm_snapshot(tmp_path / "b", seed=4, scale_bytes=256 * 1024)
+    snapferry.backup(f"s3://{bucket}/dst", str(old), remote_options=s3.options, progress="off")
+    snapferry.backup(f"s3://{bucket}/src", str(new), remote_options=s3.options, progress="off")
+    before = set(_keys(s3, bucket, "dst/"))
+    p = run(["copy", "--src", f"s3://{bucket}/src", "--dst", f"s3://{bucket}/dst", "--delete-all-object-versions",
+             *remote_args(s3)], s3.env)
+    assert p.returncode == 0, p.stderr
+    dropped = before - set(_keys(s3, bucket, "dst/"))
+    assert len(dropped) > 5, dropped
+    versions = _versions(s3, bucket, "dst/")
+    assert not dropped & set(versions), sorted(dropped & set(versions))
