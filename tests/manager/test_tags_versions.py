@@ -302,3 +302,23 @@ def test_copy_on_the_command_line_drops_every_version_of_stale_parts(moto_server
     assert len(dropped) > 5, dropped
     versions = _versions(s3, bucket, "dst/")
     assert not dropped & set(versions), sorted(dropped & set(versions))
+
+
+@pytest.mark.parametrize("server", ["seaweedfs", "moto_server"])
+def test_a_tag_name_with_punctuation_survives_the_signed_put_and_the_copy(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    s3: S3Server = request.getfixturevalue(server)
+    bucket = s3.new_bucket()
+    name = "vm:backup/type=@x"  # every punctuation mark S3 allows in a key, escaped in x-amz-tagging
+    remotes = DstRemotes(f"s3://{bucket}/vm", dataclasses.replace(s3.options, backup_type_tag_name=name))
+    try:
+        part = Part("data/small/2026_11/17A3F0C2D1E50099/index.bin", 4096, 0, 4096, 4096)
+        latest = remotes.child("latest")
+        latest.upload_part(part, BytesBody(random.Random(3).randbytes(4096)))
+        remotes.child("daily/2026-11-27").copy_part(latest, part)
+    finally:
+        remotes.close()
+    for kind in ("latest", "daily"):
+        [key] = _keys(s3, bucket, f"vm/{kind}/")
+        assert _tags(s3, bucket, key) == {name: kind}, key
