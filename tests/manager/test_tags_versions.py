@@ -28,7 +28,7 @@ from tests.datagen import make_vm_snapshot, tree_digest
 from tests.manager.helpers import Feed, StartVM
 from tests.manager.sim import SimClock
 from tests.remotes.test_contract import BytesBody
-from tests.servers import AzuriteServer, RemoteFactory, S3Server
+from tests.servers import AzuriteServer, GcsServer, RemoteFactory, S3Server
 from tests.test_cli_remotes import remote_args, run
 
 T = datetime(2026, 11, 27, 13, 5, tzinfo=UTC)
@@ -123,6 +123,16 @@ def test_the_tag_on_fs_is_said_to_do_nothing(tmp_path: Path, caplog: pytest.LogC
         remotes = DstRemotes(f"fs://{tmp_path}/backups", RemoteOptions(backup_type_tag_name=TAG))
         remotes.close()
     assert any(f"--backup-type-tag-name {TAG} does nothing on fs://" in r.getMessage() for r in caplog.records)
+
+
+def test_the_tag_on_gs_is_said_to_be_unmatched_by_lifecycle_rules(
+    fake_gcs: GcsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, opts = fake_gcs.new_remote("vm")
+    with fake_gcs.environ(), caplog.at_level(logging.WARNING, logger="snapferry"):
+        DstRemotes(url, dataclasses.replace(opts, backup_type_tag_name=TAG)).close()
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "GCS lifecycle rules cannot match" in line and url in line, line
 
 
 @pytest.mark.parametrize("kind", ["gs", "azblob"])

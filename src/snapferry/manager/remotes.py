@@ -51,6 +51,12 @@ class DstRemotes:
             root.close()
             raise UsageError(f"--backup-type-tag-name {self.tag_name!r} cannot name an Azure blob index tag on "
                              f"{self.dst}: use ASCII letters, digits and + - . / : = _")
+        if root.scheme == "gs":
+            # Stored, but not what the flag is for: say so rather than let a lifecycle rule miss.
+            log.warning("GCS has no object tags: objects written under %s carry the object metadata "
+                        "%s=<backup type>, which GCS lifecycle rules cannot match; expire backups by prefix "
+                        "(matchesPrefix hourly/, daily/, ...) or with --keep-last-*", self.dst, self.tag_name)
+            return
         log.info("objects written under %s carry the %s %s=<backup type> (--backup-type-tag-name)",
                  self.dst, root.tag_kind, self.tag_name)
 
