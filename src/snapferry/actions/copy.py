@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ..checksums import check_inventory
 from ..errors import BadBackupError, TransientRemoteError
 from ..lease import BackupLease
-from ..names import ENCRYPTED_COMPLETE_FILE, MANIFEST_FILE
+from ..names import ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,
@@ -162,6 +162,9 @@ def _copy(
 
     dst.delete_file(BACKUP_COMPLETE_FILE)
     dst.delete_file(ENCRYPTED_COMPLETE_FILE)  # a plain copy over an encrypted backup: its marker goes too
+    # and its key record, else a keyed restore of the plain result is told to give a key (an
+    # encrypted view keeps its own record: the delete is a no-op there)
+    dst.delete_file(ENCRYPTION_RECORD_FILE)
     parallel(concurrency, to_delete, dst.delete_part)
     if to_delete and (tree := local_tree(dst)) is not None:
         tree.prune_empty_dirs()

@@ -228,6 +228,8 @@ class EncryptedRemote(Wrapper):
         return self.inner.create_file_exclusive(name, data)
 
     def delete_file(self, name: str) -> None:
+        if name == ENCRYPTION_RECORD_FILE:
+            return  # the record is this view's own: rekey and _claim write it, nothing deletes it
         if name == BACKUP_COMPLETE_FILE:
             self.inner.delete_file(ENCRYPTED_COMPLETE_FILE)
         self.inner.delete_file(name)
