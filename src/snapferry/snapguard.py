@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -153,10 +154,14 @@ class SnapshotGuard:
         paths += glob.glob(os.path.join(glob.escape(d), f"{_TMP}*.tmp"))
         for path in sorted(paths):
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                # O_NONBLOCK: a FIFO under a record's name must not hang every run; it is skipped.
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    log.warning("ignoring %s: not a regular file, so no snapshot record of snapferry's", path)
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import stat
 from dataclasses import dataclass
 
 from ..durable import fsync_dir, write_file_atomic
@@ -136,12 +137,21 @@ class RestoreMarks:
 
     def _lines(self) -> list[str] | None:
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read(4096)
+            # O_NONBLOCK: a FIFO there must not hang the init container; only a file is a mark.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as e:
             raise SnapferryError(f"cannot read the restore mark {self.path}: {e.strerror}") from e
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SnapferryError(f"the restore mark {self.path} is not a regular file; remove it, and create "
+                                     "the mark again with `snapferry manager restore create`")
+            raw = os.read(fd, 4096)
+        except OSError as e:
+            raise SnapferryError(f"cannot read the restore mark {self.path}: {e.strerror}") from e
+        finally:
+            os.close(fd)
         return [ln.strip() for ln in raw.decode("utf-8", "replace").strip().splitlines() if ln.strip()] or [""]
 
     def selection(self) -> MarkSelection:
@@ -153,6 +163,11 @@ class RestoreMarks:
                 raise UsageError(
                     f"the restore mark {self.path} holds {line!r}, not partitions=... nor since=...; delete it "
                     "with `snapferry manager restore delete` and create it again"
+                )
+            if key in found:  # which line wins is a guess; a wrong guess deletes the other months
+                raise UsageError(
+                    f"the restore mark {self.path} holds {key}= twice; delete it with `snapferry manager restore "
+                    "delete` and create it again"
                 )
             found[key] = val
         sel = MarkSelection(found.get("partitions"), found.get("since"))
