@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,6 +126,8 @@ class SnapshotTLS:
             raise UsageError(f"a client certificate needs both its certificate and its key; set {missing} too")
         import ssl
 
+        for path, flag in ((self.ca_file, CA_FLAG), (self.cert_file, CERT_FLAG), (self.key_file, KEY_FLAG)):
+            _refuse_special(path, flag)
         ctx = _named_context(self.server_name or "")
         if self.insecure_skip_verify:
             ctx.check_hostname = False
@@ -150,6 +153,16 @@ class SnapshotTLS:
         pairs = ((self.ca_file, CA_FLAG), (self.cert_file, CERT_FLAG), (self.key_file, KEY_FLAG),
                  (self.server_name, NAME_FLAG))
         return ", ".join(flag for value, flag in pairs if value)
+
+
+def _refuse_special(path: str | None, flag: str) -> None:
+    """A FIFO (or a device) given as a PEM file would block the loader forever: refused by name."""
+    try:
+        mode = os.stat(path).st_mode if path else None
+    except OSError:
+        return  # missing or unreadable: the loader says so, naming the file
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UsageError(f"{path} given by {flag} is not a regular file; name the PEM file itself")
 
 
 def _why(e: Exception) -> str:

@@ -36,3 +36,25 @@ def test_a_key_file_that_is_not_a_regular_file_is_refused(kind: str, tmp_path: P
     p = run("restore", "--src", f"fs://{dst}", "--dst", str(tmp_path / "db"), "--encryption-key-file", str(key))
     assert_one_line_error(p, EXIT_USAGE, str(key), "not a regular file")
     assert not (tmp_path / "db").exists()
+
+
+@pytest.mark.parametrize("flag", ["--snapshot-tls-ca-file", "--snapshot-tls-cert-file", "--snapshot-tls-key-file"])
+def test_a_snapshot_tls_file_that_is_a_fifo_is_refused(flag: str, tmp_path: Path) -> None:
+    """The PEM loaders opened a FIFO and waited forever, before any call to VictoriaMetrics."""
+    data = tmp_path / "vmdata"
+    (data / "snapshots").mkdir(parents=True)
+    (data / "flock.lock").touch()
+    fifo = tmp_path / "pem.fifo"
+    os.mkfifo(fifo)
+    pem = tmp_path / "other.pem"
+    pem.write_text("not read: the FIFO is refused first\n")
+    pair = {"--snapshot-tls-cert-file": "--snapshot-tls-key-file",
+            "--snapshot-tls-key-file": "--snapshot-tls-cert-file"}
+    extra = [pair[flag], str(pem)] if flag in pair else []
+    dst = tmp_path / "bk"
+    # run() has the suite's usual 300 s guard: before the fix the FIFO never returned
+    p = run("backup", "--storage-data-path", str(data), "--snapshot-create-url", "https://127.0.0.1:9/snapshot/create",
+            flag, str(fifo), *extra, "--dst", f"fs://{dst}", "--progress", "off")
+    assert_one_line_error(p, EXIT_USAGE, str(fifo), flag, "not a regular file")
+    assert not dst.exists()
+    assert sorted(x.name for x in data.iterdir()) == ["flock.lock", "snapshots"]
