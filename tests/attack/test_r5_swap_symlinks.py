@@ -61,3 +61,30 @@ def test_swap_refuses_a_staged_month_whose_data_is_a_symlink_or_a_file(kind: str
     assert {d: tree_digest(d) for d in (db, stage, outside)} == before
     assert not (db / "data" / "indexdb" / "2026_10").exists()
     assert not (db / "restore-in-progress").exists()
+
+
+def test_a_swap_stopped_before_its_record_is_finished_by_a_rerun(tmp_path: Path) -> None:
+    """The swap writes restore-in-progress, then its record, then renames. Stopped between the
+    two (here the record cannot be written: a directory holds its temporary name), the rerun found the
+    marker without a record and said to rerun a restore to its end: the swap could never run
+    again without removing the marker by hand. Now the marker says it is the swap's."""
+    url = backed_up(month_tree(tmp_path / "snap"), f"fs://{tmp_path / 'bk'}")
+    db, stage = tmp_path / "db", tmp_path / "stage"
+    _restore(url, db, "2026_11")
+    _restore(url, stage, "2026_10")
+    blocker = db / "snapferry-partitions-swap.json.snapferry-tmp"
+    blocker.mkdir()
+    p = run("partitions-swap", "--stage", str(stage), "--dst", str(db))
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert (db / "restore-in-progress").exists()  # VictoriaMetrics would refuse to start: good
+    assert not (db / "data" / "small" / "2026_10").exists()  # nothing was moved
+    blocker.rmdir()
+    p = run("partitions-swap", "--stage", str(stage), "--dst", str(db))
+    assert p.returncode == 0, p.stderr
+    assert sorted(x.name for x in (db / "data" / "small").iterdir()) == ["2026_10", "2026_11"]
+    assert sorted(x.name for x in (db / "data" / "indexdb").iterdir()) == ["2026_10", "2026_11"]
+    assert not (db / "restore-in-progress").exists() and not (db / "snapferry-partitions-swap.json").exists()
+    # a restore's own marker (vmrestore's, snapferry's: empty) is still refused as before
+    (db / "restore-in-progress").write_bytes(b"")
+    p = run("partitions-swap", "--stage", str(stage), "--dst", str(db))
+    assert p.returncode == 3 and "unfinished restore" in p.stderr, p.stderr

@@ -126,7 +126,7 @@ def _swap_locked(stage: str, dst: str, partitions: str | None) -> SwapResult:
             f"the staging directory {stage!r} holds an unfinished restore (restore-in-progress); "
             "rerun that restore to its end first"
         )
-    if recorded is None and os.path.exists(os.path.join(dst, RESTORE_IN_PROGRESS_FILE)):
+    if recorded is None and os.path.exists(os.path.join(dst, RESTORE_IN_PROGRESS_FILE)) and not _own_marker(dst):
         raise BadBackupError(
             f"{dst!r} holds an unfinished restore (restore-in-progress); rerun that restore to its end first"
         )
@@ -186,7 +186,23 @@ def _swap_locked(stage: str, dst: str, partitions: str | None) -> SwapResult:
     return SwapResult(stage, dst, months, moved, cache_removed)
 
 
+# What the swap writes into restore-in-progress (VictoriaMetrics looks only at its existence):
+# found without the record, it says a swap stopped before its first rename, not a restore.
+_SWAP_MARKER = b"snapferry partitions-swap\n"
+
+
+def _own_marker(dst: str) -> bool:
+    path = os.path.join(dst, RESTORE_IN_PROGRESS_FILE)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_SWAP_MARKER) + 1) == _SWAP_MARKER
+    except OSError:
+        return False
+
+
 def _begin(dst: str, months: tuple[str, ...]) -> None:
     """The marker VictoriaMetrics honours, then the record; both durable before any move."""
-    durable.write_file_atomic(os.path.join(dst, RESTORE_IN_PROGRESS_FILE), b"")
+    durable.write_file_atomic(os.path.join(dst, RESTORE_IN_PROGRESS_FILE), _SWAP_MARKER)
     durable.write_file_atomic(os.path.join(dst, SWAP_RECORD_FILE), json.dumps({"partitions": list(months)}).encode())
