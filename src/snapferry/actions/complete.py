@@ -27,4 +27,5 @@ def refuse_incomplete(src: Remote, what_to_do: str) -> None:
 def encrypted_message(src: Remote) -> str:
     """What a command run without the key of an encrypted backup says (exit 2)."""
     return (f"{src.url} is an encrypted backup; give its key with --encryption-key-file FILE "
-            "(or SNAPFERRY_ENCRYPTION_KEY_FILE naming the file)")
+            "(-snapferry.encryptionKeyFile=FILE in the drop-in commands, or SNAPFERRY_ENCRYPTION_KEY_FILE "
+            "naming the file)")
