@@ -87,11 +87,15 @@ def _read_record(dst: str) -> tuple[str, ...] | None:
     try:
         with open(path, encoding="utf-8") as f:
             months = json.load(f)["partitions"]
+        # The swap writes a non-empty list of month names: anything else was not written by it,
+        # and finishing "no month" would remove the marker from a half-swapped directory.
+        if not isinstance(months, list) or not months or not all(isinstance(m, str) for m in months):
+            raise ValueError("no list of month names")
+        return parse_partition_names(",".join(months))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, UsageError) as e:
         raise BadBackupError(f"{path} is unreadable ({e}); remove it only after checking data/ by hand") from e
-    return parse_partition_names(",".join(months)) if months else ()
 
 
 def run_swap(stage: str, dst: str, partitions: str | None = None) -> SwapResult:

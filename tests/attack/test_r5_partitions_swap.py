@@ -1,4 +1,4 @@
-"""Attack of round 5 on partitions-swap: a symlinked `data/` or partition root in the staging
+"""Attacks of round 5 on partitions-swap. First: a symlinked `data/` or partition root in the staging
 or the database directory. The renames followed it: months were taken out of (or put into) a
 directory outside the two named, and the swap reported success. Refused at start (exit 2),
 nothing moved, no restore-in-progress left behind."""
@@ -88,3 +88,24 @@ def test_a_swap_stopped_before_its_record_is_finished_by_a_rerun(tmp_path: Path)
     (db / "restore-in-progress").write_bytes(b"")
     p = run("partitions-swap", "--stage", str(stage), "--dst", str(db))
     assert p.returncode == 3 and "unfinished restore" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("record", ['{"partitions": null}', '{"partitions": []}', '{"partitions": [1]}',
+                                    '{"partitions": "2026_10"}', '{"partitions": ["../../x"]}'])
+def test_a_corrupt_swap_record_is_refused_and_the_marker_stays(record: str, tmp_path: Path) -> None:
+    """A record naming no month (null, []) finished as "moved 0 partitions" and removed the
+    marker and the cache from a directory a swap had been interrupted in; a number in it was an
+    internal error. Any record the swap did not write is unreadable (exit 3), nothing changes."""
+    url = backed_up(month_tree(tmp_path / "snap"), f"fs://{tmp_path / 'bk'}")
+    db, stage = tmp_path / "db", tmp_path / "stage"
+    _restore(url, db, "2026_11")
+    _restore(url, stage, "2026_10")
+    (db / "restore-in-progress").write_bytes(b"")
+    (db / "snapferry-partitions-swap.json").write_text(record)
+    (db / "cache").mkdir()
+    (db / "cache" / "rollupResult").write_bytes(b"cached")
+    before = {d: tree_digest(d) for d in (db, stage)}
+    p = run("partitions-swap", "--stage", str(stage), "--dst", str(db))
+    assert_one_line_error(p, 3, "snapferry-partitions-swap.json", "unreadable", "check")
+    assert {d: tree_digest(d) for d in (db, stage)} == before
+    assert (db / "restore-in-progress").exists()
