@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import hmac
 import json
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import BadBackupError, UsageError
+from ..errors import BadBackupError, NoSpaceError, SnapferryError, UsageError
 
 KEY_FILE_HEADER = "snapferry-key-1"
 RECORD_FORMAT = "snapferry-encryption 1"
@@ -53,27 +54,46 @@ class UserKey:
 
 
 def keygen(path: str) -> UserKey:
-    """Write a new random key to `path` (mode 0600, durable); an existing file is refused."""
+    """Write a new random key to `path` (mode 0600, durable); an existing file is refused.
+
+    Written whole under a temporary name and linked into place: a failed write (a full disk)
+    leaves no empty or cut key file behind under `path`, which would block a rerun with that name."""
     secret = secrets.token_bytes(KEY_BYTES)
     text = f"{KEY_FILE_HEADER} {base64.b64encode(secret).decode()}\n".encode()
+    if os.path.lexists(path):
+        raise UsageError(f"the key file {path!r} exists; keygen never overwrites a key, pick a new name")
+    tmp = f"{path}.{secrets.token_hex(6)}.tmp"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    try:
+        try:
+            os.fchmod(fd, 0o600)  # the umask may have taken bits the mode asked for; never more than 0600
+            os.write(fd, text)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # fails if `path` appeared meanwhile (a symlink too): never overwritten
     except FileExistsError:
         raise UsageError(f"the key file {path!r} exists; keygen never overwrites a key, pick a new name") from None
     except OSError as e:
-        raise UsageError(f"cannot create the key file {path!r}: {e.strerror}") from None
-    try:
-        os.fchmod(fd, 0o600)  # the umask may have taken bits the mode asked for; never more than 0600
-        os.write(fd, text)
-        os.fsync(fd)
+        raise _cannot_write(path, e) from None
     finally:
-        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
     dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
     return UserKey(secret, path)
+
+
+def _cannot_write(path: str, e: OSError) -> SnapferryError:
+    if e.errno == errno.ENOSPC:
+        return NoSpaceError(f"cannot write the key file {path!r}: no space left on the device; free space and rerun")
+    return UsageError(f"cannot create the key file {path!r}: {e.strerror}")
 
 
 def load_key(path: str, flag: str = "--encryption-key-file") -> UserKey:
