@@ -1,8 +1,10 @@
 """`snapferry manager`: the backup scheduler service, and the commands beside it.
 
 `snapferry manager [options]` runs the service; `manager backup list|lock|unlock`
-and `manager restore [create|get|delete]` read and write the remote and the
-storage data path directly, with no server running.
+and `manager restore create|get|delete` read and write the remote and the storage
+data path directly, with no server running, or, with `--api-url`, ask a running
+manager's API (no data volume, no bucket credentials; basic auth and a CA file for
+https). See docs/http-api.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import click
 
 from .. import api
 from ..errors import UsageError
+from ..httpsec import FLAGS, Security, read_secret, security_from
+from ..httpserve import Limits
 from ..manager import retention
+from ..manager.apiclient import ApiClient
 from ..manager.catalog import Catalog
 from ..manager.layout import parse_backup_name
 from ..manager.marks import RestoreMarks
@@ -63,16 +68,69 @@ def _need(value: str | None, flag: str) -> str:
     return value
 
 
-def start_http_api(manager: Manager, listen_addr: str) -> Callable[[], None]:
-    """The hook for the HTTP API: snapferry.manager.http.start_server(manager, listen_addr)
-    serves /api/v1/..., /health and /metrics on a thread and returns a function that stops it."""
-    try:
-        http = importlib.import_module("snapferry.manager.http")
-    except ModuleNotFoundError:
-        log.warning("this build has no HTTP API; %s is not served", listen_addr)
-        return lambda: None
-    stop: Callable[[], None] = http.start_server(manager, listen_addr)
-    return stop
+def start_http_api(manager: Manager, listen_addr: str, security: Security, limits: Limits) -> Any:
+    """The hook for the HTTP API: snapferry.manager.http.start_server serves /api/v1/...,
+    /health and /metrics on a thread and returns the server (its drain() and stop())."""
+    http = importlib.import_module("snapferry.manager.http")
+    return http.start_server(manager, listen_addr, security, limits)
+
+
+def _server_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Protection of the API and /metrics (docs/http-api.md); VictoriaMetrics' names in brackets."""
+    texts = {
+        "username": "HTTP basic auth user for every path but /health.",
+        "password": "Its password, or file:///path to read it from (never logged).",
+        "metrics_auth_key": "/metrics asks ?authKey=KEY (instead of basic auth); or file:///path.",
+        "cert_file": "PEM certificate for --tls; reloaded when the file changes.",
+        "key_file": "PEM private key for --tls; reloaded when the file changes.",
+        "min_version": "TLS10, TLS11, TLS12 (the default) or TLS13.",
+        "cipher_suites": "Comma-separated Go names of TLS 1.2 suites, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256.",
+        "mtls_ca_file": "PEM CA of client certificates for --mtls (default: the system's CAs).",
+    }
+    for key, (native, dropin) in reversed(FLAGS.items()):
+        env = ENV + native[2:].upper().replace("-", "_")
+        if key in ("tls", "mtls"):
+            f = click.option(native, is_flag=True, envvar=env,
+                             help=("Serve HTTPS." if key == "tls" else "Ask clients for a certificate (needs --tls).")
+                             + f" [{dropin}]")(f)
+        else:
+            f = click.option(native, envvar=env, help=f"{texts[key]} [{dropin}]")(f)
+    f = click.option("--http-shutdown-delay", default="0", envvar=ENV + "HTTP_SHUTDOWN_DELAY",
+                     help="On SIGTERM, /health answers 503 this long (seconds or e.g. 10s) before the stop "
+                          "[-http.shutdownDelay].")(f)
+    return click.option("--http-max-connections", type=click.IntRange(4), default=1000, show_default=True,
+                        envvar=ENV + "HTTP_MAX_CONNECTIONS",
+                        help="Open API connections at most (and at most half the descriptor limit); over it "
+                             "the oldest idle one is closed.")(f)
+
+
+def security_of(kw: dict[str, Any]) -> Security:
+    return security_from({key: kw[native[2:].replace("-", "_")] for key, (native, _) in FLAGS.items()})
+
+
+def _client_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--api-key-file", envvar=ENV + "API_KEY_FILE", help="Its private key.")(f)
+    f = click.option("--api-cert-file", envvar=ENV + "API_CERT_FILE",
+                     help="A client certificate, for a manager run with --mtls.")(f)
+    f = click.option("--api-ca-file", envvar=ENV + "API_CA_FILE",
+                     help="PEM CA that signed the manager's certificate.")(f)
+    f = click.option("--api-password", envvar=ENV + "API_PASSWORD",
+                     help="Its basic-auth password, or file:///path (never logged).")(f)
+    f = click.option("--api-username", envvar=ENV + "API_USERNAME", help="The manager's basic-auth user.")(f)
+    return click.option("--api-url", envvar=ENV + "API_URL",
+                        help="Ask the running manager at this URL (e.g. https://vm-0:8300) instead of reading "
+                             "--dst and --storage-data-path [-apiURL].")(f)
+
+
+def _client(kw: dict[str, Any]) -> ApiClient | None:
+    url = kw.pop("api_url", None)
+    parts = {k: kw.pop(k, None) for k in ("api_username", "api_password", "api_ca_file", "api_cert_file",
+                                          "api_key_file")}
+    if not url:
+        return None
+    password = parts["api_password"]
+    return ApiClient(url, parts["api_username"] or "", read_secret(password, "--api-password") if password else None,
+                     parts["api_ca_file"] or "", parts["api_cert_file"] or "", parts["api_key_file"] or "")
 
 
 def make_events() -> Any:
@@ -109,6 +167,7 @@ def make_events() -> Any:
 @_keep("daily")
 @_keep("weekly")
 @_keep("monthly")
+@_server_options
 @remote_options
 @click.pass_context
 def manager(ctx: click.Context, /, **kw: Any) -> None:
@@ -116,12 +175,26 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     config = config_from(kw)
+    security = security_of(kw)  # every certificate and secret file is read here: a mistake stops the start
+    delay = parse_interval(kw["http_shutdown_delay"])
+    delay_s = delay.total_seconds() if delay else 0.0
     mgr = Manager(config, events=make_events())
     stop = threading.Event()
-    stop_api = start_http_api(mgr, config.http_listen_addr)
+    server = start_http_api(mgr, config.http_listen_addr, security,
+                            Limits(max_connections=kw["http_max_connections"], shutdown_delay=delay_s))
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    draining = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
+        if delay_s > 0 and not draining.is_set():  # a second signal stops at once
+            draining.set()
+            server.drain()
+            log.info("%s: /health answers 503 for %gs, then the manager stops", signal.Signals(signum).name,
+                     delay_s)
+            timer = threading.Timer(delay_s, stop.set)
+            timer.daemon = True
+            timer.start()
+            return
         log.info("stopping on %s", signal.Signals(signum).name)
         stop.set()
 
@@ -130,7 +203,7 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
     try:
         mgr.serve(stop)
     finally:
-        stop_api()
+        server.stop()
         mgr.close()
         for s, h in previous.items():
             signal.signal(s, h)
@@ -179,18 +252,22 @@ def backup() -> None:
 @backup.command("list")
 @_dst_option
 @click.option("--json", "as_json", is_flag=True, help="Print vmbackupmanager's JSON list.")
+@_client_options
 @remote_options
 def backup_list(as_json: bool, **kw: Any) -> None:
     """List the backups: name, size, created_at, locked, state."""
-    with _catalog(kw) as catalog:
-        infos = catalog.list()
+    client = _client(kw)
+    if client is not None:
+        rows: list[dict[str, Any]] = client.call("GET", "/api/v1/backups")
+    else:
+        with _catalog(kw) as catalog:
+            rows = [i.to_dict() for i in catalog.list()]
     if as_json:
-        click.echo(json.dumps([i.to_dict() for i in infos]))
+        click.echo(json.dumps(rows))
         return
-    for i in infos:
-        d = i.to_dict()
+    for d in rows:
         click.echo(f"{d['name']:<24} {d['size']:>10} {d['created_at']:<22} {d['state']:<10}"
-                   f"{' locked' if i.locked else ''}")
+                   f"{' locked' if d['locked'] else ''}")
 
 
 def _lock_command(locked: bool) -> click.Command:
@@ -200,11 +277,17 @@ def _lock_command(locked: bool) -> click.Command:
     @click.argument("name")
     @_dst_option
     @click.option("--json", "as_json", is_flag=True, help="Print the backup as JSON.")
+    @_client_options
     @remote_options
     def cmd(name: str, as_json: bool, **kw: Any) -> None:
-        with _catalog(kw) as catalog:
-            info = catalog.set_locked(parse_backup_name(name), locked)
-        click.echo(json.dumps(info.to_dict()) if as_json else f"{verb}ed {info.name}")
+        client = _client(kw)
+        backup_name = str(parse_backup_name(name))
+        if client is not None:
+            info: dict[str, Any] = client.call("PUT", f"/api/v1/backups/{backup_name}", {"locked": locked})
+        else:
+            with _catalog(kw) as catalog:
+                info = catalog.set_locked(parse_backup_name(name), locked).to_dict()
+        click.echo(json.dumps(info) if as_json else f"{verb}ed {info['name']}")
 
     cmd.help = ("Protect a backup from retention (backup_locked.ignore)." if locked
                 else "Let retention delete a backup again.")
@@ -248,9 +331,15 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 @click.argument("name")
 @_data_option
 @_dst_option
+@_client_options
 @remote_options
 def restore_create(name: str, **kw: Any) -> None:
     """Mark NAME (daily/2026-11-27, or a full backup URL) for restore on the next start."""
+    client = _client(kw)
+    if client is not None:
+        client.call("POST", "/api/v1/restore", {"backup": name})
+        click.echo(f"marked {name} for restore through {client.url}", err=True)
+        return
     data = _need(kw["storage_data_path"], "--storage-data-path")
     if kw["dst"]:
         with _catalog(kw) as catalog:
@@ -262,14 +351,24 @@ def restore_create(name: str, **kw: Any) -> None:
 
 @restore.command("get")
 @_data_option
-def restore_get(storage_data_path: str | None) -> None:
+@_client_options
+def restore_get(storage_data_path: str | None, **kw: Any) -> None:
     """Print the restore mark as {"backup": NAME}, or {} without one."""
+    client = _client(kw)
+    if client is not None:
+        click.echo(json.dumps(client.call("GET", "/api/v1/restore")))
+        return
     value = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).get()
     click.echo(json.dumps({"backup": value} if value is not None else {}))
 
 
 @restore.command("delete")
 @_data_option
-def restore_delete(storage_data_path: str | None) -> None:
+@_client_options
+def restore_delete(storage_data_path: str | None, **kw: Any) -> None:
     """Delete the restore mark (nothing happens without one)."""
+    client = _client(kw)
+    if client is not None:
+        client.call("DELETE", "/api/v1/restore")
+        return
     RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).delete()

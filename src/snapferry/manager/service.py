@@ -359,6 +359,9 @@ class Manager:
     def list_backups(self) -> list[BackupInfo]:
         return self.catalog.list()
 
+    def backup_info(self, name: str) -> BackupInfo:
+        return self.catalog.info(parse_backup_name(name))
+
     def set_locked(self, name: str, locked: bool) -> BackupInfo:
         return self.catalog.set_locked(parse_backup_name(name), locked)
 
