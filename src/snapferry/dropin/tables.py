@@ -77,7 +77,7 @@ def _ignored(names: str, kind: FlagKind, why: str) -> list[Rule]:
 
 
 _NO_LICENSE = "snapferry is open source and needs no license"
-_SERVER = "the HTTP server (the manager's API and /metrics, the /metrics of a vmbackup or vmrestore run): "
+_SERVER = "the API and /metrics (the manager's, or a vmbackup/vmrestore run's): "
 _NO_PAGE = "snapferry serves no such page, so there is nothing to protect; drop the flag"
 _NO_AUTOCERT = "snapferry gets no certificates from Let's Encrypt; pass -tls with -tlsCertFile and -tlsKeyFile"
 _NO_HTTP_TUNING = "the /metrics listener has no such setting"
