@@ -10,8 +10,9 @@ own, behind the `Security` of httpsec.py, bounded against connection floods.
   process's descriptor limit): a new connection over the bound closes the oldest idle
   one (no request in progress), so a flood of silent sockets cannot lock /health out.
   A connection that has not sent a whole request head within `header_timeout` is
-  closed (slowloris). Errors of the event loop (EMFILE on accept among them) are
-  logged at most once per `_LOG_EVERY` seconds, with a count, without tracebacks.
+  closed (slowloris), and so is a TLS handshake that has not ended by then. Errors
+  of the event loop (EMFILE on accept among them) are logged at most once per
+  `_LOG_EVERY` seconds, with a count, without tracebacks.
 """
 
 from __future__ import annotations
@@ -248,7 +249,19 @@ class HttpServer:
         server = self._server
 
         async def main() -> None:
-            asyncio.get_running_loop().set_exception_handler(_RateLimitedLog())
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(_RateLimitedLog())
+            # A TLS handshake holds a descriptor before the protocol (and so the bound) sees the
+            # connection; asyncio waits 60 s for it by default and uvicorn passes no timeout: this
+            # loop is ours alone, so its create_server gets the header timeout for handshakes.
+            create = loop.create_server
+
+            async def create_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+                if kwargs.get("ssl") is not None:
+                    kwargs["ssl_handshake_timeout"] = self.limits.header_timeout
+                return await create(*args, **kwargs)
+
+            setattr(loop, "create_server", create_server)  # noqa: B010 (an instance attribute, on purpose)
             await server.serve(sockets=[self.sock])
 
         asyncio.run(main())

@@ -156,6 +156,13 @@ def test_a_client_without_the_ca_does_not_trust_the_server(secured: Secured, tmp
         assert b"HTTP/1.1 200" not in s.recv(4096)
 
 
+def test_a_tls_handshake_that_never_starts_is_cut_off(secured: Secured) -> None:
+    host, port = secured.url.removeprefix("https://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=40) as silent:
+        assert silent.recv(1024) == b""  # closed after the header timeout, not asyncio's 60 s
+    assert secured.call("GET", "/health", auth=None)[:2] == (200, "OK")
+
+
 def test_a_certificate_rotated_on_disk_is_served_to_new_handshakes(secured: Secured) -> None:
     host, port = secured.url.removeprefix("https://").rsplit(":", 1)
 
