@@ -193,6 +193,31 @@ class _RateLimitedLog:
         self.last, self.suppressed = now, 0
 
 
+class _RateLimitedRecords(logging.Filter):
+    """uvicorn's own warnings (one per malformed request: a flood of garbage would be a
+    flood of lines): each message at most once per _LOG_EVERY seconds, without traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: dict[str, float] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key, now = str(record.msg), time.monotonic()
+        if now - self.last.get(key, -_LOG_EVERY) < _LOG_EVERY:
+            self.suppressed[key] = self.suppressed.get(key, 0) + 1
+            return False
+        more = self.suppressed.pop(key, 0)
+        if more:
+            record.msg = f"{record.msg} ({more} more since the last such line)"
+        record.exc_info, record.exc_text = None, None
+        self.last[key] = now
+        return True
+
+
+_UVICORN_LOG = logging.getLogger("uvicorn.error")
+
+
 class HttpServer:
     """`app` behind `Front` on a socket bound at construction, served on a thread."""
 
@@ -215,6 +240,7 @@ class HttpServer:
         self.sock = sock
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._records = _RateLimitedRecords()
 
     @property
     def url(self) -> str:
@@ -233,6 +259,7 @@ class HttpServer:
             ssl_context_factory=(lambda _c, _d: tls.context) if tls is not None else None,
         )
         server = self._server = uvicorn.Server(config)
+        _UVICORN_LOG.addFilter(self._records)
         self._thread = threading.Thread(target=self._serve, name="snapferry-http", daemon=True)
         self._thread.start()
         waited = threading.Event()
@@ -275,4 +302,5 @@ class HttpServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(_STARTUP_WAIT)
+        _UVICORN_LOG.removeFilter(self._records)
         self.sock.close()

@@ -119,6 +119,19 @@ def test_a_connection_flood_with_few_descriptors_leaves_health_answering(tmp_pat
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_garbage_requests_are_refused_and_logged_once_not_per_request(tmp_path: Path) -> None:
+    with manager(tmp_path) as m:
+        port = int(m.url.rsplit(":", 1)[1])
+        for _ in range(300):
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                s.sendall(b"\x00\x01 not http\r\n\r\n")
+                assert s.recv(64).startswith(b"HTTP/1.1 400")
+        assert get(m.url + "/health") == (200, b"OK")
+        assert m.stop() == 0
+    text = m.log.read_text()
+    assert text.count("Invalid HTTP request") == 1 and "Traceback" not in text, text[-2000:]
+
+
 def test_a_request_head_that_never_ends_is_cut_off(tmp_path: Path) -> None:
     with manager(tmp_path) as m:
         port = int(m.url.rsplit(":", 1)[1])
