@@ -18,7 +18,7 @@ from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, DAILY, HOURLY, L
 from ..parts import group_by_file, is_ignored_name, parse_name
 from ..remotes.base import Remote
 
-# vmbackupmanager's backup names (see the README's "Verifying backups")
+# vmbackupmanager's backup names (see docs/verifying.md)
 # ("." and ".." are no names: a name from the remote is read under the URL, never above it)
 _ORDER = {LATEST: 0, HOURLY: 1, DAILY: 2, WEEKLY: 3, MONTHLY: 4}
 _MANAGER = re.compile(rf"({LATEST}|(?:{HOURLY}|{DAILY}|{WEEKLY}|{MONTHLY})/(?!\.\.?/)[^/]+)/")

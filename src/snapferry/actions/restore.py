@@ -1,6 +1,6 @@
 """Restore: bring a target directory to exactly the backup's content, fast.
 
-Order (see the README): every check that needs no write first (the backup's
+Order (see docs/usage.md): every check that needs no write first (the backup's
 marker and listing, coverage and path checks in the plan, the wrong-directory
 guard, free space), so a refused restore leaves the target exactly as it was;
 then the lock, `restore-in-progress`, delete what the backup does not have,

@@ -4,7 +4,7 @@ One `Rule` per flag: its Go type (for parsing exactly as the original does) and 
 `Action`: pass the value to a snapferry option, pass a boolean as a switch, handle it
 in translate.py (`SPECIAL`, the flags that choose the command), or accept and report
 it once as ignored, with the reason. A flag in no table is unknown: an error, exit 2,
-as the originals do. The README's drop-in table lists the same rules.
+as the originals do. docs/dropin.md lists the same rules (tests/dropin/test_tables.py).
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def build_app(manager: Manager, metrics: Metrics) -> Starlette:
         if exc.status_code == 405:
             return _error(405, f"{request.method} is not allowed on {request.url.path}")
         if exc.status_code == 404:
-            return _error(404, f"no such endpoint {request.url.path}; see the README's API table")
+            return _error(404, f"no such endpoint {request.url.path}; see docs/manager.md")
         return _error(exc.status_code, str(exc.detail))
 
     async def server_error(request: Request, exc: Exception) -> Response:

@@ -3,5 +3,5 @@
 planner.py decides what to delete and fetch (pure), downloader.py streams ranges into
 the bounded buffer pool, bytepath.py picks each file's byte path once, writer.py puts
 the bytes in place, session.py owns the durability order (marker, syncs, renames) the
-README's "Crash safety" describes, and journal.py makes preallocated files resumable.
+docs/crash-safety.md describes, and journal.py makes preallocated files resumable.
 """

@@ -1,7 +1,7 @@
 """The one owner of a restore's durability: the marker, the directories to sync, the per-file order.
 
 Every step that makes restored bytes survive a crash is taken here, in this order,
-and nowhere else (the README's "Crash safety" describes the promises it keeps):
+and nowhere else (the docs/crash-safety.md describes the promises it keeps):
 
 1. `begin`: `restore-in-progress` is created and fsynced and the target directory
    fsynced, before anything in the target changes; a database refuses to start
