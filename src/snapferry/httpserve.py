@@ -241,6 +241,7 @@ class HttpServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._records = _RateLimitedRecords()
+        self._loop_errors = _RateLimitedLog()
 
     @property
     def url(self) -> str:
@@ -277,7 +278,7 @@ class HttpServer:
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
-            loop.set_exception_handler(_RateLimitedLog())
+            loop.set_exception_handler(self._loop_errors)
             # A TLS handshake holds a descriptor before the protocol (and so the bound) sees the
             # connection; asyncio waits 60 s for it by default and uvicorn passes no timeout: this
             # loop is ours alone, so its create_server gets the header timeout for handshakes.
@@ -304,3 +305,5 @@ class HttpServer:
             self._thread.join(_STARTUP_WAIT)
         _UVICORN_LOG.removeFilter(self._records)
         self.sock.close()
+        if self._loop_errors.suppressed:
+            log.error("HTTP server: %d more errors like the last one before it stopped", self._loop_errors.suppressed)

@@ -119,6 +119,34 @@ def test_a_connection_flood_with_few_descriptors_leaves_health_answering(tmp_pat
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_accept_errors_when_descriptors_run_out_are_logged_once_with_a_count(tmp_path: Path) -> None:
+    """16 descriptors: even the bound leaves too few, accept fails (EMFILE) in a storm of
+    thousands a second; the log gets one line and a count, and /health comes back."""
+    flood: list[socket.socket] = []
+    try:
+        with manager(tmp_path, nofile=16) as m:
+            port = int(m.url.rsplit(":", 1)[1])
+            for _ in range(100):
+                flood.append(socket.create_connection(("127.0.0.1", port), timeout=60))
+            for _ in range(1200):  # bounded: until the server ran out
+                if "Too many open files" in m.log.read_text():
+                    break
+                time.sleep(0.05)
+            for s in flood:
+                s.close()
+            flood.clear()
+            assert get(m.url + "/health") == (200, b"OK")  # once the header timeout freed the silent ones
+            assert m.stop() == 0
+        text = m.log.read_text()
+        lines = [line for line in text.splitlines() if "Too many open files" in line]
+        assert 1 <= len(lines) <= 3 and "Traceback" not in text, text[-3000:]
+        summary = [line for line in text.splitlines() if "more errors like the last one" in line]
+        assert len(summary) == 1 and int(summary[0].split("HTTP server: ")[1].split()[0]) > 1, text[-3000:]
+    finally:
+        for s in flood:
+            s.close()
+
+
 def test_garbage_requests_are_refused_and_logged_once_not_per_request(tmp_path: Path) -> None:
     with manager(tmp_path) as m:
         port = int(m.url.rsplit(":", 1)[1])
