@@ -23,6 +23,7 @@ from snapferry.manager.http import ApiServer, parse_listen_addr
 from snapferry.manager.metrics import Metrics
 from snapferry.manager.service import Manager, ManagerConfig
 from snapferry.names import RESTORE_MARK_FILE
+from tests.dropin.helpers import run_script
 from tests.tlsca import TestCA, peer_serial
 from tests.vm import VMServer, make_samples, run_snapferry
 
@@ -230,3 +231,9 @@ def test_the_cli_asks_the_running_manager_without_the_volume_or_the_bucket(secur
     missing = run_snapferry("manager", "restore", "create", "daily/1999-01-01", *api, *creds, check=False)
     assert missing.returncode == 2 and "daily/1999-01-01" in missing.stderr
     assert PASSWORD not in missing.stderr + wrong.stderr + anonymous.stderr + untrusted.stderr
+    # the drop-in, with the server's own flags as the client's credentials and the CA from the environment
+    dropin = run_script("vmbackupmanager", ["backup", "list", f"-apiURL={secured.url}", f"-httpAuth.username={USER}",
+                                            f"-httpAuth.password=file://{secured.password_file}"],
+                        env={"SNAPFERRY_API_CA_FILE": str(secured.ca.pem)})
+    assert json.loads(dropin.stdout) == json.loads(run_snapferry("manager", "backup", "list", "--json", *api,
+                                                                 *creds).stdout)
