@@ -8,7 +8,7 @@ own, behind the `Security` of httpsec.py, bounded against connection floods.
   `?authKey=` instead when a metrics auth key is set.
 - Connections are bounded (at most `max_connections`, and never more than half the
   process's descriptor limit): a new connection over the bound closes the oldest idle
-  one (no request in progress), so a flood of silent sockets cannot lock /health out.
+  one (no request in progress), or else the oldest, so a flood cannot lock /health out.
   A connection that has not sent a whole request head within `header_timeout` is
   closed (slowloris), and so is a TLS handshake that has not ended by then. Errors
   of the event loop (EMFILE on accept among them) are logged at most once per
@@ -43,6 +43,8 @@ log = logging.getLogger("snapferry")
 
 _STARTUP_WAIT = 30.0
 _LOG_EVERY = 10.0
+_GRACE = 1.0  # seconds a new connection is not evicted for being idle
+_GRACEFUL_SHUTDOWN = 7  # seconds the stop waits for requests in progress (VictoriaMetrics' default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +123,22 @@ class _Bound:
         self.cap = limits.max_connections if soft == resource.RLIM_INFINITY else \
             max(4, min(limits.max_connections, soft // 2))
         self.open: dict[_Protocol, None] = {}
-        self.refused = 0
+        # asyncio accepts up to `backlog` connections per loop tick before any of them reaches
+        # the bound (and an evicted one frees its descriptor a tick later): the batch is kept
+        # small beside the bound so that the peak stays under the descriptor limit
+        self.batch = max(8, min(128, self.cap // 4))
 
-    def admit(self, proto: _Protocol) -> bool:
+    def admit(self, proto: _Protocol) -> None:
+        """Over the bound, the oldest idle connection goes, or else the oldest of all: a
+        flood of requests that never finish their bodies must not lock the probes out."""
         if len(self.open) >= self.cap:
-            oldest_idle = next((p for p in self.open if p.idle), None)
-            if oldest_idle is None:
-                self.refused += 1
-                return False
-            oldest_idle.transport.abort()
-            self.open.pop(oldest_idle, None)
+            # idle long enough to have spoken: a connection accepted in this same batch has not
+            # had its bytes read yet, and evicting it would let a flood evict the probes
+            now = proto.opened_at
+            victim = next((p for p in self.open if p.idle and now - p.opened_at >= _GRACE), next(iter(self.open)))
+            victim.transport.abort()
+            self.open.pop(victim, None)
         self.open[proto] = None
-        return True
 
 
 class _Protocol(H11Protocol):
@@ -144,9 +150,8 @@ class _Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._timer: asyncio.TimerHandle | None = None
-        if not self.bound.admit(self):
-            transport.abort()
-            return
+        self.opened_at = self.loop.time()
+        self.bound.admit(self)
         self._await_head()
 
     @property
@@ -257,6 +262,7 @@ class HttpServer:
         config = uvicorn.Config(
             self.front, lifespan="off", access_log=False, log_config=None, log_level="warning",
             server_header=False, http=proto, timeout_keep_alive=int(max(1, self.limits.idle_timeout)),
+            backlog=bound.batch, timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
             ssl_context_factory=(lambda _c, _d: tls.context) if tls is not None else None,
         )
         server = self._server = uvicorn.Server(config)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import resource
 import signal
 import socket
@@ -120,13 +121,13 @@ def test_a_connection_flood_with_few_descriptors_leaves_health_answering(tmp_pat
 
 
 def test_accept_errors_when_descriptors_run_out_are_logged_once_with_a_count(tmp_path: Path) -> None:
-    """16 descriptors: even the bound leaves too few, accept fails (EMFILE) in a storm of
-    thousands a second; the log gets one line and a count, and /health comes back."""
+    """16 descriptors: even the bound leaves too few, accept fails (EMFILE) again and again;
+    the log gets a line per 10 s with the count of the others, and /health comes back."""
     flood: list[socket.socket] = []
     try:
         with manager(tmp_path, nofile=16) as m:
             port = int(m.url.rsplit(":", 1)[1])
-            for _ in range(100):
+            for _ in range(30):
                 flood.append(socket.create_connection(("127.0.0.1", port), timeout=60))
             for _ in range(1200):  # bounded: until the server ran out
                 if "Too many open files" in m.log.read_text():
@@ -135,13 +136,14 @@ def test_accept_errors_when_descriptors_run_out_are_logged_once_with_a_count(tmp
             for s in flood:
                 s.close()
             flood.clear()
-            assert get(m.url + "/health") == (200, b"OK")  # once the header timeout freed the silent ones
+            assert get(m.url + "/health") == (200, b"OK")  # once the silent ones are gone
             assert m.stop() == 0
         text = m.log.read_text()
         lines = [line for line in text.splitlines() if "Too many open files" in line]
-        assert 1 <= len(lines) <= 3 and "Traceback" not in text, text[-3000:]
-        summary = [line for line in text.splitlines() if "more errors like the last one" in line]
-        assert len(summary) == 1 and int(summary[0].split("HTTP server: ")[1].split()[0]) > 1, text[-3000:]
+        assert lines and "Traceback" not in text, text[-3000:]
+        counted = [int(n) for n in re.findall(r"(\d+) more (?:since the last such line|errors like the last)", text)]
+        assert all("more since the last such line" in line for line in lines[1:]), text[-3000:]
+        assert sum(counted) > 0, text[-3000:]  # more errors than lines: the rest were counted, not logged
     finally:
         for s in flood:
             s.close()
@@ -160,6 +162,30 @@ def test_garbage_requests_are_refused_and_logged_once_not_per_request(tmp_path: 
     assert text.count("Invalid HTTP request") == 1 and "Traceback" not in text, text[-2000:]
 
 
+def test_requests_whose_bodies_never_arrive_neither_lock_out_health_nor_hang(tmp_path: Path) -> None:
+    head = b"POST /api/v1/restore HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    stuck: list[socket.socket] = []
+    try:
+        with manager(tmp_path, nofile=128) as m:
+            port = int(m.url.rsplit(":", 1)[1])
+            for _ in range(150):  # more than the bound (64 here), each a request in progress
+                s = socket.create_connection(("127.0.0.1", port), timeout=60)
+                s.sendall(head)
+                stuck.append(s)
+            assert get(m.url + "/health") == (200, b"OK")
+            answer = b""
+            while b"did not arrive" not in answer:  # the newest survived the bound: its body times out
+                chunk = stuck[-1].recv(4096)
+                assert chunk, answer
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408")
+            assert m.stop() == 0
+        assert "Traceback" not in m.log.read_text()
+    finally:
+        for s in stuck:
+            s.close()
+
+
 def test_a_request_head_that_never_ends_is_cut_off(tmp_path: Path) -> None:
     with manager(tmp_path) as m:
         port = int(m.url.rsplit(":", 1)[1])
@@ -171,7 +197,7 @@ def test_a_request_head_that_never_ends_is_cut_off(tmp_path: Path) -> None:
 
 
 def test_shutdown_delay_reports_draining_on_health_then_stops(tmp_path: Path) -> None:
-    with manager(tmp_path, "--http-shutdown-delay", "3s") as m:
+    with manager(tmp_path, "--http-shutdown-delay", "10s") as m:
         m.proc.send_signal(signal.SIGTERM)
         for _ in range(600):
             status, body = get(m.url + "/health")
@@ -181,7 +207,7 @@ def test_shutdown_delay_reports_draining_on_health_then_stops(tmp_path: Path) ->
         assert (status, body) == (503, b"draining before shutdown")
         assert m.proc.poll() is None  # still serving while it drains
         assert m.proc.wait(timeout=120) == 0
-    assert "answers 503 for 3s" in m.log.read_text()
+    assert "answers 503 for 10s" in m.log.read_text()
 
 
 def test_file_secrets_never_show_in_logs_metrics_errors_or_help(tmp_path: Path) -> None:

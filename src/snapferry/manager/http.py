@@ -13,6 +13,7 @@ own thread (`Manager.trigger`), so a slow remote never stalls /health or /metric
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -38,6 +39,7 @@ from .service import Manager, ManagerEvents, NoEvents
 log = logging.getLogger("snapferry")
 
 MAX_BODY = 64 * 1024  # the API's bodies are a few dozen bytes
+BODY_TIMEOUT = 10.0  # seconds for a whole body of at most MAX_BODY
 DEFAULT_HOST = "127.0.0.1"
 T = TypeVar("T")
 
@@ -100,10 +102,19 @@ async def _json_object(request: Request, keys: dict[str, type]) -> dict[str, Any
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
     raw = bytearray()
-    async for chunk in request.stream():  # a chunked body is cut off at the limit, never held whole
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+
+    async def read() -> None:
+        async for chunk in request.stream():  # a chunked body is cut off at the limit, never held whole
+            raw.extend(chunk)
+            if len(raw) > MAX_BODY:
+                raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+
+    try:  # a body sent a byte at a time would hold the connection and a task for ever
+        await asyncio.wait_for(read(), BODY_TIMEOUT)
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s; send it whole") from None
+    except ClientDisconnect:  # the client left (or the connection bound closed it): nobody to answer
+        raise ApiError(400, "the client disconnected before sending the whole body") from None
     want = ", ".join(f'"{k}": {t.__name__}' for k, t in keys.items())
     try:
         data = json.loads(raw)
