@@ -41,7 +41,11 @@ FLAGS: dict[str, tuple[str, str]] = {
     "cipher_suites": ("--tls-cipher-suites", "-tlsCipherSuites"),
     "mtls": ("--mtls", "-mtls"),
     "mtls_ca_file": ("--mtls-ca-file", "-mtlsCAFile"),
+    "hsts": ("--http-header-hsts", "-http.header.hsts"),
+    "csp": ("--http-header-csp", "-http.header.csp"),
+    "frame_options": ("--http-header-frame-options", "-http.header.frameOptions"),
 }
+_HEADERS = {"hsts": "Strict-Transport-Security", "csp": "Content-Security-Policy", "frame_options": "X-Frame-Options"}
 
 
 def flag(key: str) -> str:
@@ -128,6 +132,7 @@ class Security:
     password: Secret | None = None
     metrics_auth_key: Secret | None = None
     tls: TlsSettings | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # added to every response (HSTS, CSP, X-Frame-Options)
 
     @property
     def scheme(self) -> str:
@@ -148,8 +153,14 @@ def security_from(values: dict[str, Any]) -> Security:
                          "protects nothing, set one")
     key = s("metrics_auth_key")
     tls = _tls_from(values, s)
+    headers = []
+    for k, name in _HEADERS.items():
+        if s(k):
+            if any(c in s(k) for c in "\r\n\0"):
+                raise UsageError(f"{flag(k)} holds a line break; give the header's value on one line")
+            headers.append((name, s(k)))
     return Security(username, read_secret(password, flag("password")) if password else None,
-                    read_secret(key, flag("metrics_auth_key")) if key else None, tls)
+                    read_secret(key, flag("metrics_auth_key")) if key else None, tls, tuple(headers))
 
 
 def _tls_from(values: dict[str, Any], s: Any) -> TlsSettings | None:

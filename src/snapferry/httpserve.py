@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import SnapferryError, UsageError
@@ -67,6 +67,8 @@ class Front:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.security.headers:
+            send = self._with_headers(send)
         path = scope["path"]
         if path == "/health":
             if self.draining:
@@ -88,6 +90,16 @@ class Front:
                         [(b"www-authenticate", b'Basic realm="snapferry"')])
             return
         await self.app(scope, receive, send)
+
+    def _with_headers(self, send: Send) -> Send:
+        extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.security.headers]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        return sending
 
     def _basic_ok(self, scope: Scope) -> bool:
         assert self.security.password is not None

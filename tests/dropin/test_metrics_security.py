@@ -49,13 +49,23 @@ def test_a_run_serves_metrics_only_with_the_password_over_tls(tmp_path: Path) ->
     plan = _plan(Tool.VMBACKUP, "-snapshotName=s", f"-dst=fs://{tmp_path / 'b'}",
                  f"-httpListenAddr=127.0.0.1:{port}", "-httpAuth.username=scraper",
                  f"-httpAuth.password=file://{tmp_path / 'pw'}", "-tls", f"-tlsCertFile={leaf.cert}",
-                 f"-tlsKeyFile={leaf.key}", "-tlsMinVersion=TLS13")
+                 f"-tlsKeyFile={leaf.key}", "-tlsMinVersion=TLS13",
+                 "-http.header.hsts=max-age=31536000", "-http.header.frameOptions=DENY")
     ctx = ssl.create_default_context(cafile=str(ca.pem))
     url = f"https://127.0.0.1:{port}"
     metrics = RunMetrics("vmbackup", Direction.UPLOADED)
     with serving(metrics, plan.listen, plan.security):
         assert _get(url + "/health", ctx) == (200, b"OK")
         assert _get(url + "/metrics", ctx)[0] == 401
+        for path, auth in (("/health", None), ("/metrics", None), ("/metrics", "scraper:run-secret")):
+            req = urllib.request.Request(url + path, headers={"Authorization": "Basic " + base64.b64encode(
+                auth.encode()).decode()} if auth else {})
+            try:
+                with urllib.request.urlopen(req, timeout=60, context=ctx) as r:
+                    headers = r.headers
+            except urllib.error.HTTPError as e:
+                headers = e.headers
+            assert headers["Strict-Transport-Security"] == "max-age=31536000" and headers["X-Frame-Options"] == "DENY"
         assert _get(url + "/metrics", ctx, "scraper:wrong")[0] == 401
         status, page = _get(url + "/metrics", ctx, "scraper:run-secret")
         assert status == 200 and b"vm_backups_uploaded_bytes_total" in page

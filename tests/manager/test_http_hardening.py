@@ -272,6 +272,7 @@ def test_a_protective_option_that_cannot_work_stops_the_start(tmp_path: Path, ar
     ("vmrestore", "-httpAuth.password=SECRET-VALUE", "-httpAuth.username"),
     ("vmbackupmanager", "-flagsAuthKey=k", "-flagsAuthKey"),
     ("vmbackupmanager", "-tls", "-tlsCertFile"),
+    ("vmbackup", "-http.header.csp=default-src 'self'\r\nSet-Cookie: x=1", "-http.header.csp"),
 ])
 def test_dropin_server_flags_work_or_stop_the_start(tmp_path: Path, tool: str, flag: str, named: str) -> None:
     common = {"vmbackup": ["-snapshotName=x", f"-dst=fs://{tmp_path / 'b'}"],

@@ -86,6 +86,9 @@ def _server_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "min_version": "TLS10, TLS11, TLS12 (the default) or TLS13.",
         "cipher_suites": "Comma-separated Go names of TLS 1.2 suites, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256.",
         "mtls_ca_file": "PEM CA of client certificates for --mtls (default: the system's CAs).",
+        "hsts": "Strict-Transport-Security header value, e.g. max-age=31536000.",
+        "csp": "Content-Security-Policy header value.",
+        "frame_options": "X-Frame-Options header value, e.g. DENY.",
     }
     for key, (native, dropin) in reversed(FLAGS.items()):
         env = ENV + native[2:].upper().replace("-", "_")

@@ -107,8 +107,11 @@ COMMON: list[Rule] = [
     *_refused("flagsAuthKey pprofAuthKey", K.STRING, _NO_PAGE),
     *_ignored("http.disableCORS http.disableKeepAlive http.disableResponseCompression "
               "http.header.disableServerHostname metrics.exposeMetadata", K.BOOL, _NO_HTTP_TUNING),
-    *_ignored("http.header.csp http.header.frameOptions http.header.hsts http.pathPrefix", K.STRING,
-              _NO_HTTP_TUNING),
+    *_ignored("http.pathPrefix", K.STRING, _NO_HTTP_TUNING),
+    _special("http.header.hsts", K.STRING, _SERVER + "a Strict-Transport-Security header (`--http-header-hsts`)"),
+    _special("http.header.csp", K.STRING, _SERVER + "a Content-Security-Policy header (`--http-header-csp`)"),
+    _special("http.header.frameOptions", K.STRING, _SERVER + "an X-Frame-Options header "
+             "(`--http-header-frame-options`)"),
     *_ignored("http.connTimeout http.idleConnTimeout http.maxGracefulShutdownDuration", K.DURATION,
               _NO_HTTP_TUNING),
     _special("tls", K.BOOL, _SERVER + "HTTPS (`--tls`)"),
