@@ -11,7 +11,7 @@ allow; their value never reaches a repr, a log line, an error or /metrics.
 TLS: the certificate and key are reloaded when either file changes on disk (as
 cert-manager rotates them): the server's context asks `TlsReloader.pick` on every
 handshake (an SNI callback, which OpenSSL calls with or without SNI), which stats
-both files and swaps in a context built from the new pair. A pair that does not load
+the files (and the mTLS CA file) and swaps in a context built from the new ones. A pair that does not load
 (mid-rotation: the new certificate beside the old key) keeps the old one, said once.
 """
 
@@ -244,7 +244,10 @@ class TlsReloader:
         self.context.sni_callback = self.pick
 
     def _read_stamps(self) -> object:
-        return (_stamp(self.settings.cert_file), _stamp(self.settings.key_file))
+        files = [self.settings.cert_file, self.settings.key_file]
+        if self.settings.mtls_ca_file:  # a rotated client CA bundle is taken up the same way
+            files.append(self.settings.mtls_ca_file)
+        return tuple(_stamp(f) for f in files)
 
     def pick(self, sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
              ctx: ssl.SSLContext) -> None:

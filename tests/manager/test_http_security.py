@@ -203,6 +203,16 @@ def test_mtls_refuses_no_client_certificate_and_one_of_another_ca(mutual: Secure
     assert mutual.call("GET", "/health", ctx=ctx)[:2] == (200, "OK")
     assert mutual.call("GET", "/api/v1/backups", auth=None, ctx=ctx)[0] == 401  # a certificate is not a password
     assert mutual.call("GET", "/api/v1/backups", ctx=ctx)[0] == 200
+    # the client CA rotated on disk (same path): new handshakes trust the new CA only
+    server_ca = tmp_path / "server-ca.pem"  # the server's own certificate stays from the first CA
+    server_ca.write_bytes(mutual.ca.pem.read_bytes())
+    new_ca = TestCA.create(mutual.ca.pem.parent, mutual.ca.name)
+    assert new_ca.pem == mutual.ca.pem
+    renewed = new_ca.issue(tmp_path / "clients2", "operator", client=True)
+    fresh = mutual.context(ca=server_ca, client=(renewed.cert, renewed.key))
+    assert mutual.call("GET", "/health", ctx=fresh)[:2] == (200, "OK")
+    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+        mutual.call("GET", "/health", ctx=mutual.context(ca=server_ca, client=(good.cert, good.key)))
 
 
 def test_the_cli_asks_the_running_manager_without_the_volume_or_the_bucket(secured: Secured) -> None:
