@@ -5,10 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v vmrestore >/dev/null 2>&1 || ! command -v victoria-metrics >/dev/null 2>&1; then
+# victoria-metrics: the real database and tools; podman, mmdebstrap and runc: the image's tests
+# (tests/container.py makes the base image with mmdebstrap and runs podman with runc).
+APT_PACKAGES=""
+for tool in vmrestore:victoria-metrics victoria-metrics:victoria-metrics podman:podman mmdebstrap:mmdebstrap runc:runc; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES ${tool#*:}"
+done
+if [ -n "$APT_PACKAGES" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq victoria-metrics >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_PACKAGES >/dev/null
 fi
 
 # Today's VictoriaMetrics (1.145.0, Debian unstable's package), unpacked into .cache/vm, not installed.
@@ -17,8 +24,10 @@ bash scripts/fetch-vm-sid.sh >/dev/null
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
+# Every package at the version and hash requirements-test.lock pins (docs/install.md: how to
+# regenerate it), then snapferry itself, editable, without resolving anything again.
+.venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements-test.lock
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
 # An editable install leaves src/ uncompiled, and with PYTHONDONTWRITEBYTECODE set no run
 # caches its bytecode: every command would compile snapferry again (about 40 ms of CPU at
 # start-up, measured on `snapferry info`). pip compiles a regular install the same way.

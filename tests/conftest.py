@@ -9,7 +9,7 @@ import pytest
 
 from tests.datagen import tree_digest
 
-pytest_plugins = ["tests.servers", "tests.vm", "tests.tinyhttp"]
+pytest_plugins = ["tests.servers", "tests.vm", "tests.tinyhttp", "tests.container"]
 
 SNAPSHOT_NAME = "20261124120000-17A3F0C2D1E50050"
 

@@ -45,12 +45,15 @@ def backup(
     retry: RetryPolicy | None = None,
     progress: str = "auto",
     max_part_size: int = MAX_PART_SIZE,
+    force: bool = False,
 ) -> BackupResult:
     """Back up a snapshot directory to the remote `dst`.
 
     The source is `src` (a directory), or `storage_data_path` with `snapshot_name`,
     or `storage_data_path` with `snapshot_create_url` (a snapshot made for this
-    backup and deleted afterwards, also when the backup fails).
+    backup and deleted afterwards, also when the backup fails). A `src` that is a
+    VictoriaMetrics data directory is refused: LockedError while a database holds it,
+    UsageError otherwise unless `force`.
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
@@ -79,7 +82,7 @@ def backup(
         return run_backup(
             src_dir, dst_remote, origin=origin_remote, concurrency=concurrency,
             throttle=Throttle(max_bytes_per_second), retry=retry, max_part_size=max_part_size,
-            progress_mode=progress,
+            progress_mode=progress, force=force,
         )
 
     try:

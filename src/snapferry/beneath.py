@@ -40,6 +40,23 @@ def open_dir(root_fd: int, rel: str) -> int:
     return fd
 
 
+def make_dirs(root_fd: int, rel: str) -> int:
+    """Directory rel below root_fd, each missing component made on the way (mkdirat), none
+    followed as a symlink (os.makedirs would make them at a link's target); an O_PATH
+    descriptor of it."""
+    fd = os.dup(root_fd)
+    for seg in rel.split("/"):
+        try:
+            os.mkdir(seg, 0o755, dir_fd=fd)
+        except FileExistsError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        fd = step(fd, seg)
+    return fd
+
+
 def step(fd: int, name: str) -> int:
     """The directory name inside fd (a symlink there is ENOTDIR); fd is closed, also when
     this fails."""

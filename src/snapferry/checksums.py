@@ -20,7 +20,7 @@ import json
 import logging
 import mmap
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from isal import isal_zlib
 
 from .crc32c_ext import crc32c  # the C function, without the crc32c package's metadata read
 from .errors import BadBackupError
-from .names import BACKUP_METADATA_FILE
+from .names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, LEASE_FILE
 from .names import MANIFEST_FILE as MANIFEST_FILE  # importable from here too, as before names.py
 from .parts import Part, always_transfer
 
@@ -273,6 +273,24 @@ def made_by_snapferry(meta: Mapping[str, object]) -> bool:
     return str(meta.get("created_by", "")).startswith("snapferry")
 
 
+def metadata_lost(src: Remote, listed: Collection[str] | None = None) -> bool:
+    """Whether a complete backup without a manifest lost its backup_metadata.ignore too.
+
+    vmbackup 1.79.5 (and older) writes no metadata but "ok" in backup_complete.ignore;
+    later vmbackup and snapferry write an empty marker and always the metadata (snapferry
+    also the manifest). An empty marker without metadata is left by no tool: both small
+    files were lost, and whether parts are lost or changed cannot be told. A leftover
+    snapferry lease says the same. `listed`: the names a listing found (no HEAD each)."""
+    def has(name: str) -> bool:
+        return name in listed if listed is not None else src.has_file(name)
+
+    if has(LEASE_FILE):
+        return True
+    if not has(BACKUP_COMPLETE_FILE) or has(BACKUP_METADATA_FILE) or has(MANIFEST_FILE):
+        return False
+    return src.read_file(BACKUP_COMPLETE_FILE).strip() == b""
+
+
 def missing_parts(parts: Iterable[Part], manifest: Manifest) -> list[str]:
     """Names the manifest lists that the listing lacks, sorted."""
     listed = {p.name for p in parts}
@@ -313,6 +331,9 @@ def check_inventory(src: Remote, parts: list[Part], *, verify: bool) -> dict[str
         problem = f"its {MANIFEST_FILE} is unreadable ({m.detail})"
     elif made_by_snapferry(read_metadata(src)):
         problem = f"it was made by snapferry but its {MANIFEST_FILE} is missing"
+    elif metadata_lost(src):
+        problem = (f"it lost both its {MANIFEST_FILE} and its {BACKUP_METADATA_FILE} (no manifest: bytes "
+                   "cannot be checked)")
     else:
         log.warning("%s has no %s (made by vmbackup?): its parts cannot be checked", src.url, MANIFEST_FILE)
         return {}

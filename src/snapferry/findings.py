@@ -24,6 +24,9 @@ class ProblemKind(enum.Enum):
     MANIFEST = "manifest"  # the manifest is missing, unreadable or malformed
     CHECKSUM = "checksum"  # the store's own checksum differs from the manifest
     CONTENT = "content"  # the bytes read differ from the manifest
+    NO_PARTS = "no_parts"  # only markers: a restore of it would empty the target
+    SYMLINK = "symlink"  # fs://: a part or directory of the backup is a symlink
+    METADATA = "metadata"  # backup_metadata.ignore unreadable, or lost with the manifest
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,20 @@ def test_copy_refuses_incomplete_source(snapshot_tree: Path, tmp_path: Path) -> 
     assert not (tmp_path / "b").exists()
 
 
+def test_copy_of_a_backup_with_no_parts_does_not_wipe_the_destination(snapshot_tree: Path, tmp_path: Path) -> None:
+    """A source of markers only (a vmbackup pointed at a parent prefix leaves one) is refused
+    before the destination's backup is touched (exit 3), as restore refuses to empty a target."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "backup_complete.ignore").write_bytes(b"")
+    dst = tmp_path / "b"
+    snapferry.backup(f"fs://{dst}", str(snapshot_tree), progress="off")
+    before = tree_digest(dst)
+    proc = run("copy", "--src", f"fs://{empty}", "--dst", f"fs://{dst}")
+    assert_one_line_error(proc, EXIT_BAD_BACKUP, "holds no parts", str(empty))
+    assert tree_digest(dst) == before
+
+
 # --- names from a remote never escape, places never overlap (issue 9, items 1, 2, 8) ---
 
 HOSTILE_PART = "0000000000000009_0000000000000000_0000000000000009"

@@ -108,6 +108,22 @@ def test_vmbackupmanager_subcommands_get_the_options_they_take() -> None:
     assert "--http-listen-addr 0.0.0.0:8300" in " ".join(tr(Tool.VMBACKUPMANAGER, "-httpListenAddr=:8300"))
     init = tr(Tool.VMBACKUPMANAGER, "restore", "-eula", "-storageDataPath=/d", "-concurrency=2")[2:]
     assert init == ["manager", "restore", "--storage-data-path", "/d", "--concurrency", "2"]
+
+
+def test_the_operators_sidecar_without_listen_address_serves_every_interface_on_8300() -> None:
+    # the operator passes no -httpListenAddr and probes /health at the pod's IP, port 8300;
+    # the license flags it adds are accepted (snapferry needs no license)
+    sidecar = tr(Tool.VMBACKUPMANAGER, "-dst=fs:///b/vmsingle-0/", "-eula", "-license=KEY",
+                 "-licenseFile=/etc/vm/secrets/k/key", "-license.forceOffline=true",
+                 "-licenseFile.reloadInterval=1h", "-snapshot.createURL=http://localhost:8428/snapshot/create",
+                 "-storageDataPath=/victoria-metrics-data")
+    assert sidecar[sidecar.index("--http-listen-addr") + 1] == "0.0.0.0:8300"
+    assert "KEY" not in " ".join(sidecar)
+    # the subcommands serve nothing; `snapferry manager` itself keeps loopback
+    assert "--http-listen-addr" not in tr(Tool.VMBACKUPMANAGER, "restore", "-storageDataPath=/d")
+    assert accepted(("manager",))  # the option exists on the native command
+    from snapferry.cli.manager_cmd import DEFAULT_HTTP_LISTEN_ADDR
+    assert DEFAULT_HTTP_LISTEN_ADDR == "127.0.0.1:8300"
     for bad in (["backup"], ["backup", "lock"], ["restore", "create"], ["backup", "list", "extra"], ["frob"]):
         with pytest.raises(UsageError):
             tr(Tool.VMBACKUPMANAGER, *bad)

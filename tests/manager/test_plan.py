@@ -155,3 +155,18 @@ def test_retention_counts_only_complete_backups() -> None:
     got = retention.to_delete(existing, {BackupType.HOURLY: 2}, incomplete=names("hourly/2026-11-23:02"))
     assert got == names("hourly/2026-11-23:01", "hourly/2026-11-23:02")
     assert retention.to_delete(existing, {BackupType.HOURLY: 0}, incomplete=names("hourly/2026-11-23:04")) == existing
+
+
+def test_retention_spares_this_runs_backups_and_does_not_count_the_future() -> None:
+    """The clock ran in 2030 once: weekly/2030-01 is neither deleted nor counted as newer,
+    and the backup this run made stays with keep 1 (keep 0 still deletes all of a type)."""
+    names = [parse_backup_name(n) for n in ("weekly/2026-48", "weekly/2026-49", "weekly/2030-01")]
+    now = {BackupType.WEEKLY: "2026-49"}
+    made = [parse_backup_name("weekly/2026-49")]
+    plan = retention.plan(names, {BackupType.WEEKLY: 1}, current=now, made=made)
+    assert plan.delete == [parse_backup_name("weekly/2026-48")]
+    assert plan.future == [parse_backup_name("weekly/2030-01")]
+    assert retention.plan(names, {BackupType.WEEKLY: 0}, current=now, made=made).delete == names[:2]
+    # the period is compared in the schedule's zone: Tokyo's today is no future
+    tokyo = {BackupType.DAILY: "2026-12-08"}
+    assert retention.plan([parse_backup_name("daily/2026-12-08")], {BackupType.DAILY: 1}, current=tokyo).future == []

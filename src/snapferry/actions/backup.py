@@ -42,6 +42,7 @@ from ..retry import RetryPolicy, retrying
 from ..snapshot import snapshot_time
 from ..throttle import Cancelled, Throttle
 from ..tuning import Tuning
+from .livedir import refuse_data_dir
 from .nesting import refuse_dst_inside_a_backup
 from .uploads import FileRegionBody, upload_batches, upload_with_retries
 
@@ -130,11 +131,13 @@ def run_backup(
     progress_mode: str = "auto",
     created_at: datetime | None = None,
     lease_ttl: float | None = None,
+    force: bool = False,
 ) -> BackupResult:
     start = time.monotonic()
     throttle = throttle or Throttle(0)
     retry = retry or RetryPolicy()
     src_dir = os.path.abspath(src_dir)
+    refuse_data_dir(src_dir, force)  # a live (or stopped) data directory is no snapshot
     refuse_dst_inside(src_dir, dst)
     if origin is not None:
         # The backup deletes dst's parts the snapshot lacks: an origin inside dst would lose its own.

@@ -10,9 +10,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from ..checksums import check_inventory
-from ..errors import TransientRemoteError
+from ..errors import BadBackupError, TransientRemoteError
 from ..lease import BackupLease
 from ..names import MANIFEST_FILE
 from ..parts import (
@@ -110,7 +111,10 @@ def run_copy(
     retry: RetryPolicy | None = None,
     progress_mode: str = "auto",
     lease_ttl: float | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> CopyResult:
+    """before_write runs once the destination's lease is held, before anything is written:
+    the manager checks there that the backup is not locked or marked (which take that lease)."""
     start = time.monotonic()
     throttle = throttle or Throttle(0)
     retry = retry or RetryPolicy()
@@ -126,6 +130,8 @@ def run_copy(
     refuse_dst_inside_a_backup(dst)
     stop = threading.Event()
     with BackupLease(dst, "copy", lease_ttl, on_lost=stop) as lease:
+        if before_write is not None:
+            before_write()
         return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease, stop)
 
 
@@ -144,6 +150,13 @@ def _copy(
     dst_parts = dst.list_parts()
     validate_listing(dst_parts, dst.url)
     to_delete = difference(dst_parts, src_parts)
+    if not src_parts and dst_parts:
+        # A source of markers only (a vmbackup pointed at a parent prefix leaves one) would wipe
+        # the destination's backup: the same rule as restore's, before anything changes.
+        raise BadBackupError(
+            f"{src.url} holds no parts (only its markers), so copying it would delete all {len(dst_parts)} parts "
+            f"of {dst.url}; check the --src URL, or delete the destination first if an empty backup is wanted"
+        )
     refuse_nested_backups(dst, to_delete, concurrency)
     lease.check()
 
@@ -180,8 +193,11 @@ def _copy(
             dst.delete_file(name)
     if (tree := local_tree(dst)) is not None:
         tree.sync()  # fs:// parts were written without an fsync each
+    # The source's marker as it is: vmbackup 1.79.5 writes "ok" and no metadata, and verify
+    # tells that form from a backup that lost its metadata by the marker (checksums.metadata_lost).
+    marker = src.read_file(BACKUP_COMPLETE_FILE)[:64] if src.has_file(BACKUP_COMPLETE_FILE) else b""
     lease.check()
-    dst.write_file(BACKUP_COMPLETE_FILE, b"")
+    dst.write_file(BACKUP_COMPLETE_FILE, marker)
     return CopyResult(
         src=src.url,
         dst=dst.url,

@@ -92,6 +92,7 @@ def _precheck(
         raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
     listing = list_target(root)
     plan = plan_restore(parts, listing, root, preallocate)
+    _refuse_empty_backup(src, root, parts, plan, force)
     expected = check_inventory(src, parts, verify=verify)
     _refuse_foreign_target(root, listing, plan, force)
     return _Checked(parts, listing, plan, expected, check_space(root, plan, preallocate))
@@ -269,6 +270,18 @@ def _refuse_foreign_target(root: str, listing: TargetListing, plan: RestorePlan,
         f"the restore target {root!r} does not look like a VictoriaMetrics data directory (no flock.lock, "
         f"data/, indexdb/ or restore-in-progress) and the restore would delete {len(doomed)} files in it that the "
         f"backup lacks, e.g. {doomed[0]!r}; check --dst, or pass --force to delete them"
+    )
+
+
+def _refuse_empty_backup(src: Remote, root: str, parts: list[Part], plan: RestorePlan, force: bool) -> None:
+    """A backup with no parts (only its markers: what a vmbackup pointed at a parent prefix
+    leaves) would empty the target; a restore of it into an empty directory is harmless."""
+    if force or parts or not plan.delete:
+        return
+    raise BadBackupError(
+        f"{src.url} holds no parts (only its markers), so restoring it would delete all {len(plan.delete)} "
+        f"files in {root!r}; check the --src URL (a backup sits where backup_complete.ignore sits beside "
+        "data/ and indexdb/), or pass --force to empty the directory"
     )
 
 

@@ -23,6 +23,7 @@ that run them.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -34,21 +35,23 @@ from datetime import UTC, datetime
 from ..checksums import (
     BLOCK,
     MANIFEST_FILE,
+    Manifest,
     ManifestState,
     crc32,
     expected_provider_digest,
     made_by_snapferry,
+    metadata_lost,
+    parse_manifest,
 )
 from ..errors import SnapferryError, TransientRemoteError, UsageError
 from ..findings import Problem, ProblemKind, VerifyResult
-from ..names import BACKUP_COMPLETE_FILE
+from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
 from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
 from ..progress import Progress
-from ..remotes.base import Remote, kept_checksums
+from ..remotes.base import Remote, kept_checksums, local_tree
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
 from ..tuning import Tuning
-from .info import small_files
 
 log = logging.getLogger("snapferry")
 
@@ -133,9 +136,13 @@ def run_verify(
     if not complete:
         add(Problem(BACKUP_COMPLETE_FILE, ProblemKind.INCOMPLETE, "present", "missing"))
     parts = _listed_parts(objects, add)
+    if not parts:
+        add(Problem("*", ProblemKind.NO_PARTS, "at least one part",
+                    "none (only markers: a restore of it would empty the target; check the URL)"))
     files = group_by_file(parts)
     broken = _structure(files, add)
-    manifest, meta = small_files(src, "", listed_names)
+    broken |= _symlinks(src, {p.name for p in parts}, add)
+    manifest, meta = _small_files(src, listed_names, add)
     made_by = "snapferry" if made_by_snapferry(meta) or manifest.state is ManifestState.PRESENT else "vmbackup"
     entries = manifest.entries
     if manifest.state is ManifestState.PRESENT:
@@ -152,6 +159,10 @@ def run_verify(
         add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "a snapferry checksum manifest", manifest.detail))
     elif made_by == "snapferry":
         add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "present (the backup was made by snapferry)", "missing"))
+    elif complete and metadata_lost(src, listed_names):
+        add(Problem(MANIFEST_FILE, ProblemKind.METADATA, f"{BACKUP_METADATA_FILE} and a {MANIFEST_FILE}",
+                    "neither (no manifest: bytes cannot be checked; an empty completion marker without "
+                    "metadata is left by no tool, so both were lost)"))
     checkable = [p for p in parts if p.name in entries and p.name not in broken]
 
     provider_checked = 0
@@ -200,6 +211,41 @@ def run_verify(
         problems=problems,
         seconds=time.monotonic() - start,
     )
+
+
+def _small_files(
+    src: Remote, listed: set[str], add: Callable[[Problem], None]
+) -> tuple[Manifest, dict[str, object]]:
+    """The manifest and the metadata; a metadata file that is not a JSON object is a problem
+    (every tool writes one: damage, or someone else's file)."""
+    manifest = parse_manifest(src.read_file(MANIFEST_FILE) if MANIFEST_FILE in listed else None)
+    meta: dict[str, object] = {}
+    if BACKUP_METADATA_FILE in listed:
+        raw = src.read_file(BACKUP_METADATA_FILE)
+        try:
+            loaded = json.loads(raw)
+        except ValueError as e:
+            add(Problem(BACKUP_METADATA_FILE, ProblemKind.METADATA, "a JSON object", f"not JSON ({e})"))
+        else:
+            if isinstance(loaded, dict):
+                meta = loaded
+            else:
+                add(Problem(BACKUP_METADATA_FILE, ProblemKind.METADATA, "a JSON object",
+                            f"a JSON {type(loaded).__name__}"))
+    return manifest, meta
+
+
+def _symlinks(src: Remote, part_names: set[str], add: Callable[[Problem], None]) -> set[str]:
+    """fs://: every symlink in the backup is a problem (vmbackup and snapferry write none; a
+    restore follows none out of the backup); the parts that are links are not read."""
+    tree = local_tree(src)
+    if tree is None:
+        return set()
+    links = tree.listed_symlinks()
+    for name in sorted(links):
+        what = "a part (a regular file)" if name in part_names else "a directory or part"
+        add(Problem(name, ProblemKind.SYMLINK, what, "a symlink"))
+    return {n for n in links if n in part_names}
 
 
 def _listed_parts(objects: list[tuple[str, int]], add: Callable[[Problem], None]) -> list[Part]:

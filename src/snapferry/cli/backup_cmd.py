@@ -20,6 +20,8 @@ from ._common import common_options, emit, metrics_pushed, options_from, write_r
 @click.option("--snapshot-delete-url", help="Defaults to the create URL with /delete.")
 @click.option("--dst", required=True, help="Where the backup goes, e.g. fs:///var/backups/vm/daily.")
 @click.option("--origin", help="An older backup on the same backend to copy unchanged parts from.")
+@click.option("--force", is_flag=True,
+              help="Back up a --src that is a stopped VictoriaMetrics data directory (never a running one).")
 @click.option("--max-part-size", type=click.IntRange(1), default=MAX_PART_SIZE, hidden=True)
 @common_options
 @write_remote_options
@@ -33,7 +35,7 @@ def backup(**kw: Any) -> None:
             snapshot_create_url=kw["snapshot_create_url"], snapshot_delete_url=kw["snapshot_delete_url"],
             origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
             remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
-            max_part_size=kw["max_part_size"],
+            max_part_size=kw["max_part_size"], force=kw["force"],
         )
         run.result = result
     emit(result, as_json)

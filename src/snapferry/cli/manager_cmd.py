@@ -62,6 +62,12 @@ def _keep(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                         help=f"Keep the newest N {kind} backups; -1 keeps all, 0 none.")
 
 
+def _validation_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--disable-source-backup-validation", is_flag=True,
+                        envvar=ENV + "DISABLE_SOURCE_BACKUP_VALIDATION",
+                        help="Create restore marks without checking that the backup exists and is complete.")(f)
+
+
 def _need(value: str | None, flag: str) -> str:
     if not value:
         raise UsageError(f"{flag} is required here (or set {ENV}{flag[2:].upper().replace('-', '_')})")
@@ -171,6 +177,7 @@ def make_events() -> Any:
 @_keep("weekly")
 @_keep("monthly")
 @_server_options
+@_validation_option
 @remote_options
 @click.pass_context
 def manager(ctx: click.Context, /, **kw: Any) -> None:
@@ -239,6 +246,7 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
         keep_last_monthly=kw["keep_last_monthly"],
         remote_options=opts,
         retries=kw["retries"],
+        disable_source_backup_validation=kw["disable_source_backup_validation"],
     )
 
 
@@ -334,22 +342,25 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 @click.argument("name")
 @_data_option
 @_dst_option
+@_validation_option
 @_client_options
 @remote_options
-def restore_create(name: str, **kw: Any) -> None:
-    """Mark NAME (daily/2026-11-27, or a full backup URL) for restore on the next start."""
+def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any) -> None:
+    """Mark NAME (daily/2026-11-27 under --dst, or a full backup URL) for restore on the next
+    start; the mark holds the full URL, so `manager restore` needs no --dst."""
     client = _client(kw)
     if client is not None:
         client.call("POST", "/api/v1/restore", {"backup": name})
         click.echo(f"marked {name} for restore through {client.url}", err=True)
         return
     data = _need(kw["storage_data_path"], "--storage-data-path")
+    validate = not disable_source_backup_validation
     if kw["dst"]:
         with _catalog(kw) as catalog:
-            RestoreMarks(data, catalog).create(name)
+            url = RestoreMarks(data, catalog).create(name, validate)
     else:
-        RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name)
-    click.echo(f"marked {name} for restore into {data}", err=True)
+        url = RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name, validate)
+    click.echo(f"marked {url} for restore into {data}", err=True)
 
 
 @restore.command("get")

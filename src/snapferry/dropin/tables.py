@@ -202,8 +202,8 @@ VMBACKUPMANAGER: list[Rule] = [
     _opt("dst", K.STRING, "--dst"),
     _opt("concurrency", K.INT, "--concurrency"),
     _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
-    _special("httpListenAddr", K.ARRAY, "`--http-listen-addr` (the first address; the manager's default "
-             "127.0.0.1:8300 when not given)"),
+    _special("httpListenAddr", K.ARRAY, "`--http-listen-addr` (the first address; when not given, :8300 on every "
+             "interface, as vmbackupmanager and the operator's probes expect)"),
     _special("backupInterval", K.DURATION, "`--backup-interval` (in seconds)"),
     _opt("backupScheduleTimezone", K.STRING, "--backup-schedule-timezone"),
     _switch("disableHourly", "--disable-hourly"),
@@ -222,8 +222,7 @@ VMBACKUPMANAGER: list[Rule] = [
              "and `-storageDataPath` directly"),
     _special("http.shutdownDelay", K.DURATION, "`--http-shutdown-delay`: on SIGTERM /health answers 503 this long, "
              "then the manager stops"),
-    *_ignored("restore.disableSourceBackupValidation", K.BOOL,
-              "a restore mark is only created for a backup that exists and is complete"),
+    _switch("restore.disableSourceBackupValidation", "--disable-source-backup-validation"),
     *_ignored("backupTypeTagName", K.STRING,
               "objects are not tagged with their type; write lifecycle rules per prefix (hourly/, daily/, ...)"),
 ]

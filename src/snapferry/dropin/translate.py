@@ -20,6 +20,8 @@ from .tables import Action, Rule, Tool, rules
 DEFAULT_STORAGE_DATA_PATH = "victoria-metrics-data"  # the originals' default, relative to the working directory
 DEFAULT_PORTS = {Tool.VMBACKUP: 8420, Tool.VMRESTORE: 8421}
 LOOPBACK = "127.0.0.1"
+# -httpListenAddr=:8300, every interface (`snapferry manager` itself keeps 127.0.0.1:8300)
+MANAGER_DEFAULT_LISTEN = "0.0.0.0:8300"
 
 _LEVELS = {"INFO": "info", "WARN": "warning", "ERROR": "error", "FATAL": "error", "PANIC": "error"}
 
@@ -186,6 +188,10 @@ def _manager(parsed: ParsedFlags, options: list[Option], accepted: Accepted | No
         host, sep, port = addrs[0].rpartition(":")
         # Go's ":8300" is every interface: spelled out for the manager's listener
         options.append(("--http-listen-addr", f"0.0.0.0:{port}" if sep and not host else addrs[0]))
+    elif cmd == ():
+        # vmbackupmanager's own default, which the operator relies on: it passes no
+        # -httpListenAddr and probes /health on the pod's IP, port 8300.
+        options.append(("--http-listen-addr", MANAGER_DEFAULT_LISTEN))
     for key, value in _server_values(parsed).items():
         if value is True:
             options.append((FLAGS[key][0], None))

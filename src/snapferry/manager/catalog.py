@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,14 +20,18 @@ from .. import api
 from ..actions.backup import parallel
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
-from ..names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, BACKUP_METADATA_FILE, LATEST, MANIFEST_FILE
+from ..names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, BACKUP_METADATA_FILE, LATEST, LEASE_FILE, MANIFEST_FILE
 from ..remotes import Remote, RemoteOptions, local_tree
-from .layout import BackupName, BackupType, parse_backup_name
+from .layout import DATED_TYPES, BackupName, BackupType, parse_backup_name
 from .remotes import DstRemotes
 
 log = logging.getLogger("snapferry")
 
 _UNITS = ("", "ki", "Mi", "Gi", "Ti", "Pi")
+
+# What a backup holds beside its parts and its completion marker: a prefix holding only
+# these (or, on fs://, nothing but empty directories) is what a deletion killed midway left.
+_LEFTOVERS = frozenset({LEASE_FILE, BACKUP_METADATA_FILE, MANIFEST_FILE, BACKUP_LOCKED_FILE})
 
 
 class NoSuchBackupError(UsageError):
@@ -133,10 +139,12 @@ class Catalog:
             raise UsageError("latest is never deleted by retention and cannot be locked; lock a dated backup")
         self.info(name)  # exists?
         remote = self.open(name)
-        if locked:
-            remote.write_file(BACKUP_LOCKED_FILE, b"")
-        else:
-            remote.delete_file(BACKUP_LOCKED_FILE)
+        # under the backup's lease: a run copying into it finishes first (or sees the lock)
+        with BackupLease(remote, "lock"):
+            if locked:
+                remote.write_file(BACKUP_LOCKED_FILE, b"")
+            else:
+                remote.delete_file(BACKUP_LOCKED_FILE)
         return self.info(name)
 
     def require_complete(self, name: BackupName) -> None:
@@ -147,13 +155,19 @@ class Catalog:
                 "pick a complete one from `snapferry manager backup list`"
             )
 
-    def delete(self, name: BackupName) -> None:
+    def delete(self, name: BackupName, keep_if: Callable[[], str | None] | None = None) -> bool:
         """Delete one dated backup: its completion marker first, so a crash never leaves
-        a partial backup that looks whole; under its lease, so no copy writes meanwhile."""
+        a partial backup that looks whole; under its lease, so no copy writes meanwhile.
+        keep_if, asked under the lease (which a lock and a mark take too), names a reason
+        to keep it after all (a mark or a lock made since retention listed the backups):
+        then nothing is deleted and False is returned."""
         if name.type is BackupType.LATEST:
             raise UsageError("refusing to delete latest: it is the base of every run")
         remote = self.open(name)
         with BackupLease(remote, "retention"):
+            if keep_if is not None and (why := keep_if()) is not None:
+                log.info("retention: keeping %s, %s since it was listed", name, why)
+                return False
             if remote.has_file(BACKUP_LOCKED_FILE):
                 raise UsageError(f"the backup {name} is locked; unlock it first")
             remote.delete_file(BACKUP_COMPLETE_FILE)
@@ -164,6 +178,66 @@ class Catalog:
         # object stores have no directories.
         if (tree := local_tree(self.remotes.child(name.type.value))) is not None:
             tree.prune_empty_dirs()
+        return True
+
+    def orphans(self) -> tuple[BackupName, ...]:
+        """Dated backups of the layout with no parts and no completion marker that still hold
+        only a lease, metadata, manifest or lock file, or (fs://) only empty directories:
+        what a deletion killed midway leaves. A prefix with any other object is left alone
+        (it is not ours to judge), and so is every name outside the layout."""
+        verdict: dict[BackupName, bool] = {}
+        for path, _size in self.remotes.root.list_objects():
+            segs = path.split("/")
+            if len(segs) < 3:
+                continue
+            try:
+                name = parse_backup_name(f"{segs[0]}/{segs[1]}")
+            except UsageError:
+                continue
+            leftover = len(segs) == 3 and segs[2] in _LEFTOVERS
+            verdict[name] = verdict.get(name, True) and leftover
+        if (tree := local_tree(self.remotes.root)) is not None:
+            for name in _empty_dirs(tree.root):
+                verdict.setdefault(name, True)
+        return tuple(sorted((n for n, ok in verdict.items() if ok), key=str))
+
+    def clean_orphan(self, name: BackupName) -> None:
+        """Delete what a killed deletion left of `name`, under its lease (a lease left by the
+        killed process is taken over once that process is gone); checked again under it."""
+        remote = self.open(name)
+        with BackupLease(remote, "retention cleanup"):
+            if remote.has_file(BACKUP_COMPLETE_FILE) or remote.list_parts():
+                log.warning("%s is being written again; it is left as it is", name)
+                return
+            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE, BACKUP_LOCKED_FILE):
+                remote.delete_file(f)
+        if (tree := local_tree(self.remotes.child(name.type.value))) is not None:
+            tree.prune_empty_dirs()
+
+
+def _empty_dirs(root: str) -> list[BackupName]:
+    """The dated backups under an fs:// root that are directories holding no file at all
+    (symlinks are never followed: they are not directories of ours)."""
+    found: list[BackupName] = []
+    for kind in DATED_TYPES:
+        top = os.path.join(root, kind.value)
+        if os.path.islink(top):  # a type directory elsewhere is not below the root: never listed here
+            continue
+        try:
+            entries = list(os.scandir(top))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for e in entries:
+            if not e.is_dir(follow_symlinks=False):
+                continue
+            try:
+                name = parse_backup_name(f"{kind.value}/{e.name}")
+            except UsageError:
+                continue
+            if not any(files or any(os.path.islink(os.path.join(d, x)) for x in dirs)
+                       for d, dirs, files in os.walk(e.path)):
+                found.append(name)
+    return found
 
 
 def _created_at(remote: Remote, name: BackupName) -> datetime:

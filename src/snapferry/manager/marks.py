@@ -1,9 +1,16 @@
 """The restore mark: `backup_restore.ignore` in the storage data path, naming the
 backup `snapferry manager restore` restores on the next start of the database.
 
-It holds a backup name of the layout (`daily/2026-11-27`) or a full remote URL
-(a backup of another --dst, e.g. another cluster's). Written atomically and
-durably; both forms are validated on write and again on read.
+A mark made here always holds the full backup URL (`s3://b/vm/daily/2026-11-27`),
+as vmbackupmanager's marks do: the operator's init container runs `restore
+-storageDataPath=...` with no -dst, and the URL is all it has. A mark that holds
+only a name of the layout (`daily/2026-11-27`, written by an older snapferry or by
+hand) still restores where --dst is given.
+
+Every URL is normalised to one spelling when the mark is written and when it is
+read (no trailing slash; on fs:// no `//` nor `/./`), and retention compares the
+place a mark names with the places of its backups, never the strings, so a
+marked backup is never deleted because of how its URL was spelled.
 """
 
 from __future__ import annotations
@@ -13,11 +20,29 @@ import os
 
 from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
+from ..lease import BackupLease
 from ..names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
 from ..remotes import RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
 from .layout import BackupName, parse_backup_name
+
+
+def normal_url(url: str) -> str:
+    """One spelling per place: `fs://` and the normalised absolute path, or
+    `scheme://bucket/prefix` without slashes at the ends (UsageError for a bad URL)."""
+    scheme, bucket, prefix = split_url(url.strip())
+    if scheme == "fs":
+        return "fs://" + prefix  # split_url normalised it: no `//`, `/./`, `..` nor trailing slash
+    return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+
+
+def _relative(path: str, root: str) -> str | None:
+    """path below root as `a/b`, or None when it is not below it."""
+    root = root.rstrip("/")
+    if not path.startswith(root + "/"):
+        return None
+    return path[len(root) + 1:]
 
 
 class RestoreMarks:
@@ -30,45 +55,62 @@ class RestoreMarks:
         self.path = os.path.join(storage_data_path, RESTORE_MARK_FILE)
 
     def source_url(self, value: str) -> str:
-        """The remote URL a mark's value stands for (validated)."""
+        """The remote URL a mark's value stands for (validated, normalised)."""
         if "://" in value:
-            split_url(value)
-            return value.rstrip("/")
+            return normal_url(value)
         name = parse_backup_name(value)
         if self.catalog is None:
-            raise UsageError(f"the restore mark names {value!r}: pass --dst to say where it is")
-        return self.catalog.remotes.url(str(name))
+            raise UsageError(
+                f"the restore mark {self.path} names {value!r} without the place it is stored: pass --dst, "
+                "or create the mark again with `snapferry manager restore create` (it then holds the full URL)"
+            )
+        return normal_url(self.catalog.remotes.url(str(name)))
 
-    def create(self, value: str) -> None:
-        """Mark `value` for restore after checking the backup exists and is complete."""
+    def create(self, value: str, validate: bool = True) -> str:
+        """Mark `value` (a name under --dst or a full URL) for restore; returns the URL written.
+
+        validate False (vmbackupmanager's -restore.disableSourceBackupValidation) skips the
+        check that the backup exists and is complete: for a backup not reachable from here,
+        or one a copy is still filling. The name and the overlap with the data path are
+        always checked."""
         value = value.strip()
-        if "://" in value:
-            split_url(value)
-            remote = open_remote(value, self.options)
-            try:
-                # A restore deletes what the backup lacks from the data path: a backup inside it
-                # (or holding it) would be destroyed by the restore it asks for.
-                if overlaps(location_of(remote), local_location(os.path.realpath(self.storage_data_path))):
-                    raise UsageError(
-                        f"{value} overlaps the storage data path {self.storage_data_path}, which the "
-                        "restore overwrites; mark a backup stored elsewhere"
-                    )
-                if not remote.has_file(BACKUP_COMPLETE_FILE):
-                    raise BadBackupError(
-                        f"{value} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup"
-                    )
-            finally:
-                remote.close()
-        else:
+        if "://" not in value:
             name = parse_backup_name(value)
             if self.catalog is None:
-                raise UsageError("pass --dst: the restore mark must be checked against the backups there")
-            self.catalog.require_complete(name)
+                raise UsageError(f"pass --dst to say where {value} is stored (or mark its full URL)")
+            if validate:
+                self.catalog.require_complete(name)
+            value = self.catalog.remotes.url(str(name))
+        url = normal_url(value)
         if not os.path.isdir(self.storage_data_path):
             raise UsageError(f"the storage data path {self.storage_data_path} is not a directory; check it")
-        write_file_atomic(self.path, value.encode() + b"\n")
+        remote = open_remote(url, self.options)
+        try:
+            # A restore deletes what the backup lacks from the data path: a backup inside it
+            # (or holding it) would be destroyed by the restore it asks for.
+            if overlaps(location_of(remote), local_location(os.path.realpath(self.storage_data_path))):
+                raise UsageError(
+                    f"{url} overlaps the storage data path {self.storage_data_path}, which the "
+                    "restore overwrites; mark a backup stored elsewhere"
+                )
+            incomplete = BadBackupError(
+                f"{url} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup")
+            if validate and not remote.has_file(BACKUP_COMPLETE_FILE):
+                raise incomplete  # before the lease: a missing backup gets no lease object either
+            own = self.own_name(url)
+            # One of our dated backups is marked under its lease, as a run copies into it under
+            # that lease: the run either finishes first or sees the mark and leaves it as it is.
+            with BackupLease(self.catalog.open(own), "restore mark") if (
+                    validate and own is not None and self.catalog is not None) else contextlib.nullcontext():
+                if validate and not remote.has_file(BACKUP_COMPLETE_FILE):  # again, under the lease
+                    raise incomplete
+                write_file_atomic(self.path, url.encode() + b"\n")
+        finally:
+            remote.close()
+        return url
 
     def get(self) -> str | None:
+        """The mark: a normalised URL, or a bare name of the layout (an older mark)."""
         try:
             with open(self.path, "rb") as f:
                 raw = f.read(4096)
@@ -78,34 +120,51 @@ class RestoreMarks:
             raise SnapferryError(f"cannot read the restore mark {self.path}: {e.strerror}") from e
         value = raw.decode("utf-8", "replace").strip()
         try:
-            if "://" in value:
-                split_url(value)
-            else:
-                parse_backup_name(value)
+            return normal_url(value) if "://" in value else str(parse_backup_name(value))
         except UsageError as e:
             raise UsageError(
                 f"the restore mark {self.path} holds {value!r}, not a backup name nor a URL; delete it with "
                 "`snapferry manager restore delete` and create it again"
             ) from e
-        return value
 
     def delete(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
             fsync_dir(self.storage_data_path)
 
-    def backup_in(self, dst: str) -> BackupName | None:
-        """The backup under `dst` the mark names (by name or by a URL under dst), or None:
-        retention keeps it until the restore (or a user) removes the mark."""
+    def marked_backup(self) -> BackupName | None:
+        """The backup of this --dst the mark names (by name, or by a URL of a place under
+        the --dst however spelled), or None: retention keeps it and runs leave it as it is
+        until the restore (or a user) removes the mark."""
         value = self.get()
-        if value is None:
+        if value is None or self.catalog is None:
             return None
-        if "://" in value:
-            root = dst.rstrip("/") + "/"
-            if not value.startswith(root):
-                return None  # another --dst's backup: not ours to keep or delete
-            value = value[len(root):]
-        try:
+        if "://" not in value:
             return parse_backup_name(value)
-        except UsageError:
+        return self.own_name(value)
+
+    def own_name(self, url: str) -> BackupName | None:
+        """The backup of this --dst at `url` (a place, however spelled), or None."""
+        if self.catalog is None:
             return None
+        scheme, bucket, path = split_url(url)
+        dscheme, dbucket, dpath = split_url(self.catalog.dst)
+        if (scheme, bucket) != (dscheme, dbucket):
+            return None  # another store's backup: not ours to keep or delete
+        pairs = [(path, dpath)]
+        if scheme == "fs":  # the same directory through a symlink or another spelling of the root
+            pairs.append((os.path.realpath(path), os.path.realpath(dpath)))
+        elif not dpath:
+            return _parse_or_none(path)
+        for p, root in pairs:
+            rel = _relative(p, root)
+            if rel is not None and (name := _parse_or_none(rel)) is not None:
+                return name
+        return None
+
+
+def _parse_or_none(rel: str) -> BackupName | None:
+    try:
+        return parse_backup_name(rel)
+    except UsageError:
+        return None

@@ -82,6 +82,8 @@ class Metrics:
         self._copied_bytes = 0
         self._retention = _PerType()
         self._retention_deleted = 0
+        self._skipped_frozen: dict[str, int] = {}
+        self._future: dict[str, int] = {}
         self._stored: list[_Stored] = []
         self._list_errors = 0
         self._flags: dict[str, str] = {}
@@ -147,6 +149,17 @@ class Metrics:
             self._retention_deleted += deleted
             self._stale = True
 
+    # --- GuardEvents (manager/prune.py) -----------------------------------------
+    def backup_skipped_frozen(self, type: BackupType) -> None:
+        with self._lock:
+            self._skipped_frozen[type.value] = self._skipped_frozen.get(type.value, 0) + 1
+
+    def future_backups(self, names: list[str]) -> None:
+        with self._lock:
+            self._future = {}
+            for n in names:
+                self._future[_type_of(n)] = self._future.get(_type_of(n), 0) + 1
+
     # --- other inputs --------------------------------------------------------
     def restore_state_failed(self) -> None:
         """A restore mark could not be read or written (vmbackupmanager's type="restoreState")."""
@@ -186,6 +199,7 @@ class Metrics:
             stored, deleted, list_errors = list(self._stored), self._retention_deleted, self._list_errors
             in_flight = self._in_flight
             flags = sorted(self._flags.items())
+            frozen, future = sorted(self._skipped_frozen.items()), sorted(self._future.items())
         yield from _per_type(types, restore_errors)
         t = _family
         yield t(GaugeMetricFamily, "vm_backup_in_flight", "1 while a backup run is going.",
@@ -213,6 +227,12 @@ class Metrics:
         yield t(CounterMetricFamily, "snapferry_retention_runs", "Retention passes.", [((), float(runs))])
         yield t(CounterMetricFamily, "snapferry_retention_deleted_backups", "Backups deleted by retention.",
                 [((), float(deleted))])
+        yield t(CounterMetricFamily, "snapferry_backups_skipped_frozen",
+                "Copies into a dated backup skipped because it is locked or marked for restore.",
+                [((k,), float(v)) for k, v in frozen], ["type"])
+        yield t(GaugeMetricFamily, "snapferry_backups_dated_in_future",
+                "Backups named after now at the last retention (a clock was ahead); kept, not counted.",
+                [((k,), float(v)) for k, v in future], ["type"])
         yield t(CounterMetricFamily, "snapferry_retries", "Retries of whole parts and ranges after transient errors.",
                 [((), float(self.retries.count))])
         yield t(CounterMetricFamily, "snapferry_list_errors", "Failed listings of the remote for these metrics.",

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 
 from .. import api
+from ..errors import SnapferryError
 from ..remotes import RemoteOptions
 from ..results import RestoreResult
 from ..retry import RetryPolicy
 from .catalog import Catalog
-from .marks import RestoreMarks
+from .layout import parse_backup_name
+from .marks import RestoreMarks, normal_url
 
 log = logging.getLogger("snapferry")
 
@@ -35,9 +37,17 @@ def restore_marked(
     if value is None:
         log.info("no restore mark in %s: nothing to restore", storage_data_path)
         return None
-    if dst:
-        with Catalog(dst, remote_options, concurrency) as catalog:
-            src = RestoreMarks(storage_data_path, catalog).source_url(value)
+    src = marks.source_url(value) if "://" in value else ""
+    root = dst or (_layout_root(src) if src else None)
+    if root:
+        with Catalog(root, remote_options, concurrency) as catalog:
+            own = RestoreMarks(storage_data_path, catalog)
+            src = own.source_url(value)
+            name = own.own_name(src) if "://" in value else parse_backup_name(value)
+            if name is not None:
+                # Looked at as the catalog's child first: on fs:// a backup that is a symlink
+                # below the root (or reached through one) is refused, not restored from.
+                catalog.info(name)
     else:
         src = marks.source_url(value)
     log.info("restoring %s into %s (restore mark %s)", src, storage_data_path, marks.path)
@@ -47,3 +57,18 @@ def restore_marked(
     )
     marks.delete()
     return result
+
+
+def _layout_root(url: str) -> str | None:
+    """The manager's --dst a backup URL of its layout lies in (`.../daily/2026-11-27` -> `...`),
+    or None for a URL of no layout: a mark holds only the URL, and the backup is then checked
+    as the child of that root, as with --dst."""
+    head, _, last = url.rpartition("/")
+    for root, tail in ((head, last), (head.rpartition("/")[0], f"{head.rpartition('/')[2]}/{last}")):
+        if "://" in root and root.split("://", 1)[1]:
+            try:
+                parse_backup_name(tail)
+            except SnapferryError:
+                continue
+            return normal_url(root)
+    return None

@@ -29,8 +29,17 @@ from ..retry import RetryPolicy
 from ..throttle import Throttle
 from . import retention
 from .catalog import BackupInfo, Catalog
-from .layout import DATED_TYPES, BackupType, backup_name, parse_backup_name, period_of, refuse_dst_in_a_backup
+from .layout import (
+    DATED_TYPES,
+    BackupName,
+    BackupType,
+    backup_name,
+    parse_backup_name,
+    period_of,
+    refuse_dst_in_a_backup,
+)
 from .marks import RestoreMarks
+from .prune import Frozen, GuardEvents, apply_retention, frozen_reason
 from .schedule import Clock, Schedule, SystemClock, zone
 
 log = logging.getLogger("snapferry")
@@ -61,6 +70,8 @@ class ManagerConfig:
     keep_last_monthly: int = retention.KEEP_ALL
     remote_options: RemoteOptions = field(default_factory=RemoteOptions)
     retries: int = 6
+    # vmbackupmanager's -restore.disableSourceBackupValidation: marks skip the existence check
+    disable_source_backup_validation: bool = False
 
     def enabled_types(self) -> list[BackupType]:
         off = {BackupType.HOURLY: self.disable_hourly, BackupType.DAILY: self.disable_daily,
@@ -103,6 +114,7 @@ class StepResult:
     seconds: float
     bytes: int  # uploaded into latest/, or copied into a dated backup
     error: str | None = None
+    skipped: str | None = None  # why a frozen (locked or marked) dated backup was left as it was
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +191,14 @@ class Manager:
         try:
             latest = self._step(BackupType.LATEST, LATEST, self._backup_latest)
             steps.append(latest)
-            if latest.ok:
+            if latest.ok and latest.skipped is None:
                 # Only a complete latest/ is copied (run_copy checks its marker again).
+                made: list[BackupName] = []
                 for kind in self.config.enabled_types():
                     name = backup_name(kind, local)
                     steps.append(self._step(kind, name, lambda n=name: self._copy_latest(n)))
-                deleted = self._retention()
+                    made.append(parse_backup_name(name))
+                deleted = self._retention(local, made)
                 if all(s.ok for s in steps):
                     self._save_state(started)
             error = next((s.error for s in steps if s.error), None)
@@ -201,6 +215,12 @@ class Manager:
         t0 = time.monotonic()
         try:
             nbytes = work()
+        except Frozen as why:
+            log.warning("backup %s is %s: this run leaves it as it is (unlock it or delete the mark to "
+                        "let runs of its period update it)", name, why)
+            if isinstance(self.events, GuardEvents):
+                self.events.backup_skipped_frozen(kind)
+            return StepResult(name, True, time.monotonic() - t0, 0, skipped=str(why))
         except (SnapferryError, OSError) as e:
             # A local OSError (the data path unwritable, say) fails the step, not the service.
             secs = time.monotonic() - t0
@@ -216,6 +236,10 @@ class Manager:
     def _backup_latest(self) -> int:
         """api.backup's snapshot handling, on the shared remote of latest/."""
         c = self.config
+        if self.marks.marked_backup() == parse_backup_name(LATEST):
+            # the mark names what latest/ holds now: a run would change what the restore brings back
+            raise Frozen(f"marked for restore in {self.marks.path}; no backup runs until the restore or "
+                         "`manager restore delete`")
         latest = self.catalog.remotes.child(LATEST)
         refuse_dst_inside(c.storage_data_path, latest)
         self._drop_stale_snapshot()
@@ -267,34 +291,27 @@ class Manager:
     def _copy_latest(self, name: str) -> int:
         c = self.config
         remotes = self.catalog.remotes
+
+        def refuse_frozen() -> None:
+            # Under the backup's lease, which a lock or a mark takes too: neither can slip in
+            # between this check and the copy.
+            why = frozen_reason(self.catalog, self.marks, parse_backup_name(name))
+            if why is not None:  # the marked or locked content must stay what it was
+                raise Frozen(why)
+
         result = run_copy(
             remotes.child(LATEST), remotes.child(name), concurrency=c.concurrency,
             throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
+            before_write=refuse_frozen,
         )
         return result.copied_bytes
 
-    def _retention(self) -> tuple[str, ...]:
+    def _retention(self, local: datetime, made: list[BackupName]) -> tuple[str, ...]:
         keep = self.config.keep()
         if all(n < 0 for n in keep.values()):
             return ()
         t0 = time.monotonic()
-        done: list[str] = []
-        ok = True
-        try:
-            infos = self.catalog.list()
-            names = [parse_backup_name(i.name) for i in infos]
-            locked = [parse_backup_name(i.name) for i in infos if i.locked]
-            marked = self.marks.backup_in(self.catalog.dst)
-            if marked is not None:  # deleting it would leave the init container a restore that fails
-                locked.append(marked)
-            partial = [parse_backup_name(i.name) for i in infos if not i.complete]
-            for name in retention.to_delete(names, keep, locked, partial):
-                log.info("retention: deleting %s", name)
-                self.catalog.delete(name)
-                done.append(str(name))
-        except SnapferryError as e:
-            ok = False
-            log.error("retention failed: %s", e)
+        ok, done = apply_retention(self.catalog, self.marks, keep, local, made, self.events)
         self.events.retention_done(ok, time.monotonic() - t0, len(done))
         return tuple(done)
 
@@ -365,8 +382,9 @@ class Manager:
     def set_locked(self, name: str, locked: bool) -> BackupInfo:
         return self.catalog.set_locked(parse_backup_name(name), locked)
 
-    def restore_mark_create(self, name: str) -> None:
-        self.marks.create(name)
+    def restore_mark_create(self, name: str) -> str:
+        """Mark a backup (a name under --dst or a full URL); returns the full URL written."""
+        return self.marks.create(name, validate=not self.config.disable_source_backup_validation)
 
     def restore_mark_get(self) -> str | None:
         return self.marks.get()

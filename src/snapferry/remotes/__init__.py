@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from ..errors import UsageError
 from .base import Body, LocalRegion, LocalTree, Reader, Remote, RemoteOptions, local_tree
@@ -50,9 +52,28 @@ def open_remote(url: str, options: RemoteOptions | None = None) -> Remote:
 
         return S3Remote(bucket, prefix, opts)
     if scheme == "gs":
-        from .gcs import GcsRemote
-
+        with _sdk(url, "gcs", "Google Cloud Storage"):
+            from .gcs import GcsRemote
         return GcsRemote(bucket, prefix, opts)
-    from .azblob import AzblobRemote
-
+    with _sdk(url, "azure", "Azure Blob Storage"):
+        from .azblob import AzblobRemote
     return AzblobRemote(bucket, prefix, opts)
+
+
+# The top-level modules each optional extra brings (and their own dependencies).
+_EXTRA_MODULES = frozenset({"google", "azure", "requests", "proto", "grpc", "isodate", "typing_extensions"})
+
+
+@contextlib.contextmanager
+def _sdk(url: str, extra: str, what: str) -> Iterator[None]:
+    """gs:// and azblob:// need SDKs that a base install leaves out (`snapferry[gcs]`,
+    `snapferry[azure]`): say which extra to install instead of an ImportError."""
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in _EXTRA_MODULES:
+            raise
+        raise UsageError(
+            f"{url!r} needs the {what} SDK, which this install of snapferry lacks (no module {e.name!r}); "
+            f"install it with: pip install 'snapferry[{extra}]'"
+        ) from None

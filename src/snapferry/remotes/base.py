@@ -173,6 +173,11 @@ class LocalTree(abc.ABC):
     def prune_empty_dirs(self) -> None:
         """Drop the directories stale-part deletion left empty (the root stays)."""
 
+    def listed_symlinks(self) -> list[str]:
+        """The names (relative to the root) of the symlinks the last listing met: a symlinked
+        directory is not entered, a symlinked file is listed with its target's size."""
+        return []
+
 
 def local_tree(remote: Remote) -> LocalTree | None:
     """The remote's local directory tree when it is one (fs://), else None."""

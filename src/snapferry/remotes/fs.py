@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
 
-from .. import directio, durable, libc
-from ..checksums import BlockCrcs
-from ..errors import BadBackupError, NoSpaceError, RemoteError, UsageError, unreadable_source
+from .. import beneath, directio, durable, libc
+from ..errors import BadBackupError, NoSpaceError, RemoteError, UsageError
 from ..names import UPLOAD_TMP_SUFFIX
 from ..parts import Part, parse_listing
+from ._fsio import FileRangeReader, NoBody, copy_direct, copy_small
 from .base import Body, LocalRegion, LocalTree, Reader, Remote
 
 _COPY_CHUNK = 8 * 1024 * 1024
-_STEP = 16 * 1024 * 1024
 # Parts this big or bigger are written with O_DIRECT (directio.py) from one buffer per upload.
 _DIRECT_MIN = 64 * 1024
-_DIRECT_BUF = 4 * 1024 * 1024
 _NO_LINKS = libc.RESOLVE_BENEATH | libc.RESOLVE_NO_SYMLINKS
 # What openat2 answers for a path out of the root (EXDEV), or where it cannot run (ENOSYS
 # before Linux 5.6, EPERM under some seccomp filters); with RESOLVE_NO_SYMLINKS, also a
@@ -29,27 +28,7 @@ _NO_LINKS = libc.RESOLVE_BENEATH | libc.RESOLVE_NO_SYMLINKS
 _NOT_BENEATH = (errno.EXDEV, errno.ENOSYS, errno.EPERM)
 _LINK_ERRORS = (errno.ELOOP, *_NOT_BENEATH)
 
-
-class _FileRangeReader:
-    """Reads a byte range of a file without moving a shared offset."""
-
-    def __init__(self, fd: int, offset: int, length: int) -> None:
-        self._fd = fd
-        self._pos = offset
-        self._left = length
-
-    def readinto(self, buf: memoryview) -> int:
-        if self._left <= 0:
-            return 0
-        n = os.preadv(self._fd, [buf[: min(len(buf), self._left)]], self._pos)
-        self._pos += n
-        self._left -= n
-        return n
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+log = logging.getLogger("snapferry")
 
 
 @contextlib.contextmanager
@@ -66,16 +45,28 @@ def _fs_errors(what: str, path: str) -> Iterator[None]:
 class FsRemote(LocalTree):
     """A Remote that is also a LocalTree: the backup is a directory here."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, _top: FsRemote | None = None, _sub: str = "") -> None:
         if not os.path.isabs(root):
             raise UsageError(f"fs://{root} is a relative path; fs:// needs an absolute one")
         self.root = root
         self.url = f"fs://{root}"
         self._norm_root = os.path.normpath(root)
-        self._real_root = os.path.realpath(root)
-        self._real_dirs: dict[str, str] = {self._norm_root: self._real_root}
+        # A child (child()) is a directory below the root the user named (the top): the
+        # top may be reached through symlinks the user chose, the path from it to the child
+        # never is (see _check_root). Its real root is the top's joined with the path, not
+        # resolved: a name that resolves through a link is then outside it.
+        self._top = _top
+        self._sub = _sub
+        self._real_root: str = (
+            os.path.join(_top._real_root, _sub) if _top is not None else os.path.realpath(root)
+        )
+        # A child's own root is checked on each use, never cached (see _real_dir).
+        self._real_dirs: dict[str, str] = {} if _top is not None else {self._norm_root: self._real_root}
         # Directories uploads made or found, by normalised path: their real paths (see _upload_dir).
         self._upload_dirs: dict[str, str] = {}
+        self._root_made = False  # copy_part made (or found) the root below the top
+        # The symlinks the last listing met (verify reports them: see listed_symlinks).
+        self._links: list[str] = []
         # One O_PATH descriptor of the real root per run, opened when first needed (an
         # upload may have to make the root first); parts are opened and written below it.
         self._root_fd = -1
@@ -86,8 +77,47 @@ class FsRemote(LocalTree):
         return self.url
 
     def child(self, sub: str) -> FsRemote:
-        """The backup in the directory `sub` below the root (validated by the caller)."""
-        return FsRemote(f"{self.root.rstrip('/')}/{sub}")
+        """The backup in the directory `sub` below the root (validated by the caller). No
+        component of `sub` is ever followed as a symlink: the manager's backups are children,
+        and a link `daily/<today>` to a directory elsewhere must not be written into."""
+        top = self._top or self
+        rel = os.path.normpath(os.path.join(self._sub, sub))
+        if os.path.isabs(rel) or rel in (".", "..") or rel.startswith("../"):
+            raise _outside(sub, self.url)
+        return FsRemote(f"{self.root.rstrip('/')}/{sub}", _top=top, _sub=rel)
+
+    def _check_root(self) -> bool:
+        """Whether a child's root exists; a child reached through a symlink (or a file in
+        its place) is an error naming it. The top (the root the user named) is taken as is.
+        One openat2 below the top's descriptor: the kernel refuses every link on the way."""
+        top = self._top
+        if top is None:
+            return os.path.isdir(self.root)
+        try:
+            fd = beneath.open_dir(top._root_dir(), self._sub)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            if beneath.is_link_error(e):
+                raise _linked(self.root, top.url) from e
+            raise RemoteError(f"cannot open {self.url}: {e.strerror}; check the path and its permissions") from e
+        os.close(fd)
+        return True
+
+    def _make_root(self) -> None:
+        """Create the root if missing; a child's directories one at a time below the top's
+        descriptor, never through a symlink (os.makedirs would create them at its target)."""
+        top = self._top
+        if top is None:
+            os.makedirs(self._real_root, exist_ok=True)
+            return
+        os.makedirs(top._real_root, exist_ok=True)
+        try:
+            os.close(beneath.make_dirs(top._root_dir(), self._sub))
+        except OSError as e:
+            if beneath.is_link_error(e):
+                raise _linked(self.root, top.url) from e
+            raise
 
     def _path(self, name: str) -> str:
         """The local path of a name under the root; a name that would resolve outside it
@@ -119,6 +149,9 @@ class FsRemote(LocalTree):
         small files kept 120,000 paths, 35 MiB)."""
         real = self._real_dirs.get(d)
         if real is None:
+            if d == self._norm_root:  # a child's root (the top's is cached from the start)
+                self._check_root()
+                return self._real_root
             if not _inside(d, self._norm_root):  # the root's own parent: not cached
                 return os.path.realpath(d)
             parent, base = os.path.split(d)
@@ -130,6 +163,8 @@ class FsRemote(LocalTree):
         return real
 
     def list_parts(self) -> list[Part]:
+        if self._top is not None and not self._check_root():
+            return []
         if not os.path.exists(self.root):
             return []
         if not os.path.isdir(self.root):
@@ -144,6 +179,9 @@ class FsRemote(LocalTree):
         backup of 30,000 small files has 36,000 of them, and a nothing-changed run spent
         a third of its time in that walk."""
         stack = [self.root]
+        strip = len(self.root.rstrip("/")) + 1
+        links: list[str] = []
+        self._links = links
         while stack:
             try:
                 it = os.scandir(stack.pop())
@@ -158,18 +196,26 @@ class FsRemote(LocalTree):
                     if is_dir:
                         if not e.is_symlink():
                             stack.append(e.path)
+                        else:
+                            links.append(e.path[strip:])
+                            log.warning("skipping %s: a symlink below %s is never followed", e.path, self.url)
                     elif not e.name.endswith(UPLOAD_TMP_SUFFIX):
+                        if e.is_symlink():
+                            links.append(e.path[strip:])
                         try:
                             yield e.path, e.stat().st_size
                         except FileNotFoundError:
                             continue
+
+    def listed_symlinks(self) -> list[str]:
+        return list(self._links)
 
     def part_path(self, part: Part) -> str:
         return self._path(part.name)
 
     def list_objects(self) -> list[tuple[str, int]]:
         """Every file below the root, parts or not (verify names the junk); no checksums kept."""
-        if not os.path.isdir(self.root):
+        if not self._check_root():
             return []
         strip = len(self.root.rstrip("/")) + 1
         return [(name[strip:], size) for name, size in self._files()]
@@ -178,7 +224,7 @@ class FsRemote(LocalTree):
         if length is None:
             length = part.size - offset
         try:
-            return _FileRangeReader(self._open_inside(part.name), offset, length)
+            return FileRangeReader(self._open_inside(part.name), offset, length)
         except OSError as e:
             raise RemoteError(f"cannot read {part.name} from {self.url}: {e.strerror}") from e
 
@@ -189,10 +235,21 @@ class FsRemote(LocalTree):
         if fd < 0:
             with self._root_lock:
                 if self._root_fd < 0:
-                    self._root_fd = os.open(self._real_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                    self._root_fd = self._open_root()
                     self._root_closer = weakref.finalize(self, os.close, self._root_fd)
                 fd = self._root_fd
         return fd
+
+    def _open_root(self) -> int:
+        top = self._top
+        if top is None:
+            return os.open(self._real_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return beneath.open_dir(top._root_dir(), self._sub)
+        except OSError as e:
+            if beneath.is_link_error(e):
+                raise _linked(self.root, top.url) from e
+            raise
 
     def _open_inside(self, name: str) -> int:
         """A read descriptor of name, never outside the root, in one syscall when the path
@@ -252,7 +309,7 @@ class FsRemote(LocalTree):
         if real is not None:
             return real
         if d == self._norm_root:
-            os.makedirs(self._real_root, exist_ok=True)
+            self._make_root()
             real = self._real_root
         else:
             parent, base = os.path.split(d)
@@ -281,12 +338,12 @@ class FsRemote(LocalTree):
         try:
             written = 0
             if local is not None and not directio.wanted(_DIRECT_MIN, part.size):
-                written, crcs = _copy_small(local, fd, part.size, progress)
+                written, crcs = copy_small(local, fd, part.size, progress)
             elif local is not None:
                 # The file fd holds, not whatever the name means by now.
                 dfd = directio.open_direct(f"/proc/self/fd/{fd}", os.O_WRONLY)
                 try:
-                    written, crcs = _copy_direct(local, fd, dfd, part.size, progress)
+                    written, crcs = copy_direct(local, fd, dfd, part.size, progress)
                 finally:
                     if dfd >= 0:
                         os.close(dfd)
@@ -345,6 +402,9 @@ class FsRemote(LocalTree):
         s = src._path(part.name)
         d = self._path(part.name)
         with _fs_errors("copy to", d):
+            if not self._root_made:  # once per run, not per part: a copy links thousands
+                self._make_root()
+                self._root_made = True
             self._copy(s, d, part)
 
     def _copy(self, s: str, d: str, part: Part) -> None:
@@ -356,7 +416,7 @@ class FsRemote(LocalTree):
         except OSError as e:
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            self._upload(part, _NoBody(part.size), LocalRegion(s, 0, part.size), None, d)
+            self._upload(part, NoBody(part.size), LocalRegion(s, 0, part.size), None, d)
 
     def has_file(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
@@ -367,13 +427,13 @@ class FsRemote(LocalTree):
 
     def write_file(self, name: str, data: bytes) -> None:
         with _fs_errors("write", self._path(name)):
-            os.makedirs(self.root, exist_ok=True)
+            self._make_root()
             durable.write_file_atomic(self._path(name), data)
 
     def create_file_exclusive(self, name: str, data: bytes) -> bool:
         path = self._path(name)
         with _fs_errors("create", path):
-            os.makedirs(self.root, exist_ok=True)
+            self._make_root()
             # Written in full under a unique name, then linked: a reader never sees it empty.
             tmp = f"{path}.{uuid.uuid4().hex}{UPLOAD_TMP_SUFFIX}"
             durable.write_file_atomic(tmp, data)
@@ -394,12 +454,12 @@ class FsRemote(LocalTree):
                 durable.fsync_dir(os.path.dirname(path))
 
     def sync(self) -> None:
-        if os.path.isdir(self.root):
+        if self._check_root():
             with _fs_errors("sync", self.root):
                 durable.syncfs(self.root)
 
     def prune_empty_dirs(self) -> None:
-        if os.path.isdir(self.root):
+        if self._check_root():
             durable.remove_empty_dirs(self.root, keep_root=True)
 
     def close(self) -> None:
@@ -409,84 +469,17 @@ class FsRemote(LocalTree):
             closer()
 
 
-class _NoBody:
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def read(self, n: int = -1) -> bytes:
-        raise AssertionError("zero-copy upload reads no body")
-
-
-def _copy_small(
-    local: LocalRegion, fd: int, size: int, progress: Callable[[int], None] | None
-) -> tuple[int, list[int]]:
-    """A part under _DIRECT_MIN: one read into memory, hashed there, one write.
-
-    Fewer syscalls than copy_file_range followed by a second pass to hash the bytes (open,
-    mmap, munmap, close), which is what a backup of many small files pays for per file."""
-    sfd = _open_source(local.path)
-    try:
-        data = os.pread(sfd, size, local.offset)
-    except OSError as e:
-        raise unreadable_source(local.path, e) from e
-    finally:
-        os.close(sfd)
-    crcs = BlockCrcs()
-    crcs.update(data)
-    with memoryview(data) as view:
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
-    if progress is not None:
-        progress(len(data))
-    return len(data), crcs.result()
-
-
-def _copy_direct(
-    local: LocalRegion, fd: int, dfd: int, size: int, progress: Callable[[int], None] | None
-) -> tuple[int, list[int]]:
-    """Read the region through the page cache (readahead) into one aligned buffer and write
-    it with O_DIRECT, hashing each block on the way: no page cache on the backup's side,
-    and the checksum manifest needs no second pass over the bytes."""
-    sfd = _open_source(local.path)
-    crcs = BlockCrcs()
-    done = 0
-    buf = directio.buffer(min(_DIRECT_BUF, size))
-    mv = memoryview(buf)
-    try:
-        os.posix_fadvise(sfd, local.offset, size, os.POSIX_FADV_SEQUENTIAL)
-        while done < size:
-            n = os.preadv(sfd, [mv[: min(len(mv), size - done)]], local.offset + done)
-            if n == 0:
-                break
-            crcs.update(mv[:n])
-            if not directio.pwrite(dfd, fd, mv[:n], done):
-                dfd = -1  # refused (a device with bigger blocks): the rest goes through fd
-            done += n
-            if progress is not None:
-                progress(n)
-    finally:
-        os.close(sfd)
-    # Closed only after success: a failed write's traceback still holds a slice of the
-    # buffer, and closing it then raised BufferError in place of the error (ENOSPC).
-    # On failure the buffer goes when the traceback does.
-    mv.release()
-    buf.close()
-    return done, crcs.result()
-
-
-def _open_source(path: str) -> int:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        # Not the destination's fault, and no retry will fix it.
-        raise unreadable_source(path, e) from e
-
-
 def _outside(name: str, url: str) -> BadBackupError:
     return BadBackupError(
         f"{name!r} would resolve outside {url} (absolute, '..' or through a symlink); "
         "refusing to touch it: remove that name from the backup"
+    )
+
+
+def _linked(path: str, top: str) -> BadBackupError:
+    return BadBackupError(
+        f"{path!r} is a symlink (or is reached through one) below {top}; snapferry never follows one "
+        "there, so nothing outside the destination is touched: replace it with a directory or remove it"
     )
 
 
