@@ -235,7 +235,8 @@ def test_the_cli_asks_the_running_manager_without_the_volume_or_the_bucket(secur
     assert secured.call("GET", f"/api/v1/backups/{daily}")[1]["locked"] is False
     assert run_snapferry("manager", "restore", "get", *api, *creds).stdout.strip() == "{}"
     run_snapferry("manager", "restore", "create", daily, *api, *creds)
-    assert json.loads(run_snapferry("manager", "restore", "get", *api, *creds).stdout) == {"backup": daily}
+    marked = json.loads(run_snapferry("manager", "restore", "get", *api, *creds).stdout)
+    assert marked == {"backup": f"fs://{secured.root}/{daily}"}  # a mark holds the backup's full URL
     run_snapferry("manager", "restore", "delete", *api, *creds)
     assert secured.state()[1] is None
     missing = run_snapferry("manager", "restore", "create", "daily/1999-01-01", *api, *creds, check=False)
