@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .remotes import RemoteOptions
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
+    from .snapshot import SnapshotTLS
     from .tuning import Tuning
 
 # public name -> the module (relative to this package) that defines it
@@ -40,6 +41,7 @@ _EXPORTS = {
     "RestoreResult": "results",
     "VerifyResult": "findings",
     "RetryPolicy": "retry",
+    "SnapshotTLS": "snapshot",
     "Tuning": "tuning",
 }
 
@@ -53,6 +55,7 @@ __all__ = [
     "RestoreResult",
     "RetryPolicy",
     "SnapferryError",
+    "SnapshotTLS",
     "Tuning",
     "VerifyResult",
     "backup",

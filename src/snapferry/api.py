@@ -18,9 +18,13 @@ from .throttle import Throttle
 from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (a light module)
 
 if TYPE_CHECKING:
+    from .crypto.keys import UserKey
     from .findings import InfoResult, VerifyResult
+    from .remotes import Remote
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
+    from .snapguard import SnapshotGuard
+    from .snapshot import SnapshotTLS
 
 log = logging.getLogger("snapferry")
 
@@ -38,6 +42,7 @@ def backup(
     snapshot_name: str | None = None,
     snapshot_create_url: str | None = None,
     snapshot_delete_url: str | None = None,
+    snapshot_tls: SnapshotTLS | None = None,
     origin: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     max_bytes_per_second: int = 0,
@@ -46,14 +51,18 @@ def backup(
     progress: str = "auto",
     max_part_size: int = MAX_PART_SIZE,
     force: bool = False,
+    encrypt: bool = False,
+    encryption_key_file: str | None = None,
 ) -> BackupResult:
     """Back up a snapshot directory to the remote `dst`.
 
     The source is `src` (a directory), or `storage_data_path` with `snapshot_name`,
     or `storage_data_path` with `snapshot_create_url` (a snapshot made for this
-    backup and deleted afterwards, also when the backup fails). A `src` that is a
-    VictoriaMetrics data directory is refused: LockedError while a database holds it,
-    UsageError otherwise unless `force`.
+    backup and deleted afterwards, also when the backup fails, or else by the next
+    such run: see snapguard.py), called with `snapshot_tls` when it is https://. A `src`
+    that is a VictoriaMetrics data directory is refused: LockedError while a database
+    holds it, UsageError otherwise unless `force`. With `encrypt`, the backup is encrypted
+    under a data key wrapped by the key in `encryption_key_file` (docs/encryption.md).
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
@@ -72,9 +81,41 @@ def backup(
         )
     if (snapshot_name or snapshot_create_url) and not storage_data_path:
         raise UsageError("--snapshot-name and --snapshot-create-url need --storage-data-path")
+    if snapshot_tls is not None and snapshot_tls != snapshot.SnapshotTLS() and snapshot_create_url is None:
+        raise UsageError("the --snapshot-tls-* options apply to --snapshot-create-url, which is not given")
+    guard = None
+    if snapshot_create_url is not None:
+        from .snapguard import SnapshotGuard  # fcntl, secrets: only for a run that makes a snapshot
+
+        assert storage_data_path is not None
+        guard = SnapshotGuard(storage_data_path, snapshot_create_url, snapshot_delete_url,
+                              snapshot_tls or snapshot.SnapshotTLS())
+        guard.check()  # before any remote is opened: a wrong path or TLS setting is a usage error
+    if encrypt != bool(encryption_key_file):
+        raise UsageError(
+            "--encrypt needs --encryption-key-file FILE (make one with `snapferry keygen FILE`)" if encrypt else
+            "--encryption-key-file is given without --encrypt; add --encrypt to encrypt this backup"
+        )
+    key = _load_key(encryption_key_file)
     opts = remote_options or default_options(concurrency)
     dst_remote = open_remote(dst, opts)
     origin_remote = open_remote(origin, opts) if origin else None
+    if key is not None:
+        from .crypto.remote import for_writing, open_encrypted
+
+        try:
+            if origin_remote is not None:
+                try:
+                    origin_remote = open_encrypted(origin_remote, key)
+                except UsageError as e:  # said of --origin, not of the backup being made
+                    raise UsageError(f"--origin: {e}; an encrypted backup copies parts only from an "
+                                     "encrypted origin made with the same key") from None
+            dst_remote = for_writing(dst_remote, key, origin_remote)
+        except BaseException:
+            dst_remote.close()
+            if origin_remote is not None:
+                origin_remote.close()
+            raise
     data_dir = storage_data_path or _data_dir_of_snapshot(src)
     refuse_dst_inside(data_dir, dst_remote)
 
@@ -91,16 +132,15 @@ def backup(
         assert storage_data_path is not None
         if snapshot_name is not None:
             return go(snapshot.snapshot_dir(storage_data_path, snapshot_name))
-        assert snapshot_create_url is not None
-        name = snapshot.create(snapshot_create_url)
+        assert guard is not None
+        name = guard.create()
         log.info("created snapshot %s", name)
-        url = snapshot.delete_url(snapshot_create_url, snapshot_delete_url, name)
         try:
             result = go(snapshot.snapshot_dir(storage_data_path, name))
         except BaseException:
-            _delete_snapshot_after_failure(url, name)
+            _delete_snapshot_after_failure(guard, name)
             raise
-        _delete_snapshot_after_backup(url, name, result)
+        _delete_snapshot_after_backup(guard, name, result)
         return result
     finally:
         dst_remote.close()
@@ -119,14 +159,17 @@ def _data_dir_of_snapshot(src: str | None) -> str:
     return src
 
 
-def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> None:
+def _delete_snapshot_after_backup(guard: SnapshotGuard, name: str, result: BackupResult) -> None:
     """The backup is complete and good; a snapshot left behind still holds disk space
-    (its hard links keep merged-away parts), so the run fails (exit 1) and says both."""
-    from . import snapshot
+    (its hard links keep merged-away parts), so the run fails (exit 1) and says both
+    (its record stays: the next run deletes it)."""
+    from .snapshot import shown
 
+    url = shown(guard.delete_url(name))
     try:
-        snapshot.delete(url)
+        guard.delete(name)
     except SnapferryError as e:
+        guard.release(drop=False)
         raise SnapferryError(
             f"the backup to {result.dst} is complete, but the snapshot {name} is left: {e}; "
             f"delete it with `curl '{url}'`"
@@ -134,13 +177,15 @@ def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> 
     log.info("deleted snapshot %s", name)
 
 
-def _delete_snapshot_after_failure(url: str, name: str) -> None:
+def _delete_snapshot_after_failure(guard: SnapshotGuard, name: str) -> None:
     """The backup's own error is what the user must see; a failed delete is a warning."""
-    from . import snapshot
+    from .snapshot import shown
 
+    url = shown(guard.delete_url(name))
     try:
-        snapshot.delete(url)
+        guard.delete(name)
     except SnapferryError as e:
+        guard.release(drop=False)
         log.warning("the snapshot %s is left: %s; delete it with `curl '%s'`", name, e, url)
     else:
         log.info("deleted snapshot %s", name)
@@ -161,6 +206,7 @@ def restore(
     verify: bool = False,
     force: bool = False,
     checksums: bool = True,
+    encryption_key_file: str | None = None,
 ) -> RestoreResult:
     """Restore the backup at remote `src` into the directory `dst`.
 
@@ -175,8 +221,10 @@ def restore(
 
     _positive("concurrency", concurrency)
     tuning = tuning or Tuning(concurrency=concurrency)
+    key = _load_key(encryption_key_file)
     src_remote = open_remote(src, remote_options or default_options(concurrency))
     try:
+        src_remote = _keyed(src_remote, key)
         return run_restore(
             src_remote, dst,
             preallocate=not skip_file_preallocation,
@@ -202,14 +250,17 @@ def restore_dry_run(
     remote_options: RemoteOptions | None = None,
     verify: bool = False,
     force: bool = False,
+    encryption_key_file: str | None = None,
 ) -> RestoreDryRun:
     """Every check `restore` makes and its plan, changing nothing: no directory, no
     lock file, no marker (a lock already there is taken and released, to report a
     running VictoriaMetrics)."""
     from .actions.restore import dry_run_restore
 
+    key = _load_key(encryption_key_file)
     src_remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
+        src_remote = _keyed(src_remote, key)
         return dry_run_restore(
             src_remote, dst, preallocate=not skip_file_preallocation,
             skip_backup_complete_check=skip_backup_complete_check, verify=verify, force=force,
@@ -237,15 +288,22 @@ def copy(
     src_remote_options: RemoteOptions | None = None,
     retry: RetryPolicy | None = None,
     progress: str = "auto",
+    encryption_key_file: str | None = None,
 ) -> CopyResult:
     """Copy the backup at `src` to `dst` (server-side when both are on one backend)."""
     from .actions.copy import run_copy
 
     _positive("concurrency", concurrency)
     opts = remote_options or default_options(concurrency)
+    key = _load_key(encryption_key_file)
     s = open_remote(src, src_remote_options or opts)
     d = open_remote(dst, opts)
     try:
+        if key is not None:
+            from .crypto.remote import for_writing
+
+            s = _keyed(s, key)
+            d = for_writing(d, key, s)  # type: ignore[arg-type]  # _keyed with a key is an EncryptedRemote
         return run_copy(
             s, d, concurrency=concurrency, skip_backup_complete_check=skip_backup_complete_check,
             throttle=Throttle(max_bytes_per_second), retry=retry, progress_mode=progress,
@@ -266,6 +324,7 @@ def verify(
     remote_options: RemoteOptions | None = None,
     retry: RetryPolicy | None = None,
     progress: str = "auto",
+    encryption_key_file: str | None = None,
 ) -> VerifyResult:
     """Check the backup at `src` where it is stored (see actions/verify.py); the result
     lists every problem found. `read_data_subset` ("5%" or "N/M") implies `read_data`."""
@@ -277,20 +336,78 @@ def verify(
         subset=Subset.parse(read_data_subset) if read_data_subset else None, concurrency=concurrency,
         progress_mode=progress,
     )
+    key = _load_key(encryption_key_file)
     remote = open_remote(src, remote_options or default_options(concurrency))
     try:
-        return run_verify(remote, opts, throttle=Throttle(max_bytes_per_second), retry=retry)
+        remote = _keyed(remote, key)
+        result = run_verify(remote, opts, throttle=Throttle(max_bytes_per_second), retry=retry)
+        if key is None and not result.complete:
+            _refuse_encrypted(remote)
+        return result
     finally:
         remote.close()
 
 
-def info(src: str, *, remote_options: RemoteOptions | None = None) -> InfoResult:
+def info(src: str, *, remote_options: RemoteOptions | None = None,
+         encryption_key_file: str | None = None) -> InfoResult:
     """What the backup (or the vmbackupmanager layout) at `src` holds."""
     from .actions.info import run_info
 
+    key = _load_key(encryption_key_file)
     remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
-        return run_info(remote)
+        if key is None:
+            _refuse_encrypted(remote)
+        return run_info(_keyed(remote, key))
+    finally:
+        remote.close()
+
+
+def _load_key(key_file: str | None) -> UserKey | None:
+    """The key named by --encryption-key-file, read before any remote is opened (exit 2)."""
+    if not key_file:
+        return None
+    from .crypto.keys import load_key
+
+    return load_key(key_file)
+
+
+def _keyed(remote: Remote, key: UserKey | None) -> Remote:
+    """A reader's view of `remote`: decrypted with `key`, or as it is without one."""
+    if key is None:
+        return remote
+    from .crypto.remote import open_encrypted
+
+    return open_encrypted(remote, key)  # on failure the caller closes `remote`, as always
+
+
+def _refuse_encrypted(remote: Remote) -> None:
+    from .actions.complete import encrypted_message
+    from .names import ENCRYPTED_COMPLETE_FILE
+
+    if remote.has_file(ENCRYPTED_COMPLETE_FILE):
+        raise UsageError(encrypted_message(remote))
+
+
+def keygen(path: str) -> str:
+    """Write a new random key file (mode 0600); returns its fingerprint."""
+    from .crypto.keys import keygen as make
+
+    return make(path).fingerprint
+
+
+def rekey(src: str, encryption_key_file: str, new_encryption_key_file: str, *,
+          remote_options: RemoteOptions | None = None) -> tuple[str, str]:
+    """Wrap the data key of the encrypted backup at `src` with a new key; no part is
+    rewritten. Returns the (old, new) key fingerprints."""
+    from .crypto.keys import load_key
+    from .crypto.remote import rekey as do_rekey
+
+    old = load_key(encryption_key_file)
+    new = load_key(new_encryption_key_file, "--new-encryption-key-file")
+    remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
+    try:
+        return do_rekey(remote, old, new)
     finally:
         remote.close()
 

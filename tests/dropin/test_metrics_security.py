@@ -42,16 +42,16 @@ def _get(url: str, ctx: ssl.SSLContext | None = None, auth: str | None = None) -
 
 
 def test_a_run_serves_metrics_only_with_the_password_over_tls(tmp_path: Path) -> None:
-    ca = TestCA.create(tmp_path / "ca", "ca")
-    leaf = ca.issue(tmp_path / "ca", "server")
+    ca = TestCA(tmp_path / "ca", "ca")
+    cert, key = ca.issue("server")
     (tmp_path / "pw").write_text("run-secret\n")
     port = _port()
     plan = _plan(Tool.VMBACKUP, "-snapshotName=s", f"-dst=fs://{tmp_path / 'b'}",
                  f"-httpListenAddr=127.0.0.1:{port}", "-httpAuth.username=scraper",
-                 f"-httpAuth.password=file://{tmp_path / 'pw'}", "-tls", f"-tlsCertFile={leaf.cert}",
-                 f"-tlsKeyFile={leaf.key}", "-tlsMinVersion=TLS13",
+                 f"-httpAuth.password=file://{tmp_path / 'pw'}", "-tls", f"-tlsCertFile={cert}",
+                 f"-tlsKeyFile={key}", "-tlsMinVersion=TLS13",
                  "-http.header.hsts=max-age=31536000", "-http.header.frameOptions=DENY")
-    ctx = ssl.create_default_context(cafile=str(ca.pem))
+    ctx = ssl.create_default_context(cafile=str(ca.ca_file))
     url = f"https://127.0.0.1:{port}"
     metrics = RunMetrics("vmbackup", Direction.UPLOADED)
     with serving(metrics, plan.listen, plan.security):
@@ -71,7 +71,7 @@ def test_a_run_serves_metrics_only_with_the_password_over_tls(tmp_path: Path) ->
         assert status == 200 and b"vm_backups_uploaded_bytes_total" in page
         with pytest.raises(urllib.error.URLError):
             _get(url + "/health", ssl.create_default_context())  # the system's CAs do not know the test CA
-        old = ssl.create_default_context(cafile=str(ca.pem))
+        old = ssl.create_default_context(cafile=str(ca.ca_file))
         old.maximum_version = ssl.TLSVersion.TLSv1_2
         with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
             _get(url + "/health", old)  # under -tlsMinVersion

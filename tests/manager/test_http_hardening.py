@@ -256,8 +256,8 @@ def test_file_secrets_never_show_in_logs_metrics_errors_or_help(tmp_path: Path) 
 def test_a_protective_option_that_cannot_work_stops_the_start(tmp_path: Path, args: list[str], named: str) -> None:
     from tests.tlsca import TestCA
 
-    leaf = TestCA.create(tmp_path / "ca", "ca").issue(tmp_path / "ca", "server")
-    args = [{"CERT": str(leaf.cert), "KEY": str(leaf.key)}.get(a, a) for a in args]
+    cert, key = TestCA(tmp_path / "ca", "ca").issue("server")
+    args = [{"CERT": str(cert), "KEY": str(key)}.get(a, a) for a in args]
     r = run_snapferry("manager", *_base(tmp_path), "--http-listen-addr", "127.0.0.1:0", *args, check=False)
     assert r.returncode == 2, r.stderr
     assert named in r.stderr and "Traceback" not in r.stderr and "SECRET-VALUE" not in r.stderr

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from snapferry.httpsec import Security, TlsSettings, read_secret
 from snapferry.manager.http import ApiServer, parse_listen_addr
@@ -24,7 +25,7 @@ from snapferry.manager.metrics import Metrics
 from snapferry.manager.service import Manager, ManagerConfig
 from snapferry.names import RESTORE_MARK_FILE
 from tests.dropin.helpers import run_script
-from tests.tlsca import TestCA, peer_serial
+from tests.tlsca import TestCA
 from tests.vm import VMServer, make_samples, run_snapferry
 
 USER, PASSWORD = "admin", "s3cret-Pa55word"
@@ -42,7 +43,7 @@ class Secured:
     password_file: Path
 
     def context(self, ca: Path | None = None, client: tuple[Path, Path] | None = None) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(ca or self.ca.pem))
+        ctx = ssl.create_default_context(cafile=str(ca or self.ca.ca_file))
         if client:
             ctx.load_cert_chain(str(client[0]), str(client[1]))
         return ctx
@@ -76,9 +77,9 @@ def _start(tmp_path: Path, vm_server: Callable[..., VMServer], mtls: bool) -> It
     vm = vm_server(storage)
     vm.ingest(make_samples(seed=21, series=2, per_series=60))
     vm.force_flush()
-    ca = TestCA.create(tmp_path / "ca", "test-ca")
-    certs = tmp_path / "certs"
-    leaf = ca.issue(certs, "server")
+    ca = TestCA(tmp_path / "ca", "test-ca")
+    certs = ca.dir
+    cert, key = ca.issue("server")
     password_file = tmp_path / "secret" / "password"
     password_file.parent.mkdir()
     password_file.write_text(PASSWORD + "\n")
@@ -87,11 +88,11 @@ def _start(tmp_path: Path, vm_server: Callable[..., VMServer], mtls: bool) -> It
     manager = Manager(config, events=Metrics())
     assert manager.run_once().ok
     security = Security(USER, read_secret(f"file://{password_file}", "-httpAuth.password"), None,
-                        TlsSettings(str(leaf.cert), str(leaf.key), mtls=mtls, mtls_ca_file=str(ca.pem) if mtls else ""))
+                        TlsSettings(str(cert), str(key), mtls=mtls, mtls_ca_file=str(ca.ca_file) if mtls else ""))
     server = ApiServer(manager, parse_listen_addr(config.http_listen_addr), security)
     server.start()
     try:
-        yield Secured(server.url, manager, storage, root, ca, leaf.cert, certs, password_file)
+        yield Secured(server.url, manager, storage, root, ca, cert, certs, password_file)
     finally:
         server.stop()
         manager.close()
@@ -147,9 +148,9 @@ def test_a_client_without_the_ca_does_not_trust_the_server(secured: Secured, tmp
     with pytest.raises(urllib.error.URLError) as caught:
         secured.call("GET", "/health", ctx=ssl.create_default_context())
     assert isinstance(caught.value.reason, ssl.SSLCertVerificationError)
-    other = TestCA.create(tmp_path / "other", "other-ca")
+    other = TestCA(tmp_path / "other", "other-ca")
     with pytest.raises(urllib.error.URLError):
-        secured.call("GET", "/health", ctx=secured.context(ca=other.pem))
+        secured.call("GET", "/health", ctx=secured.context(ca=other.ca_file))
     # plain HTTP on the TLS port gets no API answer
     host, port = secured.url.removeprefix("https://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=30) as s:
@@ -172,19 +173,20 @@ def test_a_certificate_rotated_on_disk_is_served_to_new_handshakes(secured: Secu
                 secured.context().wrap_socket(raw, server_hostname=host) as s:
             der = s.getpeercert(binary_form=True)
             assert der is not None
-            return peer_serial(der)
+            return int(x509.load_der_x509_certificate(der).serial_number)
 
     first = served_serial()
     keep_alive = secured.context().wrap_socket(socket.create_connection((host, int(port)), timeout=30),
                                                server_hostname=host)
-    rotated = secured.ca.issue(secured.certs, "server")  # the same paths, new files: cert-manager's rotation
-    assert rotated.serial != first
-    assert served_serial() == rotated.serial
+    cert, _key = secured.ca.issue("server")  # the same paths, new files: cert-manager's rotation
+    rotated = x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
+    assert cert == secured.server_cert and rotated != first
+    assert served_serial() == rotated
     assert secured.call("GET", "/api/v1/backups")[0] == 200
     keep_alive.close()  # the connection made before the rotation lived through it
     # a broken pair on disk (a key that is not the certificate's) keeps the last good one
-    secured.server_cert.write_bytes(secured.ca.pem.read_bytes())
-    assert served_serial() == rotated.serial
+    secured.server_cert.write_bytes(secured.ca.ca_file.read_bytes())
+    assert served_serial() == rotated
 
 
 @pytest.fixture
@@ -195,29 +197,29 @@ def mutual(tmp_path: Path, vm_server: Callable[..., VMServer]) -> Iterator[Secur
 def test_mtls_refuses_no_client_certificate_and_one_of_another_ca(mutual: Secured, tmp_path: Path) -> None:
     with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
         mutual.call("GET", "/health")
-    other = TestCA.create(tmp_path / "other", "other-ca").issue(tmp_path / "other", "intruder", client=True)
+    other = TestCA(tmp_path / "other", "other-ca").issue("intruder", client=True)
     with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
-        mutual.call("GET", "/health", ctx=mutual.context(client=(other.cert, other.key)))
-    good = mutual.ca.issue(tmp_path / "clients", "operator", client=True)
-    ctx = mutual.context(client=(good.cert, good.key))
+        mutual.call("GET", "/health", ctx=mutual.context(client=other))
+    good = mutual.ca.issue("operator", client=True)
+    ctx = mutual.context(client=good)
     assert mutual.call("GET", "/health", ctx=ctx)[:2] == (200, "OK")
     assert mutual.call("GET", "/api/v1/backups", auth=None, ctx=ctx)[0] == 401  # a certificate is not a password
     assert mutual.call("GET", "/api/v1/backups", ctx=ctx)[0] == 200
     # the client CA rotated on disk (same path): new handshakes trust the new CA only
     server_ca = tmp_path / "server-ca.pem"  # the server's own certificate stays from the first CA
-    server_ca.write_bytes(mutual.ca.pem.read_bytes())
-    new_ca = TestCA.create(mutual.ca.pem.parent, mutual.ca.name)
-    assert new_ca.pem == mutual.ca.pem
-    renewed = new_ca.issue(tmp_path / "clients2", "operator", client=True)
-    fresh = mutual.context(ca=server_ca, client=(renewed.cert, renewed.key))
+    server_ca.write_bytes(mutual.ca.ca_file.read_bytes())
+    new_ca = TestCA(tmp_path / "ca", "test-ca")
+    assert new_ca.ca_file == mutual.ca.ca_file
+    renewed = new_ca.issue("operator2", client=True)
+    fresh = mutual.context(ca=server_ca, client=renewed)
     assert mutual.call("GET", "/health", ctx=fresh)[:2] == (200, "OK")
     with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
-        mutual.call("GET", "/health", ctx=mutual.context(ca=server_ca, client=(good.cert, good.key)))
+        mutual.call("GET", "/health", ctx=mutual.context(ca=server_ca, client=good))
 
 
 def test_the_cli_asks_the_running_manager_without_the_volume_or_the_bucket(secured: Secured) -> None:
     """`snapferry manager backup|restore ... --api-url`: no --dst, no --storage-data-path."""
-    api = ["--api-url", secured.url, "--api-ca-file", str(secured.ca.pem)]
+    api = ["--api-url", secured.url, "--api-ca-file", str(secured.ca.ca_file)]
     creds = ["--api-username", USER, "--api-password", f"file://{secured.password_file}"]
     untrusted = run_snapferry("manager", "backup", "list", "--api-url", secured.url, *creds, check=False)
     assert untrusted.returncode == 2 and "--api-ca-file" in untrusted.stderr
@@ -245,6 +247,6 @@ def test_the_cli_asks_the_running_manager_without_the_volume_or_the_bucket(secur
     # the drop-in, with the server's own flags as the client's credentials and the CA from the environment
     dropin = run_script("vmbackupmanager", ["backup", "list", f"-apiURL={secured.url}", f"-httpAuth.username={USER}",
                                             f"-httpAuth.password=file://{secured.password_file}"],
-                        env={"SNAPFERRY_API_CA_FILE": str(secured.ca.pem)})
+                        env={"SNAPFERRY_API_CA_FILE": str(secured.ca.ca_file)})
     assert json.loads(dropin.stdout) == json.loads(run_snapferry("manager", "backup", "list", "--json", *api,
                                                                  *creds).stdout)

@@ -21,7 +21,7 @@ from .. import __version__, checksums
 from ..errors import UsageError, unreadable_source
 from ..lease import BackupLease
 from ..local import SourceFile, list_source
-from ..names import MANIFEST_FILE
+from ..names import ENCRYPTED_COMPLETE_FILE, MANIFEST_FILE
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,
@@ -187,6 +187,7 @@ def _backup(
     lease.check()
 
     dst.delete_file(BACKUP_COMPLETE_FILE)
+    dst.delete_file(ENCRYPTED_COMPLETE_FILE)  # a plain backup over an encrypted one: its marker goes too
     dst_manifest = _read_raw_manifest(dst)
     known = (checksums.decode(dst_manifest) or {}) if dst_manifest is not None else {}
     if origin is not None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ..checksums import check_inventory
 from ..errors import BadBackupError, TransientRemoteError
 from ..lease import BackupLease
-from ..names import MANIFEST_FILE
+from ..names import ENCRYPTED_COMPLETE_FILE, MANIFEST_FILE
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,
@@ -161,6 +161,7 @@ def _copy(
     lease.check()
 
     dst.delete_file(BACKUP_COMPLETE_FILE)
+    dst.delete_file(ENCRYPTED_COMPLETE_FILE)  # a plain copy over an encrypted backup: its marker goes too
     parallel(concurrency, to_delete, dst.delete_part)
     if to_delete and (tree := local_tree(dst)) is not None:
         tree.prune_empty_dirs()

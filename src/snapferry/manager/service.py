@@ -7,10 +7,8 @@ never both write; the per-backup leases of backup and copy stay underneath.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,14 +18,14 @@ from typing import Protocol
 from .. import api, snapshot
 from ..actions.backup import refuse_dst_inside, run_backup
 from ..actions.copy import run_copy
-from ..durable import write_file_atomic
 from ..errors import SnapferryError
 from ..lease import BackupLease
-from ..names import LATEST, MANAGER_STATE_FILE, SNAPSHOT_RECORD_FILE
+from ..names import LATEST, MANAGER_STATE_FILE
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
+from ..snapguard import SnapshotGuard
 from ..throttle import Throttle
-from . import retention
+from . import encryption, retention
 from .catalog import BackupInfo, Catalog
 from .layout import (
     DATED_TYPES,
@@ -53,6 +51,7 @@ class ManagerConfig:
     snapshot_create_url: str
     dst: str
     snapshot_delete_url: str | None = None
+    snapshot_tls: snapshot.SnapshotTLS = field(default_factory=snapshot.SnapshotTLS)
     concurrency: int = api.DEFAULT_CONCURRENCY
     max_bytes_per_second: int = 0
     http_listen_addr: str = "127.0.0.1:8300"
@@ -72,6 +71,8 @@ class ManagerConfig:
     retries: int = 6
     # vmbackupmanager's -restore.disableSourceBackupValidation: marks skip the existence check
     disable_source_backup_validation: bool = False
+    # Encrypt every backup (latest/ and its dated copies) under this key file (docs/encryption.md).
+    encryption_key_file: str | None = None
 
     def enabled_types(self) -> list[BackupType]:
         off = {BackupType.HOURLY: self.disable_hourly, BackupType.DAILY: self.disable_daily,
@@ -133,11 +134,15 @@ class Manager:
         self.clock: Clock = clock or SystemClock()
         self.events: ManagerEvents = events or NoEvents()
         self.schedule = config.schedule()
+        self.key = encryption.load(config.encryption_key_file)
         self.catalog = Catalog(config.dst, config.remote_options, config.concurrency)
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child(LATEST))
             refuse_dst_in_a_backup(config.dst, config.storage_data_path)
+            snapshot.check_url(config.snapshot_create_url)
+            config.snapshot_tls.context(config.snapshot_create_url)  # a TLS file that cannot load: exit 2 now
+            encryption.latest(self.catalog.remotes.child(LATEST), self.key)  # another key: exit 2 now
         except SnapferryError:
             self.catalog.close()
             raise
@@ -240,12 +245,12 @@ class Manager:
             # the mark names what latest/ holds now: a run would change what the restore brings back
             raise Frozen(f"marked for restore in {self.marks.path}; no backup runs until the restore or "
                          "`manager restore delete`")
-        latest = self.catalog.remotes.child(LATEST)
+        latest = encryption.latest(self.catalog.remotes.child(LATEST), self.key)
         refuse_dst_inside(c.storage_data_path, latest)
-        self._drop_stale_snapshot()
-        name = snapshot.create(c.snapshot_create_url)
+        # Checks the data path, deletes what a killed run left, records the intent before the call.
+        guard = SnapshotGuard(c.storage_data_path, c.snapshot_create_url, c.snapshot_delete_url, c.snapshot_tls)
+        name = guard.create()
         log.info("created snapshot %s", name)
-        write_file_atomic(self._snapshot_record, name.encode())
         try:
             result = run_backup(
                 snapshot.snapshot_dir(c.storage_data_path, name), latest, concurrency=c.concurrency,
@@ -254,43 +259,17 @@ class Manager:
             )
         finally:
             # Also when the backup failed: a snapshot left behind pins its parts on disk.
-            self._delete_snapshot(name)
+            try:
+                guard.delete(name)
+            finally:
+                guard.release(drop=False)  # a failed delete keeps the record: the next run retries
+            log.info("deleted snapshot %s", name)
         return result.uploaded_bytes
-
-    @property
-    def _snapshot_record(self) -> str:
-        return os.path.join(self.config.storage_data_path, SNAPSHOT_RECORD_FILE)
-
-    def _delete_snapshot(self, name: str) -> None:
-        c = self.config
-        # A --snapshot-delete-url is a base URL (the operator passes .../snapshot/delete): it gets the name.
-        snapshot.delete(snapshot.delete_url(c.snapshot_create_url, c.snapshot_delete_url, name))
-        log.info("deleted snapshot %s", name)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._snapshot_record)
-
-    def _drop_stale_snapshot(self) -> None:
-        """Delete the snapshot of a run that was killed before it could (the record names it)."""
-        try:
-            with open(self._snapshot_record, "rb") as f:
-                name = f.read(256).decode("ascii", "replace").strip()
-        except FileNotFoundError:
-            return
-        try:
-            snapshot.validate_name(name)
-        except SnapferryError:
-            log.warning("ignoring the unreadable %s", self._snapshot_record)
-            os.unlink(self._snapshot_record)
-            return
-        log.info("deleting snapshot %s, left by a run that was interrupted", name)
-        if os.path.isdir(os.path.join(self.config.storage_data_path, "snapshots", name)):
-            self._delete_snapshot(name)
-        else:
-            os.unlink(self._snapshot_record)
 
     def _copy_latest(self, name: str) -> int:
         c = self.config
         remotes = self.catalog.remotes
+        src, dst = encryption.copy_pair(remotes.child(LATEST), remotes.child(name), self.key)
 
         def refuse_frozen() -> None:
             # Under the backup's lease, which a lock or a mark takes too: neither can slip in
@@ -300,7 +279,7 @@ class Manager:
                 raise Frozen(why)
 
         result = run_copy(
-            remotes.child(LATEST), remotes.child(name), concurrency=c.concurrency,
+            src, dst, concurrency=c.concurrency,
             throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
             before_write=refuse_frozen,
         )
