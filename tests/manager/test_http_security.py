@@ -208,7 +208,7 @@ def test_mtls_refuses_no_client_certificate_and_one_of_another_ca(mutual: Secure
     # the client CA rotated on disk (same path): new handshakes trust the new CA only
     server_ca = tmp_path / "server-ca.pem"  # the server's own certificate stays from the first CA
     server_ca.write_bytes(mutual.ca.ca_file.read_bytes())
-    new_ca = TestCA(tmp_path / "ca", "test-ca")
+    new_ca = TestCA(mutual.ca.dir, "test-ca")
     assert new_ca.ca_file == mutual.ca.ca_file
     renewed = new_ca.issue("operator2", client=True)
     fresh = mutual.context(ca=server_ca, client=renewed)

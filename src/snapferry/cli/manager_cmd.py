@@ -195,15 +195,13 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
     delay_s = delay.total_seconds() if delay else 0.0
     mgr = Manager(config, events=make_events())
     stop = threading.Event()
-    server = start_http_api(mgr, config.http_listen_addr, security,
-                            Limits(max_connections=kw["http_max_connections"], shutdown_delay=delay_s))
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     draining = threading.Event()
+    servers: list[Any] = []  # the API server, once it listens
 
     def on_signal(signum: int, frame: object) -> None:
-        if delay_s > 0 and not draining.is_set():  # a second signal stops at once
+        if delay_s > 0 and servers and not draining.is_set():  # a second signal stops at once
             draining.set()
-            server.drain()
+            servers[0].drain()
             log.info("%s: /health answers 503 for %gs, then the manager stops", signal.Signals(signum).name,
                      delay_s)
             timer = threading.Timer(delay_s, stop.set)
@@ -213,12 +211,17 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
         log.info("stopping on %s", signal.Signals(signum).name)
         stop.set()
 
-    for s in previous:
-        signal.signal(s, on_signal)
+    # the handlers go in before the API answers: a SIGTERM right after the first /health (a
+    # probe, an orchestrator) is a clean stop, not the default death mid-start
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        mgr.serve(stop)
+        servers.append(start_http_api(mgr, config.http_listen_addr, security,
+                                      Limits(max_connections=kw["http_max_connections"], shutdown_delay=delay_s)))
+        if not stop.is_set():
+            mgr.serve(stop)
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
         mgr.close()
         for s, h in previous.items():
             signal.signal(s, h)

@@ -120,6 +120,6 @@ def serving(metrics: RunMetrics, listen: ListenAddr | None, security: Security |
         with observed(metrics.observe):
             yield
     finally:
-        metrics.running = False
-        if server is not None:
+        if server is not None:  # stopped first: no scrape sees the run over while it is being served
             server.stop()
+        metrics.running = False
