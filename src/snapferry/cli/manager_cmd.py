@@ -9,6 +9,7 @@ https). See docs/http-api.md.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -21,18 +22,18 @@ import click
 
 from .. import api
 from ..errors import UsageError
-from ..httpsec import FLAGS, Security, read_secret, security_from
+from ..httpsec import Security
 from ..httpserve import Limits
 from ..manager import retention
-from ..manager.apiclient import ApiClient
 from ..manager.catalog import Catalog
 from ..manager.layout import parse_backup_name
-from ..manager.marks import RestoreMarks
+from ..manager.marks import MarkSelection, RestoreMarks
 from ..manager.restore import restore_marked
 from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
 from ..remotes import RemoteOptions
 from ._common import ENV, emit, key_file_option, options_from, remote_options
+from ._http_options import client_of, client_options, security_of, server_options
 from ._snapshot_tls import snapshot_tls_options, tls_from
 
 log = logging.getLogger("snapferry")
@@ -69,6 +70,13 @@ def _validation_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="Create restore marks without checking that the backup exists and is complete.")(f)
 
 
+def _tag_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--backup-type-tag-name", default="", envvar=ENV + "BACKUP_TYPE_TAG_NAME",
+                        help="Tag every object written into a backup with NAME=<type> (latest, hourly, daily, "
+                             "weekly, monthly), for lifecycle rules by type: S3 object tags, Azure blob index tags, "
+                             "metadata on gs://.")(f)
+
+
 def _need(value: str | None, flag: str) -> str:
     if not value:
         raise UsageError(f"{flag} is required here (or set {ENV}{flag[2:].upper().replace('-', '_')})")
@@ -80,67 +88,6 @@ def start_http_api(manager: Manager, listen_addr: str, security: Security, limit
     /health and /metrics on a thread and returns the server (its drain() and stop())."""
     http = importlib.import_module("snapferry.manager.http")
     return http.start_server(manager, listen_addr, security, limits)
-
-
-def _server_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Protection of the API and /metrics (docs/http-api.md); VictoriaMetrics' names in brackets."""
-    texts = {
-        "username": "HTTP basic auth user for every path but /health.",
-        "password": "Its password, or file:///path to read it from (never logged).",
-        "metrics_auth_key": "/metrics asks ?authKey=KEY (instead of basic auth); or file:///path.",
-        "cert_file": "PEM certificate for --tls; reloaded when the file changes.",
-        "key_file": "PEM private key for --tls; reloaded when the file changes.",
-        "min_version": "TLS10, TLS11, TLS12 (the default) or TLS13.",
-        "cipher_suites": "Comma-separated Go names of TLS 1.2 suites, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256.",
-        "mtls_ca_file": "PEM CA of client certificates for --mtls (default: the system's CAs).",
-        "hsts": "Strict-Transport-Security header value, e.g. max-age=31536000.",
-        "csp": "Content-Security-Policy header value.",
-        "frame_options": "X-Frame-Options header value, e.g. DENY.",
-    }
-    for key, (native, dropin) in reversed(FLAGS.items()):
-        env = ENV + native[2:].upper().replace("-", "_")
-        if key in ("tls", "mtls"):
-            f = click.option(native, is_flag=True, envvar=env,
-                             help=("Serve HTTPS." if key == "tls" else "Ask clients for a certificate (needs --tls).")
-                             + f" [{dropin}]")(f)
-        else:
-            f = click.option(native, envvar=env, help=f"{texts[key]} [{dropin}]")(f)
-    f = click.option("--http-shutdown-delay", default="0", envvar=ENV + "HTTP_SHUTDOWN_DELAY",
-                     help="On SIGTERM, /health answers 503 this long (seconds or e.g. 10s) before the stop "
-                          "[-http.shutdownDelay].")(f)
-    return click.option("--http-max-connections", type=click.IntRange(4), default=1000, show_default=True,
-                        envvar=ENV + "HTTP_MAX_CONNECTIONS",
-                        help="Open API connections at most (and at most half the descriptor limit); over it "
-                             "the oldest idle one is closed.")(f)
-
-
-def security_of(kw: dict[str, Any]) -> Security:
-    return security_from({key: kw[native[2:].replace("-", "_")] for key, (native, _) in FLAGS.items()})
-
-
-def _client_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--api-key-file", envvar=ENV + "API_KEY_FILE", help="Its private key.")(f)
-    f = click.option("--api-cert-file", envvar=ENV + "API_CERT_FILE",
-                     help="A client certificate, for a manager run with --mtls.")(f)
-    f = click.option("--api-ca-file", envvar=ENV + "API_CA_FILE",
-                     help="PEM CA that signed the manager's certificate.")(f)
-    f = click.option("--api-password", envvar=ENV + "API_PASSWORD",
-                     help="Its basic-auth password, or file:///path (never logged).")(f)
-    f = click.option("--api-username", envvar=ENV + "API_USERNAME", help="The manager's basic-auth user.")(f)
-    return click.option("--api-url", envvar=ENV + "API_URL",
-                        help="Ask the running manager at this URL (e.g. https://vm-0:8300) instead of reading "
-                             "--dst and --storage-data-path [-apiURL].")(f)
-
-
-def _client(kw: dict[str, Any]) -> ApiClient | None:
-    url = kw.pop("api_url", None)
-    parts = {k: kw.pop(k, None) for k in ("api_username", "api_password", "api_ca_file", "api_cert_file",
-                                          "api_key_file")}
-    if not url:
-        return None
-    password = parts["api_password"]
-    return ApiClient(url, parts["api_username"] or "", read_secret(password, "--api-password") if password else None,
-                     parts["api_ca_file"] or "", parts["api_cert_file"] or "", parts["api_key_file"] or "")
 
 
 def make_events() -> Any:
@@ -178,11 +125,12 @@ def make_events() -> Any:
 @_keep("daily")
 @_keep("weekly")
 @_keep("monthly")
-@_server_options
+@server_options
 @click.option("--encrypt", is_flag=True, envvar=ENV + "ENCRYPT",
               help="Encrypt every backup (needs --encryption-key-file; vmrestore cannot read them).")
 @key_file_option
 @_validation_option
+@_tag_option
 @remote_options
 @click.pass_context
 def manager(ctx: click.Context, /, **kw: Any) -> None:
@@ -231,7 +179,7 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
     """A ManagerConfig from the service's options (validated: one line per mistake)."""
     interval = parse_interval(kw["backup_interval"])
     zone(kw["backup_schedule_timezone"])
-    opts = options_from(kw, kw["concurrency"])
+    opts = dataclasses.replace(options_from(kw, kw["concurrency"]), backup_type_tag_name=kw["backup_type_tag_name"])
     return ManagerConfig(
         storage_data_path=_need(kw["storage_data_path"], "--storage-data-path"),
         snapshot_create_url=_need(kw["snapshot_create_url"], "--snapshot-create-url"),
@@ -271,7 +219,8 @@ def _encryption(kw: dict[str, Any]) -> str | None:
 
 
 def _catalog(kw: dict[str, Any]) -> Catalog:
-    opts: RemoteOptions = options_from(kw, api.DEFAULT_CONCURRENCY)
+    opts: RemoteOptions = dataclasses.replace(options_from(kw, api.DEFAULT_CONCURRENCY),
+                                              backup_type_tag_name=kw.pop("backup_type_tag_name", ""))
     return Catalog(_need(kw["dst"], "--dst"), opts)
 
 
@@ -283,11 +232,11 @@ def backup() -> None:
 @backup.command("list")
 @_dst_option
 @click.option("--json", "as_json", is_flag=True, help="Print vmbackupmanager's JSON list.")
-@_client_options
+@client_options
 @remote_options
 def backup_list(as_json: bool, **kw: Any) -> None:
     """List the backups: name, size, created_at, locked, state."""
-    client = _client(kw)
+    client = client_of(kw)
     if client is not None:
         rows: list[dict[str, Any]] = client.call("GET", "/api/v1/backups")
     else:
@@ -308,10 +257,11 @@ def _lock_command(locked: bool) -> click.Command:
     @click.argument("name")
     @_dst_option
     @click.option("--json", "as_json", is_flag=True, help="Print the backup as JSON.")
-    @_client_options
+    @client_options
+    @_tag_option  # the lock file is an object of the backup: tagged as the manager would
     @remote_options
     def cmd(name: str, as_json: bool, **kw: Any) -> None:
-        client = _client(kw)
+        client = client_of(kw)
         backup_name = str(parse_backup_name(name))
         if client is not None:
             info: dict[str, Any] = client.call("PUT", f"/api/v1/backups/{backup_name}", {"locked": locked})
@@ -365,45 +315,60 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 @_data_option
 @_dst_option
 @_validation_option
-@_client_options
+@client_options
+@click.option("--partitions", default=None, metavar="YYYY_MM[,...]",
+              help="Restore only these month partitions (docs/partial-restore.md).")
+@click.option("--since", default=None, metavar="DURATION|DATE",
+              help="Restore only the month partitions overlapping [now-DURATION or DATE, now].")
 @remote_options
 def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any) -> None:
     """Mark NAME (daily/2026-11-27 under --dst, or a full backup URL) for restore on the next
     start; the mark holds the full URL, so `manager restore` needs no --dst."""
-    client = _client(kw)
+    client = client_of(kw)
     if client is not None:
-        client.call("POST", "/api/v1/restore", {"backup": name})
+        if disable_source_backup_validation:
+            raise UsageError("--disable-source-backup-validation applies to a mark written into "
+                             "--storage-data-path; the API always validates: drop one of it and --api-url")
+        body = {"backup": name, **{k: kw[k] for k in ("partitions", "since") if kw[k] is not None}}
+        client.call("POST", "/api/v1/restore", body)
         click.echo(f"marked {name} for restore through {client.url}", err=True)
         return
     data = _need(kw["storage_data_path"], "--storage-data-path")
     validate = not disable_source_backup_validation
+    sel = MarkSelection(kw.pop("partitions"), kw.pop("since"))
     if kw["dst"]:
         with _catalog(kw) as catalog:
-            url = RestoreMarks(data, catalog).create(name, validate)
+            url = RestoreMarks(data, catalog).create(name, validate, sel)
     else:
-        url = RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name, validate)
+        url = RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name, validate, sel)
     click.echo(f"marked {url} for restore into {data}", err=True)
 
 
 @restore.command("get")
 @_data_option
-@_client_options
+@client_options
 def restore_get(storage_data_path: str | None, **kw: Any) -> None:
     """Print the restore mark as {"backup": NAME}, or {} without one."""
-    client = _client(kw)
+    client = client_of(kw)
     if client is not None:
         click.echo(json.dumps(client.call("GET", "/api/v1/restore")))
         return
-    value = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).get()
-    click.echo(json.dumps({"backup": value} if value is not None else {}))
+    marks = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None)
+    value = marks.get()
+    if value is None:
+        click.echo(json.dumps({}))
+        return
+    sel = marks.selection()
+    extra = {k: v for k, v in (("partitions", sel.partitions), ("since", sel.since)) if v is not None}
+    click.echo(json.dumps({"backup": value, **extra}))
 
 
 @restore.command("delete")
 @_data_option
-@_client_options
+@client_options
 def restore_delete(storage_data_path: str | None, **kw: Any) -> None:
     """Delete the restore mark (nothing happens without one)."""
-    client = _client(kw)
+    client = client_of(kw)
     if client is not None:
         client.call("DELETE", "/api/v1/restore")
         return
