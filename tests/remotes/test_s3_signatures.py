@@ -59,7 +59,8 @@ ENDPOINTS = {
 }
 WRITE_OPTIONS: dict[str, dict[str, Any]] = {
     "plain": {},
-    "tags-metadata": {"s3_object_tags": {"team": "db", "env": "prod x+y"}, "object_metadata": {"cluster": "eu 1", "note": "two  spaces"}},
+    "tags-metadata": {"s3_object_tags": {"team": "db", "env": "prod x+y"},
+                      "object_metadata": {"cluster": "eu 1", "note": "two  spaces"}},
     "sse-kms-acl-class": {"s3_sse_kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd",
                           "s3_acl": "bucket-owner-full-control", "s3_storage_class": "STANDARD_IA"},
     "crc32c": {"s3_checksum_algorithm": "CRC32C"},

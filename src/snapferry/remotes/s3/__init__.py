@@ -21,6 +21,8 @@ backup makes thousands of these requests.
 botocore (`boto`: its client, made on the first request that needs it) sends
   - multipart uploads (create, each part, complete, abort) and server-side copies:
     few, large requests where its per-request cost does not show;
+  - deletes with --delete-all-object-versions (ListObjectVersions, then a DELETE of
+    each version by its id): rare, and its paginator parses the version listing;
   - the single PUTs, DELETEs and checksum HEADs above when `sigv4` does not know the
     base URL (a virtual-host custom endpoint, a URL shape the probe does not
     recognise), and single PUTs with `--s3-checksum-algorithm CRC64NVME`, which only
