@@ -179,11 +179,17 @@ class S3Remote(ObjectStore, KeepsChecksums):
             args["ChecksumAlgorithm"] = self._checksum_alg
         return args
 
-    def _checksum_arg(self, crc: int | None) -> dict[str, str]:
-        """The CRC32 header of a body whose CRC came free with the manifest's block CRCs;
-        botocore then does not hash the body a second time. None with "NONE", which is
-        there for stores that reject checksum headers (it used to send this one still)."""
-        if self._checksum_alg not in (None, "CRC32") or crc is None or self._no_checksum:
+    def _checksum_arg(self, data: bytes | bytearray, crc: int | None) -> dict[str, str]:
+        """The checksum botocore is given instead of computing it: the CRC32 of a body whose
+        CRC came free with the manifest's block CRCs (botocore then does not hash the body a
+        second time), or the CRC32C, which botocore computes only with awscrt (not
+        installed). None with "NONE", which is there for stores that reject checksum
+        headers (it used to send this one still)."""
+        if self._no_checksum:
+            return {}
+        if self._checksum_alg == "CRC32C":
+            return {"ChecksumCRC32C": base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()}
+        if self._checksum_alg not in (None, "CRC32") or crc is None:
             return {}
         return {"ChecksumCRC32": base64.b64encode(crc.to_bytes(4, "big")).decode()}
 
@@ -238,23 +244,20 @@ class S3Remote(ObjectStore, KeepsChecksums):
         if self.gets.fast_signer() is not None and (headers := self._put_headers(data, crc, exclusive)) is not None:
             self.gets.send("PUT", key, headers, data, self._payload_hash(data), f"writing {key}")
             return
-        extra = {"IfNoneMatch": "*"} if exclusive else {}
-        self._client.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
-            **self._checksum_arg(crc), **self._write_args(), **extra,
-        )
+        args = {**self._write_args(), **self._checksum_arg(data, crc)}
+        if "ChecksumCRC32C" in args:
+            del args["ChecksumAlgorithm"]  # named, botocore would compute it (and fail without awscrt)
+        if exclusive:
+            args["IfNoneMatch"] = "*"
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data), **args)
 
     def _put_chunks(self, key: str, src: ChunkSource, chunk: int, progress: Callable[[int], None] | None) -> None:
         upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **self._write_args())["UploadId"]
         try:
             done: list[dict[str, Any]] = []
             for number, data in enumerate(src.chunks(chunk, reuse=True), 1):
-                extra = self._checksum_arg(src.last_crc)
-                if not extra and self._checksum_alg == "CRC32C":
-                    # botocore computes a CRC32C only with awscrt, which is not installed;
-                    # a value given it goes as it is.
-                    extra = {"ChecksumCRC32C": base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()}
-                elif not extra and self._checksum_alg:
+                extra = self._checksum_arg(data, src.last_crc)
+                if not extra and self._checksum_alg:
                     extra = {"ChecksumAlgorithm": self._checksum_alg}
                 r = self._client.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
