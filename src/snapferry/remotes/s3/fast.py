@@ -41,7 +41,7 @@ _PLAIN_QUERY = frozenset({"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "
 
 
 class FastTransport:
-    """Reads of one bucket's objects. With `static` set they sign themselves; else
+    """The fast requests of one bucket's objects. With `static` set they sign themselves; else
     `client()` (botocore's S3 client, made on first call) presigns and `creds` sign."""
 
     def __init__(self, client: Callable[[], Any], creds: Any, bucket: str, probe_key: str, url: str,
