@@ -11,7 +11,9 @@ the query string must be identical. The object keys have spaces, unicode, `+`, `
 The last tests go one step further out: botocore's client serializes the request
 itself (put_object with every write option, sent to a real moto server, and
 generate_presigned_url), and the fast path's request must carry the same headers
-and the same signature.
+and the same signature. That a server which checks signatures takes ours, a ranged GET
+with its unsigned Range header among them, is
+test_s3_put.py::test_a_server_that_checks_signatures_takes_ours.
 """
 
 from __future__ import annotations
