@@ -11,7 +11,7 @@ writeback afterwards; `fs://` parts are read into the pool for them too.
 Smaller files, and every file when direct I/O is switched off, are copied in
 the kernel instead where the source allows: `fs://` parts by copy_file_range
 (a reflink where the filesystem has them), and readers that can splice (s3://
-over plain HTTP, remotes/_http.py) from the socket into the file. Small
+over plain HTTP, remotes/s3/plainhttp.py) from the socket into the file. Small
 single-part files are batched (session.py): the worker that reads one also
 writes, closes and renames it, with no hand-off to a writer or finisher thread.
 Each file's byte path is chosen once, by bytepath.choose_byte_path.

@@ -26,7 +26,7 @@ import struct
 import threading
 from contextlib import suppress
 
-from ..errors import RemoteError, TransientRemoteError
+from ...errors import RemoteError, TransientRemoteError
 
 _HEAD_MAX = 64 * 1024
 _PIPE_SIZE = 1024 * 1024
