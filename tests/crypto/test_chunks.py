@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import zlib
 
 from snapferry.checksums import BlockCrcs
 from snapferry.crypto.chunks import CHUNK, HEADER, MAGIC, TAG, DecryptingReader, EncryptingBody, PartCipher, cipher_len
@@ -90,7 +91,8 @@ def test_read_and_readinto_agree() -> None:
 
 def test_object_store_chunks_are_sealed_into_one_reused_buffer() -> None:
     """An encrypted upload to s3/gcs/azure fills one buffer per part, reused for every upload
-    chunk (the chunks used to be joined from 256 KiB pieces: twice the memory per chunk)."""
+    chunk (the chunks used to be joined from 256 KiB pieces: twice the memory per chunk), and
+    takes one CRC32 per chunk, not the manifest's two CRCs of the ciphertext."""
     data = random.Random(9).randbytes(5 * CHUNK + 77)
     body = EncryptingBody(_Plain(data), lambda salt: _cipher(len(data), salt))
     part = Part("data/f.bin", len(data), 0, body.size, body.size)
@@ -100,6 +102,8 @@ def test_object_store_chunks_are_sealed_into_one_reused_buffer() -> None:
         for piece in src.chunks(CHUNK + 1000, reuse=True):
             pieces.append(piece)
             out += piece
+            assert src.last_crc == zlib.crc32(piece)  # the store's checksum header: of the ciphertext
+        assert src.crcs is None  # no manifest CRCs of ciphertext: the body takes the plaintext's
     assert len(pieces) == 5 and all(p is pieces[0] for p in pieces) and len(out) == body.size
     reader = DecryptingReader(_Raw(bytes(out[HEADER:])), _cipher(len(data), bytes(out[len(MAGIC) : HEADER])), 0,
                               len(data))

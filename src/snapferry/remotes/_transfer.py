@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import urllib3.exceptions
 
-from ..checksums import BlockCrcs
+from ..checksums import BlockCrcs, crc32
 from ..errors import RemoteError, TransientRemoteError, unreadable_source
 from ..parts import Part
 from .base import Body, IntoBody, LocalRegion
@@ -51,7 +51,10 @@ class ChunkSource:
         self._crcs: BlockCrcs | None = BlockCrcs()
         self._buf: bytearray | None = None
         self._into = body if local is None and isinstance(body, IntoBody) else None
-        # CRC32 of the chunk last handed out when it came free with the block CRCs.
+        if self._into is not None:
+            # Its bytes are ciphertext: the manifest's CRCs are the plaintext's, taken by the
+            # body. Only each chunk's CRC32 (the store's checksum header) is worth a pass.
+            self._crcs = None        # CRC32 of the chunk last handed out when it came free with the block CRCs.
         self.last_crc: int | None = None
         if local is not None:
             if local.size < part.size:
@@ -143,7 +146,10 @@ class ChunkSource:
                 f"{self._what}: the source ran short after {self.pos + len(data)} of "
                 f"{self._part.size} bytes"
             )
-        self.last_crc = self._crcs.update(data) if self._crcs is not None else None
+        if self._crcs is not None:
+            self.last_crc = self._crcs.update(data)
+        else:
+            self.last_crc = crc32(data) if self._into is not None else None
         self._pos += n
 
     def _pread_into(self, mv: memoryview) -> int:
