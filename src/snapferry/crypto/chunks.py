@@ -18,9 +18,7 @@ all fail to authenticate.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import mmap
 import os
 import secrets
 from collections.abc import Callable
@@ -38,9 +36,9 @@ TAG = 16
 MAGIC = b"SFENC\x00\x00\x01"
 SALT = 16
 HEADER = len(MAGIC) + SALT
-_MAP_MIN = 1024 * 1024  # parts from this size are read through a mapping
+_WINDOW_MIN = 1024 * 1024  # parts from this size are read in windows of the file
+_WINDOW = 4 * CHUNK  # 1 MiB a window: few reads, and 1 MiB per upload in flight
 _BATCH = 4  # chunks a restore's read takes at once: a quarter of the syscalls, 1 MiB of ciphertext
-_MAP_WINDOW = 32 * CHUNK  # 8 MiB mapped at a time: a part's mapped pages stay few
 
 
 def n_chunks(size: int, chunk: int = CHUNK) -> int:
@@ -111,14 +109,14 @@ class EncryptingBody:
     def __init__(self, plain: _PlainBody, make: Callable[[bytes], PartCipher],
                  local: LocalRegion | None = None) -> None:
         self._plain = plain
-        # A big part of a local file is read through a mapping (see _mapped); small ones
-        # by read, where a mapping's set-up would cost more than the copy it saves.
-        self._local = local if local is not None and local.size >= _MAP_MIN else None
+        # A big part of a local file is read in windows of whole chunks (see _windowed);
+        # small ones through the body, in one read each.
+        self._local = local if local is not None and local.size >= _WINDOW_MIN else None
         self._fd = -1
-        self._map: mmap.mmap | None = None
-        self._map_mv = memoryview(b"")
-        self._map_at = 0
-        self._plain_pos = 0  # plaintext bytes of the part mapped before the current window
+        self._win = bytearray()
+        self._win_mv = memoryview(self._win)
+        self._win_at = 0
+        self._plain_pos = 0  # plaintext bytes of the part read before the current window
         salt = secrets.token_bytes(SALT)
         self._cipher = make(salt)
         self.size = cipher_len(plain.size, self._cipher.chunk)
@@ -179,55 +177,48 @@ class EncryptingBody:
 
     def _read_plain(self, want: int) -> bytes | memoryview:
         if self._local is not None:
-            return self._mapped(want)
+            return self._windowed(want)
         return self._read_body(want)
 
-    def _mapped(self, want: int) -> memoryview:
-        """The next `want` plaintext bytes where the page cache holds them: no read into a
-        buffer first (the file's read was half of an encrypted backup's CPU)."""
-        if self._map_at + want > len(self._map_mv):
-            self._remap()
-        data = self._map_mv[self._map_at : self._map_at + want]
-        self._map_at += want
+    def _windowed(self, want: int) -> memoryview:
+        """The next `want` plaintext bytes of a big local part, from a window of whole chunks
+        read with one preadv into a buffer reused for the part (the kernel reads ahead: the
+        file is read sequentially). A mapping of the file instead (MAP_POPULATE) cost more
+        CPU, not less, faulted the pages in synchronously and counted them in the RSS."""
+        if self._win_at + want > len(self._win_mv):
+            self._fill_window()
+        data = self._win_mv[self._win_at : self._win_at + want]
+        self._win_at += want
         self.crcs.update(data)
         return data
 
-    def _remap(self) -> None:
-        """Map the next window of the part (whole chunks), after checking the file still
-        holds it: touching a mapping beyond a file's end is a SIGBUS, not an error."""
+    def _fill_window(self) -> None:
         local = self._local
         assert local is not None
-        self._plain_pos += self._map_at
-        self._unmap()
+        self._plain_pos += self._win_at
+        self._win_mv.release()
         try:
             if self._fd < 0:
                 self._fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC)
-            if os.fstat(self._fd).st_size < local.offset + local.size:
-                raise BadBackupError(f"the source file {local.path!r} shrank during the backup; "
-                                     "back up a snapshot, not live files")
-            start = local.offset + self._plain_pos
-            base = start - start % mmap.ALLOCATIONGRANULARITY
-            n = min(_MAP_WINDOW, local.size - self._plain_pos)
-            # MAP_POPULATE: the pages mapped in one go, not a fault per page as they are read
-            self._map = mmap.mmap(self._fd, start - base + n, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                                  prot=mmap.PROT_READ, offset=base)
+                os.posix_fadvise(self._fd, local.offset, local.size, os.POSIX_FADV_SEQUENTIAL)
+                self._win = bytearray(min(_WINDOW, local.size))
+            n = min(len(self._win), local.size - self._plain_pos)
+            mv = memoryview(self._win)[:n]
+            got = 0
+            while got < n:
+                k = os.preadv(self._fd, [mv[got:]], local.offset + self._plain_pos + got)
+                if not k:
+                    mv.release()
+                    raise BadBackupError(f"the source file {local.path!r} shrank during the backup; "
+                                         "back up a snapshot, not live files")
+                got += k
         except OSError as e:
             raise unreadable_source(local.path, e) from e
-        if self._plain_pos + n < local.size:  # the next window read ahead while this one is sealed
-            os.posix_fadvise(self._fd, start + n, min(_MAP_WINDOW, local.size - self._plain_pos - n),
-                             os.POSIX_FADV_WILLNEED)
-        self._map_mv = memoryview(self._map)[start - base :]
-        self._map_at = 0
-
-    def _unmap(self) -> None:
-        self._map_mv.release()
-        if self._map is not None:
-            with contextlib.suppress(BufferError):  # a slice still alive: the GC unmaps it
-                self._map.close()
-            self._map = None
+        self._win_mv = mv
+        self._win_at = 0
 
     def close(self) -> None:
-        self._unmap()
+        self._win_mv.release()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
