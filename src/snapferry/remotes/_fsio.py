@@ -4,6 +4,7 @@ the bytes on the way so the manifest needs no second pass."""
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable
 
@@ -113,7 +114,9 @@ def copy_body_direct(
     Each round writes the filled buffer's whole ALIGN blocks and moves the rest (under 4 KiB)
     to its front, so every direct write starts aligned though the body hands out chunks of
     any length."""
-    buf = directio.buffer(max(directio.ALIGN, min(_DIRECT_BUF, -(-size // directio.ALIGN) * directio.ALIGN)))
+    # A small part (no dfd) in a plain buffer: an mmap and munmap per file cost more than it.
+    buf: mmap.mmap | bytearray = (directio.buffer(min(_DIRECT_BUF, -(-size // directio.ALIGN) * directio.ALIGN))
+                                  if dfd >= 0 else bytearray(max(1, min(_DIRECT_BUF, size))))
     mv = memoryview(buf)
     done = have = 0  # bytes written; bytes in the buffer not yet written
     while done + have < size:
@@ -132,7 +135,8 @@ def copy_body_direct(
                 progress(k)
     # Released only after success, as in copy_direct.
     mv.release()
-    buf.close()
+    if isinstance(buf, mmap.mmap):
+        buf.close()
     return done
 
 
