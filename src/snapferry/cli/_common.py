@@ -16,7 +16,7 @@ import click
 from .. import api
 from ..progress import human_bytes
 from ..remotes import RemoteOptions
-from ..results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
+from ..results import BackupResult, CopyResult, PartitionSize, RestoreDryRun, RestoreResult
 
 ENV = "SNAPFERRY_"
 
@@ -99,6 +99,9 @@ _WRITE_REMOTE = [
                  help='Tags for new objects: k=v&k2=v2 or {"k": "v"}.'),
     click.option("--object-metadata", envvar=ENV + "OBJECT_METADATA", callback=_json_map,
                  help='User metadata for new objects, JSON: {"k": "v"}.'),
+    click.option("--delete-all-object-versions", is_flag=True, envvar=ENV + "DELETE_ALL_OBJECT_VERSIONS",
+                 help="Deletes remove every version of an object on a versioned s3:// bucket, not only the "
+                      "current one."),
 ]
 
 
@@ -161,7 +164,7 @@ def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
     write = {
         name: kw.pop(name) if name in kw else getattr(base, name)
         for name in ("s3_storage_class", "s3_acl", "s3_sse_kms_key_id", "s3_checksum_algorithm",
-                     "s3_object_tags", "object_metadata")
+                     "s3_object_tags", "object_metadata", "delete_all_object_versions")
     }
     return dataclasses.replace(
         base,
@@ -225,6 +228,8 @@ def emit(result: BackupResult | RestoreResult | CopyResult | RestoreDryRun, as_j
             f"{result.parts_verified} parts checksum-verified, {result.parts_unverified} unverified",
             err=True,
         )
+        if result.partitions:
+            click.echo(f"partial restore: {_partition_list(result.partitions)}", err=True)
     elif isinstance(result, BackupResult):
         click.echo(
             f"backed up {human_bytes(result.backup_bytes)} to {result.dst} in {secs:.2f}s: "
@@ -250,6 +255,8 @@ def emit_dry_run(r: RestoreDryRun) -> None:
         click.echo(f"discard {t}")
     for f in r.download:
         click.echo(f"download {f.path} ({human_bytes(f.bytes)})")
+    if r.partitions:
+        click.echo(f"partial restore: {_partition_list(r.partitions)}", err=True)
     click.echo(
         f"dry run: restoring {r.src} into {r.dst}{'' if r.dst_exists else ' (to be created)'} would delete "
         f"{len(r.delete)} files ({human_bytes(r.bytes_to_delete)}), download {human_bytes(r.bytes_to_download)} "
@@ -258,6 +265,10 @@ def emit_dry_run(r: RestoreDryRun) -> None:
         f"({human_bytes(r.space_free)} free + {human_bytes(r.space_freed)} freed by deletions); nothing was changed",
         err=True,
     )
+
+
+def _partition_list(parts: tuple[PartitionSize, ...]) -> str:
+    return f"{len(parts)} partition(s) " + ", ".join(f"{p.name} ({human_bytes(p.bytes)})" for p in parts)
 
 
 def emit_error(command: str | None, message: str, kind: str, exit_code: int) -> None:

@@ -7,6 +7,7 @@ storage data path directly, with no server running.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -22,12 +23,13 @@ from ..errors import UsageError
 from ..manager import retention
 from ..manager.catalog import Catalog
 from ..manager.layout import parse_backup_name
-from ..manager.marks import RestoreMarks
+from ..manager.marks import MarkSelection, RestoreMarks
 from ..manager.restore import restore_marked
 from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
 from ..remotes import RemoteOptions
 from ._common import ENV, emit, key_file_option, options_from, remote_options
+from ._snapshot_tls import snapshot_tls_options, tls_from
 
 log = logging.getLogger("snapferry")
 
@@ -63,6 +65,13 @@ def _validation_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="Create restore marks without checking that the backup exists and is complete.")(f)
 
 
+def _tag_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--backup-type-tag-name", default="", envvar=ENV + "BACKUP_TYPE_TAG_NAME",
+                        help="Tag every object written into a backup with NAME=<type> (latest, hourly, daily, "
+                             "weekly, monthly), for lifecycle rules by type: S3 object tags, Azure blob index tags, "
+                             "metadata on gs://.")(f)
+
+
 def _need(value: str | None, flag: str) -> str:
     if not value:
         raise UsageError(f"{flag} is required here (or set {ENV}{flag[2:].upper().replace('-', '_')})")
@@ -96,6 +105,7 @@ def make_events() -> Any:
               help="e.g. http://127.0.0.1:8428/snapshot/create.")
 @click.option("--snapshot-delete-url", envvar=ENV + "SNAPSHOT_DELETE_URL",
               help="Defaults to the create URL with /delete.")
+@snapshot_tls_options
 @_dst_option
 @_concurrency_options
 @click.option("--http-listen-addr", default=DEFAULT_HTTP_LISTEN_ADDR, show_default=True,
@@ -119,6 +129,7 @@ def make_events() -> Any:
               help="Encrypt every backup (needs --encryption-key-file; vmrestore cannot read them).")
 @key_file_option
 @_validation_option
+@_tag_option
 @remote_options
 @click.pass_context
 def manager(ctx: click.Context, /, **kw: Any) -> None:
@@ -150,11 +161,12 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
     """A ManagerConfig from the service's options (validated: one line per mistake)."""
     interval = parse_interval(kw["backup_interval"])
     zone(kw["backup_schedule_timezone"])
-    opts = options_from(kw, kw["concurrency"])
+    opts = dataclasses.replace(options_from(kw, kw["concurrency"]), backup_type_tag_name=kw["backup_type_tag_name"])
     return ManagerConfig(
         storage_data_path=_need(kw["storage_data_path"], "--storage-data-path"),
         snapshot_create_url=_need(kw["snapshot_create_url"], "--snapshot-create-url"),
         snapshot_delete_url=kw["snapshot_delete_url"],
+        snapshot_tls=tls_from(kw),
         dst=_need(kw["dst"], "--dst"),
         concurrency=kw["concurrency"],
         max_bytes_per_second=kw["max_bytes_per_second"],
@@ -189,7 +201,8 @@ def _encryption(kw: dict[str, Any]) -> str | None:
 
 
 def _catalog(kw: dict[str, Any]) -> Catalog:
-    opts: RemoteOptions = options_from(kw, api.DEFAULT_CONCURRENCY)
+    opts: RemoteOptions = dataclasses.replace(options_from(kw, api.DEFAULT_CONCURRENCY),
+                                              backup_type_tag_name=kw.pop("backup_type_tag_name", ""))
     return Catalog(_need(kw["dst"], "--dst"), opts)
 
 
@@ -222,6 +235,7 @@ def _lock_command(locked: bool) -> click.Command:
     @click.argument("name")
     @_dst_option
     @click.option("--json", "as_json", is_flag=True, help="Print the backup as JSON.")
+    @_tag_option  # the lock file is an object of the backup: tagged as the manager would
     @remote_options
     def cmd(name: str, as_json: bool, **kw: Any) -> None:
         with _catalog(kw) as catalog:
@@ -273,17 +287,22 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 @_data_option
 @_dst_option
 @_validation_option
+@click.option("--partitions", default=None, metavar="YYYY_MM[,...]",
+              help="Restore only these month partitions (docs/partial-restore.md).")
+@click.option("--since", default=None, metavar="DURATION|DATE",
+              help="Restore only the month partitions overlapping [now-DURATION or DATE, now].")
 @remote_options
 def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any) -> None:
     """Mark NAME (daily/2026-11-27 under --dst, or a full backup URL) for restore on the next
     start; the mark holds the full URL, so `manager restore` needs no --dst."""
     data = _need(kw["storage_data_path"], "--storage-data-path")
     validate = not disable_source_backup_validation
+    sel = MarkSelection(kw.pop("partitions"), kw.pop("since"))
     if kw["dst"]:
         with _catalog(kw) as catalog:
-            url = RestoreMarks(data, catalog).create(name, validate)
+            url = RestoreMarks(data, catalog).create(name, validate, sel)
     else:
-        url = RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name, validate)
+        url = RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name, validate, sel)
     click.echo(f"marked {url} for restore into {data}", err=True)
 
 
@@ -291,8 +310,14 @@ def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any)
 @_data_option
 def restore_get(storage_data_path: str | None) -> None:
     """Print the restore mark as {"backup": NAME}, or {} without one."""
-    value = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).get()
-    click.echo(json.dumps({"backup": value} if value is not None else {}))
+    marks = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None)
+    value = marks.get()
+    if value is None:
+        click.echo(json.dumps({}))
+        return
+    sel = marks.selection()
+    extra = {k: v for k, v in (("partitions", sel.partitions), ("since", sel.since)) if v is not None}
+    click.echo(json.dumps({"backup": value, **extra}))
 
 
 @restore.command("delete")

@@ -124,9 +124,10 @@ REMOTE: list[Rule] = [
     _opt("customS3Endpoint", K.STRING, "--custom-s3-endpoint"),
     Rule("s3ForcePathStyle", K.BOOL, Action.NEGATABLE, "--s3-force-path-style", True),
     _switch("s3TLSInsecureSkipVerify", "--tls-insecure-skip-verify"),
-    *_ignored("deleteAllObjectVersions", K.BOOL,
-              "deletes remove the current version; expire older versions with a lifecycle rule"),
 ]
+
+# What only commands that delete objects in the remote use (backup, copy, the manager).
+_DELETE_VERSIONS = _switch("deleteAllObjectVersions", "--delete-all-object-versions")
 
 # What only uploads use: passed to backup, copy and the manager; a restore writes no object.
 UPLOAD: list[Rule] = [
@@ -141,9 +142,11 @@ _PUSH = _special("pushmetrics.url", K.ARRAY, "`--push-metrics-url` (the first UR
 _RESTORE_WRITES_NOTHING = "a restore uploads no object, so this upload setting has nothing to apply to"
 
 SNAPSHOT_TLS: list[Rule] = [
-    *_ignored("snapshot.tlsCAFile snapshot.tlsCertFile snapshot.tlsKeyFile snapshot.tlsServerName", K.STRING,
-              "the snapshot URL is called with the system's CAs"),
-    *_ignored("snapshot.tlsInsecureSkipVerify", K.BOOL, "the snapshot URL is called with the system's CAs"),
+    _opt("snapshot.tlsCAFile", K.STRING, "--snapshot-tls-ca-file"),
+    _opt("snapshot.tlsCertFile", K.STRING, "--snapshot-tls-cert-file"),
+    _opt("snapshot.tlsKeyFile", K.STRING, "--snapshot-tls-key-file"),
+    _opt("snapshot.tlsServerName", K.STRING, "--snapshot-tls-server-name"),
+    _switch("snapshot.tlsInsecureSkipVerify", "--snapshot-tls-insecure-skip-verify"),
 ]
 
 # snapferry's own flag (the originals have none like it): the key file of an encrypted backup.
@@ -153,7 +156,7 @@ _KEY = _special("snapferry.encryptionKeyFile", K.STRING,
                 "(restore, copy); see docs/encryption.md")
 
 VMBACKUP: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _KEY,
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _KEY, _DELETE_VERSIONS,
     _special("storageDataPath", K.STRING, "`backup --storage-data-path` (default `victoria-metrics-data`)"),
     _special("snapshotName", K.STRING, "`backup --snapshot-name`"),
     _special("snapshot.createURL", K.STRING, "`backup --snapshot-create-url` (the snapshot is deleted afterwards)"),
@@ -168,17 +171,21 @@ VMBACKUP: list[Rule] = [
 VMRESTORE: list[Rule] = [
     *COMMON, *REMOTE, _PUSH, _KEY,
     *(Rule(r.name, r.kind, Action.IGNORED, _RESTORE_WRITES_NOTHING) for r in UPLOAD),
+    *_ignored("deleteAllObjectVersions", K.BOOL, "a restore deletes no object of the backup"),
     _special("src", K.STRING, "`restore --src`"),
     _special("storageDataPath", K.STRING, "`restore --dst` (default `victoria-metrics-data`)"),
     _opt("concurrency", K.INT, "--concurrency"),
     _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
     _switch("skipBackupCompleteCheck", "--skip-backup-complete-check"),
     _switch("skipFilePreallocation", "--skip-file-preallocation"),
+    # upstream PR 11186 (open): a partial restore of month partitions
+    _opt("restorePartitions", K.STRING, "--partitions"),
+    _opt("restoreSince", K.STRING, "--since"),
     _special("httpListenAddr", K.STRING, "serves /metrics while the run lasts (default 127.0.0.1:8421)"),
 ]
 
 VMBACKUPMANAGER: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _KEY,
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _KEY, _DELETE_VERSIONS,
     _opt("storageDataPath", K.STRING, "--storage-data-path"),
     _opt("snapshot.createURL", K.STRING, "--snapshot-create-url"),
     _opt("snapshot.deleteURL", K.STRING, "--snapshot-delete-url"),
@@ -202,8 +209,7 @@ VMBACKUPMANAGER: list[Rule] = [
     *_ignored("pushmetrics.url", K.ARRAY, "the manager serves /metrics at -httpListenAddr for scraping"),
     *_ignored("apiURL", K.STRING, "`snapferry manager backup ...`/`restore ...` read `-dst` directly; no API needed"),
     _switch("restore.disableSourceBackupValidation", "--disable-source-backup-validation"),
-    *_ignored("backupTypeTagName", K.STRING,
-              "objects are not tagged with their type; write lifecycle rules per prefix (hourly/, daily/, ...)"),
+    _opt("backupTypeTagName", K.STRING, "--backup-type-tag-name"),
 ]
 
 TABLES: dict[Tool, list[Rule]] = {
