@@ -48,6 +48,17 @@ class Body(Protocol):
     def read(self, n: int = -1) -> bytes: ...
 
 
+@runtime_checkable
+class IntoBody(Body, Protocol):
+    """A Body that can also write its next bytes into the caller's buffer (an encrypted
+    upload seals its chunks there): backends then reuse one buffer per upload instead of
+    joining the pieces `read` hands out."""
+
+    def readinto(self, buf: memoryview) -> int:
+        """The next bytes into buf (maybe fewer than fit); 0 only at the end."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class LocalRegion:
     """A byte range of a local file, offered to backends that can copy zero-copy."""
