@@ -172,8 +172,6 @@ def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
         config_profile=kw.pop("config_profile"),
         tls_insecure_skip_verify=kw.pop("tls_insecure_skip_verify"),
         read_timeout=kw.pop("read_timeout"),
-        # Our own loop retries whole parts and ranges; the SDKs only smooth single requests.
-        max_attempts=min(3, kw["retries"]),
         **write,
     )
 

@@ -9,13 +9,16 @@ backups spent more time there than copying, and a listing paid it per backup.
 from __future__ import annotations
 
 from ..remotes import Remote, RemoteOptions, open_remote
+from ..remotes.retrying import with_retries
+from ..retry import RetryPolicy
 
 
 class DstRemotes:
     def __init__(self, dst: str, options: RemoteOptions) -> None:
         self.dst = dst.rstrip("/")
         self.options = options
-        self.root = open_remote(self.dst, options)
+        # Listings and small files under the retry layer (a run's transfers get its policy).
+        self.root = with_retries(open_remote(self.dst, options), RetryPolicy())
 
     def child(self, sub: str) -> Remote:
         """The remote of `sub` (a validated backup name) under the root; never close it."""
