@@ -1,4 +1,5 @@
-"""One retry layer: the SDKs make one attempt per request, the RetryPolicy makes the rest.
+"""One retry layer: the SDKs make one attempt per request, the retry layer over the remote
+(remotes/retrying.py, with the run's RetryPolicy) makes the rest.
 
 Each cloud backend is pointed at a tiny real HTTP server (tests/tinyhttp.py) that
 answers 503 to everything, or never answers: the number of requests it sees is
@@ -15,6 +16,8 @@ import pytest
 
 from snapferry.errors import TransientRemoteError
 from snapferry.remotes import Remote, open_remote
+from snapferry.remotes.retrying import with_retries
+from snapferry.retry import RetryPolicy
 from tests.servers import SERVER_FIXTURES, ObjectServer
 from tests.tinyhttp import Handler, Server, answer, stall
 
@@ -36,9 +39,8 @@ def remote_at(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.Mon
     opts, env = real.via(f"http://127.0.0.1:{srv.port}")
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    opts.max_attempts = attempts
     opts.read_timeout = read_timeout
-    return url, open_remote(url, opts)
+    return url, with_retries(open_remote(url, opts), RetryPolicy(attempts=attempts))
 
 
 @pytest.mark.parametrize("kind", CLOUDS)
