@@ -23,7 +23,7 @@ per request, and a nothing-changed run never imports it (tests/test_cli_startup.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast, runtime_checkable
 
 from ..errors import TransientRemoteError
 from ..parts import Part
@@ -158,12 +158,16 @@ def resuming(open_range: OpenFn, offset: int, length: int, policy: RetryPolicy, 
     body that ends early), opens the rest again from its first missing byte. `what` names
     the body and `size` its whole length, for the message of a body that ends early."""
     first = policy.call(lambda: open_range(offset, length))
-    cls = ResumingFileReader if isinstance(first, FileReader) else ResumingReader
+    # An attribute test, not isinstance(first, FileReader): a runtime Protocol's isinstance
+    # costs ~90 us when it fails (Python 3.11), more than the rest of a small range's read.
+    cls = ResumingFileReader if callable(getattr(first, "read_to_file", None)) else ResumingReader
     return cls(open_range, first, offset, length, policy, what, size)
 
 
 class ResumingReader:
     """A Reader whose transient failures are retried by reading on from where it stopped."""
+
+    __slots__ = ("_end", "_open", "_policy", "_r", "_size", "_what", "pos")
 
     def __init__(self, open_range: OpenFn, first: Reader, offset: int, length: int, policy: RetryPolicy,
                  what: str, size: int) -> None:
@@ -178,17 +182,21 @@ class ResumingReader:
     def readinto(self, buf: memoryview) -> int:
         if self.pos >= self._end:
             return 0
+        r = self._r
         try:
-            n = self._read(buf)  # the bare fast path: nearly every read succeeds at once
+            # The bare fast path, inline (a restore calls this per pool buffer): nearly
+            # every read succeeds at once.
+            n = r.readinto(buf) if r is not None else 0
+            if not n:
+                raise self._short()
         except TransientRemoteError as e:
             n = self._resume(e, lambda: self._read(buf))
         self.pos += n
         return n
 
     def _read(self, buf: memoryview) -> int:
-        r = self._reader()
-        n = r.readinto(buf)
-        if not n and len(buf):
+        n = self._reader().readinto(buf)
+        if not n:
             raise self._short()
         return n
 
@@ -218,13 +226,14 @@ class ResumingReader:
 class ResumingFileReader(ResumingReader):
     """A ResumingReader over readers that can also move bytes into a file in the kernel."""
 
+    __slots__ = ()
+
     def read_to_file(self, fd: int, offset: int, n: int) -> int:
         if self.pos >= self._end:
             return 0
 
         def step() -> int:
-            r = self._reader()
-            assert isinstance(r, FileReader)  # the same backend opens the same kind of reader
+            r = cast("FileReader", self._reader())  # the same backend opens the same kind each time
             got = r.read_to_file(fd, offset, n)
             if not got and n:
                 raise self._short()
