@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import backup, copy, info, restore, restore_dry_run, verify
+    from .api import backup, copy, info, partitions_swap, restore, restore_dry_run, verify
     from .errors import SnapferryError
     from .findings import InfoResult, VerifyResult
     from .parts import Part
@@ -28,6 +28,7 @@ _EXPORTS = {
     "backup": "api",
     "copy": "api",
     "info": "api",
+    "partitions_swap": "api",
     "restore": "api",
     "restore_dry_run": "api",
     "verify": "api",
@@ -61,6 +62,7 @@ __all__ = [
     "backup",
     "copy",
     "info",
+    "partitions_swap",
     "restore",
     "restore_dry_run",
     "verify",

@@ -18,6 +18,8 @@ from .throttle import Throttle
 from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (a light module)
 
 if TYPE_CHECKING:
+    from .actions.restore import PartitionFilter
+    from .actions.swap import SwapResult
     from .crypto.keys import UserKey
     from .findings import InfoResult, VerifyResult
     from .remotes import Remote
@@ -206,6 +208,8 @@ def restore(
     verify: bool = False,
     force: bool = False,
     checksums: bool = True,
+    partitions: str | None = None,
+    since: str | None = None,
     encryption_key_file: str | None = None,
 ) -> RestoreResult:
     """Restore the backup at remote `src` into the directory `dst`.
@@ -216,10 +220,16 @@ def restore(
     Without `force`, a
     non-empty `dst` that looks like neither a VictoriaMetrics data directory nor an
     earlier restore is refused when the restore would delete files in it.
+
+    `partitions` ("2026_11,2026_12") and `since` (a duration such as "45d", or a date)
+    make it a partial restore (both: the intersection): only those month partitions and
+    the files outside every partition are restored, every other partition in `dst` is
+    removed; refused for a backup with the legacy global indexdb/ (docs/partial-restore.md).
     """
     from .actions.restore import run_restore
 
     _positive("concurrency", concurrency)
+    only = _partition_filter(partitions, since)
     tuning = tuning or Tuning(concurrency=concurrency)
     key = _load_key(encryption_key_file)
     src_remote = _open(src, remote_options or default_options(concurrency), retry)
@@ -236,6 +246,7 @@ def restore(
             verify=verify,
             force=force,
             checksums=checksums,
+            only=only,
         )
     finally:
         src_remote.close()
@@ -250,6 +261,8 @@ def restore_dry_run(
     remote_options: RemoteOptions | None = None,
     verify: bool = False,
     force: bool = False,
+    partitions: str | None = None,
+    since: str | None = None,
     encryption_key_file: str | None = None,
 ) -> RestoreDryRun:
     """Every check `restore` makes and its plan, changing nothing: no directory, no
@@ -257,13 +270,16 @@ def restore_dry_run(
     running VictoriaMetrics)."""
     from .actions.restore import dry_run_restore
 
+    only = _partition_filter(partitions, since)
     key = _load_key(encryption_key_file)
+
     src_remote = _open(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         src_remote = _keyed(src_remote, key)
         return dry_run_restore(
             src_remote, dst, preallocate=not skip_file_preallocation,
             skip_backup_complete_check=skip_backup_complete_check, verify=verify, force=force,
+            only=only,
         )
     finally:
         src_remote.close()
@@ -324,6 +340,8 @@ def verify(
     remote_options: RemoteOptions | None = None,
     retry: RetryPolicy | None = None,
     progress: str = "auto",
+    partitions: str | None = None,
+    since: str | None = None,
     encryption_key_file: str | None = None,
 ) -> VerifyResult:
     """Check the backup at `src` where it is stored (see actions/verify.py); the result
@@ -334,8 +352,9 @@ def verify(
     opts = VerifyOptions(
         structure_only=structure_only, read_data=read_data or read_data_subset is not None,
         subset=Subset.parse(read_data_subset) if read_data_subset else None, concurrency=concurrency,
-        progress_mode=progress,
+        progress_mode=progress, partitions=partitions, since=since,
     )
+    _partition_filter(partitions, since)  # the syntax, before the remote is opened
     key = _load_key(encryption_key_file)
     remote = _open(src, remote_options or default_options(concurrency), retry)
     try:
@@ -346,6 +365,15 @@ def verify(
         return result
     finally:
         remote.close()
+
+
+def partitions_swap(stage: str, dst: str, *, partitions: str | None = None) -> SwapResult:
+    """The second step of a partial restore: move the month partitions a `restore
+    --partitions` put into `stage` into the stopped database at `dst`, by renames
+    (docs/partial-restore.md). A month `dst` already has is refused, never merged."""
+    from .actions.swap import run_swap
+
+    return run_swap(stage, dst, partitions)
 
 
 def info(src: str, *, remote_options: RemoteOptions | None = None,
@@ -425,6 +453,20 @@ def default_options(concurrency: int) -> RemoteOptions:
     """Options for a run of `concurrency` transfers: enough pooled connections for every
     worker plus the ranged reads and listings beside them."""
     return RemoteOptions(max_connections=max(16, concurrency * 2))
+
+
+def _partition_filter(partitions: str | None, since: str | None) -> PartitionFilter:
+    """Check the syntax of --partitions/--since before any remote is opened."""
+    import datetime as dt
+
+    from .actions.restore import PartitionFilter
+    from .partitions import parse_partition_names, parse_since
+
+    if partitions is not None:
+        parse_partition_names(partitions)
+    if since is not None:
+        parse_since(since, dt.datetime.now(dt.UTC))
+    return PartitionFilter(partitions, since)
 
 
 def _positive(name: str, value: int) -> None:

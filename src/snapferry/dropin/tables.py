@@ -176,6 +176,9 @@ VMRESTORE: list[Rule] = [
     _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
     _switch("skipBackupCompleteCheck", "--skip-backup-complete-check"),
     _switch("skipFilePreallocation", "--skip-file-preallocation"),
+    # upstream PR 11186 (open): a partial restore of month partitions
+    _opt("restorePartitions", K.STRING, "--partitions"),
+    _opt("restoreSince", K.STRING, "--since"),
     _special("httpListenAddr", K.STRING, "serves /metrics while the run lasts (default 127.0.0.1:8421)"),
 ]
 

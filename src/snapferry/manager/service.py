@@ -36,7 +36,7 @@ from .layout import (
     period_of,
     refuse_dst_in_a_backup,
 )
-from .marks import RestoreMarks
+from .marks import MarkSelection, RestoreMarks
 from .prune import Frozen, GuardEvents, apply_retention, frozen_reason
 from .schedule import Clock, Schedule, SystemClock, zone
 
@@ -358,12 +358,16 @@ class Manager:
     def set_locked(self, name: str, locked: bool) -> BackupInfo:
         return self.catalog.set_locked(parse_backup_name(name), locked)
 
-    def restore_mark_create(self, name: str) -> str:
+    def restore_mark_create(self, name: str, selection: MarkSelection | None = None) -> str:
         """Mark a backup (a name under --dst or a full URL); returns the full URL written."""
-        return self.marks.create(name, validate=not self.config.disable_source_backup_validation)
+        return self.marks.create(name, validate=not self.config.disable_source_backup_validation,
+                                 selection=selection)
 
     def restore_mark_get(self) -> str | None:
         return self.marks.get()
+
+    def restore_mark_selection(self) -> MarkSelection:
+        return self.marks.selection()
 
     def restore_mark_delete(self) -> None:
         self.marks.delete()
