@@ -1,7 +1,7 @@
 """The `s3://bucket/prefix` remote (AWS S3 and S3-compatible stores) on botocore.
 
 botocore sends the multipart uploads, copies and deletes, one attempt each (retries
-are the RetryPolicy's, see _cloud.ObjectStore); the reads (ranged GETs, small GETs,
+are the retry layer's, remotes/retrying.py); the reads (ranged GETs, small GETs,
 HEADs, listings) and the single PUTs (every part below the multipart threshold: nearly
 all of a small-file backup) go through _s3get's signed fast path whenever its signer
 knows the endpoint's URL shape, with the same headers botocore would send. With static keys (_s3static) botocore is
@@ -379,7 +379,7 @@ def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tup
         region_name=session.get_config_variable("region") or "us-east-1",
         signature_version="s3v4",
         max_pool_connections=max(opts.max_connections, 1),
-        # One attempt per request: the RetryPolicy decides every retry (retry.py).
+        # One attempt per request: the retry layer decides every retry (remotes/retrying.py).
         retries={"total_max_attempts": 1, "mode": "standard"},
         s3={
             "addressing_style": "path" if opts.s3_force_path_style else "virtual",
