@@ -33,13 +33,13 @@ _S3_MAX_TAGS = 10  # tags one S3 object may carry
 
 
 class DstRemotes:
-    def __init__(self, dst: str, options: RemoteOptions) -> None:
+    def __init__(self, dst: str, options: RemoteOptions, retry: RetryPolicy | None = None) -> None:
         self.dst = dst.rstrip("/")
         self.options = options
         self.tag_name = options.backup_type_tag_name
         check_tag_name(self.tag_name, options)
-        # Listings and small files under the retry layer (a run's transfers get its policy).
-        self._policy = RetryPolicy()
+        # Every remote of the catalog under the retry layer, with the manager's --retries.
+        self._policy = retry or RetryPolicy()
         self.root = with_retries(open_remote(self.dst, options), self._policy)
         if self.tag_name:
             self._check_tagging()
