@@ -37,17 +37,18 @@ from ..parts import (
 from ..progress import Progress, human_bytes
 from ..remotes.base import LocalRegion, Remote, local_tree
 from ..remotes.location import local_location, location_of, refuse_overlap, within
+from ..remotes.retrying import with_retries
 from ..results import BackupResult
-from ..retry import RetryPolicy, retrying
+from ..retry import RetryPolicy
 from ..snapshot import snapshot_time
 from ..throttle import Cancelled, Throttle
 from ..tuning import Tuning
 from .livedir import refuse_data_dir
 from .nesting import refuse_dst_inside_a_backup
-from .uploads import FileRegionBody, upload_batches, upload_with_retries
+from .uploads import FileRegionBody, send_part, upload_batches
 
 __all__ = ["FileRegionBody", "parallel", "refuse_dst_inside", "refuse_nested_backups", "run_backup",
-           "upload_with_retries"]  # the last also for copy.py, as before uploads.py
+           "send_part"]  # the last also for copy.py, as before uploads.py
 
 log = logging.getLogger("snapferry")
 T = TypeVar("T")
@@ -61,7 +62,7 @@ def parallel(
     Each thread takes the next item from one shared iterator, so an item costs one
     uncontended lock, not a future with its waiters: a backup of 30,000 small parts spent
     a quarter of its CPU in concurrent.futures' bookkeeping and ~160 futex calls per part.
-    `stop` is set on failure; transfers check it between chunks (see `upload_with_retries`)
+    `stop` is set on failure; transfers check it between chunks (see `send_part`)
     so a long upload ends promptly instead of running to its end.
     """
     stop = stop or threading.Event()
@@ -135,7 +136,9 @@ def run_backup(
 ) -> BackupResult:
     start = time.monotonic()
     throttle = throttle or Throttle(0)
-    retry = retry or RetryPolicy()
+    # The run's one retry layer, on top of whatever the caller opened (encryption included).
+    dst = with_retries(dst, retry or RetryPolicy())
+    origin = with_retries(origin, retry or RetryPolicy()) if origin is not None else None
     src_dir = os.path.abspath(src_dir)
     refuse_data_dir(src_dir, force)  # a live (or stopped) data directory is no snapshot
     refuse_dst_inside(src_dir, dst)
@@ -152,7 +155,7 @@ def run_backup(
     refuse_dst_inside_a_backup(dst)
     stop = threading.Event()
     with BackupLease(dst, "backup", lease_ttl, on_lost=stop) as lease:
-        return _backup(src_dir, files, dst, origin, concurrency, throttle, retry, max_part_size, progress_mode,
+        return _backup(src_dir, files, dst, origin, concurrency, throttle, max_part_size, progress_mode,
                        created_at, start, lease, stop)
 
 
@@ -163,7 +166,6 @@ def _backup(
     origin: Remote | None,
     concurrency: int,
     throttle: Throttle,
-    retry: RetryPolicy,
     max_part_size: int,
     progress_mode: str,
     created_at: datetime | None,
@@ -202,12 +204,7 @@ def _backup(
     if origin is not None and from_origin:
         org = origin
 
-        def copy_one(p: Part) -> None:
-            for attempt in retrying(retry):
-                with attempt:
-                    dst.copy_part(org, p)
-
-        parallel(concurrency, from_origin, copy_one)
+        parallel(concurrency, from_origin, lambda p: dst.copy_part(org, p))
     copied = {p.key for p in from_origin}
     # Biggest first: a 1 GiB part is one worker's sequential job, and started last it
     # would run alone at the end while the other workers sit idle.
@@ -219,9 +216,9 @@ def _backup(
 
         def upload_one(p: Part) -> None:
             path = where[p.path]
-            sent = upload_with_retries(
+            sent = send_part(
                 dst, p, lambda: FileRegionBody(path, p.offset, p.size), LocalRegion(path, p.offset, p.size),
-                retry, throttle, progress, stop,
+                throttle, progress, stop,
             )
             # The CRCs of the bytes sent, from the backends that read them; otherwise the
             # bytes are in the page cache right after the upload, and hashing them is cheap.

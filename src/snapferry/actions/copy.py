@@ -30,12 +30,13 @@ from ..parts import (
 from ..progress import Progress
 from ..remotes.base import Reader, Remote, local_tree
 from ..remotes.location import location_of, refuse_overlap
+from ..remotes.retrying import with_retries
 from ..restorer.pool import read_full
 from ..results import CopyResult
-from ..retry import RetryPolicy, retrying
+from ..retry import RetryPolicy
 from ..throttle import Throttle
 from ..tuning import Tuning
-from .backup import parallel, refuse_nested_backups, upload_with_retries
+from .backup import parallel, refuse_nested_backups, send_part
 from .complete import refuse_incomplete
 from .nesting import refuse_dst_inside_a_backup
 
@@ -117,7 +118,8 @@ def run_copy(
     the manager checks there that the backup is not locked or marked (which take that lease)."""
     start = time.monotonic()
     throttle = throttle or Throttle(0)
-    retry = retry or RetryPolicy()
+    # The run's one retry layer, on top of whatever the caller opened (encryption included).
+    src, dst = with_retries(src, retry or RetryPolicy()), with_retries(dst, retry or RetryPolicy())
     # Same place under two spellings, or one inside the other: the copy would delete the
     # source's parts as the destination's extras.
     refuse_overlap(location_of(src), location_of(dst))
@@ -132,7 +134,7 @@ def run_copy(
     with BackupLease(dst, "copy", lease_ttl, on_lost=stop) as lease:
         if before_write is not None:
             before_write()
-        return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease, stop)
+        return _copy(src, dst, src_parts, concurrency, throttle, progress_mode, start, lease, stop)
 
 
 def _copy(
@@ -141,7 +143,6 @@ def _copy(
     src_parts: list[Part],
     concurrency: int,
     throttle: Throttle,
-    retry: RetryPolicy,
     progress_mode: str,
     start: float,
     lease: BackupLease,
@@ -174,15 +175,10 @@ def _copy(
 
         def copy_one(p: Part) -> None:
             if server_side:
-                for attempt in retrying(retry):
-                    with attempt:
-                        dst.copy_part(src, p)
+                dst.copy_part(src, p)
                 progress.add(p.size)
                 return
-            upload_with_retries(
-                dst, p, lambda: StreamBody(src.open_part(p, 0, p.size), p.size), None, retry, throttle, progress,
-                stop,
-            )
+            send_part(dst, p, lambda: StreamBody(src.open_part(p, 0, p.size), p.size), None, throttle, progress, stop)
 
         parallel(concurrency, to_copy, copy_one, stop)
 

@@ -83,7 +83,8 @@ _SHARED_REMOTE = [
                  help="Do not verify TLS certificates (test setups only)."),
     click.option("--retries", type=click.IntRange(1, 100), default=6, show_default=True,
                  envvar=ENV + "RETRIES",
-                 help="Attempts per part or range without progress, on transient errors."),
+                 help="Attempts of a remote operation on transient errors (a read counts them from its last "
+                      "progress; a listing or small file gets at most 3)."),
     click.option("--read-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
                  envvar=ENV + "READ_TIMEOUT", help="Seconds without a byte before a request is retried."),
 ]
@@ -175,8 +176,6 @@ def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
         config_profile=kw.pop("config_profile"),
         tls_insecure_skip_verify=kw.pop("tls_insecure_skip_verify"),
         read_timeout=kw.pop("read_timeout"),
-        # Our own loop retries whole parts and ranges; the SDKs only smooth single requests.
-        max_attempts=min(3, kw["retries"]),
         **write,
     )
 

@@ -32,6 +32,7 @@ from ..manager.restore import restore_marked
 from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
 from ..remotes import RemoteOptions
+from ..retry import RetryPolicy
 from ._common import ENV, emit, key_file_option, options_from, remote_options
 from ._http_options import client_of, client_options, security_of, server_options
 from ._snapshot_tls import snapshot_tls_options, tls_from
@@ -221,7 +222,7 @@ def _encryption(kw: dict[str, Any]) -> str | None:
 def _catalog(kw: dict[str, Any]) -> Catalog:
     opts: RemoteOptions = dataclasses.replace(options_from(kw, api.DEFAULT_CONCURRENCY),
                                               backup_type_tag_name=kw.pop("backup_type_tag_name", ""))
-    return Catalog(_need(kw["dst"], "--dst"), opts)
+    return Catalog(_need(kw["dst"], "--dst"), opts, retry=RetryPolicy(attempts=kw["retries"]))
 
 
 @manager.group()

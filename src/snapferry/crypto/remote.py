@@ -30,6 +30,7 @@ from ..errors import BadBackupError, UsageError
 from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
 from ..parts import Part, is_ignored_name, parse_name
 from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper
+from ..remotes.retrying import without_retries
 from .chunks import CHUNK, HEADER, MAGIC, SALT, TAG, DecryptingReader, EncryptingBody, PartCipher, cipher_len
 from .keys import KeyRecord, UserKey
 
@@ -61,7 +62,9 @@ class _Empty:
 class EncryptedRemote(Wrapper):
     def __init__(self, inner: Remote, record: KeyRecord, data_key: bytes, stored: KeyRecord | None,
                  *, writer: bool) -> None:
-        self.inner = inner
+        # The retry layer goes on top of the encryption, never under it (the actions put it
+        # there): a retried upload needs a fresh plaintext body, which only the caller has.
+        self.inner = without_retries(inner)
         self.url = inner.url
         self.record = record
         self._key = data_key

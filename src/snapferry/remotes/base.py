@@ -90,10 +90,6 @@ class RemoteOptions:
     # backup with NAME=<type> (latest, hourly, ...); see manager/remotes.py.
     backup_type_tag_name: str = ""
     tls_insecure_skip_verify: bool = False
-    # Attempts (RetryPolicy) of the single requests the actions do not retry themselves:
-    # listings, small files, deletes. Transfers are retried whole by the actions; the SDKs
-    # make one attempt per request.
-    max_attempts: int = 5
     # Size of one multipart chunk for large uploads.
     multipart_chunk_size: int = 16 * 1024 * 1024  # held in memory per upload: bounds backup RSS
     # Seconds without a byte before a request is abandoned (and retried).
@@ -198,6 +194,7 @@ class LocalTree(abc.ABC):
 
 def local_tree(remote: Remote) -> LocalTree | None:
     """The remote's local directory tree when it is one (fs://), else None."""
+    remote = _through(remote)
     return remote if isinstance(remote, LocalTree) else None
 
 
@@ -206,6 +203,17 @@ class Wrapper(abc.ABC):
     its inner remote does, so the overlap rules compare the inner one's place."""
 
     inner: Remote
+
+
+class Transparent(Wrapper):
+    """A wrapper that changes how requests are made, not what is stored (the retry layer,
+    remotes/retrying.py): the capabilities of the remote under it are its own."""
+
+
+def _through(remote: Remote) -> Remote:
+    while isinstance(remote, Transparent):
+        remote = remote.inner
+    return remote
 
 
 def innermost(remote: Remote) -> Remote:

@@ -27,7 +27,6 @@ from ..checksums import BLOCK
 from ..errors import Interrupted, SnapferryError
 from ..parts import Part
 from ..progress import Progress
-from ..retry import RetryPolicy
 from ..throttle import Cancelled, Throttle
 from ..tuning import Tuning as Tuning  # moved to tuning.py (light, for the API's defaults); still importable here
 from .bytepath import BytePath, choose_byte_path
@@ -53,7 +52,6 @@ class Downloader:
         tuning: Tuning,
         throttle: Throttle,
         progress: Progress,
-        retry: RetryPolicy,
         expected: dict[str, list[int]] | None = None,
         reread: bool = False,
         in_memory: bool = True,
@@ -62,7 +60,8 @@ class Downloader:
         source: str = "the backup",
     ) -> None:
         """`read(part, offset, length)` opens a range of a part of the backup (`source`, its
-        URL, names it in messages); `local_path(part)`, where the backup is a local
+        URL, names it in messages), retried by the caller's retry layer (a remote's open_part
+        after remotes/retrying.with_retries); `local_path(part)`, where the backup is a local
         directory, names the file to copy a part from in the kernel.
 
         `expected` holds the manifest's block CRC32s by part name: with `in_memory` every
@@ -76,10 +75,9 @@ class Downloader:
         self.t = tuning
         self.throttle = throttle
         self.progress = progress
-        self.retry = retry
         self.stop = threading.Event()
         self.pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, self.stop)
-        self.fetch = RangeFetcher(read, source, local_path, self.pool, throttle, progress, retry, self.stop,
+        self.fetch = RangeFetcher(read, source, local_path, self.pool, throttle, progress, self.stop,
                                   self._account)
         self._jobs_lock = threading.Lock()
         self._errors: list[BaseException] = []

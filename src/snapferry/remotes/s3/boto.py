@@ -58,7 +58,7 @@ def botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tupl
         region_name=session.get_config_variable("region") or "us-east-1",
         signature_version="s3v4",
         max_pool_connections=max(opts.max_connections, 1),
-        # One attempt per request: the RetryPolicy decides every retry (retry.py).
+        # One attempt per request: the retry layer decides every retry (remotes/retrying.py).
         retries={"total_max_attempts": 1, "mode": "standard"},
         s3={
             "addressing_style": "path" if opts.s3_force_path_style else "virtual",
