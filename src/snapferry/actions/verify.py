@@ -52,6 +52,7 @@ from ..remotes.base import Remote, kept_checksums, local_tree
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
 from ..tuning import Tuning
+from ..workers import parallel
 
 log = logging.getLogger("snapferry")
 
@@ -299,8 +300,6 @@ def _provider(
     add: Callable[[Problem], None], stop: threading.Event,
 ) -> int:
     """Compare each part's provider checksum with the manifest; returns how many could be."""
-    from .backup import parallel
-
     keeper = kept_checksums(src)
     if keeper is None:
         log.debug("%s keeps no checksums snapferry can read", src.url)
@@ -349,8 +348,6 @@ def _read_data(
     the block's bytes CRC'd in place and the block handed back."""
     from ..restorer.downloader import Tuning
     from ..restorer.pool import BufferPool, read_full
-    from .backup import parallel
-
     tuning = Tuning(concurrency=opts.concurrency)
     pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, stop)
     lock = threading.Lock()

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import api
-from ..actions.backup import parallel
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
 from ..names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, BACKUP_METADATA_FILE, LATEST, LEASE_FILE, MANIFEST_FILE
 from ..remotes import Remote, RemoteOptions, local_tree
+from ..workers import parallel
 from .layout import DATED_TYPES, BackupName, BackupType, parse_backup_name
 from .remotes import DstRemotes
 
