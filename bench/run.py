@@ -19,6 +19,8 @@ Scenarios (ids accepted by --scenarios; a letter selects all its variants):
          g-backup-fs, g-backup-s3 full backup (snapferry | vmbackup [| cp -a + sync | read only])
   curve  full fs:// restore at --curve-files (1,000 / 10,000 / 30,000 / 100,000 files), snapferry |
          vmrestore: wall, seconds per 1,000 files, peak RSS (results.md table, curve.png; not default)
+  x      encrypted against unencrypted snapferry (issue 23; not default): x-backup-fs, x-restore-fs,
+         x-backup-s3, x-restore-s3 (bench/encrypted.py)
   planner  plan_restore of 1,000,000 synthetic parts (bench/planner.py)
   (a and b also run "snapferry --no-checksums": the ratio is the cost of the default check)
   grid-fs, grid-s3, grid-proxy   snapferry tuning grid (not in the default set)
@@ -38,6 +40,7 @@ import time
 from pathlib import Path
 
 from . import measure
+from .encrypted import X_IDS, build_x
 from .execute import run_planner, run_scenario
 from .machine import git_commit, machine_info, snapferry_defaults
 from .manyfiles import CURVE_FILES, G_IDS, build_g, run_curve
@@ -46,7 +49,7 @@ from .tools import HERE, RESULTS, rmtree, with_baseline
 
 DEFAULT_SCENARIOS = "a,b,c,d,e,f,g,v,planner"
 ALL_IDS = ["a", "d-fs", "f-fs", "e-fs", "g-fs", "g-backup-fs", "b", "d-s3", "f-s3", "c", "e-s3", "g-s3",
-           "g-backup-s3", "v", "planner", "curve", "grid-fs", "grid-s3", "grid-proxy"]
+           "g-backup-s3", "v", "planner", "curve", "grid-fs", "grid-s3", "grid-proxy", *X_IDS]
 
 
 def expand(spec: str) -> list[str]:
@@ -59,6 +62,8 @@ def expand(spec: str) -> list[str]:
             want += [f"{s}-fs", f"{s}-s3"]
         elif s == "g":
             want += G_IDS
+        elif s == "x":
+            want += X_IDS
         elif s == "grid":
             want += ["grid-fs", "grid-s3", "grid-proxy"]
         else:
@@ -125,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif sid == "curve":
                     res = run_curve(bench)
                 else:
-                    scn = build_g(bench, sid) if sid in G_IDS else bench.build(sid)
+                    scn = (build_g(bench, sid) if sid in G_IDS else build_x(bench, sid) if sid in X_IDS
+                           else bench.build(sid))
                     if scn is None:
                         continue
                     if args.baseline is not None:

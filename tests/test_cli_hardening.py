@@ -101,9 +101,10 @@ def test_dst_inside_the_data_directory_of_a_snapshot_path_is_refused(snapshot_tr
     assert not (data / "backups").exists()
 
 
-def test_snapshot_left_after_a_complete_backup_is_reported(vm_server: StartVM, tmp_path: Path) -> None:
+def test_snapshot_left_after_a_complete_backup_is_reported(vm_server: StartVM, tmp_path: Path,
+                                                           vm_version: str) -> None:
     storage, bk_dir = tmp_path / "vm", tmp_path / "bk"
-    vm = vm_server(storage)
+    vm = vm_server(storage, version=vm_version)
     vm.ingest(make_samples(seed=3, series=2, per_series=50))
     vm.force_flush()
     p = run("backup", "--storage-data-path", str(storage), "--snapshot-create-url", vm.snapshot_create_url,

@@ -1,5 +1,6 @@
 """deploy/: every file parses, every metric it reads is one the manager exports, every flag exists,
-and the alert rules and dashboard queries are accepted and evaluated by real vmalert / victoria-metrics."""
+and the alert rules and dashboard queries are accepted and evaluated by real vmalert / victoria-metrics,
+each of VictoriaMetrics 1.79.5 and 1.145.0 (`vm_version`)."""
 
 from __future__ import annotations
 
@@ -140,16 +141,16 @@ def test_dashboard_reads_only_exported_metrics() -> None:
             "vm_backups_total", "vm_backups_uploaded_bytes_total", "vm_retention_duration_seconds_total"} <= used
 
 
-def test_vmalert_accepts_the_rules(tmp_path: Path) -> None:
-    p = subprocess.run([require_binary("vmalert"), f"-rule={ALERTS}", "-dryRun", "-loggerLevel=ERROR",
+def test_vmalert_accepts_the_rules(tmp_path: Path, vm_version: str) -> None:
+    p = subprocess.run([require_binary("vmalert", vm_version), f"-rule={ALERTS}", "-dryRun", "-loggerLevel=ERROR",
                         f"-httpListenAddr=127.0.0.1:{free_port()}"],
                        capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 @pytest.fixture
-def vm(vm_server: Callable[..., VMServer], tmp_path: Path) -> VMServer:
-    return vm_server(tmp_path / "vm")
+def vm(vm_server: Callable[..., VMServer], tmp_path: Path, vm_version: str) -> VMServer:
+    return vm_server(tmp_path / "vm", version=vm_version)
 
 
 def query(vm: VMServer, expr: str) -> list[dict[str, Any]]:

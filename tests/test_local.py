@@ -69,3 +69,15 @@ def test_list_target_never_follows_links_and_sets_aside_our_temporaries(tmp_path
     }
     assert sorted(got.tmp_files) == ["data/b.bin.tmp", "data/b.bin.tmp.journal"]
     assert list_target(str(tmp_path / "missing")).files == {}
+
+
+def test_lock_files_below_the_top_are_neither_backed_up_nor_deleted(tmp_path: Path) -> None:
+    """VictoriaMetrics 1.79.5 keeps a flock.lock per table and per index generation; vmbackup
+    skips every flock.lock and vmrestore leaves them where they are: so do backup and restore."""
+    for rel in ("flock.lock", "data/flock.lock", "indexdb/18EF/flock.lock", "data/small/2026_12/parts.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert [f.path for f in list_source(str(tmp_path))] == ["data/small/2026_12/parts.json"]
+    listing = list_target(str(tmp_path))
+    assert sorted(listing.files) == ["data/small/2026_12/parts.json"]
+    assert "flock.lock" in listing.vm_markers

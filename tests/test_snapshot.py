@@ -80,8 +80,8 @@ def test_names_and_directories(tmp_path: Path) -> None:
             snapshot.validate_name(bad)
 
 
-def test_against_a_real_victoria_metrics(vm_server: Callable[..., VMServer], tmp_path: Path) -> None:
-    vm = vm_server(tmp_path / "vmdata")
+def test_against_a_real_victoria_metrics(vm_server: Callable[..., VMServer], tmp_path: Path, vm_version: str) -> None:
+    vm = vm_server(tmp_path / "vmdata", version=vm_version)
     vm.import_prometheus('up{job="x"} 1\n')
     vm.force_flush()
     name = snapshot.create(vm.snapshot_create_url)

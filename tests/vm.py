@@ -259,10 +259,21 @@ def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
 # --- the backup tools -------------------------------------------------------
 
 
+# vmbackup/vmrestore 1.79.5 serve /metrics from a goroutine and stop that server when their
+# work is done; work that takes a few milliseconds (a restore with nothing left to fetch)
+# can end before the server is registered, and the stop then panics with this message and
+# exit code 2, after the work itself has finished. Such a run is made again, once.
+_EARLY_STOP_PANIC = "BUG: there is no http server at"
+
+
 def _run(cmd: Sequence[str], check: bool, what: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         list(cmd), capture_output=True, text=True, timeout=_TOOL_TIMEOUT, stdin=subprocess.DEVNULL, check=False
     )
+    if proc.returncode == 2 and _EARLY_STOP_PANIC in proc.stderr:
+        proc = subprocess.run(
+            list(cmd), capture_output=True, text=True, timeout=_TOOL_TIMEOUT, stdin=subprocess.DEVNULL, check=False
+        )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{what} failed with exit code {proc.returncode}: {' '.join(cmd)}\n"

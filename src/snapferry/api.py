@@ -18,7 +18,9 @@ from .throttle import Throttle
 from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (a light module)
 
 if TYPE_CHECKING:
+    from .crypto.keys import UserKey
     from .findings import InfoResult, VerifyResult
+    from .remotes import Remote
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
 
@@ -46,6 +48,8 @@ def backup(
     progress: str = "auto",
     max_part_size: int = MAX_PART_SIZE,
     force: bool = False,
+    encrypt: bool = False,
+    encryption_key_file: str | None = None,
 ) -> BackupResult:
     """Back up a snapshot directory to the remote `dst`.
 
@@ -53,7 +57,8 @@ def backup(
     or `storage_data_path` with `snapshot_create_url` (a snapshot made for this
     backup and deleted afterwards, also when the backup fails). A `src` that is a
     VictoriaMetrics data directory is refused: LockedError while a database holds it,
-    UsageError otherwise unless `force`.
+    UsageError otherwise unless `force`. With `encrypt`, the backup is encrypted under a
+    data key wrapped by the key in `encryption_key_file` (docs/encryption.md).
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
@@ -72,9 +77,31 @@ def backup(
         )
     if (snapshot_name or snapshot_create_url) and not storage_data_path:
         raise UsageError("--snapshot-name and --snapshot-create-url need --storage-data-path")
+    if encrypt != bool(encryption_key_file):
+        raise UsageError(
+            "--encrypt needs --encryption-key-file FILE (make one with `snapferry keygen FILE`)" if encrypt else
+            "--encryption-key-file is given without --encrypt; add --encrypt to encrypt this backup"
+        )
+    key = _load_key(encryption_key_file)
     opts = remote_options or default_options(concurrency)
     dst_remote = open_remote(dst, opts)
     origin_remote = open_remote(origin, opts) if origin else None
+    if key is not None:
+        from .crypto.remote import for_writing, open_encrypted
+
+        try:
+            if origin_remote is not None:
+                try:
+                    origin_remote = open_encrypted(origin_remote, key)
+                except UsageError as e:  # said of --origin, not of the backup being made
+                    raise UsageError(f"--origin: {e}; an encrypted backup copies parts only from an "
+                                     "encrypted origin made with the same key") from None
+            dst_remote = for_writing(dst_remote, key, origin_remote)
+        except BaseException:
+            dst_remote.close()
+            if origin_remote is not None:
+                origin_remote.close()
+            raise
     data_dir = storage_data_path or _data_dir_of_snapshot(src)
     refuse_dst_inside(data_dir, dst_remote)
 
@@ -161,6 +188,7 @@ def restore(
     verify: bool = False,
     force: bool = False,
     checksums: bool = True,
+    encryption_key_file: str | None = None,
 ) -> RestoreResult:
     """Restore the backup at remote `src` into the directory `dst`.
 
@@ -175,8 +203,10 @@ def restore(
 
     _positive("concurrency", concurrency)
     tuning = tuning or Tuning(concurrency=concurrency)
+    key = _load_key(encryption_key_file)
     src_remote = open_remote(src, remote_options or default_options(concurrency))
     try:
+        src_remote = _keyed(src_remote, key)
         return run_restore(
             src_remote, dst,
             preallocate=not skip_file_preallocation,
@@ -202,14 +232,17 @@ def restore_dry_run(
     remote_options: RemoteOptions | None = None,
     verify: bool = False,
     force: bool = False,
+    encryption_key_file: str | None = None,
 ) -> RestoreDryRun:
     """Every check `restore` makes and its plan, changing nothing: no directory, no
     lock file, no marker (a lock already there is taken and released, to report a
     running VictoriaMetrics)."""
     from .actions.restore import dry_run_restore
 
+    key = _load_key(encryption_key_file)
     src_remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
+        src_remote = _keyed(src_remote, key)
         return dry_run_restore(
             src_remote, dst, preallocate=not skip_file_preallocation,
             skip_backup_complete_check=skip_backup_complete_check, verify=verify, force=force,
@@ -237,15 +270,22 @@ def copy(
     src_remote_options: RemoteOptions | None = None,
     retry: RetryPolicy | None = None,
     progress: str = "auto",
+    encryption_key_file: str | None = None,
 ) -> CopyResult:
     """Copy the backup at `src` to `dst` (server-side when both are on one backend)."""
     from .actions.copy import run_copy
 
     _positive("concurrency", concurrency)
     opts = remote_options or default_options(concurrency)
+    key = _load_key(encryption_key_file)
     s = open_remote(src, src_remote_options or opts)
     d = open_remote(dst, opts)
     try:
+        if key is not None:
+            from .crypto.remote import for_writing
+
+            s = _keyed(s, key)
+            d = for_writing(d, key, s)  # type: ignore[arg-type]  # _keyed with a key is an EncryptedRemote
         return run_copy(
             s, d, concurrency=concurrency, skip_backup_complete_check=skip_backup_complete_check,
             throttle=Throttle(max_bytes_per_second), retry=retry, progress_mode=progress,
@@ -266,6 +306,7 @@ def verify(
     remote_options: RemoteOptions | None = None,
     retry: RetryPolicy | None = None,
     progress: str = "auto",
+    encryption_key_file: str | None = None,
 ) -> VerifyResult:
     """Check the backup at `src` where it is stored (see actions/verify.py); the result
     lists every problem found. `read_data_subset` ("5%" or "N/M") implies `read_data`."""
@@ -277,20 +318,78 @@ def verify(
         subset=Subset.parse(read_data_subset) if read_data_subset else None, concurrency=concurrency,
         progress_mode=progress,
     )
+    key = _load_key(encryption_key_file)
     remote = open_remote(src, remote_options or default_options(concurrency))
     try:
-        return run_verify(remote, opts, throttle=Throttle(max_bytes_per_second), retry=retry)
+        remote = _keyed(remote, key)
+        result = run_verify(remote, opts, throttle=Throttle(max_bytes_per_second), retry=retry)
+        if key is None and not result.complete:
+            _refuse_encrypted(remote)
+        return result
     finally:
         remote.close()
 
 
-def info(src: str, *, remote_options: RemoteOptions | None = None) -> InfoResult:
+def info(src: str, *, remote_options: RemoteOptions | None = None,
+         encryption_key_file: str | None = None) -> InfoResult:
     """What the backup (or the vmbackupmanager layout) at `src` holds."""
     from .actions.info import run_info
 
+    key = _load_key(encryption_key_file)
     remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
-        return run_info(remote)
+        if key is None:
+            _refuse_encrypted(remote)
+        return run_info(_keyed(remote, key))
+    finally:
+        remote.close()
+
+
+def _load_key(key_file: str | None) -> UserKey | None:
+    """The key named by --encryption-key-file, read before any remote is opened (exit 2)."""
+    if not key_file:
+        return None
+    from .crypto.keys import load_key
+
+    return load_key(key_file)
+
+
+def _keyed(remote: Remote, key: UserKey | None) -> Remote:
+    """A reader's view of `remote`: decrypted with `key`, or as it is without one."""
+    if key is None:
+        return remote
+    from .crypto.remote import open_encrypted
+
+    return open_encrypted(remote, key)  # on failure the caller closes `remote`, as always
+
+
+def _refuse_encrypted(remote: Remote) -> None:
+    from .actions.complete import encrypted_message
+    from .names import ENCRYPTED_COMPLETE_FILE
+
+    if remote.has_file(ENCRYPTED_COMPLETE_FILE):
+        raise UsageError(encrypted_message(remote))
+
+
+def keygen(path: str) -> str:
+    """Write a new random key file (mode 0600); returns its fingerprint."""
+    from .crypto.keys import keygen as make
+
+    return make(path).fingerprint
+
+
+def rekey(src: str, encryption_key_file: str, new_encryption_key_file: str, *,
+          remote_options: RemoteOptions | None = None) -> tuple[str, str]:
+    """Wrap the data key of the encrypted backup at `src` with a new key; no part is
+    rewritten. Returns the (old, new) key fingerprints."""
+    from .crypto.keys import load_key
+    from .crypto.remote import rekey as do_rekey
+
+    old = load_key(encryption_key_file)
+    new = load_key(new_encryption_key_file, "--new-encryption-key-file")
+    remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
+    try:
+        return do_rekey(remote, old, new)
     finally:
         remote.close()
 

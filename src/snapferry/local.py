@@ -50,7 +50,9 @@ def list_source(root: str) -> list[SourceFile]:
             raise SnapferryError(f"cannot read the source directory {real_dir!r}: {e.strerror}") from e
         for ent in entries:
             name = ent.name
-            if rel == "" and name in _SPECIAL:
+            # flock.lock at any depth: VictoriaMetrics 1.79.5 keeps one per table and per
+            # index generation, and vmbackup skips them wherever they are.
+            if name == FLOCK_FILE or (rel == "" and name in _SPECIAL):
                 continue
             child_rel = f"{rel}/{name}" if rel else name
             try:
@@ -138,6 +140,8 @@ def list_target(root: str) -> TargetListing:
                     if e.name in _SPECIAL:
                         markers.append(e.name)
                     continue
+                if e.name == FLOCK_FILE:
+                    continue  # a lock file deeper down (1.79.5 keeps several) is kept, as vmrestore does
                 if e.is_dir(follow_symlinks=False):
                     if rel == "" and e.name in _VM_DIRS:
                         markers.append(e.name + "/")

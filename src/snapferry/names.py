@@ -16,6 +16,11 @@ BACKUP_COMPLETE_FILE = "backup_complete.ignore"
 BACKUP_METADATA_FILE = "backup_metadata.ignore"
 # snapferry's CRC32 manifest of every part (checksums.py).
 MANIFEST_FILE = "snapferry_checksums.ignore"
+# An encrypted backup's completion marker, in place of BACKUP_COMPLETE_FILE: vmrestore, which
+# cannot decrypt, finds no marker and refuses the backup (docs/encryption.md).
+ENCRYPTED_COMPLETE_FILE = "snapferry_encrypted_complete.ignore"
+# An encrypted backup's identity and its data key, wrapped by the user's key (crypto/keys.py).
+ENCRYPTION_RECORD_FILE = "snapferry_encryption.ignore"
 # The writer's lease, so two writers never interleave in one backup (lease.py).
 LEASE_FILE = "snapferry_lock.ignore"
 

@@ -9,7 +9,13 @@ import pytest
 
 from snapferry.actions.commit import KEEP, BackupSession
 from snapferry.errors import LockedError
-from snapferry.names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, LEASE_FILE, MANIFEST_FILE
+from snapferry.names import (
+    BACKUP_COMPLETE_FILE,
+    BACKUP_METADATA_FILE,
+    ENCRYPTED_COMPLETE_FILE,
+    LEASE_FILE,
+    MANIFEST_FILE,
+)
 from snapferry.remotes.fs import FsRemote
 
 
@@ -74,3 +80,15 @@ def test_a_lease_taken_over_writes_nothing_and_stops_transfers(tmp_path: Path) -
     assert (root / MANIFEST_FILE).read_bytes() == b"old manifest"
     assert not (root / BACKUP_COMPLETE_FILE).exists()
     assert json.loads((root / LEASE_FILE).read_bytes())["owner"] == "another writer"
+
+
+def test_begin_unmarks_an_encrypted_backup_too(tmp_path: Path) -> None:
+    """A plain run over an encrypted backup: neither marker may vouch for the half-written mix."""
+    root = tmp_path / "bk"
+    _marked(root)
+    (root / ENCRYPTED_COMPLETE_FILE).write_bytes(b"sealed")
+    with pytest.raises(OSError), BackupSession(FsRemote(str(root)), "backup") as session:
+        session.begin()
+        raise OSError("an upload failed")
+    assert not (root / BACKUP_COMPLETE_FILE).exists()
+    assert not (root / ENCRYPTED_COMPLETE_FILE).exists()

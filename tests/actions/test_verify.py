@@ -186,14 +186,15 @@ def test_s3_objects_uploaded_with_a_checksum_algorithm_are_checked_on_moto(
     assert r.problems[0].found.startswith("crc32 ")
 
 
-def test_a_clean_vmbackup_backup_verifies_clean(tmp_path: Path) -> None:
+def test_a_clean_vmbackup_backup_verifies_clean(tmp_path: Path, vm_version: str) -> None:
+    """A backup by vmbackup 1.79.5 or 1.145.0 (`vm_version`)."""
     from tests.datagen import make_vm_snapshot
     from tests.vm import require_binary, run_vmbackup
 
-    require_binary("vmbackup")
+    require_binary("vmbackup", vm_version)
     storage, bk = tmp_path / "vm", tmp_path / "bk"
     snap = make_vm_snapshot(storage, seed=5, scale_bytes=4 * MIB, big_file_size=2 * MIB + 3)
-    run_vmbackup(storage, snap.name, bk)
+    run_vmbackup(storage, snap.name, bk, version=vm_version)
     r = snapferry.verify(f"fs://{bk}", read_data=True, progress="off")
     assert r.problems == [] and r.made_by == "vmbackup" and r.manifest_version == 0
     assert r.parts > 0 and r.parts_read == r.parts and r.parts_with_checksums == 0

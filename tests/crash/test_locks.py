@@ -3,7 +3,8 @@
 The restore lock is VictoriaMetrics' own `<dir>/flock.lock`, so a restore is
 refused under a running database, and a database cannot start on a directory
 being restored. Holders of the lock are read from /proc/locks, so the test
-never takes the lock itself.
+never takes the lock itself. The tests that start a database run on VictoriaMetrics
+1.79.5 and 1.145.0 (`vm_version`).
 """
 
 from __future__ import annotations
@@ -87,10 +88,10 @@ def test_second_restore_into_the_same_dir_is_refused(ws: h.Workspace, preallocat
 
 
 def test_restore_under_a_running_victoria_metrics_is_refused(
-    ws: h.Workspace, vm_server: Callable[..., VMServer], tmp_path: Path
+    ws: h.Workspace, vm_server: Callable[..., VMServer], tmp_path: Path, vm_version: str
 ) -> None:
     storage = tmp_path / "vmdata"
-    vm = vm_server(storage)
+    vm = vm_server(storage, version=vm_version)
     assert vm.healthy()
     # The database holds the very lock file snapferry takes.
     assert vm.proc.pid in h.flock_holders(storage / h.FLOCK)
@@ -174,9 +175,9 @@ def test_second_backup_to_the_same_s3_dst_is_refused(ws: h.Workspace, seaweedfs:
     assert h.tree_digest(target) == ws.digest
 
 
-def run_victoria_metrics(storage: Path) -> subprocess.CompletedProcess[str]:
+def run_victoria_metrics(storage: Path, version: str) -> subprocess.CompletedProcess[str]:
     """victoria-metrics on storage, expected to refuse to start (bounded, stopped by its PID otherwise)."""
-    argv = [require_binary("victoria-metrics"), f"-storageDataPath={storage}",
+    argv = [require_binary("victoria-metrics", version), f"-storageDataPath={storage}",
             f"-httpListenAddr=127.0.0.1:{free_port()}", "-retentionPeriod=100y"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -188,13 +189,13 @@ def run_victoria_metrics(storage: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(argv, proc.returncode, out, "")
 
 
-def test_victoria_metrics_cannot_start_on_a_dir_being_restored(ws: h.Workspace) -> None:
+def test_victoria_metrics_cannot_start_on_a_dir_being_restored(ws: h.Workspace, vm_version: str) -> None:
     target = ws.fresh("lock-vm-running") / "data"
     first = start(ws.restore_argv(target, True, ws.rate))
     try:
         assert h.wait_until(lambda: h.wchar(first.pid) >= ws.total // 4 or first.poll() is not None)
         assert first.poll() is None, "the restore ended too soon to overlap"
-        vm = run_victoria_metrics(target)
+        vm = run_victoria_metrics(target, vm_version)
         assert vm.returncode != 0 and "flock.lock" in vm.stdout, vm.stdout[-2000:]
     finally:
         r = finish(first)
@@ -203,13 +204,14 @@ def test_victoria_metrics_cannot_start_on_a_dir_being_restored(ws: h.Workspace) 
 
 
 @pytest.mark.parametrize("preallocate", [True, False], ids=["prealloc", "inplace"])
-def test_victoria_metrics_cannot_start_on_a_killed_restore(ws: h.Workspace, preallocate: bool) -> None:
+def test_victoria_metrics_cannot_start_on_a_killed_restore(ws: h.Workspace, preallocate: bool,
+                                                           vm_version: str) -> None:
     target = ws.fresh("lock-vm-killed") / "data"
     a = h.run_and_kill(ws.restore_argv(target, preallocate, ws.rate), h.written_at_least(ws.total // 2),
                        workdir=target.parent)
     assert a.killed, a.describe()
     assert (target / h.RESTORE_MARKER).exists()
-    vm = run_victoria_metrics(target)
+    vm = run_victoria_metrics(target, vm_version)
     assert vm.returncode != 0 and h.RESTORE_MARKER in vm.stdout, vm.stdout[-2000:]
     r = h.run_cli(ws.restore_argv(target, preallocate, 0))
     assert r.returncode == 0, r.stderr

@@ -1,6 +1,11 @@
 """Every command line of the vmbackup and vmrestore docs' examples, flag for flag, run by
-the real 1.79.5 binaries and by the snapferry scripts, on fs:// and on SeaweedFS, against
-a real victoria-metrics: the backups hold the same objects, and every restore the same tree.
+the real binaries and by the snapferry scripts, on fs:// and on SeaweedFS, against a real
+victoria-metrics: the backups hold the same objects, and every restore the same tree.
+
+Each test runs on VictoriaMetrics 1.79.5 and 1.145.0 (`vm_version`). The docs' examples (the
+longest test here: it waits for the database to settle before each snapshot) run on fs://
+and SeaweedFS with 1.145.0 and on fs:// only with 1.79.5: every example line runs on both
+versions, and 1.79.5's vmbackup/vmrestore on S3 are also compared in tests/test_interop_vm_s3.py.
 
 The docs' lines are copied verbatim below; only their placeholders are filled in (paths,
 URLs of this test's servers, `gs://` replaced by the remote under test). For S3 the
@@ -20,7 +25,7 @@ import pytest
 from tests.datagen import assert_same_tree, make_vm_snapshot, tree_digest, tree_sizes
 from tests.dropin.helpers import parts_of, run_script, s3_objects
 from tests.servers import S3Server, free_port
-from tests.vm import VMServer, make_samples, require_binary, run_vmrestore
+from tests.vm import NEW, OLD, VMServer, make_samples, require_binary, run_vmrestore
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
 
@@ -58,6 +63,7 @@ class Setup:
     extra: list[str]  # connection flags of the remote under test
     original: Side
     snapferry: Side
+    version: str
 
     def args(self, line: str, side: Side, **fill: str) -> list[str]:
         """The docs' line with its placeholders filled in, without the program name."""
@@ -82,7 +88,7 @@ class Setup:
         if "-snapshot.createURL" in line:
             settle(self.vm)
         orig = self.args(line, self.original, **fill)
-        _run([require_binary(tool), *orig])
+        _run([require_binary(tool, self.version), *orig])
         run_script(tool, self.args(line, self.snapferry, **fill))
 
     def same_backup(self, path: str) -> dict[str, str]:
@@ -126,20 +132,21 @@ def _s3_side(server: S3Server) -> Side:
     return Side(f"s3://{server.new_bucket()}", lambda url: parts_of(s3_objects(server, url)))
 
 
-@pytest.fixture(params=["fs", "s3"])
+@pytest.fixture(params=[(NEW, "fs"), (NEW, "s3"), (OLD, "fs")], ids=lambda p: "-".join(p))
 def setup(request: pytest.FixtureRequest, vm_server: Callable[..., VMServer], tmp_path: Path) -> Setup:
+    version, remote = request.param
     storage = tmp_path / "vm"
-    vm = vm_server(storage)
+    vm = vm_server(storage, version=version)
     vm.ingest(make_samples(seed=61, series=4, per_series=300))
     settle(vm)
-    if request.param == "fs":
-        return Setup(vm, storage, tmp_path, [], _fs_side(tmp_path / "orig"), _fs_side(tmp_path / "snap"))
+    if remote == "fs":
+        return Setup(vm, storage, tmp_path, [], _fs_side(tmp_path / "orig"), _fs_side(tmp_path / "snap"), version)
     s3: S3Server = request.getfixturevalue("seaweedfs")
     o = s3.options
     assert o.creds_file_path and o.config_file_path
     extra = [f"-customS3Endpoint={s3.endpoint}", f"-credsFilePath={o.creds_file_path}",
              f"-configFilePath={o.config_file_path}"]
-    return Setup(vm, storage, tmp_path, extra, _s3_side(s3), _s3_side(s3))
+    return Setup(vm, storage, tmp_path, extra, _s3_side(s3), _s3_side(s3), version)
 
 
 def test_vmbackup_and_vmrestore_docs_examples(setup: Setup) -> None:
@@ -164,11 +171,16 @@ def test_vmbackup_and_vmrestore_docs_examples(setup: Setup) -> None:
     # Smart backups: hourly into latest/, then a daily server-side copy of it.
     s.both(SMART_HOURLY)
     latest = s.same_backup("latest")
-    # vmbackup 1.79.5 predates server-side copies without a snapshot (-origin alone): only
-    # snapferry runs these two, and each must copy its origin exactly.
-    run_script("vmbackup", s.args(SMART_DAILY, s.snapferry, **{"<YYYYMMDD>": "20261128"}))
+    # vmbackup 1.79.5 predates server-side copies without a snapshot (-origin alone): there
+    # only snapferry runs these two, and each must copy its origin exactly; 1.145.0 runs them.
+    if s.version == OLD:
+        run_script("vmbackup", s.args(SMART_DAILY, s.snapferry, **{"<YYYYMMDD>": "20261128"}))
+        run_script("vmbackup", s.args(SERVER_SIDE_COPY, s.snapferry))
+    else:
+        s.both(SMART_DAILY, **{"<YYYYMMDD>": "20261128"})
+        s.both(SERVER_SIDE_COPY)
+        assert s.same_backup("20261128") == latest and s.same_backup("bar") == new
     assert s.snapferry.parts(f"{s.snapferry.base}/20261128") == latest
-    run_script("vmbackup", s.args(SERVER_SIDE_COPY, s.snapferry))
     assert s.snapferry.parts(f"{s.snapferry.base}/bar") == s.snapferry.parts(f"{s.snapferry.base}/foo") == new
 
     # One vmstorage node of a cluster.
@@ -182,20 +194,21 @@ def test_vmbackup_and_vmrestore_docs_examples(setup: Setup) -> None:
         by_ours, by_theirs = s.work / f"ours-{name}", s.work / f"theirs-{name}"
         fill = {"<storageType>://<path/to/backup>": backup}
         run_script("vmrestore", s.args(RESTORE, s.snapferry, **fill, **{"<local/path/to/restore>": str(by_ours)}))
-        _run([require_binary("vmrestore"),
+        _run([require_binary("vmrestore", s.version),
               *s.args(RESTORE, s.snapferry, **fill, **{"<local/path/to/restore>": str(by_theirs)})])
         assert_same_tree(by_ours, by_theirs)
     orig_latest = s.work / "theirs-orig-latest"
-    _run([require_binary("vmrestore"), *s.args(RESTORE, s.original, **{
+    _run([require_binary("vmrestore", s.version), *s.args(RESTORE, s.original, **{
         "<storageType>://<path/to/backup>": f"{s.original.base}/latest", "<local/path/to/restore>": str(orig_latest)})])
     assert_same_tree(orig_latest, s.work / "ours-latest")
 
 
-def test_restored_samples_are_the_ingested_ones(vm_server: Callable[..., VMServer], tmp_path: Path) -> None:
+def test_restored_samples_are_the_ingested_ones(vm_server: Callable[..., VMServer], tmp_path: Path,
+                                                vm_version: str) -> None:
     """The regular example end to end: what snapferry-vmbackup saved, snapferry-vmrestore brings back
     into a directory a second victoria-metrics serves with every sample."""
     storage = tmp_path / "vm"
-    vm = vm_server(storage)
+    vm = vm_server(storage, version=vm_version)
     samples = make_samples(seed=63, series=3, per_series=200)
     vm.ingest(samples)
     vm.force_flush()
@@ -204,22 +217,23 @@ def test_restored_samples_are_the_ingested_ones(vm_server: Callable[..., VMServe
                             f"-dst=fs://{bk}", f"-httpListenAddr=127.0.0.1:{free_port()}"])
     out = tmp_path / "out"
     run_script("vmrestore", [f"-src=fs://{bk}", f"-storageDataPath={out}", f"-httpListenAddr=127.0.0.1:{free_port()}"])
-    run_vmrestore(bk, tmp_path / "by-vmrestore")
+    run_vmrestore(bk, tmp_path / "by-vmrestore", version=vm_version)
     assert_same_tree(out, tmp_path / "by-vmrestore")
     vm.stop()
-    assert vm_server(out).export('{__name__="snapferry_test"}') == samples
+    assert vm_server(out, version=vm_version).export('{__name__="snapferry_test"}') == samples
 
 
-def test_snapshot_delete_url_is_a_base_url_as_for_vmbackup(vm_server: Callable[..., VMServer], tmp_path: Path) -> None:
+def test_snapshot_delete_url_is_a_base_url_as_for_vmbackup(vm_server: Callable[..., VMServer], tmp_path: Path,
+                                                          vm_version: str) -> None:
     """-snapshot.deleteURL=http://host:8428/snapshot/delete (as the operator passes it):
     vmbackup sends the snapshot's name along; so must snapferry, or the snapshot stays."""
     storage = tmp_path / "vm"
-    vm = vm_server(storage)
+    vm = vm_server(storage, version=vm_version)
     vm.ingest(make_samples(seed=64, series=2, per_series=50))
     vm.force_flush()
     args = [f"-storageDataPath={storage}", f"-snapshot.createURL={vm.snapshot_create_url}",
             f"-snapshot.deleteURL={vm.url}/snapshot/delete"]
-    _run([require_binary("vmbackup"), *args, f"-dst=fs://{tmp_path}/theirs",
+    _run([require_binary("vmbackup", vm_version), *args, f"-dst=fs://{tmp_path}/theirs",
           f"-httpListenAddr=127.0.0.1:{free_port()}"])
     assert vm.snapshot_list() == []
     run_script("vmbackup", [*args, f"-dst=fs://{tmp_path}/ours", f"-httpListenAddr=127.0.0.1:{free_port()}"])
@@ -228,10 +242,10 @@ def test_snapshot_delete_url_is_a_base_url_as_for_vmbackup(vm_server: Callable[.
 
 
 def test_a_failed_backup_exits_non_zero_and_still_deletes_its_snapshot(
-    vm_server: Callable[..., VMServer], tmp_path: Path
+    vm_server: Callable[..., VMServer], tmp_path: Path, vm_version: str
 ) -> None:
     storage = tmp_path / "vm"
-    vm = vm_server(storage)
+    vm = vm_server(storage, version=vm_version)
     vm.ingest(make_samples(seed=65, series=2, per_series=50))
     vm.force_flush()
     blocker = tmp_path / "a-file"
@@ -245,9 +259,10 @@ def test_a_failed_backup_exits_non_zero_and_still_deletes_its_snapshot(
     assert not any((storage / "snapshots").iterdir())
 
 
-def test_pushmetrics_url_pushes_the_run_to_victoria_metrics(vm_server: Callable[..., VMServer], tmp_path: Path) -> None:
+def test_pushmetrics_url_pushes_the_run_to_victoria_metrics(vm_server: Callable[..., VMServer], tmp_path: Path,
+                                                           vm_version: str) -> None:
     """-pushmetrics.url as VictoriaMetrics' import endpoint: the run's byte counter arrives there."""
-    vm = vm_server(tmp_path / "metrics-db")
+    vm = vm_server(tmp_path / "metrics-db", version=vm_version)
     storage = tmp_path / "vm"
     snap = make_vm_snapshot(storage, seed=66, scale_bytes=1024 * 1024)
     proc = run_script("vmbackup", [f"-storageDataPath={storage}", f"-snapshotName={snap.name}",

@@ -4,8 +4,12 @@ VictoriaMetrics operator builds for its `vmbackuper` sidecar and `vmbackuper-res
 init container, against a real victoria-metrics on fs:// and SeaweedFS.
 
 There is no vmbackupmanager binary to compare with (it is enterprise-only): every
-backup the manager leaves is restored by the real vmrestore 1.79.5 and by
-snapferry-vmrestore, and the trees must agree.
+backup the manager leaves is restored by the real vmrestore of the database's version and
+by snapferry-vmrestore, and the trees must agree.
+
+Both run on VictoriaMetrics 1.79.5 and 1.145.0. The operator's argument lists run on fs://
+and SeaweedFS with both versions; the docs' examples (the longer test) on fs:// and
+SeaweedFS with 1.145.0 and on fs:// with 1.79.5, so every line runs on both versions.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pytest
 from tests.datagen import assert_same_tree
 from tests.dropin.helpers import run_script, script
 from tests.servers import S3Server, free_port
-from tests.vm import VMServer, make_samples, require_binary
+from tests.vm import NEW, OLD, VMServer, make_samples, require_binary
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
 
@@ -58,6 +62,7 @@ class Env:
     base: str  # stands for gs://vmstorage-data
     creds: str
     extra: list[str]  # the remote's connection flags (SeaweedFS), none for fs://
+    version: str  # of victoria-metrics and the vmrestore compared with
 
     @property
     def dst(self) -> str:
@@ -89,20 +94,26 @@ def _fs_creds(work: Path) -> str:
     return str(path)
 
 
-@pytest.fixture(params=["fs", "s3"])
+def _envs(*pairs: tuple[str, str]) -> pytest.MarkDecorator:
+    """Run a test with the `env` of each (version, remote)."""
+    return pytest.mark.parametrize("env", pairs, indirect=True, ids=lambda p: "-".join(p))
+
+
+@pytest.fixture
 def env(request: pytest.FixtureRequest, vm_server: Callable[..., VMServer], tmp_path: Path) -> Env:
+    version, remote = request.param
     storage = tmp_path / "vmstorage-data"
-    vm = vm_server(storage)
+    vm = vm_server(storage, version=version)
     vm.ingest(make_samples(seed=71, series=3, per_series=200))
     vm.force_flush()
-    if request.param == "fs":
+    if remote == "fs":
         (tmp_path / "remote").mkdir()
-        return Env(vm, storage, tmp_path, f"fs://{tmp_path / 'remote'}", _fs_creds(tmp_path), [])
+        return Env(vm, storage, tmp_path, f"fs://{tmp_path / 'remote'}", _fs_creds(tmp_path), [], version)
     s3: S3Server = request.getfixturevalue("seaweedfs")
     assert s3.options.creds_file_path and s3.options.config_file_path
     return Env(vm, storage, tmp_path, f"s3://{s3.new_bucket()}", s3.options.creds_file_path,
                [f"-customS3Endpoint={s3.endpoint}", f"-configFilePath={s3.options.config_file_path}",
-                f"-credsFilePath={s3.options.creds_file_path}"])
+                f"-credsFilePath={s3.options.creds_file_path}"], version)
 
 
 def _listing(env: Env, dst: str) -> list[dict[str, object]]:
@@ -156,7 +167,7 @@ def restore_both_ways(env: Env, backup_url: str, name: str) -> Path:
     if env.base.startswith("fs://"):
         flags = [f"-httpListenAddr=127.0.0.1:{free_port()}"]
     run_script("vmrestore", [f"-src={backup_url}", f"-storageDataPath={ours}", *flags])
-    p = subprocess.run([require_binary("vmrestore"), f"-src={backup_url}", f"-storageDataPath={theirs}",
+    p = subprocess.run([require_binary("vmrestore", env.version), f"-src={backup_url}", f"-storageDataPath={theirs}",
                         *flags[:-1], f"-httpListenAddr=127.0.0.1:{free_port()}"],
                        capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -164,6 +175,7 @@ def restore_both_ways(env: Env, backup_url: str, name: str) -> Path:
     return ours
 
 
+@_envs((NEW, "fs"), (NEW, "s3"), (OLD, "fs"))
 def test_vmbackupmanager_docs_examples(env: Env) -> None:
     # The service, as the docs start it (plus -runOnStart so the first run comes now, and a
     # free -httpListenAddr on loopback: both test-only).
@@ -266,7 +278,8 @@ def _operator_restore_args(*, storage: Path, creds: str, extra_args: dict[str, s
     return ["restore", *sorted(args)]
 
 
-def test_operator_sidecar_and_restore_init_container(env: Env) -> None:
+@_envs((NEW, "fs"), (NEW, "s3"), (OLD, "fs"), (OLD, "s3"))
+def test_operator_sidecar_and_restore_init_container(env: Env, vm_server: Callable[..., VMServer]) -> None:
     endpoint = env.extra[0].split("=", 1)[1] if env.extra else None
     # The extra env of the VMBackup spec: the AWS config file through -envflag.enable (for
     # fs:// any flag will do). Kubernetes expands $(POD_NAME) in the cluster destination.
@@ -297,3 +310,7 @@ def test_operator_sidecar_and_restore_init_container(env: Env) -> None:
     run_script("vmbackupmanager", init, env=extra_envs)
     assert not (target / "backup_restore.ignore").exists()
     assert_same_tree(target, expected)
+    # The pod's database of that version starts on the restored volume with every series.
+    want = env.vm.export('{__name__="snapferry_test"}')
+    env.vm.stop()
+    assert vm_server(target, version=env.version).export('{__name__="snapferry_test"}') == want

@@ -1,6 +1,6 @@
 """Shared by the manager tests: a real VictoriaMetrics fed per simulated run, and checks
-that a backup restores (with vmrestore 1.79.5 and with snapferry) to exactly the samples
-ingested before its run."""
+that a backup restores (with that version's vmrestore and with snapferry) to exactly the
+samples ingested before its run, served by that version's victoria-metrics."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import snapferry
 from snapferry.remotes import RemoteOptions
 from tests.servers import S3Server
 from tests.test_interop_vm_s3 import _vm_s3_flags
-from tests.vm import Samples, VMServer, free_port, make_samples, merge_samples, require_binary
+from tests.vm import OLD, Samples, VMServer, free_port, make_samples, merge_samples, require_binary
 
 StartVM = Callable[..., VMServer]
 MINUTE = timedelta(minutes=1)
@@ -41,8 +41,8 @@ class Feed:
         return merge_samples(*(b for t, b in self.batches if t <= run_at))
 
 
-def restored_samples(start_vm: StartVM, data: Path) -> Samples:
-    vm = start_vm(data)
+def restored_samples(start_vm: StartVM, data: Path, version: str = OLD) -> Samples:
+    vm = start_vm(data, version=version)
     try:
         return vm.export('{__name__="snapferry_test"}')
     finally:
@@ -50,15 +50,15 @@ def restored_samples(start_vm: StartVM, data: Path) -> Samples:
 
 
 def check_restores(url: str, opts: RemoteOptions, s3: S3Server | None, start_vm: StartVM, work: Path,
-                   expected: Samples) -> None:
+                   expected: Samples, version: str = OLD) -> None:
     """vmrestore and snapferry restore `url`; a VictoriaMetrics on each result exports `expected`."""
     tag = url.rsplit("/", 2)[-2:]
     out_vm = work / ("vmrestore-" + "-".join(tag).replace(":", "_"))
     flags = _vm_s3_flags(s3) if s3 else [f"-httpListenAddr=127.0.0.1:{free_port()}", "-loggerLevel=WARN"]
-    cmd = [require_binary("vmrestore"), f"-src={url}", f"-storageDataPath={out_vm}", *flags]
+    cmd = [require_binary("vmrestore", version), f"-src={url}", f"-storageDataPath={out_vm}", *flags]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
     assert p.returncode == 0, f"vmrestore of {url} failed: {p.stderr[-3000:]}"
-    assert restored_samples(start_vm, out_vm) == expected, f"vmrestore of {url}"
+    assert restored_samples(start_vm, out_vm, version) == expected, f"vmrestore of {url}"
     out_sf = work / ("snapferry-" + "-".join(tag).replace(":", "_"))
     snapferry.restore(url, str(out_sf), remote_options=opts, progress="off")
-    assert restored_samples(start_vm, out_sf) == expected, f"snapferry restore of {url}"
+    assert restored_samples(start_vm, out_sf, version) == expected, f"snapferry restore of {url}"

@@ -23,10 +23,11 @@ T = datetime(2026, 11, 27, 13, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("any_remote", ["fs", "s3-seaweedfs", "gs", "azblob"], indirect=True)
-def test_a_manager_run_on_each_backend(any_remote: RemoteFactory, vm_server: StartVM, tmp_path: Path) -> None:
+def test_a_manager_run_on_each_backend(any_remote: RemoteFactory, vm_server: StartVM, tmp_path: Path,
+                                       vm_version: str) -> None:
     spec = any_remote(prefix="vm-node-0")
     data = tmp_path / "vmdata"
-    vm = vm_server(data)
+    vm = vm_server(data, version=vm_version)
     feed = Feed(vm, series=2, per_batch=10)
     feed.ingest_before(T)
     clock = SimClock(T)
@@ -56,6 +57,6 @@ def test_a_manager_run_on_each_backend(any_remote: RemoteFactory, vm_server: Sta
 
         out = tmp_path / "restored"
         snapferry.restore(f"{spec.url}/daily/2026-11-27", str(out), remote_options=spec.options, progress="off")
-        assert restored_samples(vm_server, out) == feed.up_to(T + timedelta(hours=1))
+        assert restored_samples(vm_server, out, vm_version) == feed.up_to(T + timedelta(hours=1))
     finally:
         mgr.close()

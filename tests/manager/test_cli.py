@@ -29,9 +29,9 @@ def one_line_error(p: subprocess.CompletedProcess[str], code: int, *words: str) 
         assert w in p.stderr, p.stderr
 
 
-def test_list_lock_restore_marks_and_init_restore(vm_server: StartVM, tmp_path: Path) -> None:
+def test_list_lock_restore_marks_and_init_restore(vm_server: StartVM, tmp_path: Path, vm_version: str) -> None:
     data = tmp_path / "vmdata"
-    vm = vm_server(data)
+    vm = vm_server(data, version=vm_version)
     dst = f"fs://{tmp_path / 'backups'}"
     feed = Feed(vm)
     feed.ingest_before(T)
@@ -93,7 +93,7 @@ def test_list_lock_restore_marks_and_init_restore(vm_server: StartVM, tmp_path: 
     p = run_snapferry("manager", "restore", *sd, "--dst", dst, "--json")
     assert json.loads(p.stdout)["action"] == "restore"
     assert not (data / RESTORE_MARK_FILE).exists()
-    vm2 = vm_server(data)
+    vm2 = vm_server(data, version=vm_version)
     assert vm2.export('{__name__="snapferry_test"}') == expected
     vm2.stop()
     quiet = run_snapferry("manager", "restore", *sd, "--dst", dst, "--json")
@@ -109,9 +109,9 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     one_line_error(run_snapferry("manager", "backup", "list", check=False), 2, "--dst")
 
 
-def test_service_runs_on_start_and_stops_on_sigterm(vm_server: StartVM, tmp_path: Path) -> None:
+def test_service_runs_on_start_and_stops_on_sigterm(vm_server: StartVM, tmp_path: Path, vm_version: str) -> None:
     data = tmp_path / "vmdata"
-    vm = vm_server(data)
+    vm = vm_server(data, version=vm_version)
     Feed(vm).ingest_before(T)
     backups = tmp_path / "backups"
     proc = subprocess.Popen(

@@ -1,5 +1,6 @@
 """Crash safety of manager runs: SIGKILL at seeded moments, restart, and two managers on one dst.
 
+Every test with a database runs on VictoriaMetrics 1.79.5 and 1.145.0 (`vm_version`), whole.
 After a kill: no backup is marked complete unless it holds exactly the parts of
 a complete latest/ (of the killed run, or of an earlier one), every complete
 backup covers its files; the restarted run finishes the work, deletes the
@@ -45,10 +46,11 @@ def child_env_here() -> dict[str, str]:
     return child_env({"PYTHONPATH": str(REPO)})
 
 
-def fed_vm(vm_server: StartVM, tmp_path: Path, rate: int) -> tuple[VMServer, Path, dict[str, Any], Feed, datetime]:
-    """A VictoriaMetrics with a first batch, and a child's ManagerConfig fields with uploads
-    slow enough for a kill or a second manager to land mid-run."""
-    vm = vm_server(tmp_path / "vmdata")
+def fed_vm(vm_server: StartVM, tmp_path: Path, rate: int,
+           version: str) -> tuple[VMServer, Path, dict[str, Any], Feed, datetime]:
+    """A VictoriaMetrics of `version` with a first batch, and a child's ManagerConfig fields with
+    uploads slow enough for a kill or a second manager to land mid-run."""
+    vm = vm_server(tmp_path / "vmdata", version=version)
     dst_dir = tmp_path / "backups"
     config = {"storage_data_path": str(vm.storage_data_path), "snapshot_create_url": vm.snapshot_create_url,
               "dst": f"fs://{dst_dir}", "concurrency": 2, "max_bytes_per_second": rate}
@@ -85,8 +87,8 @@ def periods(t: datetime) -> list[str]:
             f"weekly/{t.isocalendar().year}-{t.isocalendar().week:02d}", t.strftime("monthly/%Y-%m")]
 
 
-def test_sigkill_mid_run_then_restart_finishes(vm_server: StartVM, tmp_path: Path) -> None:
-    vm, dst_dir, config, feed, t = fed_vm(vm_server, tmp_path, 256 * 1024)
+def test_sigkill_mid_run_then_restart_finishes(vm_server: StartVM, tmp_path: Path, vm_version: str) -> None:
+    vm, dst_dir, config, feed, t = fed_vm(vm_server, tmp_path, 256 * 1024, vm_version)
     config["keep_last_hourly"] = 1  # kills also land in retention's deletions
     mgr = Manager(ManagerConfig(**config), clock=SimClock(t))
     assert mgr.run_once().ok
@@ -118,11 +120,11 @@ def test_sigkill_mid_run_then_restart_finishes(vm_server: StartVM, tmp_path: Pat
         assert not (dst_dir / LEASE_FILE).exists() and not (dst_dir / "latest" / LEASE_FILE).exists()
     assert landed >= 2  # the kills landed mid-run, not after the runs had ended
     check_restores(f"fs://{dst_dir}/daily/2026-11-02", ManagerConfig(**config).remote_options, None, vm_server,
-                   tmp_path, feed.up_to(t))
+                   tmp_path, feed.up_to(t), vm_version)
 
 
-def test_two_managers_on_one_dst(vm_server: StartVM, tmp_path: Path) -> None:
-    vm, dst_dir, config, _feed, t = fed_vm(vm_server, tmp_path, 64 * 1024)
+def test_two_managers_on_one_dst(vm_server: StartVM, tmp_path: Path, vm_version: str) -> None:
+    vm, dst_dir, config, _feed, t = fed_vm(vm_server, tmp_path, 64 * 1024, vm_version)
     slow = subprocess.Popen(child_argv(config, t), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=child_env_here())
     try:
@@ -156,8 +158,8 @@ def test_two_managers_on_one_dst(vm_server: StartVM, tmp_path: Path) -> None:
             slow.wait()
 
 
-def test_restart_neither_skips_nor_doubles(vm_server: StartVM, tmp_path: Path) -> None:
-    vm = vm_server(tmp_path / "vmdata")
+def test_restart_neither_skips_nor_doubles(vm_server: StartVM, tmp_path: Path, vm_version: str) -> None:
+    vm = vm_server(tmp_path / "vmdata", version=vm_version)
     config = ManagerConfig(storage_data_path=str(vm.storage_data_path), snapshot_create_url=vm.snapshot_create_url,
                            dst=f"fs://{tmp_path / 'backups'}")
     Feed(vm).ingest_before(datetime(2026, 11, 2, 10, tzinfo=UTC))
@@ -234,8 +236,8 @@ def test_dst_inside_the_data_path_is_refused_at_start(tmp_path: Path) -> None:
         Manager(config)
 
 
-def test_a_failed_backup_deletes_its_snapshot(vm_server: StartVM, tmp_path: Path) -> None:
-    vm, dst_dir, config, _feed, t = fed_vm(vm_server, tmp_path, 0)
+def test_a_failed_backup_deletes_its_snapshot(vm_server: StartVM, tmp_path: Path, vm_version: str) -> None:
+    vm, dst_dir, config, _feed, t = fed_vm(vm_server, tmp_path, 0, vm_version)
     dst_dir.mkdir()
     (dst_dir / "latest").write_text("not a directory")  # the backup into latest/ fails after the snapshot
     mgr = Manager(ManagerConfig(**config), clock=SimClock(t))

@@ -30,7 +30,7 @@ from snapferry.manager.service import Manager, ManagerConfig
 from snapferry.names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
 from snapferry.remotes import RemoteOptions
 from tests.servers import S3Server
-from tests.vm import Samples, VMServer, make_samples, run_snapferry, snapferry_command
+from tests.vm import OLD, VM_VERSIONS, Samples, VMServer, make_samples, run_snapferry, snapferry_command
 
 BACKENDS = ["fs", "s3-seaweedfs"]
 LIST_KEYS = {"name", "size_bytes", "size", "created_at", "locked", "state"}
@@ -62,6 +62,7 @@ class Api:
     storage: Path
     backend: Backend
     samples: Samples
+    vm_version: str = OLD
 
     def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
@@ -139,9 +140,13 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 @pytest.fixture
-def api(vm_server: Callable[..., VMServer], backend: Backend, tmp_path: Path) -> Iterator[Api]:
+def api(request: pytest.FixtureRequest, vm_server: Callable[..., VMServer], backend: Backend,
+        tmp_path: Path) -> Iterator[Api]:
+    """A manager with its API on a database of 1.79.5, or of the version a test passes
+    (`@pytest.mark.parametrize("api", VM_VERSIONS, indirect=True)`)."""
+    version = getattr(request, "param", OLD)
     storage = tmp_path / "vm-data"
-    vm = vm_server(storage)
+    vm = vm_server(storage, version=version)
     samples = make_samples(seed=12, series=3, per_series=120)
     vm.ingest(samples)
     vm.force_flush()
@@ -153,7 +158,7 @@ def api(vm_server: Callable[..., VMServer], backend: Backend, tmp_path: Path) ->
     server = ApiServer(manager, parse_listen_addr(config.http_listen_addr))
     server.start()
     try:
-        yield Api(server.url, manager, vm, storage, backend, samples)
+        yield Api(server.url, manager, vm, storage, backend, samples, version)
     finally:
         server.stop()
         manager.close()
@@ -263,6 +268,7 @@ def test_retention_keeps_the_backup_a_restore_mark_names(api: Api) -> None:
     assert {n.split("/")[0] for n in api.backups()} == {"latest", "weekly", "monthly"}
 
 
+@pytest.mark.parametrize("api", VM_VERSIONS, indirect=True)
 def test_a_restore_mark_is_restored_by_manager_restore(api: Api, vm_server: Callable[..., VMServer]) -> None:
     api.run()
     daily = next(n for n in api.backups() if n.startswith("daily/"))
@@ -282,7 +288,7 @@ def test_a_restore_mark_is_restored_by_manager_restore(api: Api, vm_server: Call
     assert restored["src"].endswith(daily) and restored["deleted_bytes"] > 0  # the later parts went
     assert not (api.storage / RESTORE_MARK_FILE).exists()
     assert api.call("GET", "/api/v1/restore") == (200, {})
-    vm2 = vm_server(api.storage)
+    vm2 = vm_server(api.storage, version=api.vm_version)
     assert vm2.export('{__name__="snapferry_test"}') == api.samples
     assert vm2.export('{__name__="snapferry_after"}') == {}
 

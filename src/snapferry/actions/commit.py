@@ -8,7 +8,8 @@ and nowhere else (docs/crash-safety.md describes the promises it keeps):
 1. enter: refuse a destination inside another backup, then take the lease
    (`snapferry_lock.ignore`, lease.py). One writer per location from here on; a
    refusal before this point leaves the destination as it was.
-2. `begin`: the lease is read back, then the marker deleted. The action has
+2. `begin`: the lease is read back, then the marker deleted (an encrypted
+   backup's marker too, which a plain run over it replaces). The action has
    listed and checked everything before calling it, so a refused run (nested
    backups, a source of markers only, a locked backup) never unmarks a good one.
    From here on the location is incomplete until step 5.
@@ -37,7 +38,7 @@ from types import TracebackType
 from typing import Literal
 
 from ..lease import BackupLease
-from ..names import MANIFEST_FILE
+from ..names import ENCRYPTED_COMPLETE_FILE, MANIFEST_FILE
 from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, Part
 from ..remotes.base import Remote, local_tree
 from ..workers import parallel
@@ -96,6 +97,8 @@ class BackupSession:
         """From here on the destination changes: it is unmarked until `commit`."""
         self.check()
         self.dst.delete_file(BACKUP_COMPLETE_FILE)
+        # A plain backup or copy over an encrypted backup: that backup's marker goes too.
+        self.dst.delete_file(ENCRYPTED_COMPLETE_FILE)
 
     def delete_stale(self, parts: list[Part], concurrency: int) -> None:
         """Delete the destination's parts the source lacks, and on fs:// the directories they leave empty."""

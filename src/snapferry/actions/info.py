@@ -14,7 +14,17 @@ from collections.abc import Collection
 
 from ..checksums import Manifest, ManifestState, parse_manifest
 from ..findings import BackupInfo, InfoResult
-from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, DAILY, HOURLY, LATEST, MANIFEST_FILE, MONTHLY, WEEKLY
+from ..names import (
+    BACKUP_COMPLETE_FILE,
+    BACKUP_METADATA_FILE,
+    DAILY,
+    ENCRYPTED_COMPLETE_FILE,
+    HOURLY,
+    LATEST,
+    MANIFEST_FILE,
+    MONTHLY,
+    WEEKLY,
+)
 from ..parts import group_by_file, is_ignored_name, parse_name
 from ..remotes.base import Remote
 
@@ -61,7 +71,7 @@ def _info(src: Remote, name: str, objects: list[tuple[str, int]]) -> BackupInfo:
         created_at=_text(meta.get("created_at")),
         completed_at=_text(meta.get("completed_at")),
         created_by=created_by,
-        complete=BACKUP_COMPLETE_FILE in names,
+        complete=BACKUP_COMPLETE_FILE in names or ENCRYPTED_COMPLETE_FILE in names,  # an encrypted one's marker
         checksummed=checksummed,
         manifest_version=manifest.version,
     )

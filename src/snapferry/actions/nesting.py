@@ -12,20 +12,24 @@ from __future__ import annotations
 import os
 
 from ..errors import RemoteError, UsageError
+from ..names import ENCRYPTED_COMPLETE_FILE
 from ..parts import BACKUP_COMPLETE_FILE
-from ..remotes.base import Remote, local_tree
+from ..remotes.base import Remote, innermost, local_tree
+
+_MARKERS = (BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE)
 
 
 def enclosing_backups(dst: Remote) -> list[str]:
     """The URLs of dst's ancestors (nearest first, up to / on fs://, the bucket's root
-    elsewhere) that hold a completion marker."""
+    elsewhere) that hold a completion marker (a plain or an encrypted backup's)."""
+    dst = innermost(dst)  # an encrypted destination lies where its objects do
     tree = local_tree(dst)
     if tree is not None:
         found = []
         d = os.path.realpath(os.path.abspath(tree.root))  # where the parts land, aliases resolved
         while (parent := os.path.dirname(d)) != d:
             d = parent
-            if os.path.isfile(os.path.join(d, BACKUP_COMPLETE_FILE)):
+            if any(os.path.isfile(os.path.join(d, m)) for m in _MARKERS):
                 found.append(f"fs://{d}")
         return found
     from ..remotes._cloud import ObjectStore  # here: fs:// runs never load the SDKs' helpers
@@ -35,7 +39,7 @@ def enclosing_backups(dst: Remote) -> list[str]:
     segs = [s for s in dst.prefix.split("/") if s]
     ancestors = [dst.at("/".join(segs[:i])) for i in range(len(segs) - 1, -1, -1)]
     try:
-        return [a.url for a in ancestors if a.has_file(BACKUP_COMPLETE_FILE)]
+        return [a.url for a in ancestors if any(a.has_file(m) for m in _MARKERS)]
     except RemoteError:
         # A missing bucket is said for the URL the user gave, as every other action says it.
         dst.has_file(BACKUP_COMPLETE_FILE)

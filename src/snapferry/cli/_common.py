@@ -61,6 +61,14 @@ def _apply(f: Callable[..., Any], opts: Sequence[Callable[[Any], Any]]) -> Calla
     return f
 
 
+# The key file of an encrypted backup (docs/encryption.md): a path, never the key itself,
+# so the key reaches neither the process list nor a shell's history.
+key_file_option = click.option(
+    "--encryption-key-file", envvar=ENV + "ENCRYPTION_KEY_FILE", type=click.Path(dir_okay=False),
+    help="Key file of an encrypted backup (made by `snapferry keygen`); or SNAPFERRY_ENCRYPTION_KEY_FILE.",
+)
+
+
 # Options of every remote: where it is, who we are, how requests are retried.
 _SHARED_REMOTE = [
     click.option("--custom-s3-endpoint", envvar=ENV + "CUSTOM_S3_ENDPOINT",

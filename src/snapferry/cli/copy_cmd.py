@@ -8,13 +8,14 @@ import click
 
 from .. import api
 from ..retry import RetryPolicy
-from ._common import common_options, emit, metrics_pushed, options_from, write_remote_options
+from ._common import common_options, emit, key_file_option, metrics_pushed, options_from, write_remote_options
 
 
 @click.command()
 @click.option("--src", required=True, help="The backup to copy.")
 @click.option("--dst", required=True, help="Where the copy goes (extra parts there are deleted).")
 @click.option("--skip-backup-complete-check", is_flag=True, help="Copy even without the completion marker.")
+@key_file_option
 @common_options
 @write_remote_options
 def copy(**kw: Any) -> None:
@@ -27,6 +28,7 @@ def copy(**kw: Any) -> None:
             skip_backup_complete_check=kw["skip_backup_complete_check"],
             max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
             retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
+            encryption_key_file=kw["encryption_key_file"],
         )
         run.result = result
     emit(result, as_json)

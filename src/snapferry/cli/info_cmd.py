@@ -10,18 +10,19 @@ import click
 from .. import api
 from ..findings import BackupInfo
 from ..progress import human_bytes
-from ._common import options_from, remote_options
+from ._common import key_file_option, options_from, remote_options
 
 
 @click.command()
 @click.option("--src", required=True, help="A backup, or a vmbackupmanager destination (latest/, daily/...).")
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON on stdout.")
+@key_file_option
 @remote_options
 def info(**kw: Any) -> None:
     """Size, files, parts, when and by what a backup was made, complete or not, checksummed or not."""
     as_json = kw.pop("as_json")
     opts = options_from(kw, api.DEFAULT_CONCURRENCY)
-    result = api.info(kw["src"], remote_options=opts)
+    result = api.info(kw["src"], remote_options=opts, encryption_key_file=kw["encryption_key_file"])
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -34,6 +34,8 @@ COMMANDS: Mapping[str, tuple[str, str]] = {
     "manager": ("manager_cmd", "manager"),
     "verify": ("verify_cmd", "verify"),
     "info": ("info_cmd", "info"),
+    "keygen": ("key_cmd", "keygen"),
+    "rekey": ("key_cmd", "rekey"),
     "vmbackup": ("dropin_cmd", "vmbackup"),
     "vmrestore": ("dropin_cmd", "vmrestore"),
     "vmbackupmanager": ("dropin_cmd", "vmbackupmanager"),

@@ -27,7 +27,7 @@ from ..manager.restore import restore_marked
 from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
 from ..remotes import RemoteOptions
-from ._common import ENV, emit, options_from, remote_options
+from ._common import ENV, emit, key_file_option, options_from, remote_options
 
 log = logging.getLogger("snapferry")
 
@@ -115,6 +115,9 @@ def make_events() -> Any:
 @_keep("daily")
 @_keep("weekly")
 @_keep("monthly")
+@click.option("--encrypt", is_flag=True, envvar=ENV + "ENCRYPT",
+              help="Encrypt every backup (needs --encryption-key-file; vmrestore cannot read them).")
+@key_file_option
 @_validation_option
 @remote_options
 @click.pass_context
@@ -170,8 +173,19 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
         keep_last_monthly=kw["keep_last_monthly"],
         remote_options=opts,
         retries=kw["retries"],
+        encryption_key_file=_encryption(kw),
         disable_source_backup_validation=kw["disable_source_backup_validation"],
     )
+
+
+def _encryption(kw: dict[str, Any]) -> str | None:
+    """The key file when --encrypt is on; the two go together (exit 2 otherwise)."""
+    if kw["encrypt"] and not kw["encryption_key_file"]:
+        raise click.UsageError("--encrypt needs --encryption-key-file FILE (make one with `snapferry keygen FILE`)")
+    if kw["encryption_key_file"] and not kw["encrypt"]:
+        raise click.UsageError("--encryption-key-file is given without --encrypt; add --encrypt to encrypt the backups")
+    key_file: str | None = kw["encryption_key_file"]
+    return key_file
 
 
 def _catalog(kw: dict[str, Any]) -> Catalog:
@@ -229,6 +243,7 @@ backup.add_command(_lock_command(False))
 @_concurrency_options
 @click.option("--json", "as_json", is_flag=True, help="Print the restore summary as JSON.")
 @click.option("--progress", type=click.Choice(["auto", "bar", "log", "off"]), default="auto")
+@key_file_option
 @remote_options
 @click.pass_context
 def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> None:
@@ -242,6 +257,7 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
     result = restore_marked(
         data, kw["dst"], remote_options=opts, concurrency=kw["concurrency"],
         max_bytes_per_second=kw["max_bytes_per_second"], retries=kw["retries"], progress=progress,
+        encryption_key_file=kw["encryption_key_file"],
     )
     if result is None:
         if as_json:

@@ -10,7 +10,7 @@ from .. import api
 from ..errors import UsageError
 from ..retry import RetryPolicy
 from ..tuning import Tuning
-from ._common import common_options, emit, metrics_pushed, options_from, read_remote_options
+from ._common import common_options, emit, key_file_option, metrics_pushed, options_from, read_remote_options
 
 
 def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
@@ -44,6 +44,7 @@ def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
                    "deleting its files that the backup lacks.")
 @click.option("--dry-run", is_flag=True,
               help="Run every check and print the plan (deletions, downloads, space); change nothing.")
+@key_file_option
 @common_options
 @read_remote_options
 def restore(**kw: Any) -> None:
@@ -54,7 +55,7 @@ def restore(**kw: Any) -> None:
         emit(api.restore_dry_run(
             kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
             skip_file_preallocation=kw["skip_file_preallocation"], remote_options=opts, verify=kw["verify"],
-            force=kw["force"],
+            force=kw["force"], encryption_key_file=kw["encryption_key_file"],
         ), as_json)
         return
     tuning = Tuning(
@@ -68,6 +69,7 @@ def restore(**kw: Any) -> None:
             max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
             retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
             verify=kw["verify"], force=kw["force"], checksums=kw["checksums"],
+            encryption_key_file=kw["encryption_key_file"],
         )
         run.result = result
     emit(result, as_json)

@@ -12,7 +12,7 @@ from ..errors import EXIT_BAD_BACKUP
 from ..findings import VerifyResult
 from ..progress import human_bytes
 from ..retry import RetryPolicy
-from ._common import common_options, options_from, remote_options
+from ._common import common_options, key_file_option, options_from, remote_options
 
 
 @click.command()
@@ -23,6 +23,7 @@ from ._common import common_options, options_from, remote_options
 @click.option("--read-data-subset", metavar="P%|N/M",
               help="Read only a deterministic slice of the parts: N/M, or P% (a slice that changes daily, "
                    "so a daily job reads every part in 100/P days). Implies --read-data.")
+@key_file_option
 @common_options
 @remote_options
 def verify(**kw: Any) -> None:
@@ -36,6 +37,7 @@ def verify(**kw: Any) -> None:
         read_data_subset=kw["read_data_subset"], concurrency=kw["concurrency"],
         max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
         retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
+        encryption_key_file=kw["encryption_key_file"],
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

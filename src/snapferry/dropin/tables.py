@@ -146,8 +146,14 @@ SNAPSHOT_TLS: list[Rule] = [
     *_ignored("snapshot.tlsInsecureSkipVerify", K.BOOL, "the snapshot URL is called with the system's CAs"),
 ]
 
+# snapferry's own flag (the originals have none like it): the key file of an encrypted backup.
+# vmbackup and vmbackupmanager encrypt with it; vmrestore and vmbackup's copy decrypt with it.
+_KEY = _special("snapferry.encryptionKeyFile", K.STRING,
+                "snapferry only: `--encrypt --encryption-key-file` (backup, manager), `--encryption-key-file` "
+                "(restore, copy); see docs/encryption.md")
+
 VMBACKUP: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH,
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _KEY,
     _special("storageDataPath", K.STRING, "`backup --storage-data-path` (default `victoria-metrics-data`)"),
     _special("snapshotName", K.STRING, "`backup --snapshot-name`"),
     _special("snapshot.createURL", K.STRING, "`backup --snapshot-create-url` (the snapshot is deleted afterwards)"),
@@ -160,7 +166,7 @@ VMBACKUP: list[Rule] = [
 ]
 
 VMRESTORE: list[Rule] = [
-    *COMMON, *REMOTE, _PUSH,
+    *COMMON, *REMOTE, _PUSH, _KEY,
     *(Rule(r.name, r.kind, Action.IGNORED, _RESTORE_WRITES_NOTHING) for r in UPLOAD),
     _special("src", K.STRING, "`restore --src`"),
     _special("storageDataPath", K.STRING, "`restore --dst` (default `victoria-metrics-data`)"),
@@ -172,7 +178,7 @@ VMRESTORE: list[Rule] = [
 ]
 
 VMBACKUPMANAGER: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS,
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _KEY,
     _opt("storageDataPath", K.STRING, "--storage-data-path"),
     _opt("snapshot.createURL", K.STRING, "--snapshot-create-url"),
     _opt("snapshot.deleteURL", K.STRING, "--snapshot-delete-url"),

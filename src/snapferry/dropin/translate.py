@@ -66,9 +66,12 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
     level_name = logging.getLevelName(log.level).lower()
     head = ["--log-level", level_name]
     structured = _plain_options(table, parsed)
+    key_file = _str(parsed, "snapferry.encryptionKeyFile")
     ignored = [(name, table[name].target) for name in parsed.values if table[name].action is Action.IGNORED]
     if tool is Tool.VMBACKUPMANAGER:
         notes: list[str] = []
+        if key_file:  # `manager` encrypts; `manager restore` only takes the key (the filter below)
+            structured += [("--encrypt", None), ("--encryption-key-file", key_file)]
         argv = head + _manager(parsed, structured, accepted, notes)
         return Translation(argv, ignored, None, Direction.UPLOADED, log, notes)
     options = _flat(structured)
@@ -82,13 +85,18 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
             "between a boolean flag and its value (write -flag=false)"
         )
     listen = _listen(tool, parsed.get("httpListenAddr"))
+    if key_file:
+        options += ["--encryption-key-file", key_file]
     if tool is Tool.VMRESTORE:
         src = _str(parsed, "src")
         if not src:
             raise UsageError("-src is missing; name the backup, e.g. -src=s3://bucket/path/to/backup")
         argv = ["restore", "--src", src, "--dst", _str(parsed, "storageDataPath") or DEFAULT_STORAGE_DATA_PATH]
         return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log)
-    return Translation(head + _vmbackup(parsed) + options, ignored, listen, Direction.UPLOADED, log)
+    command = _vmbackup(parsed)
+    if key_file and command[0] == "backup":
+        options.append("--encrypt")
+    return Translation(head + command + options, ignored, listen, Direction.UPLOADED, log)
 
 
 def _vmbackup(parsed: ParsedFlags) -> list[str]:

@@ -19,7 +19,16 @@ from typing import Any
 from .. import api
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
-from ..names import BACKUP_COMPLETE_FILE, BACKUP_LOCKED_FILE, BACKUP_METADATA_FILE, LATEST, LEASE_FILE, MANIFEST_FILE
+from ..names import (
+    BACKUP_COMPLETE_FILE,
+    BACKUP_LOCKED_FILE,
+    BACKUP_METADATA_FILE,
+    ENCRYPTED_COMPLETE_FILE,
+    ENCRYPTION_RECORD_FILE,
+    LATEST,
+    LEASE_FILE,
+    MANIFEST_FILE,
+)
 from ..remotes import Remote, RemoteOptions, local_tree
 from ..workers import parallel
 from .layout import DATED_TYPES, BackupName, BackupType, parse_backup_name
@@ -118,7 +127,7 @@ class Catalog:
         """One backup's info; NoSuchBackupError when it holds nothing."""
         remote = self.open(name)
         size = sum(p.actual_size for p in remote.list_parts())
-        if size == 0 and not remote.has_file(BACKUP_COMPLETE_FILE):
+        if size == 0 and not _complete(remote):
             raise NoSuchBackupError(
                 f"there is no backup {name} in {self.dst}; list them with `snapferry manager backup list`"
             )
@@ -131,7 +140,7 @@ class Catalog:
             size_bytes=size,
             created_at=_created_at(remote, name),
             locked=name.type is not BackupType.LATEST and remote.has_file(BACKUP_LOCKED_FILE),
-            complete=remote.has_file(BACKUP_COMPLETE_FILE),
+            complete=_complete(remote),
         )
 
     def set_locked(self, name: BackupName, locked: bool) -> BackupInfo:
@@ -171,8 +180,9 @@ class Catalog:
             if remote.has_file(BACKUP_LOCKED_FILE):
                 raise UsageError(f"the backup {name} is locked; unlock it first")
             remote.delete_file(BACKUP_COMPLETE_FILE)
+            remote.delete_file(ENCRYPTED_COMPLETE_FILE)
             parallel(self.concurrency, remote.list_parts(), remote.delete_part)
-            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE):
+            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE, ENCRYPTION_RECORD_FILE):
                 remote.delete_file(f)
         # On fs:// the backup's own directory goes too (its parent keeps the other backups);
         # object stores have no directories.
@@ -206,10 +216,10 @@ class Catalog:
         killed process is taken over once that process is gone); checked again under it."""
         remote = self.open(name)
         with BackupLease(remote, "retention cleanup"):
-            if remote.has_file(BACKUP_COMPLETE_FILE) or remote.list_parts():
+            if _complete(remote) or remote.list_parts():
                 log.warning("%s is being written again; it is left as it is", name)
                 return
-            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE, BACKUP_LOCKED_FILE):
+            for f in (MANIFEST_FILE, BACKUP_METADATA_FILE, BACKUP_LOCKED_FILE, ENCRYPTION_RECORD_FILE):
                 remote.delete_file(f)
         if (tree := local_tree(self.remotes.child(name.type.value))) is not None:
             tree.prune_empty_dirs()
@@ -238,6 +248,11 @@ def _empty_dirs(root: str) -> list[BackupName]:
                        for d, dirs, files in os.walk(e.path)):
                 found.append(name)
     return found
+
+
+def _complete(remote: Remote) -> bool:
+    """A whole backup, plain or encrypted (whose marker has its own name)."""
+    return remote.has_file(BACKUP_COMPLETE_FILE) or remote.has_file(ENCRYPTED_COMPLETE_FILE)
 
 
 def _created_at(remote: Remote, name: BackupName) -> datetime:

@@ -21,8 +21,8 @@ import os
 from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
-from ..names import BACKUP_COMPLETE_FILE, RESTORE_MARK_FILE
-from ..remotes import RemoteOptions, open_remote, split_url
+from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, RESTORE_MARK_FILE
+from ..remotes import Remote, RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
 from .layout import BackupName, parse_backup_name
@@ -95,14 +95,14 @@ class RestoreMarks:
                 )
             incomplete = BadBackupError(
                 f"{url} has no {BACKUP_COMPLETE_FILE}: it is missing or incomplete; pick a complete backup")
-            if validate and not remote.has_file(BACKUP_COMPLETE_FILE):
+            if validate and not _complete(remote):
                 raise incomplete  # before the lease: a missing backup gets no lease object either
             own = self.own_name(url)
             # One of our dated backups is marked under its lease, as a run copies into it under
             # that lease: the run either finishes first or sees the mark and leaves it as it is.
             with BackupLease(self.catalog.open(own), "restore mark") if (
                     validate and own is not None and self.catalog is not None) else contextlib.nullcontext():
-                if validate and not remote.has_file(BACKUP_COMPLETE_FILE):  # again, under the lease
+                if validate and not _complete(remote):  # again, under the lease
                     raise incomplete
                 write_file_atomic(self.path, url.encode() + b"\n")
         finally:
@@ -168,3 +168,8 @@ def _parse_or_none(rel: str) -> BackupName | None:
         return parse_backup_name(rel)
     except UsageError:
         return None
+
+
+def _complete(remote: Remote) -> bool:
+    """A whole backup, plain or encrypted (whose marker has its own name)."""
+    return remote.has_file(BACKUP_COMPLETE_FILE) or remote.has_file(ENCRYPTED_COMPLETE_FILE)

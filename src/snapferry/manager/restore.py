@@ -30,6 +30,7 @@ def restore_marked(
     max_bytes_per_second: int = 0,
     retries: int = 6,
     progress: str = "auto",
+    encryption_key_file: str | None = None,
 ) -> RestoreResult | None:
     """The restore's result, or None when there is no restore mark."""
     marks = RestoreMarks(storage_data_path, None)
@@ -54,6 +55,7 @@ def restore_marked(
     result = api.restore(
         src, storage_data_path, concurrency=concurrency, max_bytes_per_second=max_bytes_per_second,
         remote_options=remote_options, retry=RetryPolicy(attempts=retries), progress=progress,
+        encryption_key_file=encryption_key_file,
     )
     marks.delete()
     return result

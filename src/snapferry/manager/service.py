@@ -27,7 +27,7 @@ from ..names import LATEST, MANAGER_STATE_FILE, SNAPSHOT_RECORD_FILE
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
 from ..throttle import Throttle
-from . import retention
+from . import encryption, retention
 from .catalog import BackupInfo, Catalog
 from .layout import (
     DATED_TYPES,
@@ -72,6 +72,8 @@ class ManagerConfig:
     retries: int = 6
     # vmbackupmanager's -restore.disableSourceBackupValidation: marks skip the existence check
     disable_source_backup_validation: bool = False
+    # Encrypt every backup (latest/ and its dated copies) under this key file (docs/encryption.md).
+    encryption_key_file: str | None = None
 
     def enabled_types(self) -> list[BackupType]:
         off = {BackupType.HOURLY: self.disable_hourly, BackupType.DAILY: self.disable_daily,
@@ -133,11 +135,13 @@ class Manager:
         self.clock: Clock = clock or SystemClock()
         self.events: ManagerEvents = events or NoEvents()
         self.schedule = config.schedule()
+        self.key = encryption.load(config.encryption_key_file)
         self.catalog = Catalog(config.dst, config.remote_options, config.concurrency)
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child(LATEST))
             refuse_dst_in_a_backup(config.dst, config.storage_data_path)
+            encryption.latest(self.catalog.remotes.child(LATEST), self.key)  # another key: exit 2 now
         except SnapferryError:
             self.catalog.close()
             raise
@@ -240,7 +244,7 @@ class Manager:
             # the mark names what latest/ holds now: a run would change what the restore brings back
             raise Frozen(f"marked for restore in {self.marks.path}; no backup runs until the restore or "
                          "`manager restore delete`")
-        latest = self.catalog.remotes.child(LATEST)
+        latest = encryption.latest(self.catalog.remotes.child(LATEST), self.key)
         refuse_dst_inside(c.storage_data_path, latest)
         self._drop_stale_snapshot()
         name = snapshot.create(c.snapshot_create_url)
@@ -291,6 +295,7 @@ class Manager:
     def _copy_latest(self, name: str) -> int:
         c = self.config
         remotes = self.catalog.remotes
+        src, dst = encryption.copy_pair(remotes.child(LATEST), remotes.child(name), self.key)
 
         def refuse_frozen() -> None:
             # Under the backup's lease, which a lock or a mark takes too: neither can slip in
@@ -300,7 +305,7 @@ class Manager:
                 raise Frozen(why)
 
         result = run_copy(
-            remotes.child(LATEST), remotes.child(name), concurrency=c.concurrency,
+            src, dst, concurrency=c.concurrency,
             throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
             before_write=refuse_frozen,
         )

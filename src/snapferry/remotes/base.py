@@ -184,6 +184,20 @@ def local_tree(remote: Remote) -> LocalTree | None:
     return remote if isinstance(remote, LocalTree) else None
 
 
+class Wrapper(abc.ABC):
+    """A remote that stores through another one (crypto's EncryptedRemote): it lives where
+    its inner remote does, so the overlap rules compare the inner one's place."""
+
+    inner: Remote
+
+
+def innermost(remote: Remote) -> Remote:
+    """The remote under every wrapper: where the bytes really are."""
+    while isinstance(remote, Wrapper):
+        remote = remote.inner
+    return remote
+
+
 class KeepsChecksums(abc.ABC):
     """The capability of a store that keeps a checksum of each object (s3://, gs://),
     which verify compares with the manifest without reading the bytes."""

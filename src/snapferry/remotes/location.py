@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from . import split_url
-from .base import Remote, local_tree
+from .base import Remote, innermost, local_tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,7 @@ def local_location(path: str) -> Location:
 def location_of(remote: Remote) -> Location:
     """The Location of a remote: a local directory's identity, or an object store's
     endpoint, bucket and prefix."""
+    remote = innermost(remote)  # an encrypted backup is where its objects are
     tree = local_tree(remote)
     if tree is not None:
         loc = local_location(tree.root)

@@ -1,0 +1,317 @@
+"""`EncryptedRemote`: an encrypted backup seen through the `Remote` Protocol as plaintext.
+
+The actions never learn that a backup is encrypted: parts are listed with their
+plaintext sizes, read in plaintext ranges, uploaded as plaintext; the manifest is
+read and written in the clear; the completion marker is `backup_complete.ignore`.
+Underneath, each part object is encrypted in chunks (chunks.py), the manifest is
+sealed, and the marker is stored as ENCRYPTED_COMPLETE_FILE so vmrestore refuses it.
+
+A writer (backup, copy) has an *active* key record: the one stored at the destination
+when the user's key opens it, the origin's or the source's when parts are copied
+server-side from there (they are sealed under that backup's data key), else a new one.
+When the stored record is not the active one, the parts already there belong to
+another backup: they are listed as broken, so the action deletes and replaces them,
+and the new record is written before the first part or file of the new backup.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import BadBackupError, UsageError
+from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
+from ..parts import Part, is_ignored_name, parse_name
+from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper
+from .chunks import CHUNK, HEADER, MAGIC, SALT, TAG, DecryptingReader, EncryptingBody, PartCipher, cipher_len
+from .keys import KeyRecord, UserKey
+
+log = logging.getLogger("snapferry")
+
+_MARKER_TAIL = "/" + BACKUP_COMPLETE_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class CipherPart(Part):
+    """A part as its encrypted object: the plaintext part's name, the ciphertext's size
+    (what the backends read, write and copy)."""
+
+    plain_size: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.path}/{self.file_size:016X}_{self.offset:016X}_{self.plain_size:016X}"
+
+
+class _Empty:
+    def readinto(self, buf: memoryview) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+class EncryptedRemote(Wrapper):
+    def __init__(self, inner: Remote, record: KeyRecord, data_key: bytes, stored: KeyRecord | None,
+                 *, writer: bool) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.record = record
+        self._key = data_key
+        self._writer = writer
+        # The objects there now are another backup's (or plaintext): listed broken until replaced.
+        self._foreign = stored is None or stored.backup_id != record.backup_id
+        self._lock = threading.Lock()
+        self._salts: dict[str, bytes] = {}
+
+    @property
+    def fingerprint(self) -> str:
+        return self.record.fingerprint
+
+    # --- the record ------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        """Write the active record before the first byte of this backup (once per run)."""
+        if not self._foreign:
+            return
+        with self._lock:
+            if self._foreign:
+                self.inner.write_file(ENCRYPTION_RECORD_FILE, self.record.encode())
+                self._foreign = False
+
+    # --- parts -----------------------------------------------------------------------------
+
+    def _cipher_part(self, p: Part) -> CipherPart:
+        return CipherPart(p.path, p.file_size, p.offset, cipher_len(p.size, self.record.chunk_size),
+                          p.actual_size, p.size)
+
+    def _plain(self, p: Part) -> Part:
+        if self._foreign:
+            return Part(p.path, p.file_size, p.offset, p.size, -1)
+        want = cipher_len(p.size, self.record.chunk_size)
+        actual = p.size if p.actual_size == want else p.actual_size - (want - p.size)
+        return Part(p.path, p.file_size, p.offset, p.size, actual)
+
+    def list_parts(self) -> list[Part]:
+        return [self._plain(p) for p in self.inner.list_parts()]
+
+    def list_objects(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for name, size in self.inner.list_objects():
+            if name == ENCRYPTED_COMPLETE_FILE or name.endswith("/" + ENCRYPTED_COMPLETE_FILE):
+                out.append((name[: -len(ENCRYPTED_COMPLETE_FILE)] + BACKUP_COMPLETE_FILE, size))
+                continue
+            p = None if is_ignored_name(name) else parse_name(name, size)
+            out.append((name, self._plain(p).actual_size) if p is not None else (name, size))
+        return out
+
+    def _cipher(self, p: Part, salt: bytes) -> PartCipher:
+        return PartCipher(self._key, self.record.backup_id, p.name, salt, p.size, self.record.chunk_size, self.url)
+
+    def _check_header(self, p: Part, header: bytes) -> bytes:
+        if len(header) != HEADER or header[: len(MAGIC)] != MAGIC:
+            raise BadBackupError(
+                f"{p.name} in {self.url} is not an encrypted snapferry part (its header is wrong): it was "
+                "altered or replaced; make a new backup"
+            )
+        return header[len(MAGIC):]
+
+    def _salt(self, p: Part, cp: CipherPart) -> bytes:
+        salt = self._salts.get(p.name)
+        if salt is None:
+            reader = self.inner.open_part(cp, 0, HEADER)
+            try:
+                buf = bytearray(HEADER)
+                got = _read_full(reader, memoryview(buf))
+            finally:
+                reader.close()
+            salt = self._check_header(p, bytes(buf[:got]))
+            self._salts[p.name] = salt  # one dict store: atomic under the GIL
+        return salt
+
+    def open_part(self, part: Part, offset: int = 0, length: int | None = None) -> Reader:
+        if length is None:
+            length = part.size - offset
+        if length == 0:
+            return _Empty()
+        c = self.record.chunk_size
+        cp = self._cipher_part(part)
+        first, last = offset // c, (offset + length - 1) // c
+        end = HEADER + last * (c + TAG) + min(c, part.size - last * c) + TAG
+        if first == 0:
+            raw = self.inner.open_part(cp, 0, end)  # the header comes first in the same read
+            try:
+                buf = bytearray(HEADER)
+                got = _read_full(raw, memoryview(buf))
+                salt = self._check_header(part, bytes(buf[:got]))
+            except BaseException:
+                raw.close()
+                raise
+            self._salts.setdefault(part.name, salt)
+        else:
+            salt = self._salt(part, cp)
+            start = HEADER + first * (c + TAG)
+            raw = self.inner.open_part(cp, start, end - start)
+        return DecryptingReader(raw, self._cipher(part, salt), offset, length)
+
+    def upload_part(self, part: Part, body: Body, local: LocalRegion | None = None,
+                    progress: Callable[[int], None] | None = None) -> list[int] | None:
+        self._claim()
+        enc = EncryptingBody(body, lambda salt: self._cipher(part, salt), local)
+        try:
+            # No LocalRegion below: a backend must read the ciphertext, never copy the plaintext file.
+            self.inner.upload_part(self._cipher_part(part), enc, None, progress)
+        finally:
+            enc.close()
+        self._salts.pop(part.name, None)
+        return enc.result()
+
+    def delete_part(self, part: Part) -> None:
+        self.inner.delete_part(self._cipher_part(part))
+
+    def can_copy_from(self, src: Remote) -> bool:
+        # Parts are sealed under their backup's data key and id, never the destination's:
+        # between two places holding one backup's record, the objects copy as they are.
+        return (isinstance(src, EncryptedRemote) and src.record.backup_id == self.record.backup_id
+                and self.inner.can_copy_from(src.inner))
+
+    def copy_part(self, src: Remote, part: Part) -> None:
+        assert isinstance(src, EncryptedRemote)
+        self._claim()
+        self.inner.copy_part(src.inner, self._cipher_part(part))
+
+    # --- small files -----------------------------------------------------------------------
+
+    def has_file(self, name: str) -> bool:
+        if name == BACKUP_COMPLETE_FILE:
+            return not self._foreign and self.inner.has_file(ENCRYPTED_COMPLETE_FILE)
+        if name.endswith(_MARKER_TAIL):  # a backup below this one (the nesting checks): either kind
+            return (self.inner.has_file(name[: -len(BACKUP_COMPLETE_FILE)] + ENCRYPTED_COMPLETE_FILE)
+                    or self.inner.has_file(name))
+        if name == MANIFEST_FILE and self._foreign:
+            return False
+        return self.inner.has_file(name)
+
+    def read_file(self, name: str) -> bytes:
+        if name == BACKUP_COMPLETE_FILE:  # a copy carries the marker's bytes over
+            return self.inner.read_file(ENCRYPTED_COMPLETE_FILE)
+        data = self.inner.read_file(name)
+        if name != MANIFEST_FILE:
+            return data
+        try:
+            return self._unseal(data)
+        except BadBackupError:
+            if not self._writer:
+                raise
+            log.warning("%s: the manifest there is not this backup's; it is rewritten", self.url)
+            return b""  # a writer replaces it; checksums.decode reads nothing from it
+
+    def write_file(self, name: str, data: bytes) -> None:
+        if name == BACKUP_COMPLETE_FILE:
+            self._claim()
+            self.inner.write_file(ENCRYPTED_COMPLETE_FILE, data)
+        elif name == MANIFEST_FILE:
+            self._claim()
+            self.inner.write_file(name, self._seal(data))
+        else:
+            self.inner.write_file(name, data)
+
+    def create_file_exclusive(self, name: str, data: bytes) -> bool:
+        return self.inner.create_file_exclusive(name, data)
+
+    def delete_file(self, name: str) -> None:
+        if name == BACKUP_COMPLETE_FILE:
+            self.inner.delete_file(ENCRYPTED_COMPLETE_FILE)
+        self.inner.delete_file(name)
+
+    def child(self, sub: str) -> Remote:
+        raise UsageError(f"{self.url}: an encrypted backup holds no other backups below it")
+
+    def close(self) -> None:
+        self.inner.close()
+
+    # --- the manifest: one sealed blob, keyed and bound like a part ------------------------
+
+    def _manifest_aead(self, salt: bytes) -> AESGCM:
+        return AESGCM(hmac.digest(self._key, b"manifest\0" + salt, "sha256"))
+
+    def _seal(self, data: bytes) -> bytes:
+        salt = secrets.token_bytes(SALT)
+        aad = b"snapferry-manifest-1" + self.record.backup_id
+        return MAGIC + salt + self._manifest_aead(salt).encrypt(bytes(12), data, aad)
+
+    def _unseal(self, blob: bytes) -> bytes:
+        aad = b"snapferry-manifest-1" + self.record.backup_id
+        try:
+            if blob[: len(MAGIC)] != MAGIC:
+                raise InvalidTag()
+            return self._manifest_aead(blob[len(MAGIC) : HEADER]).decrypt(bytes(12), blob[HEADER:], aad)
+        except InvalidTag:
+            raise BadBackupError(
+                f"{self.url}: {MANIFEST_FILE} fails authentication: it was altered or comes from another "
+                "backup; restore it from another copy or make a new backup"
+            ) from None
+
+
+def _read_full(reader: Reader, mv: memoryview) -> int:
+    got = 0
+    while got < len(mv):
+        n = reader.readinto(mv[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _stored(inner: Remote) -> KeyRecord | None:
+    if not inner.has_file(ENCRYPTION_RECORD_FILE):
+        return None
+    return KeyRecord.decode(inner.read_file(ENCRYPTION_RECORD_FILE), inner.url)
+
+
+def open_encrypted(inner: Remote, user: UserKey) -> EncryptedRemote:
+    """A reader's view (restore, verify, info, copy's source): the stored record, opened by the key."""
+    stored = _stored(inner)
+    if stored is None:
+        if inner.has_file(BACKUP_COMPLETE_FILE):
+            raise UsageError(f"{inner.url} is not an encrypted backup; drop --encryption-key-file")
+        raise UsageError(
+            f"{inner.url} holds no encrypted backup (no {ENCRYPTION_RECORD_FILE}); check the URL"
+        )
+    return EncryptedRemote(inner, stored, stored.unwrap(user, inner.url), stored, writer=False)
+
+
+def for_writing(inner: Remote, user: UserKey, source: EncryptedRemote | None = None) -> EncryptedRemote:
+    """A writer's view (backup's --dst, copy's --dst): the record of `source` (an --origin or
+    a copy's --src, whose parts are copied as they are), else the one stored there, else a new one.
+
+    A stored record another key wrapped stops a backup (exit 2) before anything is written:
+    replacing it would throw away an encrypted backup the user may have meant to keep."""
+    try:
+        stored = _stored(inner)
+    except BadBackupError:
+        stored = None  # an unreadable record is replaced with the backup it describes
+    if source is not None:
+        return EncryptedRemote(inner, source.record, source._key, stored, writer=True)
+    if stored is not None:
+        return EncryptedRemote(inner, stored, stored.unwrap(user, inner.url), stored, writer=True)
+    record, key = KeyRecord.new(user, CHUNK)
+    return EncryptedRemote(inner, record, key, None, writer=True)
+
+
+def rekey(inner: Remote, old: UserKey, new: UserKey) -> tuple[str, str]:
+    """Wrap the backup's data key with `new`: only the record is rewritten, never a part."""
+    view = open_encrypted(inner, old)
+    inner.write_file(ENCRYPTION_RECORD_FILE, view.record.wrapped_by(new, view._key).encode())
+    check = _stored(inner)
+    assert check is not None
+    check.unwrap(new, inner.url)  # read back: the new key opens what was written
+    return old.fingerprint, new.fingerprint
+

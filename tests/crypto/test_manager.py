@@ -1,0 +1,76 @@
+"""The manager encrypts latest/ and its dated copies with the key file it is given."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import snapferry
+from snapferry import api
+from snapferry.errors import EXIT_USAGE, SnapferryError
+from snapferry.manager.restore import restore_marked
+from snapferry.manager.service import Manager, ManagerConfig
+from tests.manager.helpers import Feed, StartVM, restored_samples
+from tests.manager.sim import SimClock
+from tests.servers import RemoteFactory
+
+pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
+
+T = datetime(2026, 11, 27, 13, 5, tzinfo=UTC)
+
+
+def test_an_encrypting_manager_run(remotes: RemoteFactory, vm_server: StartVM, tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    api.keygen(str(key))
+    spec = remotes(prefix="vm-node-0")
+    data = tmp_path / "vmdata"
+    vm = vm_server(data)
+    feed = Feed(vm, series=2, per_batch=10)
+    feed.ingest_before(T)
+    clock = SimClock(T)
+    mgr = Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
+                                dst=spec.url, remote_options=spec.options, disable_weekly=True,
+                                disable_monthly=True, keep_last_hourly=1, encryption_key_file=str(key)),
+                  clock=clock)
+    try:
+        assert mgr.run_once().ok
+        feed.ingest_before(T + timedelta(hours=1))
+        clock.set(T + timedelta(hours=1))
+        result = mgr.run_once()
+        assert result.ok and result.deleted == ("hourly/2026-11-27:13",), result
+        listed = mgr.catalog.list()
+        assert [b.name for b in listed] == ["daily/2026-11-27", "hourly/2026-11-27:14", "latest"]
+        assert all(b.complete for b in listed)
+        # The dated copies carry latest/'s record: copied server-side, sealed parts as they were.
+        record = spec.raw_get("latest/snapferry_encryption.ignore")
+        assert spec.raw_get("daily/2026-11-27/snapferry_encryption.ignore") == record
+        assert not any(n.startswith("hourly/2026-11-27:13/") for n, _ in mgr.catalog.remotes.root.list_objects())
+        for n in ("latest", "daily/2026-11-27"):
+            assert not mgr.catalog.remotes.child(n).has_file("backup_complete.ignore")  # vmrestore refuses it
+    finally:
+        mgr.close()
+
+    # info of the layout needs no key: names, sizes and completeness are visible anyway
+    layout = snapferry.info(spec.url, remote_options=spec.options)
+    assert {b.name: b.complete for b in layout.backups} == {
+        "latest": True, "daily/2026-11-27": True, "hourly/2026-11-27:14": True}
+    other = tmp_path / "other.key"
+    api.keygen(str(other))
+    with pytest.raises(SnapferryError) as wrong:
+        Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
+                              dst=spec.url, remote_options=spec.options, encryption_key_file=str(other)))
+    assert wrong.value.exit_code == EXIT_USAGE and "was encrypted with the key" in str(wrong.value)
+    with pytest.raises(SnapferryError) as no_key:
+        snapferry.restore(f"{spec.url}/daily/2026-11-27", str(tmp_path / "x"), remote_options=spec.options,
+                          progress="off")
+    assert no_key.value.exit_code == EXIT_USAGE and "encrypted" in str(no_key.value)
+    # The init-container restore of a restore mark passes the key through.
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    (restored / "backup_restore.ignore").write_text(f"{spec.url}/daily/2026-11-27\n")
+    r = restore_marked(str(restored), None, remote_options=spec.options, progress="off",
+                       encryption_key_file=str(key))
+    assert r is not None
+    assert restored_samples(vm_server, restored) == feed.up_to(T + timedelta(hours=1))
