@@ -27,9 +27,8 @@ from ..parts import (
     validate_listing,
 )
 from ..progress import Progress
-from ..remotes.base import Reader, Remote
+from ..remotes.base import Reader, Remote, read_full
 from ..remotes.location import location_of, refuse_overlap
-from ..restorer.pool import read_full
 from ..results import CopyResult
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle

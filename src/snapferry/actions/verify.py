@@ -346,8 +346,9 @@ def _read_data(
     """Read the parts' bytes as the restore does, minus the writes: ranges on `concurrency`
     threads, each read into a block of the restorer's pool (bounded like a restore's memory),
     the block's bytes CRC'd in place and the block handed back."""
+    from ..remotes.base import read_full
     from ..restorer.downloader import Tuning
-    from ..restorer.pool import BufferPool, read_full
+    from ..restorer.pool import BufferPool
     tuning = Tuning(concurrency=opts.concurrency)
     pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, stop)
     lock = threading.Lock()

@@ -21,11 +21,11 @@ from ..durable import copy_range
 from ..errors import BadBackupError, RemoteError, TransientRemoteError
 from ..parts import Part
 from ..progress import Progress
-from ..remotes.base import FileReader, Reader
+from ..remotes.base import FileReader, Reader, read_full
 from ..retry import RetryPolicy, retrying
 from ..throttle import Throttle
 from .bytepath import BytePath
-from .pool import BufferPool, Stopped, read_full
+from .pool import BufferPool, Stopped
 from .writer import TargetFile, io_error
 
 log = logging.getLogger("snapferry")
