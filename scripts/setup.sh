@@ -6,9 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # victoria-metrics: the real database and tools; podman, mmdebstrap and runc: the image's tests
-# (tests/container.py makes the base image with mmdebstrap and runs podman with runc).
+# (tests/container.py makes the base image with mmdebstrap and runs podman with runc);
+# socat: an mTLS front before victoria-metrics, whose open-source builds have no -mtls
+# (tests/test_snapshot_tls.py); tinyproxy: a real forward proxy that logs and marks (Via)
+# every request it forwards (tests/test_proxy.py).
 APT_PACKAGES=""
-for tool in vmrestore:victoria-metrics victoria-metrics:victoria-metrics podman:podman mmdebstrap:mmdebstrap runc:runc; do
+for tool in vmrestore:victoria-metrics victoria-metrics:victoria-metrics podman:podman mmdebstrap:mmdebstrap runc:runc \
+            socat:socat tinyproxy:tinyproxy-bin; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES ${tool#*:}"
 done
 if [ -n "$APT_PACKAGES" ]; then

@@ -13,7 +13,7 @@ import pytest
 from snapferry import snapshot
 from snapferry.errors import SnapferryError, UsageError
 from tests.tinyhttp import Handler, Server, answer
-from tests.vm import VMServer
+from tests.vm import VMServer, run_snapferry
 
 NAME = "20261125030000-17A3F0C2D1E50050"
 
@@ -90,3 +90,19 @@ def test_against_a_real_victoria_metrics(vm_server: Callable[..., VMServer], tmp
     snapshot.delete(snapshot.delete_url_for(vm.snapshot_create_url, name))
     assert not vm.snapshot_dir(name).exists()
     assert name not in vm.snapshot_list()
+
+
+def test_an_auth_key_never_reaches_a_message(vm_server: Callable[..., VMServer], tmp_path: Path) -> None:
+    """VictoriaMetrics' -snapshotAuthKey travels in the URL's query: errors show it as ***."""
+    vm = vm_server(tmp_path / "vmdata", "-snapshotAuthKey=s3cret-key")
+    bad = run_snapferry("backup", "--storage-data-path", str(vm.storage_data_path), "--snapshot-create-url",
+                        f"{vm.url}/snapshot/create?authKey=wrong-s3cret", "--dst", f"fs://{tmp_path / 'b'}",
+                        check=False)
+    assert bad.returncode != 0 and "authKey=***" in bad.stderr, bad.stderr
+    assert "wrong-s3cret" not in bad.stderr + bad.stdout
+    ok = run_snapferry("backup", "--storage-data-path", str(vm.storage_data_path), "--snapshot-create-url",
+                       f"{vm.url}/snapshot/create?authKey=s3cret-key", "--dst", f"fs://{tmp_path / 'b'}",
+                       "--progress", "log", check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "s3cret-key" not in ok.stderr + ok.stdout
+    assert vm.get_json("/snapshot/list?authKey=s3cret-key")["snapshots"] == []

@@ -66,6 +66,6 @@ def test_info_prints_one_line_per_backup_and_json(snapshot_tree: Path, tmp_path:
     assert p.returncode == 0, p.stderr
     line = p.stdout.strip()
     assert line.startswith(f"fs://{bk}: 5.7 MiB in 7 files (11 parts), made 2026-11-24T12:00:00Z by snapferry ")
-    assert line.endswith("complete, checksummed (manifest v2)")
+    assert line.endswith("complete, checksummed (manifest v2); 1 month partition(s) (legacy index): 2026_11 3.7 MiB")
     j = json.loads(_cli("info", "--src", f"fs://{bk}", "--json").stdout)
     assert j["backup"]["parts"] == 11 and j["backup"]["complete"] is True and j["backups"] == []

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -96,10 +97,15 @@ class VMServer:
     port: int
     proc: subprocess.Popen[bytes]
     log_path: Path
+    scheme: str = "http"  # https: started with -tls; the fixture's own calls then skip verification
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def _context(self) -> ssl.SSLContext | None:
+        return ssl._create_unverified_context() if self.scheme == "https" else None
 
     @property
     def snapshot_create_url(self) -> str:
@@ -115,7 +121,7 @@ class VMServer:
     def request(self, path: str, data: bytes | None = None, timeout: float = 60.0) -> bytes:
         req = urllib.request.Request(self.url + path, data=data, method="POST" if data is not None else "GET")
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._context) as resp:
                 return bytes(resp.read())
         except urllib.error.HTTPError as e:
             body = e.read().decode(errors="replace")
@@ -173,7 +179,7 @@ class VMServer:
     # --- lifecycle --------------------------------------------------------
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
+            with urllib.request.urlopen(self.url + "/health", timeout=2, context=self._context) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -215,7 +221,8 @@ def start_vm(
                 stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
             )
-        server = VMServer(storage_data_path, port, proc, log_path)
+        tls = any(a in ("-tls", "-tls=true") for a in extra_args)
+        server = VMServer(storage_data_path, port, proc, log_path, "https" if tls else "http")
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:

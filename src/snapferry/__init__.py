@@ -13,13 +13,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import backup, copy, info, restore, restore_dry_run, verify
+    from .api import backup, copy, info, partitions_swap, restore, restore_dry_run, verify
     from .errors import SnapferryError
     from .findings import InfoResult, VerifyResult
     from .parts import Part
     from .remotes import RemoteOptions
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
+    from .snapshot import SnapshotTLS
     from .tuning import Tuning
 
 # public name -> the module (relative to this package) that defines it
@@ -27,6 +28,7 @@ _EXPORTS = {
     "backup": "api",
     "copy": "api",
     "info": "api",
+    "partitions_swap": "api",
     "restore": "api",
     "restore_dry_run": "api",
     "verify": "api",
@@ -40,6 +42,7 @@ _EXPORTS = {
     "RestoreResult": "results",
     "VerifyResult": "findings",
     "RetryPolicy": "retry",
+    "SnapshotTLS": "snapshot",
     "Tuning": "tuning",
 }
 
@@ -53,11 +56,13 @@ __all__ = [
     "RestoreResult",
     "RetryPolicy",
     "SnapferryError",
+    "SnapshotTLS",
     "Tuning",
     "VerifyResult",
     "backup",
     "copy",
     "info",
+    "partitions_swap",
     "restore",
     "restore_dry_run",
     "verify",

@@ -18,11 +18,15 @@ from .throttle import Throttle
 from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (a light module)
 
 if TYPE_CHECKING:
+    from .actions.restore import PartitionFilter
+    from .actions.swap import SwapResult
     from .crypto.keys import UserKey
     from .findings import InfoResult, VerifyResult
     from .remotes import Remote
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
+    from .snapguard import SnapshotGuard
+    from .snapshot import SnapshotTLS
 
 log = logging.getLogger("snapferry")
 
@@ -40,6 +44,7 @@ def backup(
     snapshot_name: str | None = None,
     snapshot_create_url: str | None = None,
     snapshot_delete_url: str | None = None,
+    snapshot_tls: SnapshotTLS | None = None,
     origin: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     max_bytes_per_second: int = 0,
@@ -55,10 +60,11 @@ def backup(
 
     The source is `src` (a directory), or `storage_data_path` with `snapshot_name`,
     or `storage_data_path` with `snapshot_create_url` (a snapshot made for this
-    backup and deleted afterwards, also when the backup fails). A `src` that is a
-    VictoriaMetrics data directory is refused: LockedError while a database holds it,
-    UsageError otherwise unless `force`. With `encrypt`, the backup is encrypted under a
-    data key wrapped by the key in `encryption_key_file` (docs/encryption.md).
+    backup and deleted afterwards, also when the backup fails, or else by the next
+    such run: see snapguard.py), called with `snapshot_tls` when it is https://. A `src`
+    that is a VictoriaMetrics data directory is refused: LockedError while a database
+    holds it, UsageError otherwise unless `force`. With `encrypt`, the backup is encrypted
+    under a data key wrapped by the key in `encryption_key_file` (docs/encryption.md).
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
@@ -77,6 +83,16 @@ def backup(
         )
     if (snapshot_name or snapshot_create_url) and not storage_data_path:
         raise UsageError("--snapshot-name and --snapshot-create-url need --storage-data-path")
+    if snapshot_tls is not None and snapshot_tls != snapshot.SnapshotTLS() and snapshot_create_url is None:
+        raise UsageError("the --snapshot-tls-* options apply to --snapshot-create-url, which is not given")
+    guard = None
+    if snapshot_create_url is not None:
+        from .snapguard import SnapshotGuard  # fcntl, secrets: only for a run that makes a snapshot
+
+        assert storage_data_path is not None
+        guard = SnapshotGuard(storage_data_path, snapshot_create_url, snapshot_delete_url,
+                              snapshot_tls or snapshot.SnapshotTLS())
+        guard.check()  # before any remote is opened: a wrong path or TLS setting is a usage error
     if encrypt != bool(encryption_key_file):
         raise UsageError(
             "--encrypt needs --encryption-key-file FILE (make one with `snapferry keygen FILE`)" if encrypt else
@@ -118,16 +134,15 @@ def backup(
         assert storage_data_path is not None
         if snapshot_name is not None:
             return go(snapshot.snapshot_dir(storage_data_path, snapshot_name))
-        assert snapshot_create_url is not None
-        name = snapshot.create(snapshot_create_url)
+        assert guard is not None
+        name = guard.create()
         log.info("created snapshot %s", name)
-        url = snapshot.delete_url(snapshot_create_url, snapshot_delete_url, name)
         try:
             result = go(snapshot.snapshot_dir(storage_data_path, name))
         except BaseException:
-            _delete_snapshot_after_failure(url, name)
+            _delete_snapshot_after_failure(guard, name)
             raise
-        _delete_snapshot_after_backup(url, name, result)
+        _delete_snapshot_after_backup(guard, name, result)
         return result
     finally:
         dst_remote.close()
@@ -146,14 +161,17 @@ def _data_dir_of_snapshot(src: str | None) -> str:
     return src
 
 
-def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> None:
+def _delete_snapshot_after_backup(guard: SnapshotGuard, name: str, result: BackupResult) -> None:
     """The backup is complete and good; a snapshot left behind still holds disk space
-    (its hard links keep merged-away parts), so the run fails (exit 1) and says both."""
-    from . import snapshot
+    (its hard links keep merged-away parts), so the run fails (exit 1) and says both
+    (its record stays: the next run deletes it)."""
+    from .snapshot import shown
 
+    url = shown(guard.delete_url(name))
     try:
-        snapshot.delete(url)
+        guard.delete(name)
     except SnapferryError as e:
+        guard.release(drop=False)
         raise SnapferryError(
             f"the backup to {result.dst} is complete, but the snapshot {name} is left: {e}; "
             f"delete it with `curl '{url}'`"
@@ -161,13 +179,15 @@ def _delete_snapshot_after_backup(url: str, name: str, result: BackupResult) -> 
     log.info("deleted snapshot %s", name)
 
 
-def _delete_snapshot_after_failure(url: str, name: str) -> None:
+def _delete_snapshot_after_failure(guard: SnapshotGuard, name: str) -> None:
     """The backup's own error is what the user must see; a failed delete is a warning."""
-    from . import snapshot
+    from .snapshot import shown
 
+    url = shown(guard.delete_url(name))
     try:
-        snapshot.delete(url)
+        guard.delete(name)
     except SnapferryError as e:
+        guard.release(drop=False)
         log.warning("the snapshot %s is left: %s; delete it with `curl '%s'`", name, e, url)
     else:
         log.info("deleted snapshot %s", name)
@@ -188,6 +208,8 @@ def restore(
     verify: bool = False,
     force: bool = False,
     checksums: bool = True,
+    partitions: str | None = None,
+    since: str | None = None,
     encryption_key_file: str | None = None,
 ) -> RestoreResult:
     """Restore the backup at remote `src` into the directory `dst`.
@@ -198,10 +220,16 @@ def restore(
     Without `force`, a
     non-empty `dst` that looks like neither a VictoriaMetrics data directory nor an
     earlier restore is refused when the restore would delete files in it.
+
+    `partitions` ("2026_11,2026_12") and `since` (a duration such as "45d", or a date)
+    make it a partial restore (both: the intersection): only those month partitions and
+    the files outside every partition are restored, every other partition in `dst` is
+    removed; refused for a backup with the legacy global indexdb/ (docs/partial-restore.md).
     """
     from .actions.restore import run_restore
 
     _positive("concurrency", concurrency)
+    only = _partition_filter(partitions, since)
     tuning = tuning or Tuning(concurrency=concurrency)
     key = _load_key(encryption_key_file)
     src_remote = open_remote(src, remote_options or default_options(concurrency))
@@ -218,6 +246,7 @@ def restore(
             verify=verify,
             force=force,
             checksums=checksums,
+            only=only,
         )
     finally:
         src_remote.close()
@@ -232,6 +261,8 @@ def restore_dry_run(
     remote_options: RemoteOptions | None = None,
     verify: bool = False,
     force: bool = False,
+    partitions: str | None = None,
+    since: str | None = None,
     encryption_key_file: str | None = None,
 ) -> RestoreDryRun:
     """Every check `restore` makes and its plan, changing nothing: no directory, no
@@ -239,13 +270,16 @@ def restore_dry_run(
     running VictoriaMetrics)."""
     from .actions.restore import dry_run_restore
 
+    only = _partition_filter(partitions, since)
     key = _load_key(encryption_key_file)
+
     src_remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         src_remote = _keyed(src_remote, key)
         return dry_run_restore(
             src_remote, dst, preallocate=not skip_file_preallocation,
             skip_backup_complete_check=skip_backup_complete_check, verify=verify, force=force,
+            only=only,
         )
     finally:
         src_remote.close()
@@ -306,6 +340,8 @@ def verify(
     remote_options: RemoteOptions | None = None,
     retry: RetryPolicy | None = None,
     progress: str = "auto",
+    partitions: str | None = None,
+    since: str | None = None,
     encryption_key_file: str | None = None,
 ) -> VerifyResult:
     """Check the backup at `src` where it is stored (see actions/verify.py); the result
@@ -316,8 +352,9 @@ def verify(
     opts = VerifyOptions(
         structure_only=structure_only, read_data=read_data or read_data_subset is not None,
         subset=Subset.parse(read_data_subset) if read_data_subset else None, concurrency=concurrency,
-        progress_mode=progress,
+        progress_mode=progress, partitions=partitions, since=since,
     )
+    _partition_filter(partitions, since)  # the syntax, before the remote is opened
     key = _load_key(encryption_key_file)
     remote = open_remote(src, remote_options or default_options(concurrency))
     try:
@@ -328,6 +365,15 @@ def verify(
         return result
     finally:
         remote.close()
+
+
+def partitions_swap(stage: str, dst: str, *, partitions: str | None = None) -> SwapResult:
+    """The second step of a partial restore: move the month partitions a `restore
+    --partitions` put into `stage` into the stopped database at `dst`, by renames
+    (docs/partial-restore.md). A month `dst` already has is refused, never merged."""
+    from .actions.swap import run_swap
+
+    return run_swap(stage, dst, partitions)
 
 
 def info(src: str, *, remote_options: RemoteOptions | None = None,
@@ -398,6 +444,20 @@ def default_options(concurrency: int) -> RemoteOptions:
     """Options for a run of `concurrency` transfers: enough pooled connections for every
     worker plus the ranged reads and listings beside them."""
     return RemoteOptions(max_connections=max(16, concurrency * 2))
+
+
+def _partition_filter(partitions: str | None, since: str | None) -> PartitionFilter:
+    """Check the syntax of --partitions/--since before any remote is opened."""
+    import datetime as dt
+
+    from .actions.restore import PartitionFilter
+    from .partitions import parse_partition_names, parse_since
+
+    if partitions is not None:
+        parse_partition_names(partitions)
+    if since is not None:
+        parse_since(since, dt.datetime.now(dt.UTC))
+    return PartitionFilter(partitions, since)
 
 
 def _positive(name: str, value: int) -> None:

@@ -9,6 +9,8 @@ import enum
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .results import PartitionSize
+
 
 class ProblemKind(enum.Enum):
     """What `verify` found wrong with a backup (the `kind` of each problem in --json)."""
@@ -81,6 +83,10 @@ class BackupInfo:
     complete: bool
     checksummed: bool
     manifest_version: int
+    # the index layout (partitions.Layout's value) and the month partitions with
+    # their bytes in the backup, for a partial restore
+    layout: str = "none"
+    partitions: tuple[PartitionSize, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,6 +30,8 @@ LEASE_FILE = "snapferry_lock.ignore"
 FLOCK_FILE = "flock.lock"
 # Present from the first change a restore makes until the last directory sync (vmrestore's name).
 RESTORE_IN_PROGRESS_FILE = "restore-in-progress"
+# partitions-swap's record of the months it is moving into the directory (a rerun finishes them).
+SWAP_RECORD_FILE = "snapferry-partitions-swap.json"
 # A restore's in-progress names beside a file: the preallocated copy and its journal.
 TMP_SUFFIX = ".tmp"
 JOURNAL_SUFFIX = TMP_SUFFIX + ".journal"

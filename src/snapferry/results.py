@@ -29,6 +29,12 @@ class BackupResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionSize:
+    name: str  # YYYY_MM
+    bytes: int  # in the backup: data/small, data/big and data/indexdb of that month
+
+
+@dataclass(frozen=True, slots=True)
 class RestoreResult:
     src: str
     dst: str
@@ -44,6 +50,8 @@ class RestoreResult:
     parts_verified: int  # every byte checked against the backup's checksums (in memory, or re-read by --verify)
     parts_unverified: int  # written but not checked (--no-checksums, no checksum for them, kept by a resume)
     seconds: float
+    # A partial restore (--partitions/--since): the month partitions brought back; () for a full one.
+    partitions: tuple[PartitionSize, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": "restore", **asdict(self)}
@@ -90,6 +98,7 @@ class RestoreDryRun:
     space_free: int
     space_freed: int  # given back by the deletions before any download
     seconds: float
+    partitions: tuple[PartitionSize, ...] = ()  # a partial restore's months; () for a full one
 
     @property
     def bytes_to_delete(self) -> int:

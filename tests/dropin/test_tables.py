@@ -31,6 +31,8 @@ def test_every_option_a_table_names_exists_on_the_snapferry_command() -> None:
         for command in commands[tool]:
             takes = accepted(command)
             for r in rules:
+                if command == ("copy",) and r.name.startswith("snapshot.tls"):
+                    continue  # translate() leaves them out of a server-side copy, which calls no snapshot API
                 if r.action in (Action.OPTION, Action.SWITCH, Action.NEGATABLE):
                     assert r.target in takes, (tool, command, r.name, r.target)
 
@@ -127,3 +129,17 @@ def test_the_operators_sidecar_without_listen_address_serves_every_interface_on_
     for bad in (["backup"], ["backup", "lock"], ["restore", "create"], ["backup", "list", "extra"], ["frob"]):
         with pytest.raises(UsageError):
             tr(Tool.VMBACKUPMANAGER, *bad)
+
+
+def test_snapshot_tls_flags_go_where_the_snapshot_api_is_called() -> None:
+    tls = ["-snapshot.tlsCAFile=/ca.pem", "-snapshot.tlsServerName=vm", "-snapshot.tlsInsecureSkipVerify"]
+    made = tr(Tool.VMBACKUP, "-storageDataPath=/d", "-snapshot.createURL=https://vm/snapshot/create", "-dst=fs:///b",
+              *tls)
+    assert made[made.index("--snapshot-tls-ca-file") + 1] == "/ca.pem"
+    assert made[made.index("--snapshot-tls-server-name") + 1] == "vm" and "--snapshot-tls-insecure-skip-verify" in made
+    for no_api in (["-snapshotName=S"], ["-origin=fs:///a"]):  # no snapshot API call: nothing to protect
+        made = tr(Tool.VMBACKUP, "-storageDataPath=/d", "-dst=fs:///b", *no_api, *tls)
+        assert not [w for w in made if w.startswith("--snapshot-tls")], made
+    manager = tr(Tool.VMBACKUPMANAGER, "-storageDataPath=/d", "-snapshot.createURL=https://vm/snapshot/create",
+                 "-dst=fs:///b", *tls)
+    assert manager[manager.index("--snapshot-tls-ca-file") + 1] == "/ca.pem"

@@ -196,7 +196,8 @@ def test_a_failing_run_waits_for_the_next_slot(tmp_path: Path) -> None:
     """VictoriaMetrics down: the run fails cleanly (one error, events say so) and the
     schedule goes on at the next slot instead of retrying at once in a loop."""
     dead = f"http://127.0.0.1:{free_port()}/snapshot/create"
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "snapshots").mkdir(parents=True)  # a data directory VictoriaMetrics left
+    (tmp_path / "data" / "flock.lock").touch()
     config = ManagerConfig(storage_data_path=str(tmp_path / "data"), snapshot_create_url=dead,
                            dst=f"fs://{tmp_path / 'b'}")
     at = [datetime(2026, 11, 2, h, tzinfo=UTC) for h in (10, 11, 12, 13)]

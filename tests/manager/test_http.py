@@ -440,3 +440,23 @@ def test_the_manager_command_serves_the_api_until_sigterm(
             proc.kill()
             proc.wait()
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_a_restore_mark_can_name_partitions(api: Api) -> None:
+    """A partial restore (docs/partial-restore.md): optional "partitions" and "since" in the
+    POST body go into the mark after the backup's line; bad ones are refused, nothing written."""
+    api.run()
+    daily = next(n for n in api.backups() if n.startswith("daily/"))
+    for bad in ({"backup": daily, "partitions": "2026-11"}, {"backup": daily, "since": "soon"},
+                {"backup": daily, "partitions": 202611}, {"backup": daily, "other": "x"}):
+        status, _ = api.call("POST", "/api/v1/restore", bad)
+        assert status == 400, bad
+        assert not (api.storage / RESTORE_MARK_FILE).exists()
+    body = {"backup": daily, "partitions": "2026_11,2026_12", "since": "45d"}
+    assert api.call("POST", "/api/v1/restore", {**body, "partitions": "2026_12, 2026_11"}) == (201, body)
+    status, got = api.call("GET", "/api/v1/restore")
+    assert status == 200 and got["backup"].endswith(daily)  # the mark holds the full URL
+    assert {k: v for k, v in got.items() if k != "backup"} == {"partitions": "2026_11,2026_12", "since": "45d"}
+    lines = (api.storage / RESTORE_MARK_FILE).read_text().splitlines()
+    assert lines[0] == got["backup"] and lines[1:] == ["partitions=2026_11,2026_12", "since=45d"]
+    assert api.call("DELETE", "/api/v1/restore") == (200, {})

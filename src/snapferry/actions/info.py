@@ -25,8 +25,10 @@ from ..names import (
     MONTHLY,
     WEEKLY,
 )
+from ..partitions import describe
 from ..parts import group_by_file, is_ignored_name, parse_name
 from ..remotes.base import Remote
+from ..results import PartitionSize
 
 # vmbackupmanager's backup names (see docs/verifying.md)
 # ("." and ".." are no names: a name from the remote is read under the URL, never above it)
@@ -59,6 +61,7 @@ def _info(src: Remote, name: str, objects: list[tuple[str, int]]) -> BackupInfo:
     names = {n for n, _ in objects}
     parts = [p for p in (parse_name(n, s) for n, s in objects if not is_ignored_name(n)) if p is not None]
     files = group_by_file(parts)
+    months = describe(parts)
     manifest, meta = small_files(src, prefix, names)
     checksummed = manifest.state is ManifestState.PRESENT
     by = meta.get("created_by")
@@ -74,6 +77,8 @@ def _info(src: Remote, name: str, objects: list[tuple[str, int]]) -> BackupInfo:
         complete=BACKUP_COMPLETE_FILE in names or ENCRYPTED_COMPLETE_FILE in names,  # an encrypted one's marker
         checksummed=checksummed,
         manifest_version=manifest.version,
+        layout=months.layout.value,
+        partitions=tuple(PartitionSize(p.name, p.bytes) for p in months.partitions),
     )
 
 

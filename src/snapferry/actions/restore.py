@@ -10,11 +10,12 @@ download what is missing, sync every directory, and only then remove
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import durable
 from ..checksums import check_inventory
@@ -22,6 +23,7 @@ from ..errors import BadBackupError, NoSpaceError, UsageError
 from ..local import TargetListing, list_target
 from ..lock import DirLock
 from ..names import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX
+from ..partitions import Selection, select, selected_parts
 from ..parts import Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote, local_tree
@@ -29,7 +31,7 @@ from ..remotes.location import local_location, location_of, within
 from ..restorer.downloader import Downloader, Tuning
 from ..restorer.planner import RestorePlan, plan_restore
 from ..restorer.session import RestoreSession
-from ..results import PlannedFile, RestoreDryRun, RestoreResult
+from ..results import PartitionSize, PlannedFile, RestoreDryRun, RestoreResult
 from ..retry import RetryPolicy
 from ..throttle import Throttle
 from .complete import refuse_incomplete
@@ -58,6 +60,14 @@ def check_target(dst: str, src: Remote) -> str:
     return real
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionFilter:
+    """--partitions and --since of a partial restore (partitions.py decides what they select)."""
+
+    partitions: str | None = None
+    since: str | None = None
+
+
 @dataclass(slots=True)
 class _Checked:
     """What every precheck found, before anything in the target changed."""
@@ -67,6 +77,11 @@ class _Checked:
     plan: RestorePlan
     expected: dict[str, list[int]] | None
     space: SpaceCheck
+    selection: Selection | None = field(default=None)
+
+    def partition_sizes(self) -> tuple[PartitionSize, ...]:
+        sel = self.selection
+        return () if sel is None else tuple(PartitionSize(p.name, p.bytes) for p in sel.partitions)
 
 
 def _lock_if_present(root: str) -> DirLock | None:
@@ -79,7 +94,8 @@ def _lock_if_present(root: str) -> DirLock | None:
 
 
 def _precheck(
-    src: Remote, root: str, *, preallocate: bool, skip_backup_complete_check: bool, verify: bool, force: bool
+    src: Remote, root: str, *, preallocate: bool, skip_backup_complete_check: bool, verify: bool, force: bool,
+    only: PartitionFilter | None = None,
 ) -> _Checked:
     """Every check that can be made without writing: marker, listing, coverage and
     path safety (in the plan), checksums, the wrong-directory guard and free space."""
@@ -90,12 +106,22 @@ def _precheck(
     parts = src.list_parts()
     if not parts and not src.has_file(BACKUP_COMPLETE_FILE):
         raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
+    # A partial restore plans over the selected months and every non-partition file
+    # only, so the target ends as exactly that part of the backup; the inventory is
+    # still checked over the whole listing (the manifest lists every part).
+    selection = None
+    wanted = parts
+    if only is not None:
+        selection = select(parts, partitions=only.partitions, since=only.since, now=dt.datetime.now(dt.UTC),
+                           src=src.url)
+        if selection is not None:
+            wanted = selected_parts(parts, selection)
     listing = list_target(root)
-    plan = plan_restore(parts, listing, root, preallocate)
-    _refuse_empty_backup(src, root, parts, plan, force)
+    plan = plan_restore(wanted, listing, root, preallocate)
+    _refuse_empty_backup(src, root, parts, plan, force)  # the whole backup: a selection is never empty
     expected = check_inventory(src, parts, verify=verify)
     _refuse_foreign_target(root, listing, plan, force)
-    return _Checked(parts, listing, plan, expected, check_space(root, plan, preallocate))
+    return _Checked(wanted, listing, plan, expected, check_space(root, plan, preallocate), selection)
 
 
 def _replan_if_changed(checked: _Checked, root: str, preallocate: bool, force: bool) -> _Checked:
@@ -106,11 +132,14 @@ def _replan_if_changed(checked: _Checked, root: str, preallocate: bool, force: b
         return checked
     plan = plan_restore(checked.parts, listing, root, preallocate)
     _refuse_foreign_target(root, listing, plan, force)
-    return _Checked(checked.parts, listing, plan, checked.expected, check_space(root, plan, preallocate))
+    return _Checked(
+        checked.parts, listing, plan, checked.expected, check_space(root, plan, preallocate), checked.selection
+    )
 
 
 def _checked_target(
-    src: Remote, dst: str, preallocate: bool, skip_backup_complete_check: bool, verify: bool, force: bool
+    src: Remote, dst: str, preallocate: bool, skip_backup_complete_check: bool, verify: bool, force: bool,
+    only: PartitionFilter | None = None,
 ) -> tuple[str, DirLock | None, _Checked]:
     """The resolved target, its lock when flock.lock was there, and every precheck passed."""
     root = check_target(dst, src)
@@ -118,7 +147,7 @@ def _checked_target(
     try:
         return root, lock, _precheck(
             src, root, preallocate=preallocate, skip_backup_complete_check=skip_backup_complete_check,
-            verify=verify, force=force,
+            verify=verify, force=force, only=only,
         )
     except BaseException:
         if lock is not None:
@@ -134,10 +163,11 @@ def dry_run_restore(
     skip_backup_complete_check: bool = False,
     verify: bool = False,
     force: bool = False,
+    only: PartitionFilter | None = None,
 ) -> RestoreDryRun:
     """Run every precheck and the plan; change nothing (no directory, lock file or marker)."""
     start = time.monotonic()
-    root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force)
+    root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force, only)
     if lock is not None:
         lock.close()
     plan = c.plan
@@ -158,6 +188,7 @@ def dry_run_restore(
         space_free=c.space.free,
         space_freed=c.space.freed,
         seconds=time.monotonic() - start,
+        partitions=c.partition_sizes(),
     )
 
 
@@ -174,9 +205,10 @@ def run_restore(
     verify: bool = False,
     force: bool = False,
     checksums: bool = True,
+    only: PartitionFilter | None = None,
 ) -> RestoreResult:
     start = time.monotonic()
-    root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force)
+    root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force, only)
     session: RestoreSession | None = None
     try:
         if lock is None:
@@ -226,6 +258,7 @@ def run_restore(
         parts_verified=dl.verified_parts,
         parts_unverified=sum(len(f.all_parts) for f in plan.files) - dl.verified_parts,
         seconds=seconds,
+        partitions=c.partition_sizes(),
     )
 
 

@@ -46,6 +46,7 @@ from ..checksums import (
 from ..errors import SnapferryError, TransientRemoteError, UsageError
 from ..findings import Problem, ProblemKind, VerifyResult
 from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
+from ..partitions import in_selection, select
 from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
 from ..progress import Progress
 from ..remotes.base import Remote, kept_checksums, local_tree
@@ -118,6 +119,9 @@ class VerifyOptions:
     subset: Subset | None = None
     concurrency: int = Tuning().concurrency
     progress_mode: str = "auto"
+    # --partitions/--since: check only those month partitions and the files outside every partition
+    partitions: str | None = None
+    since: str | None = None
 
 
 def run_verify(
@@ -140,12 +144,20 @@ def run_verify(
     if not parts:
         add(Problem("*", ProblemKind.NO_PARTS, "at least one part",
                     "none (only markers: a restore of it would empty the target; check the URL)"))
+    selection = None
+    if opts.partitions is not None or opts.since is not None:
+        selection = select(parts, partitions=opts.partitions, since=opts.since, now=datetime.now(UTC),
+                           src=src.url, for_restore=False)
+    if selection is not None:
+        parts = [p for p in parts if in_selection(p.path, selection)]
     files = group_by_file(parts)
     broken = _structure(files, add)
     broken |= _symlinks(src, {p.name for p in parts}, add)
     manifest, meta = _small_files(src, listed_names, add)
     made_by = "snapferry" if made_by_snapferry(meta) or manifest.state is ManifestState.PRESENT else "vmbackup"
     entries = manifest.entries
+    if selection is not None:
+        entries = {n: v for n, v in entries.items() if in_selection(n.rsplit("/", 1)[0], selection)}
     if manifest.state is ManifestState.PRESENT:
         listed = {p.name for p in parts}
         for name in sorted(set(entries) - listed):

@@ -16,7 +16,7 @@ import click
 from .. import api
 from ..progress import human_bytes
 from ..remotes import RemoteOptions
-from ..results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
+from ..results import BackupResult, CopyResult, PartitionSize, RestoreDryRun, RestoreResult
 
 ENV = "SNAPFERRY_"
 
@@ -225,6 +225,8 @@ def emit(result: BackupResult | RestoreResult | CopyResult | RestoreDryRun, as_j
             f"{result.parts_verified} parts checksum-verified, {result.parts_unverified} unverified",
             err=True,
         )
+        if result.partitions:
+            click.echo(f"partial restore: {_partition_list(result.partitions)}", err=True)
     elif isinstance(result, BackupResult):
         click.echo(
             f"backed up {human_bytes(result.backup_bytes)} to {result.dst} in {secs:.2f}s: "
@@ -250,6 +252,8 @@ def emit_dry_run(r: RestoreDryRun) -> None:
         click.echo(f"discard {t}")
     for f in r.download:
         click.echo(f"download {f.path} ({human_bytes(f.bytes)})")
+    if r.partitions:
+        click.echo(f"partial restore: {_partition_list(r.partitions)}", err=True)
     click.echo(
         f"dry run: restoring {r.src} into {r.dst}{'' if r.dst_exists else ' (to be created)'} would delete "
         f"{len(r.delete)} files ({human_bytes(r.bytes_to_delete)}), download {human_bytes(r.bytes_to_download)} "
@@ -258,6 +262,10 @@ def emit_dry_run(r: RestoreDryRun) -> None:
         f"({human_bytes(r.space_free)} free + {human_bytes(r.space_freed)} freed by deletions); nothing was changed",
         err=True,
     )
+
+
+def _partition_list(parts: tuple[PartitionSize, ...]) -> str:
+    return f"{len(parts)} partition(s) " + ", ".join(f"{p.name} ({human_bytes(p.bytes)})" for p in parts)
 
 
 def emit_error(command: str | None, message: str, kind: str, exit_code: int) -> None:

@@ -10,6 +10,7 @@ from .. import api
 from ..parts import MAX_PART_SIZE
 from ..retry import RetryPolicy
 from ._common import common_options, emit, key_file_option, metrics_pushed, options_from, write_remote_options
+from ._snapshot_tls import snapshot_tls_options, tls_from
 
 
 @click.command()
@@ -18,6 +19,7 @@ from ._common import common_options, emit, key_file_option, metrics_pushed, opti
 @click.option("--snapshot-name", help="An existing snapshot in <storage-data-path>/snapshots.")
 @click.option("--snapshot-create-url", help="e.g. http://127.0.0.1:8428/snapshot/create.")
 @click.option("--snapshot-delete-url", help="Defaults to the create URL with /delete.")
+@snapshot_tls_options
 @click.option("--dst", required=True, help="Where the backup goes, e.g. fs:///var/backups/vm/daily.")
 @click.option("--origin", help="An older backup on the same backend to copy unchanged parts from.")
 @click.option("--force", is_flag=True,
@@ -32,10 +34,12 @@ def backup(**kw: Any) -> None:
     """Back up a snapshot to a remote (incremental when dst already holds a backup)."""
     as_json = kw.pop("as_json")
     opts = options_from(kw, kw["concurrency"])
+    tls = tls_from(kw)
     with metrics_pushed(kw.pop("push_metrics_url"), "backup") as run:
         result = api.backup(
             kw["dst"], kw["src"], storage_data_path=kw["storage_data_path"], snapshot_name=kw["snapshot_name"],
             snapshot_create_url=kw["snapshot_create_url"], snapshot_delete_url=kw["snapshot_delete_url"],
+            snapshot_tls=tls,
             origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
             remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
             max_part_size=kw["max_part_size"], force=kw["force"], encrypt=kw["encrypt"],

@@ -29,9 +29,17 @@ def info(**kw: Any) -> None:
     if result.backup is None and not result.backups:
         click.echo(f"{result.src} holds no backup", err=True)
     if result.backup is not None:
-        click.echo(f"{result.src}: {line(result.backup)}")
+        click.echo(f"{result.src}: {line(result.backup)}{partitions(result.backup)}")
     for b in result.backups:
-        click.echo(f"{b.name}: {line(b)}")
+        click.echo(f"{b.name}: {line(b)}{partitions(b)}")
+
+
+def partitions(b: BackupInfo) -> str:
+    """The month partitions with their sizes (what `restore --partitions` can name), on the backup's line."""
+    if not b.partitions:
+        return ""
+    months = ", ".join(f"{p.name} {human_bytes(p.bytes)}" for p in b.partitions)
+    return f"; {len(b.partitions)} month partition(s) ({b.layout} index): {months}"
 
 
 def line(b: BackupInfo) -> str:

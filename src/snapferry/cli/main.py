@@ -30,6 +30,7 @@ log = logging.getLogger("snapferry")
 COMMANDS: Mapping[str, tuple[str, str]] = {
     "backup": ("backup_cmd", "backup"),
     "restore": ("restore_cmd", "restore"),
+    "partitions-swap": ("swap_cmd", "partitions_swap"),
     "copy": ("copy_cmd", "copy"),
     "manager": ("manager_cmd", "manager"),
     "verify": ("verify_cmd", "verify"),

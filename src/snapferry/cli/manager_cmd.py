@@ -22,12 +22,13 @@ from ..errors import UsageError
 from ..manager import retention
 from ..manager.catalog import Catalog
 from ..manager.layout import parse_backup_name
-from ..manager.marks import RestoreMarks
+from ..manager.marks import MarkSelection, RestoreMarks
 from ..manager.restore import restore_marked
 from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
 from ..remotes import RemoteOptions
 from ._common import ENV, emit, key_file_option, options_from, remote_options
+from ._snapshot_tls import snapshot_tls_options, tls_from
 
 log = logging.getLogger("snapferry")
 
@@ -96,6 +97,7 @@ def make_events() -> Any:
               help="e.g. http://127.0.0.1:8428/snapshot/create.")
 @click.option("--snapshot-delete-url", envvar=ENV + "SNAPSHOT_DELETE_URL",
               help="Defaults to the create URL with /delete.")
+@snapshot_tls_options
 @_dst_option
 @_concurrency_options
 @click.option("--http-listen-addr", default=DEFAULT_HTTP_LISTEN_ADDR, show_default=True,
@@ -155,6 +157,7 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
         storage_data_path=_need(kw["storage_data_path"], "--storage-data-path"),
         snapshot_create_url=_need(kw["snapshot_create_url"], "--snapshot-create-url"),
         snapshot_delete_url=kw["snapshot_delete_url"],
+        snapshot_tls=tls_from(kw),
         dst=_need(kw["dst"], "--dst"),
         concurrency=kw["concurrency"],
         max_bytes_per_second=kw["max_bytes_per_second"],
@@ -273,17 +276,22 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 @_data_option
 @_dst_option
 @_validation_option
+@click.option("--partitions", default=None, metavar="YYYY_MM[,...]",
+              help="Restore only these month partitions (docs/partial-restore.md).")
+@click.option("--since", default=None, metavar="DURATION|DATE",
+              help="Restore only the month partitions overlapping [now-DURATION or DATE, now].")
 @remote_options
 def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any) -> None:
     """Mark NAME (daily/2026-11-27 under --dst, or a full backup URL) for restore on the next
     start; the mark holds the full URL, so `manager restore` needs no --dst."""
     data = _need(kw["storage_data_path"], "--storage-data-path")
     validate = not disable_source_backup_validation
+    sel = MarkSelection(kw.pop("partitions"), kw.pop("since"))
     if kw["dst"]:
         with _catalog(kw) as catalog:
-            url = RestoreMarks(data, catalog).create(name, validate)
+            url = RestoreMarks(data, catalog).create(name, validate, sel)
     else:
-        url = RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name, validate)
+        url = RestoreMarks(data, None, options_from(kw, api.DEFAULT_CONCURRENCY)).create(name, validate, sel)
     click.echo(f"marked {url} for restore into {data}", err=True)
 
 
@@ -291,8 +299,14 @@ def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any)
 @_data_option
 def restore_get(storage_data_path: str | None) -> None:
     """Print the restore mark as {"backup": NAME}, or {} without one."""
-    value = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).get()
-    click.echo(json.dumps({"backup": value} if value is not None else {}))
+    marks = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None)
+    value = marks.get()
+    if value is None:
+        click.echo(json.dumps({}))
+        return
+    sel = marks.selection()
+    extra = {k: v for k, v in (("partitions", sel.partitions), ("since", sel.since)) if v is not None}
+    click.echo(json.dumps({"backup": value, **extra}))
 
 
 @restore.command("delete")

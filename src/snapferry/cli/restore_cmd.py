@@ -42,6 +42,12 @@ def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
 @click.option("--force", is_flag=True,
               help="Restore into a directory that does not look like a VictoriaMetrics data directory, "
                    "deleting its files that the backup lacks.")
+@click.option("--partitions", default=None, metavar="YYYY_MM[,...]",
+              help="Restore only these month partitions (and the files outside every partition); other "
+                   "partitions in --dst are removed. Needs a backup with per-partition indexes (1.133+).")
+@click.option("--since", default=None, metavar="DURATION|DATE",
+              help="Restore only the month partitions overlapping [now-DURATION or DATE, now] (e.g. 45d, "
+                   "2026-11-01); with --partitions, the intersection.")
 @click.option("--dry-run", is_flag=True,
               help="Run every check and print the plan (deletions, downloads, space); change nothing.")
 @key_file_option
@@ -55,7 +61,8 @@ def restore(**kw: Any) -> None:
         emit(api.restore_dry_run(
             kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
             skip_file_preallocation=kw["skip_file_preallocation"], remote_options=opts, verify=kw["verify"],
-            force=kw["force"], encryption_key_file=kw["encryption_key_file"],
+            force=kw["force"], partitions=kw["partitions"], since=kw["since"],
+            encryption_key_file=kw["encryption_key_file"],
         ), as_json)
         return
     tuning = Tuning(
@@ -69,7 +76,7 @@ def restore(**kw: Any) -> None:
             max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
             retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
             verify=kw["verify"], force=kw["force"], checksums=kw["checksums"],
-            encryption_key_file=kw["encryption_key_file"],
+            partitions=kw["partitions"], since=kw["since"], encryption_key_file=kw["encryption_key_file"],
         )
         run.result = result
     emit(result, as_json)

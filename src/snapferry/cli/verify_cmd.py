@@ -23,6 +23,10 @@ from ._common import common_options, key_file_option, options_from, remote_optio
 @click.option("--read-data-subset", metavar="P%|N/M",
               help="Read only a deterministic slice of the parts: N/M, or P% (a slice that changes daily, "
                    "so a daily job reads every part in 100/P days). Implies --read-data.")
+@click.option("--partitions", default=None, metavar="YYYY_MM[,...]",
+              help="Check only these month partitions and the files outside every partition.")
+@click.option("--since", default=None, metavar="DURATION|DATE",
+              help="Check only the month partitions overlapping [now-DURATION or DATE, now].")
 @key_file_option
 @common_options
 @remote_options
@@ -37,6 +41,7 @@ def verify(**kw: Any) -> None:
         read_data_subset=kw["read_data_subset"], concurrency=kw["concurrency"],
         max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
         retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
+        partitions=kw["partitions"], since=kw["since"],
         encryption_key_file=kw["encryption_key_file"],
     )
     if as_json:

@@ -141,9 +141,11 @@ _PUSH = _special("pushmetrics.url", K.ARRAY, "`--push-metrics-url` (the first UR
 _RESTORE_WRITES_NOTHING = "a restore uploads no object, so this upload setting has nothing to apply to"
 
 SNAPSHOT_TLS: list[Rule] = [
-    *_ignored("snapshot.tlsCAFile snapshot.tlsCertFile snapshot.tlsKeyFile snapshot.tlsServerName", K.STRING,
-              "the snapshot URL is called with the system's CAs"),
-    *_ignored("snapshot.tlsInsecureSkipVerify", K.BOOL, "the snapshot URL is called with the system's CAs"),
+    _opt("snapshot.tlsCAFile", K.STRING, "--snapshot-tls-ca-file"),
+    _opt("snapshot.tlsCertFile", K.STRING, "--snapshot-tls-cert-file"),
+    _opt("snapshot.tlsKeyFile", K.STRING, "--snapshot-tls-key-file"),
+    _opt("snapshot.tlsServerName", K.STRING, "--snapshot-tls-server-name"),
+    _switch("snapshot.tlsInsecureSkipVerify", "--snapshot-tls-insecure-skip-verify"),
 ]
 
 # snapferry's own flag (the originals have none like it): the key file of an encrypted backup.
@@ -174,6 +176,9 @@ VMRESTORE: list[Rule] = [
     _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
     _switch("skipBackupCompleteCheck", "--skip-backup-complete-check"),
     _switch("skipFilePreallocation", "--skip-file-preallocation"),
+    # upstream PR 11186 (open): a partial restore of month partitions
+    _opt("restorePartitions", K.STRING, "--partitions"),
+    _opt("restoreSince", K.STRING, "--since"),
     _special("httpListenAddr", K.STRING, "serves /metrics while the run lasts (default 127.0.0.1:8421)"),
 ]
 

@@ -66,10 +66,11 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
     level_name = logging.getLevelName(log.level).lower()
     head = ["--log-level", level_name]
     structured = _plain_options(table, parsed)
+    early_notes = _concurrency_floor(structured)
     key_file = _str(parsed, "snapferry.encryptionKeyFile")
     ignored = [(name, table[name].target) for name in parsed.values if table[name].action is Action.IGNORED]
     if tool is Tool.VMBACKUPMANAGER:
-        notes: list[str] = []
+        notes: list[str] = early_notes
         if key_file:  # `manager` encrypts; `manager restore` only takes the key (the filter below)
             structured += [("--encrypt", None), ("--encryption-key-file", key_file)]
         argv = head + _manager(parsed, structured, accepted, notes)
@@ -92,11 +93,18 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
         if not src:
             raise UsageError("-src is missing; name the backup, e.g. -src=s3://bucket/path/to/backup")
         argv = ["restore", "--src", src, "--dst", _str(parsed, "storageDataPath") or DEFAULT_STORAGE_DATA_PATH]
-        return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log)
+        return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log, early_notes)
     command = _vmbackup(parsed)
+    if "--snapshot-create-url" not in command:
+        # -snapshotName, or a server-side copy (-origin alone): no snapshot API is called, so its
+        # TLS settings have nothing to protect (vmbackup does not use them either)
+        why = "no snapshot API is called without -snapshot.createURL"
+        ignored += [(name, why) for name in parsed.values if name.startswith("snapshot.tls")]
+        kept = _flat([o for o in structured if not o[0].startswith("--snapshot-tls-")])
+        options = kept + options[len(_flat(structured)):]  # the --push-metrics-url after them stays
     if key_file and command[0] == "backup":
         options.append("--encrypt")
-    return Translation(head + command + options, ignored, listen, Direction.UPLOADED, log)
+    return Translation(head + command + options, ignored, listen, Direction.UPLOADED, log, early_notes)
 
 
 def _vmbackup(parsed: ParsedFlags) -> list[str]:
@@ -192,6 +200,16 @@ def _plain_options(table: dict[str, Rule], parsed: ParsedFlags) -> list[Option]:
         elif rule.action is Action.NEGATABLE:
             out.append((rule.target if value else "--no-" + rule.target[2:], None))
     return out
+
+
+def _concurrency_floor(options: list[Option]) -> list[str]:
+    """`-concurrency=0` (or below): vmbackup and vmrestore 1.79.5 and 1.145.0 run with it and
+    finish the work; snapferry's --concurrency starts at 1, so such a value runs as 1."""
+    for i, (opt, value) in enumerate(options):
+        if opt == "--concurrency" and value is not None and int(value) < 1:
+            options[i] = (opt, "1")
+            return [f"-concurrency={value} runs as -concurrency=1, as the originals run it to the end"]
+    return []
 
 
 def _flat(options: list[Option]) -> list[str]:

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from ..errors import BadBackupError, LockedError, SnapferryError, UsageError
 from .catalog import NoSuchBackupError
 from .layout import DATED_TYPES, BackupType, parse_backup_name
+from .marks import MarkSelection
 from .metrics import CONTENT_TYPE, Metrics, config_flags
 from .service import Manager, ManagerEvents, NoEvents
 
@@ -96,8 +97,11 @@ async def _call(fn: Callable[[], T], failed: Callable[[], None] | None = None) -
         raise ApiError(status, str(e)) from e
 
 
-async def _json_object(request: Request, keys: dict[str, type]) -> dict[str, Any]:
-    """The body as a JSON object with exactly `keys` of the given types."""
+async def _json_object(
+    request: Request, keys: dict[str, type], optional: dict[str, type] | None = None
+) -> dict[str, Any]:
+    """The body as a JSON object with exactly `keys` (and any of `optional`) of the given types."""
+    optional = optional or {}
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
@@ -106,16 +110,22 @@ async def _json_object(request: Request, keys: dict[str, type]) -> dict[str, Any
         raw += chunk
         if len(raw) > MAX_BODY:
             raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
-    want = ", ".join(f'"{k}": {t.__name__}' for k, t in keys.items())
+    want = ", ".join([f'"{k}": {t.__name__}' for k, t in keys.items()]
+                     + [f'optional "{k}": {t.__name__}' for k, t in optional.items()])
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, f"the body is not JSON; send {{{want}}}") from None
     # bool is not an int here and an int is not a bool: {"locked": 1} is refused
-    if (not isinstance(data, dict) or set(data) != set(keys)
-            or any(type(data[k]) is not t for k, t in keys.items())):
+    types = {**keys, **optional}
+    if (not isinstance(data, dict) or not set(keys) <= set(data) <= set(types)
+            or any(type(data[k]) is not types[k] for k in data)):
         raise ApiError(400, f"the body must be exactly {{{want}}}")
     return data
+
+
+def _selection(sel: MarkSelection) -> dict[str, str]:
+    return {k: v for k, v in (("partitions", sel.partitions), ("since", sel.since)) if v is not None}
 
 
 def _backup_name(value: str) -> str:
@@ -151,19 +161,24 @@ def build_app(manager: Manager, metrics: Metrics) -> Starlette:
         return JSONResponse(info.to_dict())
 
     async def create_mark(request: Request) -> Response:
-        body = await _json_object(request, {"backup": str})
+        body = await _json_object(request, {"backup": str}, {"partitions": str, "since": str})
+        sel = MarkSelection(body.get("partitions"), body.get("since"))  # a partial restore
         # vmbackupmanager's `restore create s3://other/vm-0/weekly/2025-17` posts a full URL
         # (a backup of another --dst, e.g. another cluster's): marks.create validates it and
         # checks that it is complete, as it does a name of the layout.
         value = body["backup"].strip()
         name = value if "://" in value else _backup_name(value)
-        await _call(lambda: manager.restore_mark_create(name), metrics.restore_state_failed)
-        return JSONResponse({"backup": name}, status_code=201)
+        await _call(lambda: manager.restore_mark_create(name, sel), metrics.restore_state_failed)
+        written = await _call(manager.restore_mark_selection, metrics.restore_state_failed)  # as stored: sorted
+        return JSONResponse({"backup": name, **_selection(written)}, status_code=201)
 
     async def get_mark(request: Request) -> Response:
         value = await _call(manager.restore_mark_get, metrics.restore_state_failed)
         # {} without a mark, as `snapferry manager restore get` prints
-        return JSONResponse({"backup": value} if value is not None else {})
+        if value is None:
+            return JSONResponse({})
+        sel = await _call(manager.restore_mark_selection, metrics.restore_state_failed)
+        return JSONResponse({"backup": value, **_selection(sel)})
 
     async def delete_mark(request: Request) -> Response:
         await _call(manager.restore_mark_delete, metrics.restore_state_failed)

@@ -11,21 +11,45 @@ Every URL is normalised to one spelling when the mark is written and when it is
 read (no trailing slash; on fs:// no `//` nor `/./`), and retention compares the
 place a mark names with the places of its backups, never the strings, so a
 marked backup is never deleted because of how its URL was spelled.
+
+A partial restore (docs/partial-restore.md) adds lines `partitions=YYYY_MM,...`
+and/or `since=DURATION|DATE` after the first; vmbackupmanager's one-line marks
+read as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+from dataclasses import dataclass
 
 from ..durable import fsync_dir, write_file_atomic
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
 from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, RESTORE_MARK_FILE
+from ..partitions import parse_partition_names, parse_since
 from ..remotes import Remote, RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
 from .catalog import Catalog
 from .layout import BackupName, parse_backup_name
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSelection:
+    """The month partitions a restore mark restores (both None: the whole backup)."""
+
+    partitions: str | None = None
+    since: str | None = None
+
+    def lines(self) -> bytes:
+        out = b""
+        if self.partitions is not None:
+            out += f"partitions={','.join(parse_partition_names(self.partitions))}\n".encode()
+        if self.since is not None:
+            parse_since(self.since, dt.datetime.now(dt.UTC))
+            out += f"since={self.since.strip()}\n".encode()
+        return out
 
 
 def normal_url(url: str) -> str:
@@ -66,14 +90,15 @@ class RestoreMarks:
             )
         return normal_url(self.catalog.remotes.url(str(name)))
 
-    def create(self, value: str, validate: bool = True) -> str:
+    def create(self, value: str, validate: bool = True, selection: MarkSelection | None = None) -> str:
         """Mark `value` (a name under --dst or a full URL) for restore; returns the URL written.
 
         validate False (vmbackupmanager's -restore.disableSourceBackupValidation) skips the
         check that the backup exists and is complete: for a backup not reachable from here,
         or one a copy is still filling. The name and the overlap with the data path are
-        always checked."""
+        always checked. `selection` makes it a partial restore of those month partitions."""
         value = value.strip()
+        extra = (selection or MarkSelection()).lines()  # the syntax, before anything is checked remotely
         if "://" not in value:
             name = parse_backup_name(value)
             if self.catalog is None:
@@ -104,13 +129,12 @@ class RestoreMarks:
                     validate and own is not None and self.catalog is not None) else contextlib.nullcontext():
                 if validate and not _complete(remote):  # again, under the lease
                     raise incomplete
-                write_file_atomic(self.path, url.encode() + b"\n")
+                write_file_atomic(self.path, url.encode() + b"\n" + extra)
         finally:
             remote.close()
         return url
 
-    def get(self) -> str | None:
-        """The mark: a normalised URL, or a bare name of the layout (an older mark)."""
+    def _lines(self) -> list[str] | None:
         try:
             with open(self.path, "rb") as f:
                 raw = f.read(4096)
@@ -118,7 +142,29 @@ class RestoreMarks:
             return None
         except OSError as e:
             raise SnapferryError(f"cannot read the restore mark {self.path}: {e.strerror}") from e
-        value = raw.decode("utf-8", "replace").strip()
+        return [ln.strip() for ln in raw.decode("utf-8", "replace").strip().splitlines() if ln.strip()] or [""]
+
+    def selection(self) -> MarkSelection:
+        """The partitions the mark restores (MarkSelection() for a whole backup)."""
+        found: dict[str, str] = {}
+        for line in (self._lines() or [])[1:]:
+            key, sep, val = line.partition("=")
+            if not sep or key not in ("partitions", "since"):
+                raise UsageError(
+                    f"the restore mark {self.path} holds {line!r}, not partitions=... nor since=...; delete it "
+                    "with `snapferry manager restore delete` and create it again"
+                )
+            found[key] = val
+        sel = MarkSelection(found.get("partitions"), found.get("since"))
+        sel.lines()  # validated as on write
+        return sel
+
+    def get(self) -> str | None:
+        """The mark: a normalised URL, or a bare name of the layout (an older mark)."""
+        lines = self._lines()
+        if lines is None:
+            return None
+        value = lines[0]
         try:
             return normal_url(value) if "://" in value else str(parse_backup_name(value))
         except UsageError as e:

@@ -51,10 +51,14 @@ def restore_marked(
                 catalog.info(name)
     else:
         src = marks.source_url(value)
-    log.info("restoring %s into %s (restore mark %s)", src, storage_data_path, marks.path)
+    sel = marks.selection()
+    log.info("restoring %s into %s (restore mark %s%s)", src, storage_data_path, marks.path,
+             "" if sel.partitions is None and sel.since is None
+             else f"; partitions {sel.partitions or 'any'}, since {sel.since or 'any time'}")
     result = api.restore(
         src, storage_data_path, concurrency=concurrency, max_bytes_per_second=max_bytes_per_second,
         remote_options=remote_options, retry=RetryPolicy(attempts=retries), progress=progress,
+        partitions=sel.partitions, since=sel.since,
         encryption_key_file=encryption_key_file,
     )
     marks.delete()

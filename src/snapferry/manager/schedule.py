@@ -10,6 +10,7 @@ never on when the process started, so a restart lands on the same slots.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class Schedule:
 
 
 def zone(name: str) -> ZoneInfo:
+    if name == "Local":  # Go's time.LoadLocation("Local"), as vmbackupmanager reads the flag
+        return local_zone()
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as e:
@@ -88,6 +91,24 @@ def zone(name: str) -> ZoneInfo:
             f"--backup-schedule-timezone {name!r} is not a known time zone; use an IANA name like "
             "UTC or Europe/Paris"
         ) from e
+
+
+def local_zone() -> ZoneInfo:
+    """The zone Go's time.Local is: TZ unset -> /etc/localtime; TZ empty -> UTC; TZ a name
+    (or `:name`, or an absolute file) -> that zone; anything that cannot be loaded -> UTC."""
+    tz = os.environ.get("TZ")
+    if tz is None:
+        tz = "/etc/localtime"
+    tz = tz.removeprefix(":")
+    try:
+        if tz.startswith("/"):
+            with open(tz, "rb") as f:
+                return ZoneInfo.from_file(f, key="Local")
+        if tz:
+            return ZoneInfo(tz)
+    except (OSError, ValueError, ZoneInfoNotFoundError):
+        pass
+    return ZoneInfo("UTC")
 
 
 def parse_interval(value: str) -> timedelta | None:

@@ -7,10 +7,8 @@ never both write; the per-backup leases of backup and copy stay underneath.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,12 +18,12 @@ from typing import Protocol
 from .. import api, snapshot
 from ..actions.backup import refuse_dst_inside, run_backup
 from ..actions.copy import run_copy
-from ..durable import write_file_atomic
 from ..errors import SnapferryError
 from ..lease import BackupLease
-from ..names import LATEST, MANAGER_STATE_FILE, SNAPSHOT_RECORD_FILE
+from ..names import LATEST, MANAGER_STATE_FILE
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
+from ..snapguard import SnapshotGuard
 from ..throttle import Throttle
 from . import encryption, retention
 from .catalog import BackupInfo, Catalog
@@ -38,7 +36,7 @@ from .layout import (
     period_of,
     refuse_dst_in_a_backup,
 )
-from .marks import RestoreMarks
+from .marks import MarkSelection, RestoreMarks
 from .prune import Frozen, GuardEvents, apply_retention, frozen_reason
 from .schedule import Clock, Schedule, SystemClock, zone
 
@@ -53,6 +51,7 @@ class ManagerConfig:
     snapshot_create_url: str
     dst: str
     snapshot_delete_url: str | None = None
+    snapshot_tls: snapshot.SnapshotTLS = field(default_factory=snapshot.SnapshotTLS)
     concurrency: int = api.DEFAULT_CONCURRENCY
     max_bytes_per_second: int = 0
     http_listen_addr: str = "127.0.0.1:8300"
@@ -141,6 +140,8 @@ class Manager:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child(LATEST))
             refuse_dst_in_a_backup(config.dst, config.storage_data_path)
+            snapshot.check_url(config.snapshot_create_url)
+            config.snapshot_tls.context(config.snapshot_create_url)  # a TLS file that cannot load: exit 2 now
             encryption.latest(self.catalog.remotes.child(LATEST), self.key)  # another key: exit 2 now
         except SnapferryError:
             self.catalog.close()
@@ -246,10 +247,10 @@ class Manager:
                          "`manager restore delete`")
         latest = encryption.latest(self.catalog.remotes.child(LATEST), self.key)
         refuse_dst_inside(c.storage_data_path, latest)
-        self._drop_stale_snapshot()
-        name = snapshot.create(c.snapshot_create_url)
+        # Checks the data path, deletes what a killed run left, records the intent before the call.
+        guard = SnapshotGuard(c.storage_data_path, c.snapshot_create_url, c.snapshot_delete_url, c.snapshot_tls)
+        name = guard.create()
         log.info("created snapshot %s", name)
-        write_file_atomic(self._snapshot_record, name.encode())
         try:
             result = run_backup(
                 snapshot.snapshot_dir(c.storage_data_path, name), latest, concurrency=c.concurrency,
@@ -258,39 +259,12 @@ class Manager:
             )
         finally:
             # Also when the backup failed: a snapshot left behind pins its parts on disk.
-            self._delete_snapshot(name)
+            try:
+                guard.delete(name)
+            finally:
+                guard.release(drop=False)  # a failed delete keeps the record: the next run retries
+            log.info("deleted snapshot %s", name)
         return result.uploaded_bytes
-
-    @property
-    def _snapshot_record(self) -> str:
-        return os.path.join(self.config.storage_data_path, SNAPSHOT_RECORD_FILE)
-
-    def _delete_snapshot(self, name: str) -> None:
-        c = self.config
-        # A --snapshot-delete-url is a base URL (the operator passes .../snapshot/delete): it gets the name.
-        snapshot.delete(snapshot.delete_url(c.snapshot_create_url, c.snapshot_delete_url, name))
-        log.info("deleted snapshot %s", name)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._snapshot_record)
-
-    def _drop_stale_snapshot(self) -> None:
-        """Delete the snapshot of a run that was killed before it could (the record names it)."""
-        try:
-            with open(self._snapshot_record, "rb") as f:
-                name = f.read(256).decode("ascii", "replace").strip()
-        except FileNotFoundError:
-            return
-        try:
-            snapshot.validate_name(name)
-        except SnapferryError:
-            log.warning("ignoring the unreadable %s", self._snapshot_record)
-            os.unlink(self._snapshot_record)
-            return
-        log.info("deleting snapshot %s, left by a run that was interrupted", name)
-        if os.path.isdir(os.path.join(self.config.storage_data_path, "snapshots", name)):
-            self._delete_snapshot(name)
-        else:
-            os.unlink(self._snapshot_record)
 
     def _copy_latest(self, name: str) -> int:
         c = self.config
@@ -384,12 +358,16 @@ class Manager:
     def set_locked(self, name: str, locked: bool) -> BackupInfo:
         return self.catalog.set_locked(parse_backup_name(name), locked)
 
-    def restore_mark_create(self, name: str) -> str:
+    def restore_mark_create(self, name: str, selection: MarkSelection | None = None) -> str:
         """Mark a backup (a name under --dst or a full URL); returns the full URL written."""
-        return self.marks.create(name, validate=not self.config.disable_source_backup_validation)
+        return self.marks.create(name, validate=not self.config.disable_source_backup_validation,
+                                 selection=selection)
 
     def restore_mark_get(self) -> str | None:
         return self.marks.get()
+
+    def restore_mark_selection(self) -> MarkSelection:
+        return self.marks.selection()
 
     def restore_mark_delete(self) -> None:
         self.marks.delete()

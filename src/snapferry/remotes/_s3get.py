@@ -9,7 +9,9 @@ once, which fixes them; each request after it is signed by _sigv4 (checked
 against botocore by the tests). An endpoint whose URLs have another shape keeps
 botocore's presigner.
 Plain-HTTP endpoints are read through _http (recv into the caller's buffer, or
-splice into a file); TLS ones through urllib3. Errors come back as HttpStatus or
+splice into a file); TLS ones through urllib3. A request that botocore would send
+through a forward proxy (_proxy: HTTP(S)_PROXY, NO_PROXY) goes through the same
+proxy on a urllib3 ProxyManager instead, never around it. Errors come back as HttpStatus or
 the stream's own exceptions, for S3Remote._classify to word. Nothing is retried
 here: a failed range is retried by the restore, from its first missing byte.
 """
@@ -25,7 +27,7 @@ from typing import Any
 import urllib3
 
 from ..errors import RemoteError
-from . import _http, _sigv4
+from . import _http, _proxy, _sigv4
 from ._cloud import HttpStatus
 from ._s3static import StaticS3
 from ._transfer import RangeReader, check_range_response
@@ -63,12 +65,46 @@ class FastGets:
         )
         self._conns: dict[str, _http.Connections] = {}  # plain-HTTP hosts, one pool each
         self._conns_lock = threading.Lock()
+        # Read once: without a *_proxy variable every request goes direct, at no cost per request.
+        self._proxies_set = _proxy.any_set()
+        self._routes: dict[tuple[str, str], str | None] = {}  # (scheme, netloc) -> its proxy, or None
+        self._proxied: dict[str, urllib3.ProxyManager] = {}  # proxy URL -> its pool
+
+    def _route(self, split: urllib.parse.SplitResult) -> str | None:
+        """The forward proxy of this scheme and host (decided once: the environment is read once)."""
+        key = (split.scheme, split.netloc)
+        try:
+            return self._routes[key]
+        except KeyError:
+            pass
+        proxy = _proxy.proxy_for(f"{split.scheme}://{split.netloc}/")
+        with self._conns_lock:
+            return self._routes.setdefault(key, proxy)
+
+    def _pool_for(self, url: str) -> urllib3.PoolManager:
+        """The direct pool, or the proxy's when a proxy applies to `url`."""
+        if not self._proxies_set:
+            return self._pool
+        proxy = self._route(urllib.parse.urlsplit(url))
+        if proxy is None:
+            return self._pool
+        with self._conns_lock:
+            pool = self._proxied.get(proxy)
+            if pool is None:
+                pool = self._proxied[proxy] = urllib3.ProxyManager(
+                    proxy, proxy_headers=_proxy.proxy_headers(proxy), **self._pool.connection_pool_kw)
+            return pool
+
+    def _direct_http(self, split: urllib.parse.SplitResult) -> bool:
+        """The plain-HTTP fast path: http://, splice there, and no proxy to go through."""
+        return (split.scheme == "http" and _http.SUPPORTED
+                and (not self._proxies_set or self._route(split) is None))
 
     def open_range(self, key: str, offset: int, length: int, what: str) -> Reader:
         url = self.presigned_get(key)
         split = urllib.parse.urlsplit(url)
         byte_range = f"bytes={offset}-{offset + length - 1}"
-        if split.scheme == "http" and _http.SUPPORTED:
+        if self._direct_http(split):
             target = f"{split.path}?{split.query}" if split.query else split.path
             conns = self._http_conns(split)
             r = _http.get(conns, target, split.netloc, {"Range": byte_range}, f"{what} on {self._url}")
@@ -77,7 +113,7 @@ class FastGets:
             _http.check_body_length(r, what)
             check_range_response(str(r.length), r.status, offset, length, what, self._url, r.close)
             return r
-        resp = self._pool.request("GET", url, headers={"Range": byte_range}, preload_content=False)
+        resp = self._pool_for(url).request("GET", url, headers={"Range": byte_range}, preload_content=False)
         if resp.status not in (200, 206):
             body = resp.read(4096, decode_content=False) if resp.status != 304 else b""
             resp.release_conn()
@@ -96,7 +132,7 @@ class FastGets:
             if token:
                 query["continuation-token"] = params["ContinuationToken"] = token
             url = self._presign("", "GET", query, "list_objects_v2", params)
-            resp = self._pool.request("GET", url)
+            resp = self._pool_for(url).request("GET", url)
             if resp.status != 200:
                 raise _status(resp.status, resp.data[:4096])
             try:
@@ -116,7 +152,8 @@ class FastGets:
 
     def get(self, key: str) -> bytes:
         """The whole object (a small file: the whole body is held)."""
-        resp = self._pool.request("GET", self.presigned_get(key))
+        url = self.presigned_get(key)
+        resp = self._pool_for(url).request("GET", url)
         if resp.status != 200:
             raise _status(resp.status, resp.data[:4096])
         data: bytes = resp.data
@@ -142,7 +179,7 @@ class FastGets:
         target = signer.target(quoted) + (f"?{query_s}" if query_s else "")
         url = signer.base_url(quoted) + (f"?{query_s}" if query_s else "")
         split = urllib.parse.urlsplit(url)
-        if split.scheme == "http" and _http.SUPPORTED:
+        if self._direct_http(split):
             conns = self._http_conns(split)
             r = _http.request(conns, method, target, signer.host, hdrs, f"{what} on {self._url}", body)
             if r.status not in ok:
@@ -150,7 +187,7 @@ class FastGets:
             r.read_body()
             return r.headers
         # urllib3 sends bytes whole but would iterate a bytearray as ints: one copy, over TLS only.
-        resp = self._pool.request(method, url, body=bytes(body), headers=hdrs)
+        resp = self._pool_for(url).request(method, url, body=bytes(body), headers=hdrs)
         if resp.status not in ok:
             raise _status(resp.status, resp.data[:4096])
         return {k.lower(): v for k, v in resp.headers.items()}
@@ -161,14 +198,14 @@ class FastGets:
         `query` and `headers` are S3's names (partNumber, x-amz-checksum-mode): fast_signer() only."""
         params = {"Bucket": self._bucket, "Key": key}
         url = self._presign(urllib.parse.quote(key, safe="/~"), "HEAD", query or {}, "head_object", params, headers)
-        resp = self._pool.request("HEAD", url, headers=headers)
+        resp = self._pool_for(url).request("HEAD", url, headers=headers)
         if resp.status not in (200, 206):  # 206: a HEAD of one part (partNumber) of a multipart object
             raise HttpStatus(resp.status)
         return resp.headers
 
     def head_bucket(self) -> None:
         url = self._presign("", "HEAD", {}, "head_bucket", {"Bucket": self._bucket})
-        resp = self._pool.request("HEAD", url)
+        resp = self._pool_for(url).request("HEAD", url)
         if resp.status != 200:
             raise HttpStatus(resp.status)
 
@@ -231,6 +268,8 @@ class FastGets:
         for conns in self._conns.values():
             conns.close()
         self._pool.clear()
+        for pool in self._proxied.values():
+            pool.clear()
 
 
 def _status(status: int, body: bytes) -> HttpStatus:
