@@ -99,6 +99,9 @@ _WRITE_REMOTE = [
                  help='Tags for new objects: k=v&k2=v2 or {"k": "v"}.'),
     click.option("--object-metadata", envvar=ENV + "OBJECT_METADATA", callback=_json_map,
                  help='User metadata for new objects, JSON: {"k": "v"}.'),
+    click.option("--delete-all-object-versions", is_flag=True, envvar=ENV + "DELETE_ALL_OBJECT_VERSIONS",
+                 help="Deletes remove every version of an object on a versioned s3:// bucket, not only the "
+                      "current one."),
 ]
 
 
@@ -161,7 +164,7 @@ def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
     write = {
         name: kw.pop(name) if name in kw else getattr(base, name)
         for name in ("s3_storage_class", "s3_acl", "s3_sse_kms_key_id", "s3_checksum_algorithm",
-                     "s3_object_tags", "object_metadata")
+                     "s3_object_tags", "object_metadata", "delete_all_object_versions")
     }
     return dataclasses.replace(
         base,

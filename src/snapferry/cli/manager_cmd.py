@@ -7,6 +7,7 @@ storage data path directly, with no server running.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -62,6 +63,13 @@ def _validation_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--disable-source-backup-validation", is_flag=True,
                         envvar=ENV + "DISABLE_SOURCE_BACKUP_VALIDATION",
                         help="Create restore marks without checking that the backup exists and is complete.")(f)
+
+
+def _tag_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--backup-type-tag-name", default="", envvar=ENV + "BACKUP_TYPE_TAG_NAME",
+                        help="Tag every object written into a backup with NAME=<type> (latest, hourly, daily, "
+                             "weekly, monthly), for lifecycle rules by type: S3 object tags, Azure blob index tags, "
+                             "metadata on gs://.")(f)
 
 
 def _need(value: str | None, flag: str) -> str:
@@ -121,6 +129,7 @@ def make_events() -> Any:
               help="Encrypt every backup (needs --encryption-key-file; vmrestore cannot read them).")
 @key_file_option
 @_validation_option
+@_tag_option
 @remote_options
 @click.pass_context
 def manager(ctx: click.Context, /, **kw: Any) -> None:
@@ -152,7 +161,7 @@ def config_from(kw: dict[str, Any]) -> ManagerConfig:
     """A ManagerConfig from the service's options (validated: one line per mistake)."""
     interval = parse_interval(kw["backup_interval"])
     zone(kw["backup_schedule_timezone"])
-    opts = options_from(kw, kw["concurrency"])
+    opts = dataclasses.replace(options_from(kw, kw["concurrency"]), backup_type_tag_name=kw["backup_type_tag_name"])
     return ManagerConfig(
         storage_data_path=_need(kw["storage_data_path"], "--storage-data-path"),
         snapshot_create_url=_need(kw["snapshot_create_url"], "--snapshot-create-url"),
@@ -192,7 +201,8 @@ def _encryption(kw: dict[str, Any]) -> str | None:
 
 
 def _catalog(kw: dict[str, Any]) -> Catalog:
-    opts: RemoteOptions = options_from(kw, api.DEFAULT_CONCURRENCY)
+    opts: RemoteOptions = dataclasses.replace(options_from(kw, api.DEFAULT_CONCURRENCY),
+                                              backup_type_tag_name=kw.pop("backup_type_tag_name", ""))
     return Catalog(_need(kw["dst"], "--dst"), opts)
 
 
@@ -225,6 +235,7 @@ def _lock_command(locked: bool) -> click.Command:
     @click.argument("name")
     @_dst_option
     @click.option("--json", "as_json", is_flag=True, help="Print the backup as JSON.")
+    @_tag_option  # the lock file is an object of the backup: tagged as the manager would
     @remote_options
     def cmd(name: str, as_json: bool, **kw: Any) -> None:
         with _catalog(kw) as catalog:

@@ -124,9 +124,10 @@ REMOTE: list[Rule] = [
     _opt("customS3Endpoint", K.STRING, "--custom-s3-endpoint"),
     Rule("s3ForcePathStyle", K.BOOL, Action.NEGATABLE, "--s3-force-path-style", True),
     _switch("s3TLSInsecureSkipVerify", "--tls-insecure-skip-verify"),
-    *_ignored("deleteAllObjectVersions", K.BOOL,
-              "deletes remove the current version; expire older versions with a lifecycle rule"),
 ]
+
+# What only commands that delete objects in the remote use (backup, copy, the manager).
+_DELETE_VERSIONS = _switch("deleteAllObjectVersions", "--delete-all-object-versions")
 
 # What only uploads use: passed to backup, copy and the manager; a restore writes no object.
 UPLOAD: list[Rule] = [
@@ -155,7 +156,7 @@ _KEY = _special("snapferry.encryptionKeyFile", K.STRING,
                 "(restore, copy); see docs/encryption.md")
 
 VMBACKUP: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _KEY,
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _KEY, _DELETE_VERSIONS,
     _special("storageDataPath", K.STRING, "`backup --storage-data-path` (default `victoria-metrics-data`)"),
     _special("snapshotName", K.STRING, "`backup --snapshot-name`"),
     _special("snapshot.createURL", K.STRING, "`backup --snapshot-create-url` (the snapshot is deleted afterwards)"),
@@ -170,6 +171,7 @@ VMBACKUP: list[Rule] = [
 VMRESTORE: list[Rule] = [
     *COMMON, *REMOTE, _PUSH, _KEY,
     *(Rule(r.name, r.kind, Action.IGNORED, _RESTORE_WRITES_NOTHING) for r in UPLOAD),
+    *_ignored("deleteAllObjectVersions", K.BOOL, "a restore deletes no object of the backup"),
     _special("src", K.STRING, "`restore --src`"),
     _special("storageDataPath", K.STRING, "`restore --dst` (default `victoria-metrics-data`)"),
     _opt("concurrency", K.INT, "--concurrency"),
@@ -183,7 +185,7 @@ VMRESTORE: list[Rule] = [
 ]
 
 VMBACKUPMANAGER: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _KEY,
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _KEY, _DELETE_VERSIONS,
     _opt("storageDataPath", K.STRING, "--storage-data-path"),
     _opt("snapshot.createURL", K.STRING, "--snapshot-create-url"),
     _opt("snapshot.deleteURL", K.STRING, "--snapshot-delete-url"),
@@ -207,8 +209,7 @@ VMBACKUPMANAGER: list[Rule] = [
     *_ignored("pushmetrics.url", K.ARRAY, "the manager serves /metrics at -httpListenAddr for scraping"),
     *_ignored("apiURL", K.STRING, "`snapferry manager backup ...`/`restore ...` read `-dst` directly; no API needed"),
     _switch("restore.disableSourceBackupValidation", "--disable-source-backup-validation"),
-    *_ignored("backupTypeTagName", K.STRING,
-              "objects are not tagged with their type; write lifecycle rules per prefix (hourly/, daily/, ...)"),
+    _opt("backupTypeTagName", K.STRING, "--backup-type-tag-name"),
 ]
 
 TABLES: dict[Tool, list[Rule]] = {

@@ -150,6 +150,10 @@ class ObjectStore(abc.ABC):
     creds_hint: ClassVar[str]  # how to give credentials
     max_chunks: ClassVar[int]  # most chunks one multipart upload may have
     single_put_reuses_buffer: ClassVar[bool] = True  # the SDK takes a bytearray body
+    # Whether _delete honours --delete-all-object-versions; the others refuse the flag at start.
+    deletes_all_versions: ClassVar[bool] = False
+    # What a tag (--backup-type-tag-name) becomes on this store, for the manager's log line.
+    tag_kind: ClassVar[str] = "object metadata"
     endpoint: str
 
     def __init__(self, bucket: str, prefix: str, opts: RemoteOptions, chunk_size: int) -> None:
@@ -158,6 +162,12 @@ class ObjectStore(abc.ABC):
         self.url = remote_url(self.scheme, bucket, prefix)
         self._opts = opts
         self._metadata = check_metadata(opts.object_metadata)
+        if opts.delete_all_object_versions and not self.deletes_all_versions:
+            raise UsageError(
+                f"--delete-all-object-versions (-deleteAllObjectVersions) is not supported for {self.url}: "
+                "snapferry deletes every version of an object only on s3://; remove the flag and expire "
+                "old versions with a lifecycle rule of the bucket"
+            )
         self._chunk = chunk_size
         self._policy = RetryPolicy(attempts=max(opts.max_attempts, 1))
         if opts.tls_insecure_skip_verify:
@@ -182,6 +192,16 @@ class ObjectStore(abc.ABC):
         c.prefix = prefix
         c.url = remote_url(self.scheme, self.bucket, prefix)
         return c
+
+    def tagged(self, name: str, value: str) -> Self:
+        """This remote (same client, see child) whose writes also carry the tag name=value."""
+        c = copy.copy(self)
+        c._add_tag(name, value)
+        return c
+
+    def _add_tag(self, name: str, value: str) -> None:
+        # GCS has no object tags: user metadata is its closest kin (s3 and azblob tag for real).
+        self._metadata = check_metadata({**self._metadata, name: value})
 
     def _key(self, name: str) -> str:
         return join_key(self.prefix, name)

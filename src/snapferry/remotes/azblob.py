@@ -51,6 +51,9 @@ class AzblobRemote(ObjectStore):
     creds_hint = _ENV_HELP
     max_chunks = 50_000  # blocks per block blob
     single_put_reuses_buffer = False  # upload_blob streams anything but bytes in small reads
+    tag_kind = "Azure blob index tag"
+    # Blob index tags, which lifecycle rules match (blobIndexMatch); set by tagged() only.
+    _tags: dict[str, str] | None = None
 
     def __init__(self, container: str, prefix: str, opts: RemoteOptions) -> None:
         super().__init__(container, prefix, opts, max(opts.multipart_chunk_size, 1))
@@ -155,7 +158,7 @@ class AzblobRemote(ObjectStore):
     def _put(self, key: str, data: bytes | bytearray, crc: int | None, exclusive: bool) -> None:
         self._blob(key).upload_blob(
             data, blob_type="BlockBlob", length=len(data), overwrite=not exclusive,
-            metadata=self._metadata or None, max_concurrency=1,
+            metadata=self._metadata or None, tags=self._tags, max_concurrency=1,
         )
 
     def _put_chunks(self, key: str, src: ChunkSource, chunk: int, progress: Callable[[int], None] | None) -> None:
@@ -169,7 +172,10 @@ class AzblobRemote(ObjectStore):
             blocks.append(BlobBlock(block_id=block_id))
             if progress is not None:
                 progress(len(piece))
-        blob.commit_block_list(blocks, metadata=self._metadata or None)
+        blob.commit_block_list(blocks, metadata=self._metadata or None, tags=self._tags)
+
+    def _add_tag(self, name: str, value: str) -> None:
+        self._tags = {**(self._tags or {}), name: value}
 
     def _delete(self, key: str) -> None:
         self._blob(key).delete_blob(delete_snapshots="include")
@@ -178,7 +184,7 @@ class AzblobRemote(ObjectStore):
         # An account key signs copies only from its own account (same endpoint).
         assert isinstance(src, AzblobRemote)
         dst = self._blob(key)
-        copy = dst.start_copy_from_url(src._blob(src_key).url, metadata=self._metadata or None)
+        copy = dst.start_copy_from_url(src._blob(src_key).url, metadata=self._metadata or None, tags=self._tags)
         status = copy.get("copy_status")
         deadline = time.monotonic() + _COPY_TIMEOUT
         while status == "pending":

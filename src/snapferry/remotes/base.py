@@ -83,6 +83,12 @@ class RemoteOptions:
     s3_checksum_algorithm: str | None = None
     s3_object_tags: dict[str, str] = field(default_factory=dict)
     object_metadata: dict[str, str] = field(default_factory=dict)
+    # vmbackup's -deleteAllObjectVersions: a delete removes every version of the object
+    # (on a versioned bucket a plain delete only hides it behind a delete marker).
+    delete_all_object_versions: bool = False
+    # vmbackupmanager's -backupTypeTagName: the manager tags each object it writes into a
+    # backup with NAME=<type> (latest, hourly, ...); see manager/remotes.py.
+    backup_type_tag_name: str = ""
     tls_insecure_skip_verify: bool = False
     # Attempts (RetryPolicy) of the single requests the actions do not retry themselves:
     # listings, small files, deletes. Transfers are retried whole by the actions; the SDKs

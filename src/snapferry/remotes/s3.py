@@ -12,6 +12,7 @@ never pays its ~0.5 s start-up; other credentials create it up front, as before.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import sys
@@ -61,6 +62,8 @@ class S3Remote(ObjectStore, KeepsChecksums):
     denied_hint = "check the credentials, the region and the bucket policy"
     creds_hint = _CREDS_HELP
     max_chunks = 10_000
+    deletes_all_versions = True
+    tag_kind = "S3 object tag"
 
     def __init__(self, bucket: str, prefix: str, opts: RemoteOptions) -> None:
         super().__init__(bucket, prefix, opts, max(opts.multipart_chunk_size, _MIN_CHUNK))
@@ -265,13 +268,29 @@ class S3Remote(ObjectStore, KeepsChecksums):
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
 
+    def _add_tag(self, name: str, value: str) -> None:
+        # Into the options _write_args reads: PUTs, multipart uploads and copies (REPLACE) carry it.
+        self._opts = dataclasses.replace(self._opts, s3_object_tags={**self._opts.s3_object_tags, name: value})
+
     def _delete(self, key: str) -> None:
+        if self._opts.delete_all_object_versions:
+            self._delete_versions(key)
+            return
         # S3 answers 204 for a missing key, so this is already idempotent. Signed by us when
         # we can: a nothing-changed backup's only botocore request was its lease's delete.
         if self.gets.fast_signer() is not None:
             self.gets.send("DELETE", key, {}, b"", _EMPTY_SHA256, f"deleting {key}", ok=(200, 204))
             return
         self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _delete_versions(self, key: str) -> None:
+        """Every version and delete marker of key, as -deleteAllObjectVersions: on a versioned
+        bucket a plain delete only hides the bytes behind a marker, and they stay billed."""
+        pages = self._client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key)
+        for page in pages:
+            for version in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if version["Key"] == key:  # the prefix also lists longer keys: never theirs
+                    self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version["VersionId"])
 
     def _same_account(self, src: ObjectStore) -> bool:
         return isinstance(src, S3Remote) and src._access_key == self._access_key
