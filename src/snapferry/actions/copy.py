@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 from ..checksums import check_inventory
 from ..errors import BadBackupError, TransientRemoteError
-from ..lease import BackupLease
-from ..names import ENCRYPTED_COMPLETE_FILE, MANIFEST_FILE
+from ..names import MANIFEST_FILE
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,
@@ -28,17 +27,17 @@ from ..parts import (
     validate_listing,
 )
 from ..progress import Progress
-from ..remotes.base import Reader, Remote, local_tree
+from ..remotes.base import Reader, Remote, read_full
 from ..remotes.location import location_of, refuse_overlap
 from ..remotes.retrying import with_retries
-from ..restorer.pool import read_full
 from ..results import CopyResult
 from ..retry import RetryPolicy
 from ..throttle import Throttle
 from ..tuning import Tuning
-from .backup import parallel, refuse_nested_backups, send_part
+from ..workers import parallel
+from .backup import refuse_nested_backups, send_part
+from .commit import BackupSession
 from .complete import refuse_incomplete
-from .nesting import refuse_dst_inside_a_backup
 
 log = logging.getLogger("snapferry")
 _BLOCK = 8 * 1024 * 1024
@@ -129,12 +128,10 @@ def run_copy(
     validate_listing(src_parts, src.url)
     check_coverage(group_by_file(src_parts))
     check_inventory(src, src_parts, verify=False)
-    refuse_dst_inside_a_backup(dst)
-    stop = threading.Event()
-    with BackupLease(dst, "copy", lease_ttl, on_lost=stop) as lease:
+    with BackupSession(dst, "copy", lease_ttl) as session:
         if before_write is not None:
             before_write()
-        return _copy(src, dst, src_parts, concurrency, throttle, progress_mode, start, lease, stop)
+        return _copy(src, dst, src_parts, concurrency, throttle, progress_mode, start, session)
 
 
 def _copy(
@@ -145,9 +142,9 @@ def _copy(
     throttle: Throttle,
     progress_mode: str,
     start: float,
-    lease: BackupLease,
-    stop: threading.Event,
+    session: BackupSession,
 ) -> CopyResult:
+    stop = session.stop
     dst_parts = dst.list_parts()
     validate_listing(dst_parts, dst.url)
     to_delete = difference(dst_parts, src_parts)
@@ -159,13 +156,9 @@ def _copy(
             f"of {dst.url}; check the --src URL, or delete the destination first if an empty backup is wanted"
         )
     refuse_nested_backups(dst, to_delete, concurrency)
-    lease.check()
 
-    dst.delete_file(BACKUP_COMPLETE_FILE)
-    dst.delete_file(ENCRYPTED_COMPLETE_FILE)  # a plain copy over an encrypted backup: its marker goes too
-    parallel(concurrency, to_delete, dst.delete_part)
-    if to_delete and (tree := local_tree(dst)) is not None:
-        tree.prune_empty_dirs()
+    session.begin()
+    session.delete_stale(to_delete, concurrency)
     present = {p.key for p in dst_parts}
     to_copy = [p for p in src_parts if p.key not in present or always_transfer(p.path)]
     server_side = dst.can_copy_from(src)
@@ -182,19 +175,12 @@ def _copy(
 
         parallel(concurrency, to_copy, copy_one, stop)
 
-    lease.check()  # a writer whose lease was taken over must not overwrite the new one's files
-    for name in (MANIFEST_FILE, BACKUP_METADATA_FILE):
-        if src.has_file(name):
-            dst.write_file(name, src.read_file(name))
-        else:
-            dst.delete_file(name)
-    if (tree := local_tree(dst)) is not None:
-        tree.sync()  # fs:// parts were written without an fsync each
+    manifest, metadata = (src.read_file(name) if src.has_file(name) else None
+                          for name in (MANIFEST_FILE, BACKUP_METADATA_FILE))
     # The source's marker as it is: vmbackup 1.79.5 writes "ok" and no metadata, and verify
     # tells that form from a backup that lost its metadata by the marker (checksums.metadata_lost).
     marker = src.read_file(BACKUP_COMPLETE_FILE)[:64] if src.has_file(BACKUP_COMPLETE_FILE) else b""
-    lease.check()
-    dst.write_file(BACKUP_COMPLETE_FILE, marker)
+    session.commit(manifest, metadata, marker)
     return CopyResult(
         src=src.url,
         dst=dst.url,

@@ -54,6 +54,7 @@ from ..remotes.retrying import with_retries
 from ..retry import RetryPolicy
 from ..throttle import Throttle
 from ..tuning import Tuning
+from ..workers import parallel
 
 log = logging.getLogger("snapferry")
 
@@ -313,8 +314,6 @@ def _provider(
     add: Callable[[Problem], None], stop: threading.Event,
 ) -> int:
     """Compare each part's provider checksum with the manifest; returns how many could be."""
-    from .backup import parallel
-
     keeper = kept_checksums(src)
     if keeper is None:
         log.debug("%s keeps no checksums snapferry can read", src.url)
@@ -361,10 +360,9 @@ def _read_data(
     """Read the parts' bytes as the restore does, minus the writes: ranges on `concurrency`
     threads, each read into a block of the restorer's pool (bounded like a restore's memory),
     the block's bytes CRC'd in place and the block handed back."""
+    from ..remotes.base import read_full
     from ..restorer.downloader import Tuning
-    from ..restorer.pool import BufferPool, read_full
-    from .backup import parallel
-
+    from ..restorer.pool import BufferPool
     tuning = Tuning(concurrency=opts.concurrency)
     pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, stop)
     lock = threading.Lock()

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..errors import BadBackupError, UsageError
 from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
 from ..parts import Part, is_ignored_name, parse_name
-from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper
+from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper, read_full
 from ..remotes.retrying import without_retries
 from .chunks import CHUNK, HEADER, MAGIC, SALT, TAG, DecryptingReader, EncryptingBody, PartCipher, cipher_len
 from .keys import KeyRecord, UserKey
@@ -132,7 +132,7 @@ class EncryptedRemote(Wrapper):
             reader = self.inner.open_part(cp, 0, HEADER)
             try:
                 buf = bytearray(HEADER)
-                got = _read_full(reader, memoryview(buf))
+                got = read_full(reader, memoryview(buf))
             finally:
                 reader.close()
             salt = self._check_header(p, bytes(buf[:got]))
@@ -152,7 +152,7 @@ class EncryptedRemote(Wrapper):
             raw = self.inner.open_part(cp, 0, end)  # the header comes first in the same read
             try:
                 buf = bytearray(HEADER)
-                got = _read_full(raw, memoryview(buf))
+                got = read_full(raw, memoryview(buf))
                 salt = self._check_header(part, bytes(buf[:got]))
             except BaseException:
                 raw.close()
@@ -261,16 +261,6 @@ class EncryptedRemote(Wrapper):
                 f"{self.url}: {MANIFEST_FILE} fails authentication: it was altered or comes from another "
                 "backup; restore it from another copy or make a new backup"
             ) from None
-
-
-def _read_full(reader: Reader, mv: memoryview) -> int:
-    got = 0
-    while got < len(mv):
-        n = reader.readinto(mv[got:])
-        if not n:
-            break
-        got += n
-    return got
 
 
 def _stored(inner: Remote) -> KeyRecord | None:

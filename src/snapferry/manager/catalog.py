@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import api
-from ..actions.backup import parallel
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
 from ..names import (
@@ -32,6 +31,7 @@ from ..names import (
 )
 from ..remotes import Remote, RemoteOptions, local_tree
 from ..retry import RetryPolicy
+from ..workers import parallel
 from .layout import DATED_TYPES, BackupName, BackupType, parse_backup_name
 from .remotes import DstRemotes
 

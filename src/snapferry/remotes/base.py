@@ -31,6 +31,17 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+def read_full(reader: Reader, mv: memoryview) -> int:
+    """Read until mv is full or the stream ends; returns how many bytes were read."""
+    got = 0
+    while got < len(mv):
+        n = reader.readinto(mv[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 @runtime_checkable
 class FileReader(Reader, Protocol):
     """A Reader that can also move its bytes into a file in the kernel (zero-copy)."""

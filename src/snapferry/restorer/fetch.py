@@ -26,10 +26,10 @@ from ..durable import copy_range
 from ..errors import BadBackupError, RemoteError, TransientRemoteError
 from ..parts import Part
 from ..progress import Progress
-from ..remotes.base import FileReader, Reader
+from ..remotes.base import FileReader, Reader, read_full
 from ..throttle import Throttle
 from .bytepath import BytePath
-from .pool import BufferPool, Stopped, read_full
+from .pool import BufferPool, Stopped
 from .writer import TargetFile, io_error
 
 log = logging.getLogger("snapferry")

@@ -135,19 +135,17 @@ class S3Remote(ObjectStore, KeepsChecksums):
     # --- requests -------------------------------------------------------------------
 
     def _bucket_exists(self) -> bool:
-        try:
-            self.gets.head_bucket()
-        except HttpStatus as e:
-            if self._failure(e) in (Failure.NO_BUCKET, Failure.NOT_FOUND):
-                return False
-            raise
-        return True
+        return self._found(self.gets.head_bucket, (Failure.NO_BUCKET, Failure.NOT_FOUND))
 
     def _exists(self, key: str) -> bool:
+        return self._found(lambda: self.gets.head(key), (Failure.NOT_FOUND, Failure.NO_OBJECT))
+
+    def _found(self, head: Callable[[], object], absent: tuple[Failure, ...]) -> bool:
+        """True when the HEAD answers, False when it fails as one of `absent`; other failures raise."""
         try:
-            self.gets.head(key)
+            head()
         except HttpStatus as e:
-            if self._failure(e) in (Failure.NOT_FOUND, Failure.NO_OBJECT):
+            if self._failure(e) in absent:
                 return False
             raise
         return True
