@@ -18,10 +18,10 @@ from .throttle import Throttle
 from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (a light module)
 
 if TYPE_CHECKING:
-    from .actions.restore import PartitionFilter
     from .actions.swap import SwapResult
     from .crypto.keys import UserKey
     from .findings import InfoResult, VerifyResult
+    from .partitions import PartitionFilter
     from .remotes import Remote
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
@@ -459,8 +459,7 @@ def _partition_filter(partitions: str | None, since: str | None) -> PartitionFil
     """Check the syntax of --partitions/--since before any remote is opened."""
     import datetime as dt
 
-    from .actions.restore import PartitionFilter
-    from .partitions import parse_partition_names, parse_since
+    from .partitions import PartitionFilter, parse_partition_names, parse_since
 
     if partitions is not None:
         parse_partition_names(partitions)

@@ -23,7 +23,7 @@ from ..errors import BadBackupError, NoSpaceError, UsageError
 from ..local import TargetListing, list_target
 from ..lock import DirLock
 from ..names import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX
-from ..partitions import Selection, select, selected_parts
+from ..partitions import PartitionFilter, Selection, select, selected_parts
 from ..parts import Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote, local_tree
@@ -59,14 +59,6 @@ def check_target(dst: str, src: Remote) -> str:
                 "would delete; pick another target"
             )
     return real
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionFilter:
-    """--partitions and --since of a partial restore (partitions.py decides what they select)."""
-
-    partitions: str | None = None
-    since: str | None = None
 
 
 @dataclass(slots=True)
