@@ -94,6 +94,9 @@ _WRITE_REMOTE = [
     click.option("--s3-storage-class", envvar=ENV + "S3_STORAGE_CLASS", help="e.g. STANDARD_IA."),
     click.option("--s3-acl", envvar=ENV + "S3_ACL", help="Canned ACL for new objects."),
     click.option("--s3-sse-kms-key-id", envvar=ENV + "S3_SSE_KMS_KEY_ID", help="SSE-KMS key id."),
+    click.option("--s3-sse-algorithm", envvar=ENV + "S3_SSE_ALGORITHM",
+                 type=click.Choice(["aws:kms", "aws:kms:dsse", "AES256"]),
+                 help="Server-side encryption of new objects (aws:kms with --s3-sse-kms-key-id by default)."),
     click.option("--s3-checksum-algorithm", envvar=ENV + "S3_CHECKSUM_ALGORITHM",
                  help="CRC32, CRC32C, SHA1 or SHA256."),
     click.option("--s3-object-tags", envvar=ENV + "S3_OBJECT_TAGS", callback=_tags,
@@ -164,7 +167,7 @@ def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
     # A read-only command has no write options: the defaults stand for them.
     write = {
         name: kw.pop(name) if name in kw else getattr(base, name)
-        for name in ("s3_storage_class", "s3_acl", "s3_sse_kms_key_id", "s3_checksum_algorithm",
+        for name in ("s3_storage_class", "s3_acl", "s3_sse_kms_key_id", "s3_sse_algorithm", "s3_checksum_algorithm",
                      "s3_object_tags", "object_metadata", "delete_all_object_versions")
     }
     return dataclasses.replace(

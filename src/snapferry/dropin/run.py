@@ -67,7 +67,7 @@ def run(tool: Tool, argv: Sequence[str], cli_main: CliMain, accepted: Accepted |
 
 
 def _execute(tool: Tool, plan: Translation, cli_main: CliMain) -> int:
-    log.info("running: snapferry %s", redacted(plan.argv))
+    log.info("running: snapferry %s", redacted(plan.argv, plan.secrets))
     metrics = RunMetrics(tool.value, plan.direction)
     try:
         with serving(metrics, plan.listen, plan.security):

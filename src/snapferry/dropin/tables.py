@@ -94,6 +94,8 @@ COMMON: list[Rule] = [
     _special("loggerOutput", K.STRING, "log lines go to `stderr` or `stdout`"),
     _special("envflag.enable", K.BOOL, "reads unset flags from environment variables, as VictoriaMetrics does"),
     _special("envflag.prefix", K.STRING, "the prefix of those environment variables"),
+    _special("secret.flags", K.ARRAY, "the values of the flags it names are hidden in the log (a name of no "
+             "flag is refused, exit 2)"),
     *_ignored("eula license.forceOffline", K.BOOL, _NO_LICENSE),
     *_ignored("license licenseFile", K.STRING, _NO_LICENSE),
     *_ignored("licenseFile.reloadInterval", K.DURATION, _NO_LICENSE),
@@ -155,6 +157,8 @@ UPLOAD: list[Rule] = [
     _opt("s3ObjectTags", K.STRING, "--s3-object-tags"),
     _opt("objectMetadata", K.STRING, "--object-metadata"),
     _opt("s3SSEKMSKeyId", K.STRING, "--s3-sse-kms-key-id"),
+    _opt("s3SSEAlgorithm", K.STRING, "--s3-sse-algorithm"),
+    _opt("s3ChecksumAlgorithm", K.STRING, "--s3-checksum-algorithm"),
     _opt("s3ACL", K.STRING, "--s3-acl"),
 ]
 

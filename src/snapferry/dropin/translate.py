@@ -56,6 +56,7 @@ class Translation:
     log: LogSetup = field(default_factory=LogSetup)
     notes: list[str] = field(default_factory=list)  # logged at info level once logging is set up
     security: Security = field(default_factory=Security)  # of the /metrics listener
+    secrets: frozenset[str] = frozenset()  # values of the flags -secret.flags names: hidden in the log
 
 
 # The server flags -> httpsec's settings (FLAGS names their native options)
@@ -70,6 +71,30 @@ Accepted = Callable[[tuple[str, ...]], set[str]]
 
 
 def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None) -> Translation:
+    plan = _translate(tool, parsed, accepted)
+    plan.secrets = _secret_values(rules(tool), parsed)
+    return plan
+
+
+def _secret_values(table: dict[str, Rule], parsed: ParsedFlags) -> frozenset[str]:
+    """-secret.flags: the values of the flags it names, hidden wherever they would show in the
+    log (VictoriaMetrics hides them in its logs and on /metrics). A name of no flag is refused:
+    a typo there would print the secret it meant to hide."""
+    out: set[str] = set()
+    for raw in _list(parsed.get("secret.flags")):
+        name = raw.strip().lstrip("-")
+        if not name:
+            continue
+        if name not in table:
+            raise UsageError(f"-secret.flags names -{name}, which is no flag of this command; check the name")
+        value = parsed.get(name)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v:
+                out.add(v)
+    return frozenset(out)
+
+
+def _translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None) -> Translation:
     table = rules(tool)
     for name, value in parsed.values.items():
         if table[name].action is Action.REFUSED and value not in (False, "", []):
@@ -139,9 +164,11 @@ def _server_values(parsed: ParsedFlags) -> dict[str, Any]:
     return out
 
 
-def redacted(argv: list[str]) -> str:
-    """A translated command line for the log, secrets hidden."""
-    shown = [("<hidden>" if i and argv[i - 1] in SECRET_OPTIONS else w) for i, w in enumerate(argv)]
+def redacted(argv: list[str], secrets: frozenset[str] = frozenset()) -> str:
+    """A translated command line for the log, secrets hidden: the values of the secret options,
+    and any word holding a value -secret.flags named."""
+    shown = [("<hidden>" if (i and argv[i - 1] in SECRET_OPTIONS) or any(x in w for x in secrets) else w)
+             for i, w in enumerate(argv)]
     return " ".join(shown)
 
 

@@ -91,6 +91,7 @@ class RemoteOptions:
     s3_storage_class: str | None = None
     s3_acl: str | None = None
     s3_sse_kms_key_id: str | None = None
+    s3_sse_algorithm: str | None = None  # vmbackup's -s3SSEAlgorithm; aws:kms when only a key id is given
     s3_checksum_algorithm: str | None = None
     s3_object_tags: dict[str, str] = field(default_factory=dict)
     object_metadata: dict[str, str] = field(default_factory=dict)
@@ -107,6 +108,16 @@ class RemoteOptions:
     read_timeout: float = 60.0
     # Connections in the SDK pools; set from --concurrency.
     max_connections: int = 16
+
+    def __post_init__(self) -> None:
+        # A protective setting that cannot work stops the run before anything is written.
+        if self.s3_sse_algorithm == "AES256" and self.s3_sse_kms_key_id:
+            from ..errors import UsageError
+
+            raise UsageError(
+                "--s3-sse-algorithm AES256 (S3-managed keys) cannot use --s3-sse-kms-key-id; "
+                "pick aws:kms for a KMS key, or drop the key id"
+            )
 
 
 class Remote(Protocol):

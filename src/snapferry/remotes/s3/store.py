@@ -168,8 +168,9 @@ class S3Remote(ObjectStore, KeepsChecksums):
             args["StorageClass"] = o.s3_storage_class
         if o.s3_acl:
             args["ACL"] = o.s3_acl
+        if o.s3_sse_kms_key_id or o.s3_sse_algorithm:
+            args["ServerSideEncryption"] = o.s3_sse_algorithm or "aws:kms"
         if o.s3_sse_kms_key_id:
-            args["ServerSideEncryption"] = "aws:kms"
             args["SSEKMSKeyId"] = o.s3_sse_kms_key_id
         if o.s3_object_tags:
             args["Tagging"] = urllib.parse.urlencode(o.s3_object_tags)
