@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .encrypted import X_IDS
+
 NOISE_NOTE = (
     "The machine has 2 cores and a shared, noisy disk; other agents were running builds and tests on the same "
     "cores during the runs. The `others CPU` column is the CPU time every other process on the machine used "
@@ -48,8 +50,30 @@ def _f(x: Any, fmt: str = "{:.2f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
+# Every scenario id bench.run can store: one missing here is measured but never rendered
+# (the x scenarios' table came out empty).
+X_ORDER = X_IDS
 ORDER = ["a", "b", "c", "d-fs", "d-s3", "e-fs", "e-s3", "f-fs", "f-s3", "g-fs", "g-s3", "g-backup-fs",
-         "g-backup-s3", "v", "planner", "grid-fs", "grid-s3", "grid-proxy"]
+         "g-backup-s3", "v", *X_ORDER, "planner", "grid-fs", "grid-s3", "grid-proxy"]
+
+
+def x_table(data: dict[str, Any]) -> str:
+    """Scenario x: the encrypted row against the unencrypted one of the same run (issue 23's
+    targets: at most 1.10x the time, 1.5x the CPU). Empty when no x scenario was measured."""
+    lines = ["| scenario | unencrypted: median s, CPU s, peak RSS MiB | encrypted: median s, CPU s, peak RSS MiB "
+             "| time ratio | CPU ratio |", "|" + "---|" * 5]
+    for sid in X_ORDER:
+        res = data["scenarios"].get(sid)
+        rows = [r for r in (res or {}).get("rows", []) if "median" in r]
+        if len(rows) < 2:
+            continue
+        plain, enc = rows[0], rows[1]
+        lines.append(
+            f"| **{sid}** {res['title']} | {plain['median']:.2f}, {plain['cpu']:.2f}, {plain['rss_mib']:.0f} | "
+            f"{enc['median']:.2f}, {enc['cpu']:.2f}, {enc['rss_mib']:.0f} | "
+            f"{enc['median'] / plain['median']:.2f}x | {enc['cpu'] / plain['cpu']:.2f}x |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def table(data: dict[str, Any], group: str) -> str:
@@ -140,6 +164,9 @@ def render(results_dir: Path, data: dict[str, Any]) -> str:
         main,
         "",
     ]
+    enc = x_table(data)
+    if enc:
+        parts += ["### Cost of encryption (scenario x)", "", enc, ""]
     notes = []
     for sid in ORDER:
         res = data["scenarios"].get(sid)
@@ -193,7 +220,7 @@ def render(results_dir: Path, data: dict[str, Any]) -> str:
             plot_curve(results_dir / "curve.png", curve)
     except Exception as e:  # a plot is not worth failing the run over
         print(f"[report] plot failed: {e}")
-    return main + ("\n\n" + grid if len(grid.splitlines()) > 2 else "")
+    return main + ("\n\n" + enc if enc else "") + ("\n\n" + grid if len(grid.splitlines()) > 2 else "")
 
 
 def curve_table(curve: dict[str, Any]) -> str:

@@ -422,7 +422,6 @@ def _s3_options(workdir: Path, endpoint: str) -> tuple[RemoteOptions, dict[str, 
         creds_file_path=str(creds),
         config_file_path=str(config),
         config_profile="default",
-        max_attempts=5,
     )
     env = {
         "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
@@ -561,7 +560,7 @@ def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
     endpoint = f"http://127.0.0.1:{port[0]}"
     env = {"STORAGE_EMULATOR_HOST": endpoint, "GOOGLE_CLOUD_PROJECT": "test"}
     try:
-        yield GcsServer("gs", "gs", endpoint, proc, env, RemoteOptions(max_attempts=3))
+        yield GcsServer("gs", "gs", endpoint, proc, env, RemoteOptions())
     finally:
         proc.stop()
 
@@ -605,7 +604,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]
     )
     env = {"AZURE_STORAGE_CONNECTION_STRING": conn}
     try:
-        yield AzuriteServer("azblob", "azblob", endpoint, proc, env, RemoteOptions(max_attempts=3))
+        yield AzuriteServer("azblob", "azblob", endpoint, proc, env, RemoteOptions())
     finally:
         proc.stop()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import ssl
 import subprocess
@@ -50,6 +51,7 @@ __all__ = [
     "prometheus_text",
     "require_binary",
     "run_snapferry",
+    "run_tool",
     "run_vmbackup",
     "run_vmrestore",
     "snapferry_command",
@@ -266,18 +268,26 @@ def vm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
 # --- the backup tools -------------------------------------------------------
 
 
-# vmbackup/vmrestore 1.79.5 serve /metrics from a goroutine and stop that server when their
-# work is done; work that takes a few milliseconds (a restore with nothing left to fetch)
-# can end before the server is registered, and the stop then panics with this message and
-# exit code 2, after the work itself has finished. Such a run is made again, once.
-_EARLY_STOP_PANIC = "BUG: there is no http server at"
+# vmbackup/vmrestore (1.79.5: "no http server", 1.145.0: "no server") serve /metrics from a
+# goroutine and stop that server when their work is done; work that takes a few milliseconds
+# (a restore with nothing left to fetch) can end before the server is registered, and the stop
+# then panics with this message and exit code 2, after the work itself has finished. Such a
+# run is made again (the work is idempotent), at most twice more.
+_EARLY_STOP_PANIC = re.compile(r"BUG: there is no (http )?server at")
+
+
+def run_tool(cmd: Sequence[str], what: str = "") -> subprocess.CompletedProcess[str]:
+    """Run a command line (a VictoriaMetrics tool's or snapferry's) that must succeed."""
+    return _run(cmd, True, what or Path(cmd[0]).name)
 
 
 def _run(cmd: Sequence[str], check: bool, what: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         list(cmd), capture_output=True, text=True, timeout=_TOOL_TIMEOUT, stdin=subprocess.DEVNULL, check=False
     )
-    if proc.returncode == 2 and _EARLY_STOP_PANIC in proc.stderr:
+    for _again in range(2):
+        if not (proc.returncode == 2 and _EARLY_STOP_PANIC.search(proc.stderr)):
+            break
         proc = subprocess.run(
             list(cmd), capture_output=True, text=True, timeout=_TOOL_TIMEOUT, stdin=subprocess.DEVNULL, check=False
         )

@@ -18,10 +18,10 @@ from .throttle import Throttle
 from .tuning import Tuning as Tuning  # exported: the API's knobs and defaults (a light module)
 
 if TYPE_CHECKING:
-    from .actions.restore import PartitionFilter
     from .actions.swap import SwapResult
     from .crypto.keys import UserKey
     from .findings import InfoResult, VerifyResult
+    from .partitions import PartitionFilter
     from .remotes import Remote
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
@@ -100,8 +100,8 @@ def backup(
         )
     key = _load_key(encryption_key_file)
     opts = remote_options or default_options(concurrency)
-    dst_remote = open_remote(dst, opts)
-    origin_remote = open_remote(origin, opts) if origin else None
+    dst_remote = _open(dst, opts, retry)
+    origin_remote = _open(origin, opts, retry) if origin else None
     if key is not None:
         from .crypto.remote import for_writing, open_encrypted
 
@@ -232,7 +232,7 @@ def restore(
     only = _partition_filter(partitions, since)
     tuning = tuning or Tuning(concurrency=concurrency)
     key = _load_key(encryption_key_file)
-    src_remote = open_remote(src, remote_options or default_options(concurrency))
+    src_remote = _open(src, remote_options or default_options(concurrency), retry)
     try:
         src_remote = _keyed(src_remote, key)
         return run_restore(
@@ -273,7 +273,7 @@ def restore_dry_run(
     only = _partition_filter(partitions, since)
     key = _load_key(encryption_key_file)
 
-    src_remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
+    src_remote = _open(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         src_remote = _keyed(src_remote, key)
         return dry_run_restore(
@@ -312,8 +312,8 @@ def copy(
     _positive("concurrency", concurrency)
     opts = remote_options or default_options(concurrency)
     key = _load_key(encryption_key_file)
-    s = open_remote(src, src_remote_options or opts)
-    d = open_remote(dst, opts)
+    s = _open(src, src_remote_options or opts, retry)
+    d = _open(dst, opts, retry)
     try:
         if key is not None:
             from .crypto.remote import for_writing
@@ -356,7 +356,7 @@ def verify(
     )
     _partition_filter(partitions, since)  # the syntax, before the remote is opened
     key = _load_key(encryption_key_file)
-    remote = open_remote(src, remote_options or default_options(concurrency))
+    remote = _open(src, remote_options or default_options(concurrency), retry)
     try:
         remote = _keyed(remote, key)
         result = run_verify(remote, opts, throttle=Throttle(max_bytes_per_second), retry=retry)
@@ -382,13 +382,22 @@ def info(src: str, *, remote_options: RemoteOptions | None = None,
     from .actions.info import run_info
 
     key = _load_key(encryption_key_file)
-    remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
+    remote = _open(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         if key is None:
             _refuse_encrypted(remote)
         return run_info(_keyed(remote, key))
     finally:
         remote.close()
+
+
+def _open(url: str, options: RemoteOptions, retry: RetryPolicy | None = None) -> Remote:
+    """The remote at `url` under the run's one retry layer (remotes/retrying.py): the
+    prechecks and key reads before an action are retried as the action's requests are."""
+    from .remotes.retrying import with_retries
+    from .retry import RetryPolicy
+
+    return with_retries(open_remote(url, options), retry or RetryPolicy())
 
 
 def _load_key(key_file: str | None) -> UserKey | None:
@@ -433,7 +442,7 @@ def rekey(src: str, encryption_key_file: str, new_encryption_key_file: str, *,
 
     old = load_key(encryption_key_file)
     new = load_key(new_encryption_key_file, "--new-encryption-key-file")
-    remote = open_remote(src, remote_options or default_options(DEFAULT_CONCURRENCY))
+    remote = _open(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         return do_rekey(remote, old, new)
     finally:
@@ -450,8 +459,7 @@ def _partition_filter(partitions: str | None, since: str | None) -> PartitionFil
     """Check the syntax of --partitions/--since before any remote is opened."""
     import datetime as dt
 
-    from .actions.restore import PartitionFilter
-    from .partitions import parse_partition_names, parse_since
+    from .partitions import PartitionFilter, parse_partition_names, parse_since
 
     if partitions is not None:
         parse_partition_names(partitions)

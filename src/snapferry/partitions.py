@@ -240,3 +240,13 @@ def selected_parts(parts: list[Part], selection: Selection) -> list[Part]:
         raise BadBackupError("a partial restore cannot split the legacy global indexdb/")
     keep = set(selection.names)
     return [p for p in parts if (m := partition_of(p.path)) is None or m in keep]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFilter:
+    """--partitions and --since of a partial restore, as given (select() decides what they
+    select). Here, not in actions/restore.py, so that verify and info name a selection
+    without importing the restore pipeline (tests/actions/test_verify_readpath.py)."""
+
+    partitions: str | None = None
+    since: str | None = None

@@ -1,7 +1,7 @@
 """Backups of many small parts: batched hand-offs, and the bare first attempt of each upload.
 
-upload_with_retries runs an upload's first attempt without tenacity and hands a transient
-failure to the policy's loop as its attempt 1; these check, through a real S3 server
+The retry layer (remotes/retrying.py) runs an upload's first attempt without tenacity and
+hands a transient failure to the policy's loop as its attempt 1; these check, through a real S3 server
 behind tests/faultproxy.py, that the attempts, waits and log are what the policy says.
 """
 

@@ -1,4 +1,4 @@
-"""actions.backup.parallel: the worker pool every action runs its parts on."""
+"""workers.parallel: the worker pool every action runs its parts on."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from snapferry.actions.backup import parallel
 from snapferry.throttle import Cancelled
+from snapferry.workers import parallel
 
 
 def test_every_item_runs_once_on_at_most_concurrency_threads() -> None:

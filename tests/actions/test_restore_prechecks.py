@@ -104,7 +104,7 @@ def test_a_missing_bucket_or_unreachable_endpoint_leaves_no_trace(seaweedfs: S3S
         _restore(missing, dst, remote_options=seaweedfs.options)
     assert tree_state(dst) == before
     dead = dataclasses.replace(
-        seaweedfs.options, custom_s3_endpoint=f"http://127.0.0.1:{free_port()}", max_attempts=1
+        seaweedfs.options, custom_s3_endpoint=f"http://127.0.0.1:{free_port()}"
     )
     with pytest.raises(SnapferryError):
         _restore("s3://bucket/vm", dst, remote_options=dead, retry=snapferry.RetryPolicy(attempts=1))

@@ -18,7 +18,6 @@ from snapferry.progress import Progress
 from snapferry.remotes.fs import FsRemote
 from snapferry.restorer.downloader import Downloader, Tuning
 from snapferry.restorer.session import RestoreSession
-from snapferry.retry import RetryPolicy
 from snapferry.throttle import Throttle
 from tests.conftest import write_random
 
@@ -32,7 +31,7 @@ def test_read_ranges_are_cut_as_the_restore_cuts_checked_parts(tmp_path: Path, s
     tuning = Tuning(concurrency=concurrency)
     with Progress("restore", 0, "off") as progress:
         d = Downloader(FsRemote(str(tmp_path)).open_part, RestoreSession(str(tmp_path / "out")), [], tuning,
-                       Throttle(0), progress, RetryPolicy(), expected={part.name: []})
+                       Throttle(0), progress, expected={part.name: []})
         want = d._chunk_size(part, None, True)  # not copied in the kernel, checked against the manifest
     assert _range_size(part, concurrency, tuning.min_chunk_size) == want
     assert want % BLOCK == 0

@@ -20,7 +20,7 @@ def test_a_malformed_s3_endpoint_is_a_usage_error(endpoint: str, static: bool, t
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     creds, config = tmp_path / "credentials", tmp_path / "config"
     creds.write_text("[default]\naws_access_key_id = k\naws_secret_access_key = s\n")
-    # A setting _s3static does not know sends the setup to botocore.
+    # A setting static_creds does not know sends the setup to botocore.
     config.write_text("[default]\nregion = us-east-1\n" + ("" if static else "signature_version = s3v4\n"))
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(k, raising=False)

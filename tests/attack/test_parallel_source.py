@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from snapferry.actions.backup import parallel
+from snapferry.workers import parallel
 
 
 def test_an_iterator_that_raises_fails_parallel_instead_of_ending_it_early() -> None:

@@ -1,4 +1,4 @@
-"""Attacks of round 3 on the botocore-free s3:// reads (_s3static): each credentials setup
+"""Attacks of round 3 on the botocore-free s3:// reads (remotes/s3/static_creds.py): each credentials setup
 either resolves to exactly the keys, token and region botocore resolves, or is left to
 botocore. botocore itself, on the same real files, is the oracle."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from snapferry.remotes._s3static import static_setup
+from snapferry.remotes.s3.static_creds import static_setup
 
 _KEYS = "aws_access_key_id = AK\naws_secret_access_key = SK\n"
 _BASE = "[profile base]\n"

@@ -42,13 +42,16 @@ def test_any_plaintext_range_reads_back_exactly(remotes: RemoteFactory, tmp_path
             for end in sorted({min(size, e) for e in [off + 1, off + 100, CHUNK, 2 * CHUNK, 2 * CHUNK + 1, size]}):
                 if end <= off:
                     continue
-                reader = remote.open_part(part, off, end - off)
-                got = bytearray()
-                buf = bytearray(100_000)  # smaller than a chunk: chunks are handed out in pieces too
-                while n := reader.readinto(memoryview(buf)):
-                    got += buf[:n]
-                reader.close()
-                assert bytes(got) == plain[off:end], (off, end)
+                # smaller than a chunk (chunks handed out in pieces), then room for several whole
+                # chunks (opened in batches straight into the buffer, the last short one too)
+                for room in (100_000, 2 * CHUNK + 3, 8 * CHUNK):
+                    reader = remote.open_part(part, off, end - off)
+                    got = bytearray()
+                    buf = bytearray(room)
+                    while n := reader.readinto(memoryview(buf)):
+                        got += buf[:n]
+                    reader.close()
+                    assert bytes(got) == plain[off:end], (off, end, room)
     finally:
         remote.close()
 

@@ -11,7 +11,7 @@ from snapferry.cli.dropin_cmd import accepted
 from snapferry.dropin.goflags import FlagSet
 from snapferry.dropin.run import flag_set
 from snapferry.dropin.tables import TABLES, Action, Tool
-from snapferry.dropin.translate import ListenAddr, translate
+from snapferry.dropin.translate import ListenAddr, redacted, translate
 from snapferry.errors import UsageError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dropin.md"
@@ -129,6 +129,26 @@ def test_the_operators_sidecar_without_listen_address_serves_every_interface_on_
     for bad in (["backup"], ["backup", "lock"], ["restore", "create"], ["backup", "list", "extra"], ["frob"]):
         with pytest.raises(UsageError):
             tr(Tool.VMBACKUPMANAGER, *bad)
+
+
+def test_vmbackupmanager_client_subcommands_ask_the_api_with_the_server_credentials() -> None:
+    argv = tr(Tool.VMBACKUPMANAGER, "backup", "list", "-apiURL=https://vm-0:8300", "-httpAuth.username=u",
+              "-httpAuth.password=file:///etc/pw", "-tls", "-tlsCertFile=/c", "-tlsKeyFile=/k")
+    assert argv[2:5] == ["manager", "backup", "list"]
+    opts = argv[5:]
+    assert opts[opts.index("--api-url") + 1] == "https://vm-0:8300"
+    assert opts[opts.index("--api-username") + 1] == "u"
+    assert opts[opts.index("--api-password") + 1] == "file:///etc/pw"
+    assert "--tls" not in opts and "--http-auth-password" not in opts  # the server's, not the client's
+    service = tr(Tool.VMBACKUPMANAGER, "-storageDataPath=/d", "-dst=fs:///b", "-snapshot.createURL=http://v/s",
+                 "-httpAuth.username=u", "-httpAuth.password=p", "-tls", "-tlsCertFile=/c", "-tlsKeyFile=/k",
+                 "-mtls", "-mtlsCAFile=/ca", "-metricsAuthKey=m", "-http.shutdownDelay=5s", "-apiURL=http://x")
+    for pair in (["--http-auth-username", "u"], ["--http-auth-password", "p"], ["--tls-cert-file", "/c"],
+                 ["--tls-key-file", "/k"], ["--mtls-ca-file", "/ca"], ["--metrics-auth-key", "m"],
+                 ["--http-shutdown-delay", "5"]):
+        assert service[service.index(pair[0]) + 1] == pair[1]
+    assert "--tls" in service and "--mtls" in service and "--api-url" not in service
+    assert redacted(service).count("<hidden>") == 2 and " p " not in redacted(service) + " "
 
 
 def test_snapshot_tls_flags_go_where_the_snapshot_api_is_called() -> None:

@@ -576,7 +576,6 @@ def test_unreachable_server_is_transient(
     url, _opts = server.new_remote()
     with CutProxy(int(urllib.parse.urlsplit(server.base_url).port or 0), cut_after=0) as fp:
         popts, penv = server.via(fp.endpoint)
-        popts.max_attempts = 2
         for k, v in penv.items():
             monkeypatch.setenv(k, v)
         r = open_remote(url, popts)

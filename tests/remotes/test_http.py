@@ -1,4 +1,4 @@
-"""remotes/_http.py: ranged GETs whose bodies are spliced into files, on real sockets.
+"""remotes/s3/plainhttp.py: ranged GETs whose bodies are spliced into files, on real sockets.
 
 A small threaded HTTP server on 127.0.0.1 (tests/tinyhttp.py) plays the object store, so each test
 can shape the response (length, framing, early close, stalls, keep-alive).
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from snapferry.errors import RemoteError, TransientRemoteError
-from snapferry.remotes import _http
+from snapferry.remotes.s3 import plainhttp as _http
 from tests.tinyhttp import Handler, Server
 
 pytestmark = pytest.mark.skipif(not _http.SUPPORTED, reason="os.splice is Linux-only")

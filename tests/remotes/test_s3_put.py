@@ -1,4 +1,4 @@
-"""S3 single PUTs signed by us (_s3get.send): the object, its head and tags, and every
+"""S3 single PUTs signed by us (remotes/s3/fast.py, FastTransport.send): the object, its head and tags, and every
 error must be what botocore's put_object gives; the signature must be botocore's.
 
 Each comparison runs on SeaweedFS and moto. "The botocore path" is the same remote
@@ -20,9 +20,9 @@ import pytest
 from bench.servers import weed_mini_argv
 from snapferry.errors import RemoteError, TransientRemoteError
 from snapferry.remotes import RemoteOptions, open_remote
-from snapferry.remotes import s3 as s3mod
-from snapferry.remotes._sigv4 import UNSIGNED_PAYLOAD, Keys
 from snapferry.remotes.s3 import S3Remote
+from snapferry.remotes.s3 import store as s3mod
+from snapferry.remotes.s3.sigv4 import UNSIGNED_PAYLOAD, Keys
 from tests.remotes.test_contract import BytesBody, data_of, part_of, read_all
 from tests.servers import (
     S3_ACCESS_KEY,
@@ -122,7 +122,7 @@ def test_put_makes_the_object_botocore_makes(server: str, checksum: str | None, 
 @pytest.mark.parametrize("server", SERVERS)
 def test_other_credentials_sign_puts_after_the_probe(server: str, request: pytest.FixtureRequest,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    # Credentials _s3static does not know (here: taken away) still sign PUTs themselves
+    # Credentials static_creds does not know (here: taken away) still sign PUTs themselves
     # once botocore's one probe fixed the base URL, like the GETs do.
     srv: S3Server = request.getfixturevalue(server)
     url, opts = srv.new_remote()
@@ -229,11 +229,11 @@ def test_header_signature_is_botocores() -> None:
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    from snapferry.remotes._sigv4 import GetSigner, canonical_query
+    from snapferry.remotes.s3.sigv4 import Signer, canonical_query
 
     for token in (None, "FwoG+token/with=odd&chars"):
         keys = Keys("AKIDEXAMPLE", "s3cr3t/+=", token)
-        signer = GetSigner("http://127.0.0.1:9000/bkt/", "eu-west-1")
+        signer = Signer("http://127.0.0.1:9000/bkt/", "eu-west-1")
         quoted = "pre%20fix/%C3%BC%2B%25.bin"
         headers = {"x-amz-meta-a": "b  c", "x-amz-tagging": "k=v+w", "if-none-match": "*", "content-length": "3",
                    "x-amz-checksum-crc32": "NSRBwg==", "x-amz-sdk-checksum-algorithm": "CRC32"}

@@ -1,7 +1,7 @@
 """S3 reads with static keys: signed by us, no botocore client, answers equal to botocore's.
 
 Each test runs on SeaweedFS and moto. "The botocore path" is the same remote with
-_s3static's answer taken away, as it is for credentials it does not know.
+static_creds' answer taken away, as it is for credentials it does not know.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 
 from snapferry.errors import RemoteError, TransientRemoteError
 from snapferry.remotes import RemoteOptions, open_remote
-from snapferry.remotes import s3 as s3mod
-from snapferry.remotes._s3static import static_setup
 from snapferry.remotes.s3 import S3Remote
+from snapferry.remotes.s3 import store as s3mod
+from snapferry.remotes.s3.static_creds import static_setup
 from tests.remotes.test_contract import BytesBody, data_of, part_of, read_all
 from tests.servers import S3Server
 

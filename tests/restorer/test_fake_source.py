@@ -1,6 +1,7 @@
 """The downloader driven by a fake in-memory source (as restic's filerestorer_test.go drives
 its file restorer): many files, multi-part files, a source that fails mid-range, wrong
-bytes, a stopped run. The target is a real directory; only the backup is in memory."""
+bytes, a stopped run. The target is a real directory; only the backup is in memory.
+The source's reads go through the retry layer's resuming reader, as a remote's do."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 from snapferry.errors import BadBackupError, TransientRemoteError
 from snapferry.parts import Part
 from snapferry.progress import Progress
+from snapferry.remotes.base import Reader
+from snapferry.remotes.retrying import resuming
 from snapferry.restorer.downloader import Downloader, Tuning
 from snapferry.restorer.planner import FileMode, FilePlan
 from snapferry.restorer.session import RestoreSession
@@ -78,6 +81,11 @@ class FakeSource:
             self.reads.append((part.name, offset, length))
         return _Reader(self, part, offset, length)
 
+    def retried_read(self, part: Part, offset: int, length: int) -> Reader:
+        """read() under the retry layer (remotes/retrying.py), as RetryingRemote.open_part is."""
+        return resuming(lambda at, n: self.read(part, at, n), offset, length, FAST_RETRY,
+                        f"the body of {part.name} from fake://backup", part.size)
+
     def crcs(self) -> dict[str, list[int]]:
         return {name: [zlib.crc32(body)] for name, body in self.data.items()}  # every part < one 16 MiB block
 
@@ -89,8 +97,8 @@ def _files(rng: random.Random, count: int, max_size: int) -> dict[str, bytes]:
 def _run(src: FakeSource, root: Path, *, expected: dict[str, list[int]] | None = None,
          tuning: Tuning | None = None) -> Downloader:
     session = RestoreSession(str(root))
-    dl = Downloader(src.read, session, src.plans, tuning or Tuning(concurrency=4, block_size=16 * KIB,
-                    max_inflight_bytes=64 * KIB), Throttle(0), Progress("restore", 0, "off"), FAST_RETRY,
+    dl = Downloader(src.retried_read, session, src.plans, tuning or Tuning(concurrency=4, block_size=16 * KIB,
+                    max_inflight_bytes=64 * KIB), Throttle(0), Progress("restore", 0, "off"),
                     expected, source="fake://backup")
     dl.run()
     return dl
@@ -119,8 +127,8 @@ def test_a_source_that_fails_mid_range_once_is_resumed_from_the_missing_byte(tmp
     src.fail_at[name], src.failures_left[name] = 20 * KIB + 3, 1
     _run(src, tmp_path)
     _assert_tree(tmp_path, files)
-    # Resumed after the last whole pool block (16 KiB) that was handed to the writers.
-    assert [(off, length) for _, off, length in src.reads] == [(0, 50 * KIB), (16 * KIB, 34 * KIB)]
+    # Resumed at the first byte that did not arrive: no byte is downloaded twice.
+    assert [(off, length) for _, off, length in src.reads] == [(0, 50 * KIB), (20 * KIB + 3, 30 * KIB - 3)]
 
 
 def test_a_source_that_always_fails_mid_range_stops_the_restore_naming_the_part(tmp_path: Path) -> None:
@@ -168,7 +176,7 @@ def test_a_stopped_run_reads_no_more_and_renames_nothing_unfinished(tmp_path: Pa
 
     session = RestoreSession(str(tmp_path))
     dl = Downloader(read_then_stop, session, src.plans, Tuning(concurrency=2), Throttle(0),
-                    Progress("restore", 0, "off"), FAST_RETRY, source="fake://backup")
+                    Progress("restore", 0, "off"), source="fake://backup")
     holder.append(dl)
     dl.run()
     assert 10 <= len(src.reads) <= 10 + 2  # after the stop, at most one more read per worker
@@ -182,16 +190,16 @@ def test_only_a_range_that_failed_builds_a_retry_loop_and_it_keeps_the_policys_a
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A retry loop per range was a fifth of the CPU of restoring many small files.
-    from snapferry.restorer import fetch
+    from snapferry import retry
 
     built: list[RetryPolicy] = []
-    real = fetch.retrying
+    real = retry.retrying
 
     def counting(policy: RetryPolicy, *a: object, **kw: object) -> object:
         built.append(policy)
         return real(policy, *a, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fetch, "retrying", counting)
+    monkeypatch.setattr(retry, "retrying", counting)
     files = _files(random.Random(8), 30, 4 * KIB)
     files["a.bin"] = random.Random(9).randbytes(20 * KIB)
     src = FakeSource(files, part_size=64 * KIB)
@@ -218,8 +226,8 @@ class _CountingLock:
 
 def _counted_run(src: FakeSource, root: Path, tuning: Tuning) -> int:
     root.mkdir()
-    dl = Downloader(src.read, RestoreSession(str(root)), src.plans, tuning, Throttle(0),
-                    Progress("restore", 0, "off"), FAST_RETRY, source="fake://backup")
+    dl = Downloader(src.retried_read, RestoreSession(str(root)), src.plans, tuning, Throttle(0),
+                    Progress("restore", 0, "off"), source="fake://backup")
     lock = _CountingLock()
     dl._jobs_lock = lock  # type: ignore[assignment]
     dl.run()

@@ -11,20 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Iterable, Sized
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from .. import __version__, checksums
 from ..errors import UsageError, unreadable_source
-from ..lease import BackupLease
 from ..local import SourceFile, list_source
-from ..names import ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
+from ..names import MANIFEST_FILE
 from ..parts import (
     BACKUP_COMPLETE_FILE,
-    BACKUP_METADATA_FILE,
     MAX_PART_SIZE,
     Part,
     always_transfer,
@@ -35,79 +31,24 @@ from ..parts import (
     validate_listing,
 )
 from ..progress import Progress, human_bytes
-from ..remotes.base import LocalRegion, Remote, local_tree
+from ..remotes.base import LocalRegion, Remote
 from ..remotes.location import local_location, location_of, refuse_overlap, within
+from ..remotes.retrying import with_retries
 from ..results import BackupResult
-from ..retry import RetryPolicy, retrying
+from ..retry import RetryPolicy
 from ..snapshot import snapshot_time
 from ..throttle import Cancelled, Throttle
 from ..tuning import Tuning
+from ..workers import parallel
+from .commit import KEEP, BackupSession
 from .livedir import refuse_data_dir
-from .nesting import refuse_dst_inside_a_backup
-from .uploads import FileRegionBody, upload_batches, upload_with_retries
+from .uploads import FileRegionBody, send_part, upload_batches
 
-__all__ = ["FileRegionBody", "parallel", "refuse_dst_inside", "refuse_nested_backups", "run_backup",
-           "upload_with_retries"]  # the last also for copy.py, as before uploads.py
+__all__ = ["FileRegionBody", "refuse_dst_inside", "refuse_nested_backups", "run_backup",
+           "send_part"]  # the last also for copy.py, as before uploads.py
 
 log = logging.getLogger("snapferry")
 T = TypeVar("T")
-
-
-def parallel(
-    concurrency: int, items: Iterable[T], fn: Callable[[T], None], stop: threading.Event | None = None
-) -> None:
-    """Run fn over items on `concurrency` threads; the first error (or a signal) stops the rest.
-
-    Each thread takes the next item from one shared iterator, so an item costs one
-    uncontended lock, not a future with its waiters: a backup of 30,000 small parts spent
-    a quarter of its CPU in concurrent.futures' bookkeeping and ~160 futex calls per part.
-    `stop` is set on failure; transfers check it between chunks (see `upload_with_retries`)
-    so a long upload ends promptly instead of running to its end.
-    """
-    stop = stop or threading.Event()
-    if isinstance(items, Sized):
-        n = min(max(1, concurrency), len(items))
-        if n == 0:
-            return
-    else:
-        n = max(1, concurrency)
-    source = iter(items)
-    take = threading.Lock()
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        while not stop.is_set():
-            try:
-                with take:  # an iterator that raises fails the call like an item that does
-                    item = next(source, _END)
-                if item is _END:
-                    return
-                fn(item)  # type: ignore[arg-type]  # not _END, checked above
-            except Cancelled:
-                continue  # whoever cancelled set `stop` and reports why
-            except BaseException as e:  # handed to the calling thread, raised there
-                errors.append(e)
-                stop.set()
-                return
-
-    threads = [threading.Thread(target=worker, name=f"snapferry-{i}") for i in range(n)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)  # short joins keep the main thread responsive to signals
-    except BaseException:
-        stop.set()
-        for t in threads:
-            if t.ident is not None:
-                t.join()
-        raise
-    if errors:
-        raise errors[0]
-
-
-_END = object()
 
 
 def source_parts(files: list[SourceFile], max_part_size: int) -> tuple[list[Part], dict[str, str]]:
@@ -135,7 +76,9 @@ def run_backup(
 ) -> BackupResult:
     start = time.monotonic()
     throttle = throttle or Throttle(0)
-    retry = retry or RetryPolicy()
+    # The run's one retry layer, on top of whatever the caller opened (encryption included).
+    dst = with_retries(dst, retry or RetryPolicy())
+    origin = with_retries(origin, retry or RetryPolicy()) if origin is not None else None
     src_dir = os.path.abspath(src_dir)
     refuse_data_dir(src_dir, force)  # a live (or stopped) data directory is no snapshot
     refuse_dst_inside(src_dir, dst)
@@ -149,11 +92,9 @@ def run_backup(
             )
 
     files = list_source(src_dir)
-    refuse_dst_inside_a_backup(dst)
-    stop = threading.Event()
-    with BackupLease(dst, "backup", lease_ttl, on_lost=stop) as lease:
-        return _backup(src_dir, files, dst, origin, concurrency, throttle, retry, max_part_size, progress_mode,
-                       created_at, start, lease, stop)
+    with BackupSession(dst, "backup", lease_ttl) as session:
+        return _backup(src_dir, files, dst, origin, concurrency, throttle, max_part_size, progress_mode,
+                       created_at, start, session)
 
 
 def _backup(
@@ -163,14 +104,13 @@ def _backup(
     origin: Remote | None,
     concurrency: int,
     throttle: Throttle,
-    retry: RetryPolicy,
     max_part_size: int,
     progress_mode: str,
     created_at: datetime | None,
     start: float,
-    lease: BackupLease,
-    stop: threading.Event,
+    session: BackupSession,
 ) -> BackupResult:
+    stop = session.stop
     src_parts, where = source_parts(files, max_part_size)
     # Every name a remote lists is checked before anything is written or deleted.
     dst_parts = dst.list_parts()
@@ -184,20 +124,13 @@ def _backup(
     )
     to_delete = difference(dst_parts, src_parts)
     refuse_nested_backups(dst, to_delete, concurrency)
-    lease.check()
 
-    dst.delete_file(BACKUP_COMPLETE_FILE)
-    dst.delete_file(ENCRYPTED_COMPLETE_FILE)  # a plain backup over an encrypted one: its marker goes too
-    # and its key record, else a keyed restore of the plain result is told to give a key (an
-    # encrypted view keeps its own record: the delete is a no-op there)
-    dst.delete_file(ENCRYPTION_RECORD_FILE)
+    session.begin()
     dst_manifest = _read_raw_manifest(dst)
     known = (checksums.decode(dst_manifest) or {}) if dst_manifest is not None else {}
     if origin is not None:
         known = {**_read_manifest(origin), **known}
-    parallel(concurrency, to_delete, dst.delete_part)
-    if to_delete and (tree := local_tree(dst)) is not None:
-        tree.prune_empty_dirs()
+    session.delete_stale(to_delete, concurrency)
 
     present = {p.key for p in dst_parts}
     missing = [p for p in src_parts if p.key not in present or always_transfer(p.path)]
@@ -205,12 +138,7 @@ def _backup(
     if origin is not None and from_origin:
         org = origin
 
-        def copy_one(p: Part) -> None:
-            for attempt in retrying(retry):
-                with attempt:
-                    dst.copy_part(org, p)
-
-        parallel(concurrency, from_origin, copy_one)
+        parallel(concurrency, from_origin, lambda p: dst.copy_part(org, p))
     copied = {p.key for p in from_origin}
     # Biggest first: a 1 GiB part is one worker's sequential job, and started last it
     # would run alone at the end while the other workers sit idle.
@@ -222,9 +150,9 @@ def _backup(
 
         def upload_one(p: Part) -> None:
             path = where[p.path]
-            sent = upload_with_retries(
+            sent = send_part(
                 dst, p, lambda: FileRegionBody(path, p.offset, p.size), LocalRegion(path, p.offset, p.size),
-                retry, throttle, progress, stop,
+                throttle, progress, stop,
             )
             # The CRCs of the bytes sent, from the backends that read them; otherwise the
             # bytes are in the page cache right after the upload, and hashing them is cheap.
@@ -253,20 +181,12 @@ def _backup(
         crcs[p.name] = _local_crcs(where[p.path], p)
 
     parallel(concurrency, unknown, hash_one)
-    lease.check()  # a writer whose lease was taken over must not overwrite the new one's files
     manifest = checksums.encode(crcs)
-    if manifest != dst_manifest:  # a nothing-changed run leaves it as it is: one write (and fsync) less
-        dst.write_file(MANIFEST_FILE, manifest)
-
     created = created_at or snapshot_time(os.path.basename(src_dir.rstrip("/"))) or datetime.now(UTC)
     meta = {"created_at": _rfc3339(created), "completed_at": _rfc3339(datetime.now(UTC)),
             "created_by": f"snapferry {__version__}"}
-    dst.write_file(BACKUP_METADATA_FILE, json.dumps(meta, separators=(",", ":")).encode())
-    # Written last, after every upload above returned: a marker means a whole backup.
-    if (tree := local_tree(dst)) is not None:
-        tree.sync()  # fs:// parts were written without an fsync each
-    lease.check()
-    dst.write_file(BACKUP_COMPLETE_FILE, b"")
+    # A nothing-changed run leaves the manifest as it is: one write (and fsync) less.
+    session.commit(manifest if manifest != dst_manifest else KEEP, json.dumps(meta, separators=(",", ":")).encode())
     seconds = time.monotonic() - start
     # The CLI prints the summary; at info level this line would say it a second time.
     log.debug(

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 from ..checksums import check_inventory
 from ..errors import BadBackupError, TransientRemoteError
-from ..lease import BackupLease
-from ..names import ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
+from ..names import MANIFEST_FILE
 from ..parts import (
     BACKUP_COMPLETE_FILE,
     BACKUP_METADATA_FILE,
@@ -28,16 +27,17 @@ from ..parts import (
     validate_listing,
 )
 from ..progress import Progress
-from ..remotes.base import Reader, Remote, local_tree
+from ..remotes.base import Reader, Remote, read_full
 from ..remotes.location import location_of, refuse_overlap
-from ..restorer.pool import read_full
+from ..remotes.retrying import with_retries
 from ..results import CopyResult
-from ..retry import RetryPolicy, retrying
+from ..retry import RetryPolicy
 from ..throttle import Throttle
 from ..tuning import Tuning
-from .backup import parallel, refuse_nested_backups, upload_with_retries
+from ..workers import parallel
+from .backup import refuse_nested_backups, send_part
+from .commit import BackupSession
 from .complete import refuse_incomplete
-from .nesting import refuse_dst_inside_a_backup
 
 log = logging.getLogger("snapferry")
 _BLOCK = 8 * 1024 * 1024
@@ -117,7 +117,8 @@ def run_copy(
     the manager checks there that the backup is not locked or marked (which take that lease)."""
     start = time.monotonic()
     throttle = throttle or Throttle(0)
-    retry = retry or RetryPolicy()
+    # The run's one retry layer, on top of whatever the caller opened (encryption included).
+    src, dst = with_retries(src, retry or RetryPolicy()), with_retries(dst, retry or RetryPolicy())
     # Same place under two spellings, or one inside the other: the copy would delete the
     # source's parts as the destination's extras.
     refuse_overlap(location_of(src), location_of(dst))
@@ -127,12 +128,10 @@ def run_copy(
     validate_listing(src_parts, src.url)
     check_coverage(group_by_file(src_parts))
     check_inventory(src, src_parts, verify=False)
-    refuse_dst_inside_a_backup(dst)
-    stop = threading.Event()
-    with BackupLease(dst, "copy", lease_ttl, on_lost=stop) as lease:
+    with BackupSession(dst, "copy", lease_ttl) as session:
         if before_write is not None:
             before_write()
-        return _copy(src, dst, src_parts, concurrency, throttle, retry, progress_mode, start, lease, stop)
+        return _copy(src, dst, src_parts, concurrency, throttle, progress_mode, start, session)
 
 
 def _copy(
@@ -141,12 +140,11 @@ def _copy(
     src_parts: list[Part],
     concurrency: int,
     throttle: Throttle,
-    retry: RetryPolicy,
     progress_mode: str,
     start: float,
-    lease: BackupLease,
-    stop: threading.Event,
+    session: BackupSession,
 ) -> CopyResult:
+    stop = session.stop
     dst_parts = dst.list_parts()
     validate_listing(dst_parts, dst.url)
     to_delete = difference(dst_parts, src_parts)
@@ -158,16 +156,9 @@ def _copy(
             f"of {dst.url}; check the --src URL, or delete the destination first if an empty backup is wanted"
         )
     refuse_nested_backups(dst, to_delete, concurrency)
-    lease.check()
 
-    dst.delete_file(BACKUP_COMPLETE_FILE)
-    dst.delete_file(ENCRYPTED_COMPLETE_FILE)  # a plain copy over an encrypted backup: its marker goes too
-    # and its key record, else a keyed restore of the plain result is told to give a key (an
-    # encrypted view keeps its own record: the delete is a no-op there)
-    dst.delete_file(ENCRYPTION_RECORD_FILE)
-    parallel(concurrency, to_delete, dst.delete_part)
-    if to_delete and (tree := local_tree(dst)) is not None:
-        tree.prune_empty_dirs()
+    session.begin()
+    session.delete_stale(to_delete, concurrency)
     present = {p.key for p in dst_parts}
     to_copy = [p for p in src_parts if p.key not in present or always_transfer(p.path)]
     server_side = dst.can_copy_from(src)
@@ -177,31 +168,19 @@ def _copy(
 
         def copy_one(p: Part) -> None:
             if server_side:
-                for attempt in retrying(retry):
-                    with attempt:
-                        dst.copy_part(src, p)
+                dst.copy_part(src, p)
                 progress.add(p.size)
                 return
-            upload_with_retries(
-                dst, p, lambda: StreamBody(src.open_part(p, 0, p.size), p.size), None, retry, throttle, progress,
-                stop,
-            )
+            send_part(dst, p, lambda: StreamBody(src.open_part(p, 0, p.size), p.size), None, throttle, progress, stop)
 
         parallel(concurrency, to_copy, copy_one, stop)
 
-    lease.check()  # a writer whose lease was taken over must not overwrite the new one's files
-    for name in (MANIFEST_FILE, BACKUP_METADATA_FILE):
-        if src.has_file(name):
-            dst.write_file(name, src.read_file(name))
-        else:
-            dst.delete_file(name)
-    if (tree := local_tree(dst)) is not None:
-        tree.sync()  # fs:// parts were written without an fsync each
+    manifest, metadata = (src.read_file(name) if src.has_file(name) else None
+                          for name in (MANIFEST_FILE, BACKUP_METADATA_FILE))
     # The source's marker as it is: vmbackup 1.79.5 writes "ok" and no metadata, and verify
     # tells that form from a backup that lost its metadata by the marker (checksums.metadata_lost).
     marker = src.read_file(BACKUP_COMPLETE_FILE)[:64] if src.has_file(BACKUP_COMPLETE_FILE) else b""
-    lease.check()
-    dst.write_file(BACKUP_COMPLETE_FILE, marker)
+    session.commit(manifest, metadata, marker)
     return CopyResult(
         src=src.url,
         dst=dst.url,

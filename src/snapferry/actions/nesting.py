@@ -15,6 +15,7 @@ from ..errors import RemoteError, UsageError
 from ..names import ENCRYPTED_COMPLETE_FILE
 from ..parts import BACKUP_COMPLETE_FILE
 from ..remotes.base import Remote, innermost, local_tree
+from ..remotes.retrying import RetryingRemote, with_retries
 
 _MARKERS = (BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE)
 
@@ -22,6 +23,7 @@ _MARKERS = (BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE)
 def enclosing_backups(dst: Remote) -> list[str]:
     """The URLs of dst's ancestors (nearest first, up to / on fs://, the bucket's root
     elsewhere) that hold a completion marker (a plain or an encrypted backup's)."""
+    given = dst
     dst = innermost(dst)  # an encrypted destination lies where its objects do
     tree = local_tree(dst)
     if tree is not None:
@@ -37,7 +39,9 @@ def enclosing_backups(dst: Remote) -> list[str]:
     if not isinstance(dst, ObjectStore):
         return []  # a backend outside ObjectStore has no prefixes to walk up
     segs = [s for s in dst.prefix.split("/") if s]
-    ancestors = [dst.at("/".join(segs[:i])) for i in range(len(segs) - 1, -1, -1)]
+    ancestors: list[Remote] = [dst.at("/".join(segs[:i])) for i in range(len(segs) - 1, -1, -1)]
+    if isinstance(given, RetryingRemote):  # the probes retried as the run's other requests are
+        ancestors = [with_retries(a, given.policy) for a in ancestors]
     try:
         return [a.url for a in ancestors if any(a.has_file(m) for m in _MARKERS)]
     except RemoteError:

@@ -23,11 +23,12 @@ from ..errors import BadBackupError, NoSpaceError, UsageError
 from ..local import TargetListing, list_target
 from ..lock import DirLock
 from ..names import BACKUP_COMPLETE_FILE, FLOCK_FILE, JOURNAL_SUFFIX
-from ..partitions import Selection, select, selected_parts
+from ..partitions import PartitionFilter, Selection, select, selected_parts
 from ..parts import Part
 from ..progress import Progress, human_bytes
 from ..remotes.base import Remote, local_tree
 from ..remotes.location import local_location, location_of, within
+from ..remotes.retrying import with_retries
 from ..restorer.downloader import Downloader, Tuning
 from ..restorer.planner import RestorePlan, plan_restore
 from ..restorer.session import RestoreSession
@@ -58,14 +59,6 @@ def check_target(dst: str, src: Remote) -> str:
                 "would delete; pick another target"
             )
     return real
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionFilter:
-    """--partitions and --since of a partial restore (partitions.py decides what they select)."""
-
-    partitions: str | None = None
-    since: str | None = None
 
 
 @dataclass(slots=True)
@@ -208,6 +201,7 @@ def run_restore(
     only: PartitionFilter | None = None,
 ) -> RestoreResult:
     start = time.monotonic()
+    src = with_retries(src, retry or RetryPolicy())  # the run's one retry layer, on top
     root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force, only)
     session: RestoreSession | None = None
     try:
@@ -230,8 +224,8 @@ def run_restore(
         progress = Progress("restore", plan.download_bytes, progress_mode)
         tree = local_tree(src)  # fs://: parts are read with in-kernel copies from their files
         dl = Downloader(
-            src.open_part, session, plan.files, tuning, throttle or Throttle(0), progress, retry or RetryPolicy(),
-            c.expected, reread=verify, in_memory=checksums, local_path=tree.part_path if tree is not None else None,
+            src.open_part, session, plan.files, tuning, throttle or Throttle(0), progress, c.expected,
+            reread=verify, in_memory=checksums, local_path=tree.part_path if tree is not None else None,
             source=src.url,
         )
         with progress:

@@ -1,4 +1,4 @@
-"""One part's upload, as a backup (and a copy) makes it: the body, the retries, the batches.
+"""One part's upload, as a backup (and a copy) makes it: a body that can start over, the batches.
 
 Kept apart from the backup's steps (backup.py) because copy.py uploads the same way.
 """
@@ -10,11 +10,10 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from ..errors import SnapferryError, TransientRemoteError, unreadable_source
+from ..errors import SnapferryError, unreadable_source
 from ..parts import Part
 from ..progress import Progress
 from ..remotes.base import Body, LocalRegion, Remote
-from ..retry import RetryPolicy, retrying
 from ..throttle import Cancelled, Throttle
 
 
@@ -62,17 +61,38 @@ class _ClosableBody(Body, Protocol):
     def close(self) -> None: ...
 
 
-def upload_with_retries(
+class _FreshBody:
+    """A part's body that the retry layer can rewind (remotes/retrying.Rewindable): a new
+    body from open_body, the bytes the failed attempt counted taken back by on_rewind."""
+
+    def __init__(self, open_body: Callable[[], _ClosableBody], on_rewind: Callable[[], None]) -> None:
+        self._open = open_body
+        self._on_rewind = on_rewind
+        self._body = open_body()
+        self.size = self._body.size
+
+    def read(self, n: int = -1) -> bytes:
+        return self._body.read(n)
+
+    def rewind(self) -> None:
+        self._body.close()
+        self._on_rewind()
+        self._body = self._open()
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def send_part(
     dst: Remote,
     part: Part,
     open_body: Callable[[], _ClosableBody],
     local: LocalRegion | None,
-    retry: RetryPolicy,
     throttle: Throttle,
     progress: Progress,
     stop: threading.Event,
 ) -> list[int] | None:
-    """Upload one part, retrying transient failures with a fresh body each time.
+    """Upload one part (retried by dst's retry layer, which rewinds the body: a fresh one).
 
     The bytes pass the shared throttle and count once on the progress bar (a failed
     attempt's bytes are taken back); once `stop` is set the upload aborts. Returns
@@ -87,30 +107,15 @@ def upload_with_retries(
         throttle.take(n, stop)
         progress.add(n)
 
-    def attempt() -> list[int] | None:
+    def take_back() -> None:
         progress.add(-sent[0])
         sent[0] = 0
-        body = open_body()
-        try:
-            return dst.upload_part(part, body, local, on_bytes)
-        finally:
-            body.close()
 
-    # The first attempt runs bare: tenacity's per-call state (a Retrying, a RetryCallState,
-    # a Future with its Condition) was a fifth of a worker's time in a backup of 30,000 small
-    # parts, and nearly every part succeeds at once. A transient failure goes on in the
-    # policy's loop, which sees it as its own first attempt: same waits, log and limit.
-    failed: list[BaseException] = []
+    body = _FreshBody(open_body, take_back)
     try:
-        crcs = attempt()
-    except TransientRemoteError as e:
-        failed.append(e)
-    if failed:
-        for retry_attempt in retrying(retry):
-            with retry_attempt:
-                if failed:
-                    raise failed.pop()
-                crcs = attempt()
+        crcs = dst.upload_part(part, body, local, on_bytes)
+    finally:
+        body.close()
     # Backends that copy zero-copy may report fewer steps than bytes.
     progress.add(part.size - sent[0])
     return crcs

@@ -50,9 +50,11 @@ from ..partitions import in_selection, select
 from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
 from ..progress import Progress
 from ..remotes.base import Remote, kept_checksums, local_tree
-from ..retry import RetryPolicy, retrying
+from ..remotes.retrying import with_retries
+from ..retry import RetryPolicy
 from ..throttle import Throttle
 from ..tuning import Tuning
+from ..workers import parallel
 
 log = logging.getLogger("snapferry")
 
@@ -131,6 +133,7 @@ def run_verify(
     retry: RetryPolicy | None = None,
 ) -> VerifyResult:
     start = time.monotonic()
+    src = with_retries(src, retry or RetryPolicy())  # the run's one retry layer, on top
     problems: list[Problem] = []
     add = problems.append
     # One listing says which of the small files exist: no HEAD for each of them.
@@ -196,7 +199,7 @@ def run_verify(
             checked = None if opts.structure_only or not unread else side.submit(
                 _provider, src, unread, entries, opts.concurrency, add, stop)
             try:
-                _read_data(src, todo, entries, opts, throttle or Throttle(0), retry or RetryPolicy(), add, stop)
+                _read_data(src, todo, entries, opts, throttle or Throttle(0), add, stop)
             except BaseException as e:
                 stop.set()
                 # reads stopped because the provider pass failed: its error is the one to show
@@ -311,8 +314,6 @@ def _provider(
     add: Callable[[Problem], None], stop: threading.Event,
 ) -> int:
     """Compare each part's provider checksum with the manifest; returns how many could be."""
-    from .backup import parallel
-
     keeper = kept_checksums(src)
     if keeper is None:
         log.debug("%s keeps no checksums snapferry can read", src.url)
@@ -354,15 +355,14 @@ def _jobs(parts: list[Part], concurrency: int, min_range: int) -> Iterator[tuple
 
 def _read_data(
     src: Remote, parts: list[Part], entries: Mapping[str, list[int]], opts: VerifyOptions,
-    throttle: Throttle, retry: RetryPolicy, add: Callable[[Problem], None], stop: threading.Event,
+    throttle: Throttle, add: Callable[[Problem], None], stop: threading.Event,
 ) -> None:
     """Read the parts' bytes as the restore does, minus the writes: ranges on `concurrency`
     threads, each read into a block of the restorer's pool (bounded like a restore's memory),
     the block's bytes CRC'd in place and the block handed back."""
+    from ..remotes.base import read_full
     from ..restorer.downloader import Tuning
-    from ..restorer.pool import BufferPool, read_full
-    from .backup import parallel
-
+    from ..restorer.pool import BufferPool
     tuning = Tuning(concurrency=opts.concurrency)
     pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, stop)
     lock = threading.Lock()
@@ -376,36 +376,30 @@ def _read_data(
             end = off + length
             want = entries.get(p.name)
             crcs: list[int] = []
-            state = [off, 0]  # next byte, CRC of its block so far
-
-            def stream() -> None:
-                reader = src.open_part(p, state[0], end - state[0])
-                try:
-                    while state[0] < end:
-                        buf = pool.get()
-                        try:
-                            # a buffer never spans two manifest blocks
-                            n_want = min(len(buf), end - state[0], BLOCK - state[0] % BLOCK)
-                            with memoryview(buf) as mv:
-                                n = read_full(reader, mv[:n_want])
-                                crc = crc32(mv[:n], state[1])
-                        finally:
-                            pool.put(buf)
-                        if n < n_want:
-                            raise _short(p, state[0] + n, src)
-                        throttle.take(n, stop)
-                        state[0] += n
-                        state[1] = crc
-                        progress.add(n)
-                        if state[0] % BLOCK == 0 or state[0] == p.size:
-                            crcs.append(state[1])
-                            state[1] = 0
-                finally:
-                    reader.close()
-
-            for attempt in retrying(retry, lambda: state[0]):
-                with attempt:
-                    stream()
+            pos, block_crc = off, 0  # next byte, CRC of its block so far
+            # A read cut short resumes inside the remote's retry layer, from its first missing byte.
+            reader = src.open_part(p, off, length)
+            try:
+                while pos < end:
+                    buf = pool.get()
+                    try:
+                        # a buffer never spans two manifest blocks
+                        n_want = min(len(buf), end - pos, BLOCK - pos % BLOCK)
+                        with memoryview(buf) as mv:
+                            n = read_full(reader, mv[:n_want])
+                            block_crc = crc32(mv[:n], block_crc)
+                    finally:
+                        pool.put(buf)
+                    if n < n_want:
+                        raise _short(p, pos + n, src)
+                    throttle.take(n, stop)
+                    pos += n
+                    progress.add(n)
+                    if pos % BLOCK == 0 or pos == p.size:
+                        crcs.append(block_crc)
+                        block_crc = 0
+            finally:
+                reader.close()
             if want is None:
                 return
             first = off // BLOCK

@@ -83,7 +83,8 @@ _SHARED_REMOTE = [
                  help="Do not verify TLS certificates (test setups only)."),
     click.option("--retries", type=click.IntRange(1, 100), default=6, show_default=True,
                  envvar=ENV + "RETRIES",
-                 help="Attempts per part or range without progress, on transient errors."),
+                 help="Attempts of a remote operation on transient errors (a read counts them from its last "
+                      "progress; a listing or small file gets at most 3)."),
     click.option("--read-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
                  envvar=ENV + "READ_TIMEOUT", help="Seconds without a byte before a request is retried."),
 ]
@@ -93,6 +94,9 @@ _WRITE_REMOTE = [
     click.option("--s3-storage-class", envvar=ENV + "S3_STORAGE_CLASS", help="e.g. STANDARD_IA."),
     click.option("--s3-acl", envvar=ENV + "S3_ACL", help="Canned ACL for new objects."),
     click.option("--s3-sse-kms-key-id", envvar=ENV + "S3_SSE_KMS_KEY_ID", help="SSE-KMS key id."),
+    click.option("--s3-sse-algorithm", envvar=ENV + "S3_SSE_ALGORITHM",
+                 type=click.Choice(["aws:kms", "aws:kms:dsse", "AES256"]),
+                 help="Server-side encryption of new objects (aws:kms with --s3-sse-kms-key-id by default)."),
     click.option("--s3-checksum-algorithm", envvar=ENV + "S3_CHECKSUM_ALGORITHM",
                  help="CRC32, CRC32C, SHA1 or SHA256."),
     click.option("--s3-object-tags", envvar=ENV + "S3_OBJECT_TAGS", callback=_tags,
@@ -163,7 +167,7 @@ def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
     # A read-only command has no write options: the defaults stand for them.
     write = {
         name: kw.pop(name) if name in kw else getattr(base, name)
-        for name in ("s3_storage_class", "s3_acl", "s3_sse_kms_key_id", "s3_checksum_algorithm",
+        for name in ("s3_storage_class", "s3_acl", "s3_sse_kms_key_id", "s3_sse_algorithm", "s3_checksum_algorithm",
                      "s3_object_tags", "object_metadata", "delete_all_object_versions")
     }
     return dataclasses.replace(
@@ -175,8 +179,6 @@ def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
         config_profile=kw.pop("config_profile"),
         tls_insecure_skip_verify=kw.pop("tls_insecure_skip_verify"),
         read_timeout=kw.pop("read_timeout"),
-        # Our own loop retries whole parts and ranges; the SDKs only smooth single requests.
-        max_attempts=min(3, kw["retries"]),
         **write,
     )
 

@@ -1,8 +1,10 @@
 """`snapferry manager`: the backup scheduler service, and the commands beside it.
 
 `snapferry manager [options]` runs the service; `manager backup list|lock|unlock`
-and `manager restore [create|get|delete]` read and write the remote and the
-storage data path directly, with no server running.
+and `manager restore create|get|delete` read and write the remote and the storage
+data path directly, with no server running, or, with `--api-url`, ask a running
+manager's API (no data volume, no bucket credentials; basic auth and a CA file for
+https). See docs/http-api.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import click
 
 from .. import api
 from ..errors import UsageError
+from ..httpsec import Security
+from ..httpserve import Limits
 from ..manager import retention
 from ..manager.catalog import Catalog
 from ..manager.layout import parse_backup_name
@@ -28,7 +32,9 @@ from ..manager.restore import restore_marked
 from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
 from ..remotes import RemoteOptions
+from ..retry import RetryPolicy
 from ._common import ENV, emit, key_file_option, options_from, remote_options
+from ._http_options import client_of, client_options, security_of, server_options
 from ._snapshot_tls import snapshot_tls_options, tls_from
 
 log = logging.getLogger("snapferry")
@@ -78,16 +84,11 @@ def _need(value: str | None, flag: str) -> str:
     return value
 
 
-def start_http_api(manager: Manager, listen_addr: str) -> Callable[[], None]:
-    """The hook for the HTTP API: snapferry.manager.http.start_server(manager, listen_addr)
-    serves /api/v1/..., /health and /metrics on a thread and returns a function that stops it."""
-    try:
-        http = importlib.import_module("snapferry.manager.http")
-    except ModuleNotFoundError:
-        log.warning("this build has no HTTP API; %s is not served", listen_addr)
-        return lambda: None
-    stop: Callable[[], None] = http.start_server(manager, listen_addr)
-    return stop
+def start_http_api(manager: Manager, listen_addr: str, security: Security, limits: Limits) -> Any:
+    """The hook for the HTTP API: snapferry.manager.http.start_server serves /api/v1/...,
+    /health and /metrics on a thread and returns the server (its drain() and stop())."""
+    http = importlib.import_module("snapferry.manager.http")
+    return http.start_server(manager, listen_addr, security, limits)
 
 
 def make_events() -> Any:
@@ -125,6 +126,7 @@ def make_events() -> Any:
 @_keep("daily")
 @_keep("weekly")
 @_keep("monthly")
+@server_options
 @click.option("--encrypt", is_flag=True, envvar=ENV + "ENCRYPT",
               help="Encrypt every backup (needs --encryption-key-file; vmrestore cannot read them).")
 @key_file_option
@@ -137,21 +139,38 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     config = config_from(kw)
+    security = security_of(kw)  # every certificate and secret file is read here: a mistake stops the start
+    delay = parse_interval(kw["http_shutdown_delay"])
+    delay_s = delay.total_seconds() if delay else 0.0
     mgr = Manager(config, events=make_events())
     stop = threading.Event()
-    stop_api = start_http_api(mgr, config.http_listen_addr)
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    draining = threading.Event()
+    servers: list[Any] = []  # the API server, once it listens
 
     def on_signal(signum: int, frame: object) -> None:
+        if delay_s > 0 and servers and not draining.is_set():  # a second signal stops at once
+            draining.set()
+            servers[0].drain()
+            log.info("%s: /health answers 503 for %gs, then the manager stops", signal.Signals(signum).name,
+                     delay_s)
+            timer = threading.Timer(delay_s, stop.set)
+            timer.daemon = True
+            timer.start()
+            return
         log.info("stopping on %s", signal.Signals(signum).name)
         stop.set()
 
-    for s in previous:
-        signal.signal(s, on_signal)
+    # the handlers go in before the API answers: a SIGTERM right after the first /health (a
+    # probe, an orchestrator) is a clean stop, not the default death mid-start
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        mgr.serve(stop)
+        servers.append(start_http_api(mgr, config.http_listen_addr, security,
+                                      Limits(max_connections=kw["http_max_connections"], shutdown_delay=delay_s)))
+        if not stop.is_set():
+            mgr.serve(stop)
     finally:
-        stop_api()
+        for server in servers:
+            server.stop()
         mgr.close()
         for s, h in previous.items():
             signal.signal(s, h)
@@ -203,7 +222,7 @@ def _encryption(kw: dict[str, Any]) -> str | None:
 def _catalog(kw: dict[str, Any]) -> Catalog:
     opts: RemoteOptions = dataclasses.replace(options_from(kw, api.DEFAULT_CONCURRENCY),
                                               backup_type_tag_name=kw.pop("backup_type_tag_name", ""))
-    return Catalog(_need(kw["dst"], "--dst"), opts)
+    return Catalog(_need(kw["dst"], "--dst"), opts, retry=RetryPolicy(attempts=kw["retries"]))
 
 
 @manager.group()
@@ -214,18 +233,22 @@ def backup() -> None:
 @backup.command("list")
 @_dst_option
 @click.option("--json", "as_json", is_flag=True, help="Print vmbackupmanager's JSON list.")
+@client_options
 @remote_options
 def backup_list(as_json: bool, **kw: Any) -> None:
     """List the backups: name, size, created_at, locked, state."""
-    with _catalog(kw) as catalog:
-        infos = catalog.list()
+    client = client_of(kw)
+    if client is not None:
+        rows: list[dict[str, Any]] = client.call("GET", "/api/v1/backups")
+    else:
+        with _catalog(kw) as catalog:
+            rows = [i.to_dict() for i in catalog.list()]
     if as_json:
-        click.echo(json.dumps([i.to_dict() for i in infos]))
+        click.echo(json.dumps(rows))
         return
-    for i in infos:
-        d = i.to_dict()
+    for d in rows:
         click.echo(f"{d['name']:<24} {d['size']:>10} {d['created_at']:<22} {d['state']:<10}"
-                   f"{' locked' if i.locked else ''}")
+                   f"{' locked' if d['locked'] else ''}")
 
 
 def _lock_command(locked: bool) -> click.Command:
@@ -235,12 +258,18 @@ def _lock_command(locked: bool) -> click.Command:
     @click.argument("name")
     @_dst_option
     @click.option("--json", "as_json", is_flag=True, help="Print the backup as JSON.")
+    @client_options
     @_tag_option  # the lock file is an object of the backup: tagged as the manager would
     @remote_options
     def cmd(name: str, as_json: bool, **kw: Any) -> None:
-        with _catalog(kw) as catalog:
-            info = catalog.set_locked(parse_backup_name(name), locked)
-        click.echo(json.dumps(info.to_dict()) if as_json else f"{verb}ed {info.name}")
+        client = client_of(kw)
+        backup_name = str(parse_backup_name(name))
+        if client is not None:
+            info: dict[str, Any] = client.call("PUT", f"/api/v1/backups/{backup_name}", {"locked": locked})
+        else:
+            with _catalog(kw) as catalog:
+                info = catalog.set_locked(parse_backup_name(name), locked).to_dict()
+        click.echo(json.dumps(info) if as_json else f"{verb}ed {info['name']}")
 
     cmd.help = ("Protect a backup from retention (backup_locked.ignore)." if locked
                 else "Let retention delete a backup again.")
@@ -287,6 +316,7 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 @_data_option
 @_dst_option
 @_validation_option
+@client_options
 @click.option("--partitions", default=None, metavar="YYYY_MM[,...]",
               help="Restore only these month partitions (docs/partial-restore.md).")
 @click.option("--since", default=None, metavar="DURATION|DATE",
@@ -295,6 +325,15 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
 def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any) -> None:
     """Mark NAME (daily/2026-11-27 under --dst, or a full backup URL) for restore on the next
     start; the mark holds the full URL, so `manager restore` needs no --dst."""
+    client = client_of(kw)
+    if client is not None:
+        if disable_source_backup_validation:
+            raise UsageError("--disable-source-backup-validation applies to a mark written into "
+                             "--storage-data-path; the API always validates: drop one of it and --api-url")
+        body = {"backup": name, **{k: kw[k] for k in ("partitions", "since") if kw[k] is not None}}
+        client.call("POST", "/api/v1/restore", body)
+        click.echo(f"marked {name} for restore through {client.url}", err=True)
+        return
     data = _need(kw["storage_data_path"], "--storage-data-path")
     validate = not disable_source_backup_validation
     sel = MarkSelection(kw.pop("partitions"), kw.pop("since"))
@@ -308,8 +347,13 @@ def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any)
 
 @restore.command("get")
 @_data_option
-def restore_get(storage_data_path: str | None) -> None:
+@client_options
+def restore_get(storage_data_path: str | None, **kw: Any) -> None:
     """Print the restore mark as {"backup": NAME}, or {} without one."""
+    client = client_of(kw)
+    if client is not None:
+        click.echo(json.dumps(client.call("GET", "/api/v1/restore")))
+        return
     marks = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None)
     value = marks.get()
     if value is None:
@@ -322,6 +366,11 @@ def restore_get(storage_data_path: str | None) -> None:
 
 @restore.command("delete")
 @_data_option
-def restore_delete(storage_data_path: str | None) -> None:
+@client_options
+def restore_delete(storage_data_path: str | None, **kw: Any) -> None:
     """Delete the restore mark (nothing happens without one)."""
+    client = client_of(kw)
+    if client is not None:
+        client.call("DELETE", "/api/v1/restore")
+        return
     RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).delete()

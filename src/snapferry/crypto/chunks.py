@@ -18,9 +18,7 @@ all fail to authenticate.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import mmap
 import os
 import secrets
 from collections.abc import Callable
@@ -38,8 +36,9 @@ TAG = 16
 MAGIC = b"SFENC\x00\x00\x01"
 SALT = 16
 HEADER = len(MAGIC) + SALT
-_MAP_MIN = 1024 * 1024  # parts from this size are read through a mapping
-_MAP_WINDOW = 32 * CHUNK  # 8 MiB mapped at a time: a part's mapped pages stay few
+_WINDOW_MIN = 1024 * 1024  # parts from this size are read in windows of the file
+_WINDOW = 4 * CHUNK  # 1 MiB a window: few reads, and 1 MiB per upload in flight
+_BATCH = 4  # chunks a restore's read takes at once: a quarter of the syscalls, 1 MiB of ciphertext
 
 
 def n_chunks(size: int, chunk: int = CHUNK) -> int:
@@ -78,6 +77,11 @@ class PartCipher:
     def seal(self, i: int, plain: bytes | memoryview) -> bytes:
         return self._aead.encrypt(i.to_bytes(12, "big"), plain, self.aad(i))
 
+    def seal_into(self, i: int, plain: bytes | memoryview, out: memoryview) -> None:
+        """Chunk i sealed into `out` (exactly its plaintext and tag long): no new object,
+        and OpenSSL runs with the GIL released, so the upload threads seal in parallel."""
+        self._aead.encrypt_into(i.to_bytes(12, "big"), plain, self.aad(i), out)
+
     def open_into(self, i: int, sealed: memoryview, out: memoryview) -> None:
         try:
             self._aead.decrypt_into(i.to_bytes(12, "big"), sealed, self.aad(i), out)
@@ -105,93 +109,116 @@ class EncryptingBody:
     def __init__(self, plain: _PlainBody, make: Callable[[bytes], PartCipher],
                  local: LocalRegion | None = None) -> None:
         self._plain = plain
-        # A big part of a local file is read through a mapping (see _mapped); small ones
-        # by read, where a mapping's set-up would cost more than the copy it saves.
-        self._local = local if local is not None and local.size >= _MAP_MIN else None
+        # A big part of a local file is read in windows of whole chunks (see _windowed);
+        # small ones through the body, in one read each.
+        self._local = local if local is not None and local.size >= _WINDOW_MIN else None
         self._fd = -1
-        self._map: mmap.mmap | None = None
-        self._map_mv = memoryview(b"")
-        self._map_at = 0
-        self._plain_pos = 0  # plaintext bytes of the part mapped before the current window
+        self._win = bytearray()
+        self._win_mv = memoryview(self._win)
+        self._win_at = 0
+        self._plain_pos = 0  # plaintext bytes of the part read before the current window
         salt = secrets.token_bytes(SALT)
         self._cipher = make(salt)
         self.size = cipher_len(plain.size, self._cipher.chunk)
-        self._pending = MAGIC + salt  # the sealed chunk (first, the header) being handed out
+        # The bytes being handed out in pieces (first, the header; later a chunk sealed aside)
+        self._pending: bytes | memoryview = MAGIC + salt
         self._at = 0  # how much of it was
+        self._spare: bytearray | None = None  # where a chunk that fits nowhere whole is sealed
         self._next = 0  # the next chunk to seal
         self._pos = 0
         self.crcs = BlockCrcs()
 
+    def readinto(self, buf: memoryview) -> int:
+        """The next ciphertext bytes into buf; 0 only at the end. Every chunk that fits whole
+        is sealed straight into buf (encrypt_into): no object per chunk to allocate, fault in,
+        copy and free (a new 256 KiB bytes per chunk was a glibc mmap and munmap each, and
+        then a copy into the upload's buffer). Returns short rather than cut the next chunk
+        when buf already holds some: a caller that writes whole aligned blocks (fs://) then
+        comes back with room. Only a chunk that fits nowhere whole is sealed aside."""
+        n = min(len(buf), self.size - self._pos)
+        done = 0
+        if self._at < len(self._pending):  # the header, or what is left of a chunk sealed aside
+            done = min(n, len(self._pending) - self._at)
+            buf[:done] = self._pending[self._at : self._at + done]
+            self._at += done
+        while done < n:
+            plen = self._cipher.plain_len(self._next)
+            slen = plen + TAG
+            if n - done >= slen:
+                self._cipher.seal_into(self._next, self._read_plain(plen), buf[done : done + slen])
+            elif done:
+                break
+            else:
+                if self._spare is None:
+                    self._spare = bytearray(self._cipher.chunk + TAG)
+                sealed = memoryview(self._spare)[:slen]
+                self._cipher.seal_into(self._next, self._read_plain(plen), sealed)
+                self._pending, self._at = sealed, n - done
+                buf[done:n] = sealed[: n - done]
+                done = n
+                self._next += 1
+                break
+            self._next += 1
+            done += slen
+        self._pos += done
+        return done
+
     def read(self, n: int = -1) -> bytes:
-        """Up to n bytes of ciphertext: what is left of the current sealed chunk (a Body may
-        return less than asked; every caller reads on). A chunk's bytes are the very object
-        AESGCM.encrypt returned, handed out whole: no big buffer per read to allocate,
-        fault in and copy (filling 8 MiB buffers was a third of an encrypted backup's CPU)."""
+        """Up to n bytes of ciphertext (for a caller without readinto; the backends use readinto)."""
         left = self.size - self._pos
         if n < 0 or n > left:
             n = left
-        if n <= 0:
-            return b""
-        if self._at == len(self._pending):
-            plain = self._read_plain(self._cipher.plain_len(self._next))
-            self._pending, self._at = self._cipher.seal(self._next, plain), 0
-            self._next += 1
-        piece = self._pending[self._at : self._at + n]  # a whole bytes object slices to itself: no copy
-        self._at += len(piece)
-        self._pos += len(piece)
-        return piece
+        out = bytearray(n)
+        with memoryview(out) as mv:
+            got = 0
+            while got < n:
+                got += self.readinto(mv[got:])
+        return bytes(out)
 
     def _read_plain(self, want: int) -> bytes | memoryview:
         if self._local is not None:
-            return self._mapped(want)
+            return self._windowed(want)
         return self._read_body(want)
 
-    def _mapped(self, want: int) -> memoryview:
-        """The next `want` plaintext bytes where the page cache holds them: no read into a
-        buffer first (the file's read was half of an encrypted backup's CPU)."""
-        if self._map_at + want > len(self._map_mv):
-            self._remap()
-        data = self._map_mv[self._map_at : self._map_at + want]
-        self._map_at += want
+    def _windowed(self, want: int) -> memoryview:
+        """The next `want` plaintext bytes of a big local part, from a window of whole chunks
+        read with one preadv into a buffer reused for the part (the kernel reads ahead: the
+        file is read sequentially). A mapping of the file instead (MAP_POPULATE) cost more
+        CPU, not less, faulted the pages in synchronously and counted them in the RSS."""
+        if self._win_at + want > len(self._win_mv):
+            self._fill_window()
+        data = self._win_mv[self._win_at : self._win_at + want]
+        self._win_at += want
         self.crcs.update(data)
         return data
 
-    def _remap(self) -> None:
-        """Map the next window of the part (whole chunks), after checking the file still
-        holds it: touching a mapping beyond a file's end is a SIGBUS, not an error."""
+    def _fill_window(self) -> None:
         local = self._local
         assert local is not None
-        self._plain_pos += self._map_at
-        self._unmap()
+        self._plain_pos += self._win_at
+        self._win_mv.release()
         try:
             if self._fd < 0:
                 self._fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC)
-            if os.fstat(self._fd).st_size < local.offset + local.size:
-                raise BadBackupError(f"the source file {local.path!r} shrank during the backup; "
-                                     "back up a snapshot, not live files")
-            start = local.offset + self._plain_pos
-            base = start - start % mmap.ALLOCATIONGRANULARITY
-            n = min(_MAP_WINDOW, local.size - self._plain_pos)
-            # MAP_POPULATE: the pages mapped in one go, not a fault per page as they are read
-            self._map = mmap.mmap(self._fd, start - base + n, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                                  prot=mmap.PROT_READ, offset=base)
+                os.posix_fadvise(self._fd, local.offset, local.size, os.POSIX_FADV_SEQUENTIAL)
+                self._win = bytearray(min(_WINDOW, local.size))
+            n = min(len(self._win), local.size - self._plain_pos)
+            mv = memoryview(self._win)[:n]
+            got = 0
+            while got < n:
+                k = os.preadv(self._fd, [mv[got:]], local.offset + self._plain_pos + got)
+                if not k:
+                    mv.release()
+                    raise BadBackupError(f"the source file {local.path!r} shrank during the backup; "
+                                         "back up a snapshot, not live files")
+                got += k
         except OSError as e:
             raise unreadable_source(local.path, e) from e
-        if self._plain_pos + n < local.size:  # the next window read ahead while this one is sealed
-            os.posix_fadvise(self._fd, start + n, min(_MAP_WINDOW, local.size - self._plain_pos - n),
-                             os.POSIX_FADV_WILLNEED)
-        self._map_mv = memoryview(self._map)[start - base :]
-        self._map_at = 0
-
-    def _unmap(self) -> None:
-        self._map_mv.release()
-        if self._map is not None:
-            with contextlib.suppress(BufferError):  # a slice still alive: the GC unmaps it
-                self._map.close()
-            self._map = None
+        self._win_mv = mv
+        self._win_at = 0
 
     def close(self) -> None:
-        self._unmap()
+        self._win_mv.release()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -223,38 +250,69 @@ class DecryptingReader:
         self._i = offset // cipher.chunk  # the next chunk to open
         self._skip = offset - self._i * cipher.chunk  # plaintext of that chunk before `offset`
         self._left = length
-        # One chunk's ciphertext at a time; a chunk wanted whole is opened straight into the
-        # caller's buffer, so the plaintext buffer is made only for a range's partial chunks.
-        self._sealed = bytearray(min(cipher.chunk, cipher.size) + TAG)  # a small part: its size
+        # Ciphertext of up to _BATCH chunks, read in one go (made on first use, at the size
+        # the range needs); chunks wanted whole are opened straight into the caller's buffer,
+        # so the plaintext buffer is made only for a range's partial chunks.
+        self._sealed: bytearray | None = None
         self._plain: bytearray | None = None
         self._have = memoryview(b"")  # opened plaintext not yet handed out
+
+    def _read_sealed(self, count: int) -> memoryview:
+        """The ciphertext of `count` chunks from the next one, read into the sealed buffer
+        with as few reads as the stream allows (one preadv on fs:// for all of them)."""
+        c = self._c
+        end = min(self._i + count, c.chunks)
+        want = (end - self._i) * (c.chunk + TAG) - c.chunk + c.plain_len(end - 1)
+        if self._sealed is None or len(self._sealed) < want:
+            left_chunks = c.chunks - self._i
+            size = min(_BATCH, left_chunks) * (c.chunk + TAG) if left_chunks > 1 else want
+            self._sealed = bytearray(max(size, want))
+        sealed = memoryview(self._sealed)[:want]
+        got = 0
+        while got < want:
+            n = self._raw.readinto(sealed[got:])
+            if not n:
+                raise TransientRemoteError(
+                    f"the body of {c.name} from {c.url} ended early in its chunk {self._i + got // (c.chunk + TAG)}"
+                )
+            got += n
+        return sealed
 
     def readinto(self, buf: memoryview) -> int:
         if self._left <= 0:
             return 0
-        if not self._have:
-            plen = self._c.plain_len(self._i)
-            sealed = memoryview(self._sealed)[: plen + TAG]
-            got = 0
-            while got < len(sealed):
-                n = self._raw.readinto(sealed[got:])
-                if not n:
-                    raise TransientRemoteError(
-                        f"the body of {self._c.name} from {self._c.url} ended early in its chunk {self._i}"
-                    )
-                got += n
-            if self._skip == 0 and len(buf) >= plen and self._left >= plen:
-                # the whole chunk is wanted and fits: opened straight into the caller's buffer
-                self._c.open_into(self._i, sealed, buf[:plen])
+        if self._have:
+            return self._hand_out(buf)
+        c = self._c
+        whole = 0  # chunks from the next one wanted whole that fit in buf
+        if self._skip == 0:
+            room = min(len(buf), self._left)
+            whole = room // c.chunk
+            if whole < _BATCH and self._i + whole < c.chunks and c.plain_len(self._i + whole) <= room - whole * c.chunk:
+                whole += 1  # the part's last, shorter chunk
+            whole = min(whole, _BATCH, c.chunks - self._i)
+        if whole:
+            sealed = self._read_sealed(whole)
+            done = 0
+            for k in range(whole):
+                plen = c.plain_len(self._i)
+                at = k * (c.chunk + TAG)
+                c.open_into(self._i, sealed[at : at + plen + TAG], buf[done : done + plen])
                 self._i += 1
-                self._left -= plen
-                return plen
-            if self._plain is None:
-                self._plain = bytearray(self._c.chunk)
-            self._c.open_into(self._i, sealed, memoryview(self._plain)[:plen])
-            self._have = memoryview(self._plain)[self._skip : plen]
-            self._skip = 0
-            self._i += 1
+                done += plen
+            self._left -= done
+            return done
+        plen = c.plain_len(self._i)
+        sealed = self._read_sealed(1)
+        if self._plain is None:
+            self._plain = bytearray(c.chunk)
+        c.open_into(self._i, sealed, memoryview(self._plain)[:plen])
+        self._have = memoryview(self._plain)[self._skip : plen]
+        self._skip = 0
+        self._i += 1
+        return self._hand_out(buf)
+
+    def _hand_out(self, buf: memoryview) -> int:
         n = min(len(buf), len(self._have), self._left)
         buf[:n] = self._have[:n]
         self._have = self._have[n:]

@@ -30,7 +30,8 @@ from ..errors import BadBackupError, UsageError
 from ..lease import BackupLease
 from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
 from ..parts import Part, is_ignored_name, parse_name
-from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper
+from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper, read_full
+from ..remotes.retrying import without_retries
 from .chunks import CHUNK, HEADER, MAGIC, SALT, TAG, DecryptingReader, EncryptingBody, PartCipher, cipher_len
 from .keys import KeyRecord, UserKey
 
@@ -62,7 +63,9 @@ class _Empty:
 class EncryptedRemote(Wrapper):
     def __init__(self, inner: Remote, record: KeyRecord, data_key: bytes, stored: KeyRecord | None,
                  *, writer: bool) -> None:
-        self.inner = inner
+        # The retry layer goes on top of the encryption, never under it (the actions put it
+        # there): a retried upload needs a fresh plaintext body, which only the caller has.
+        self.inner = without_retries(inner)
         self.url = inner.url
         self.record = record
         self._key = data_key
@@ -130,7 +133,7 @@ class EncryptedRemote(Wrapper):
             reader = self.inner.open_part(cp, 0, HEADER)
             try:
                 buf = bytearray(HEADER)
-                got = _read_full(reader, memoryview(buf))
+                got = read_full(reader, memoryview(buf))
             finally:
                 reader.close()
             salt = self._check_header(p, bytes(buf[:got]))
@@ -150,7 +153,7 @@ class EncryptedRemote(Wrapper):
             raw = self.inner.open_part(cp, 0, end)  # the header comes first in the same read
             try:
                 buf = bytearray(HEADER)
-                got = _read_full(raw, memoryview(buf))
+                got = read_full(raw, memoryview(buf))
                 salt = self._check_header(part, bytes(buf[:got]))
             except BaseException:
                 raw.close()
@@ -261,16 +264,6 @@ class EncryptedRemote(Wrapper):
                 f"{self.url}: {MANIFEST_FILE} fails authentication: it was altered or comes from another "
                 "backup; restore it from another copy or make a new backup"
             ) from None
-
-
-def _read_full(reader: Reader, mv: memoryview) -> int:
-    got = 0
-    while got < len(mv):
-        n = reader.readinto(mv[got:])
-        if not n:
-            break
-        got += n
-    return got
 
 
 def _stored(inner: Remote) -> KeyRecord | None:

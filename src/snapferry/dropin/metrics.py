@@ -5,7 +5,8 @@ The originals export `vm_backups_uploaded_bytes_total` (vmbackup) and
 byte counter, whether a run is in progress and when it started. The counts come
 from the run's Progress through `progress.observed`, so they move while the run
 does. prometheus-client with a registry of this run's own (never the global one),
-served by its small threaded HTTP server.
+served by snapferry.httpserve with the run's -httpAuth.*, -metricsAuthKey and -tls*
+flags, as the manager's API is.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import Receive, Scope, Send
 
 from ..errors import SnapferryError
+from ..httpsec import Security
+from ..httpserve import HttpServer
 from ..progress import observed
 from .translate import Direction, ListenAddr
 
@@ -70,8 +74,25 @@ class RunMetrics(Collector):
         return [up, down, own, running, started]
 
 
+class _MetricsApp:
+    """/metrics of one registry; every other path is a 404 (/health is answered in front)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        found = scope["path"] == "/metrics"
+        body = generate_latest(self.registry) if found else b"only /metrics and /health are served here\n"
+        ctype = CONTENT_TYPE_LATEST if found else "text/plain"
+        await send({"type": "http.response.start", "status": 200 if found else 404,
+                    "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 @contextlib.contextmanager
-def serving(metrics: RunMetrics, listen: ListenAddr | None) -> Iterator[None]:
+def serving(metrics: RunMetrics, listen: ListenAddr | None, security: Security | None = None) -> Iterator[None]:
     """Serve /metrics at `listen` while the block runs, with the run's bytes observed.
 
     An explicit -httpListenAddr that cannot be bound fails the run before it starts (as
@@ -82,24 +103,23 @@ def serving(metrics: RunMetrics, listen: ListenAddr | None) -> Iterator[None]:
     if listen is not None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(metrics)
+        where = f"{listen.host}:{listen.port}"
         try:
-            server, _thread = start_http_server(listen.port, addr=listen.host, registry=registry)
-        except OSError as e:
-            where = f"{listen.host}:{listen.port}"
+            server = HttpServer(_MetricsApp(registry), listen.host, listen.port, security or Security(),
+                                what="/metrics")
+        except SnapferryError as e:
             if listen.explicit:
-                raise SnapferryError(
-                    f"cannot serve /metrics at -httpListenAddr={where}: {e.strerror or e}; free the port or "
-                    "choose another address"
-                ) from e
+                raise SnapferryError(f"cannot serve /metrics at -httpListenAddr={where}: free the port or "
+                                     "choose another address") from e
             log.warning("not serving /metrics at %s (%s); pass -httpListenAddr to choose another address",
-                        where, e.strerror or e)
+                        where, e.__cause__ or e)
         else:
-            log.info("serving /metrics at http://%s:%d/metrics while the run lasts", listen.host, server.server_port)
+            server.start()
+            log.info("serving /metrics at %s/metrics while the run lasts", server.url)
     try:
         with observed(metrics.observe):
             yield
     finally:
+        if server is not None:  # stopped first: no scrape sees the run over while it is being served
+            server.stop()
         metrics.running = False
-        if server is not None:
-            server.shutdown()
-            server.server_close()

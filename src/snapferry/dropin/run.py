@@ -23,7 +23,7 @@ from ..errors import EXIT_USAGE, SnapferryError
 from .goflags import FlagKind, FlagSet, GoFlagError, HelpRequested
 from .metrics import RunMetrics, serving
 from .tables import TABLES, Tool
-from .translate import Accepted, LogSetup, Translation, translate
+from .translate import Accepted, LogSetup, Translation, redacted, translate
 
 log = logging.getLogger("snapferry")
 
@@ -67,10 +67,10 @@ def run(tool: Tool, argv: Sequence[str], cli_main: CliMain, accepted: Accepted |
 
 
 def _execute(tool: Tool, plan: Translation, cli_main: CliMain) -> int:
-    log.info("running: snapferry %s", " ".join(plan.argv))
+    log.info("running: snapferry %s", redacted(plan.argv, plan.secrets))
     metrics = RunMetrics(tool.value, plan.direction)
     try:
-        with serving(metrics, plan.listen):
+        with serving(metrics, plan.listen, plan.security):
             return cli_main(plan.argv)
     except SnapferryError as e:  # the listener could not start: nothing ran
         click.echo(f"snapferry-{tool.value}: error: {e}", err=True)

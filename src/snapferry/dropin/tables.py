@@ -29,6 +29,7 @@ class Action(enum.Enum):
     NEGATABLE = "negatable"  # boolean -> --option / --no-option
     SPECIAL = "special"  # handled by translate.py
     IGNORED = "ignored"  # accepted, reported once
+    REFUSED = "refused"  # a protective flag snapferry has nothing to apply to: set, it stops the start (exit 2)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Rule:
     def describe(self) -> str:
         if self.action is Action.IGNORED:
             return f"ignored: {self.target}"
+        if self.action is Action.REFUSED:
+            return f"refused (exit 2): {self.target}"
         if self.action is Action.NEGATABLE:
             return f"`{self.target}` / `--no-{self.target[2:]}`"
         if self.action in (Action.OPTION, Action.SWITCH):
@@ -65,12 +68,18 @@ def _special(name: str, kind: FlagKind, what: str) -> Rule:
     return Rule(name, kind, Action.SPECIAL, what)
 
 
+def _refused(names: str, kind: FlagKind, why: str) -> list[Rule]:
+    return [Rule(n, kind, Action.REFUSED, why) for n in names.split()]
+
+
 def _ignored(names: str, kind: FlagKind, why: str) -> list[Rule]:
     return [Rule(n, kind, Action.IGNORED, why) for n in names.split()]
 
 
 _NO_LICENSE = "snapferry is open source and needs no license"
-_NO_TLS_SERVER = "the /metrics listener speaks plain HTTP; keep it on 127.0.0.1 (its default here)"
+_SERVER = "the API and /metrics (the manager's, or a vmbackup/vmrestore run's): "
+_NO_PAGE = "snapferry serves no such page, so there is nothing to protect; drop the flag"
+_NO_AUTOCERT = "snapferry gets no certificates from Let's Encrypt; pass -tls with -tlsCertFile and -tlsKeyFile"
 _NO_HTTP_TUNING = "the /metrics listener has no such setting"
 _NO_LOG_TUNING = "snapferry logs plain lines, one per event, without rate limits"
 _NO_CACHE = "snapferry keeps no caches of VictoriaMetrics' kind"
@@ -85,24 +94,37 @@ COMMON: list[Rule] = [
     _special("loggerOutput", K.STRING, "log lines go to `stderr` or `stdout`"),
     _special("envflag.enable", K.BOOL, "reads unset flags from environment variables, as VictoriaMetrics does"),
     _special("envflag.prefix", K.STRING, "the prefix of those environment variables"),
+    _special("secret.flags", K.ARRAY, "the values of the flags it names are hidden in the log (a name of no "
+             "flag is refused, exit 2)"),
     *_ignored("eula license.forceOffline", K.BOOL, _NO_LICENSE),
     *_ignored("license licenseFile", K.STRING, _NO_LICENSE),
     *_ignored("licenseFile.reloadInterval", K.DURATION, _NO_LICENSE),
     *_ignored("enableTCP6", K.BOOL, "the listen address is used as given; name an IPv6 address to listen on one"),
     *_ignored("filestream.disableFadvise fs.disableMmap fs.disableMincore", K.BOOL, _NO_READ_TUNING),
     *_ignored("fs.maxConcurrency", K.INT, _NO_READ_TUNING),
-    *_ignored("flagsAuthKey metricsAuthKey pprofAuthKey httpAuth.username httpAuth.password", K.STRING,
-              "only /metrics is served, without authentication; keep it on 127.0.0.1"),
+    _special("httpAuth.username", K.STRING, _SERVER + "HTTP basic auth on every path but /health "
+             "(`--http-auth-username`)"),
+    _special("httpAuth.password", K.STRING, _SERVER + "its password, or file:///path (`--http-auth-password`)"),
+    _special("metricsAuthKey", K.STRING, _SERVER + "/metrics asks `?authKey=` (`--metrics-auth-key`)"),
+    *_refused("flagsAuthKey pprofAuthKey", K.STRING, _NO_PAGE),
     *_ignored("http.disableCORS http.disableKeepAlive http.disableResponseCompression "
               "http.header.disableServerHostname metrics.exposeMetadata", K.BOOL, _NO_HTTP_TUNING),
-    *_ignored("http.header.csp http.header.frameOptions http.header.hsts http.pathPrefix", K.STRING,
+    *_ignored("http.pathPrefix", K.STRING, _NO_HTTP_TUNING),
+    _special("http.header.hsts", K.STRING, _SERVER + "a Strict-Transport-Security header (`--http-header-hsts`)"),
+    _special("http.header.csp", K.STRING, _SERVER + "a Content-Security-Policy header (`--http-header-csp`)"),
+    _special("http.header.frameOptions", K.STRING, _SERVER + "an X-Frame-Options header "
+             "(`--http-header-frame-options`)"),
+    *_ignored("http.connTimeout http.idleConnTimeout http.maxGracefulShutdownDuration", K.DURATION,
               _NO_HTTP_TUNING),
-    *_ignored("http.connTimeout http.idleConnTimeout http.maxGracefulShutdownDuration http.shutdownDelay",
-              K.DURATION, _NO_HTTP_TUNING),
-    *_ignored("tls mtls", K.BOOL, _NO_TLS_SERVER),
-    *_ignored("mtlsCAFile tlsAutocertHosts tlsCertFile tlsCipherSuites tlsKeyFile tlsMinVersion", K.ARRAY,
-              _NO_TLS_SERVER),
-    *_ignored("tlsAutocertCacheDir tlsAutocertEmail", K.STRING, _NO_TLS_SERVER),
+    _special("tls", K.BOOL, _SERVER + "HTTPS (`--tls`)"),
+    _special("mtls", K.BOOL, _SERVER + "asks a client certificate (`--mtls`)"),
+    _special("tlsCertFile", K.ARRAY, _SERVER + "its certificate, reloaded when the file changes (`--tls-cert-file`)"),
+    _special("tlsKeyFile", K.ARRAY, _SERVER + "its key, reloaded when the file changes (`--tls-key-file`)"),
+    _special("tlsMinVersion", K.ARRAY, _SERVER + "TLS10 .. TLS13 (`--tls-min-version`)"),
+    _special("tlsCipherSuites", K.ARRAY, _SERVER + "Go's suite names (`--tls-cipher-suites`)"),
+    _special("mtlsCAFile", K.ARRAY, _SERVER + "the CA of client certificates (`--mtls-ca-file`)"),
+    *_refused("tlsAutocertHosts", K.ARRAY, _NO_AUTOCERT),
+    *_refused("tlsAutocertCacheDir tlsAutocertEmail", K.STRING, _NO_AUTOCERT),
     *_ignored("internStringDisableCache", K.BOOL, _NO_CACHE),
     *_ignored("internStringMaxLen", K.INT, _NO_CACHE),
     *_ignored("internStringCacheExpireDuration", K.DURATION, _NO_CACHE),
@@ -135,11 +157,16 @@ UPLOAD: list[Rule] = [
     _opt("s3ObjectTags", K.STRING, "--s3-object-tags"),
     _opt("objectMetadata", K.STRING, "--object-metadata"),
     _opt("s3SSEKMSKeyId", K.STRING, "--s3-sse-kms-key-id"),
+    _opt("s3SSEAlgorithm", K.STRING, "--s3-sse-algorithm"),
+    _opt("s3ChecksumAlgorithm", K.STRING, "--s3-checksum-algorithm"),
     _opt("s3ACL", K.STRING, "--s3-acl"),
 ]
 
 _PUSH = _special("pushmetrics.url", K.ARRAY, "`--push-metrics-url` (the first URL; more are reported as ignored)")
 _RESTORE_WRITES_NOTHING = "a restore uploads no object, so this upload setting has nothing to apply to"
+
+_RUN_SHUTDOWN_DELAY = Rule("http.shutdownDelay", K.DURATION, Action.IGNORED,
+                           "the /metrics listener lasts the run and stops when it ends")
 
 SNAPSHOT_TLS: list[Rule] = [
     _opt("snapshot.tlsCAFile", K.STRING, "--snapshot-tls-ca-file"),
@@ -156,7 +183,7 @@ _KEY = _special("snapferry.encryptionKeyFile", K.STRING,
                 "(restore, copy); see docs/encryption.md")
 
 VMBACKUP: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _KEY, _DELETE_VERSIONS,
+    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _RUN_SHUTDOWN_DELAY, _KEY, _DELETE_VERSIONS,
     _special("storageDataPath", K.STRING, "`backup --storage-data-path` (default `victoria-metrics-data`)"),
     _special("snapshotName", K.STRING, "`backup --snapshot-name`"),
     _special("snapshot.createURL", K.STRING, "`backup --snapshot-create-url` (the snapshot is deleted afterwards)"),
@@ -169,7 +196,7 @@ VMBACKUP: list[Rule] = [
 ]
 
 VMRESTORE: list[Rule] = [
-    *COMMON, *REMOTE, _PUSH, _KEY,
+    *COMMON, *REMOTE, _PUSH, _RUN_SHUTDOWN_DELAY, _KEY,
     *(Rule(r.name, r.kind, Action.IGNORED, _RESTORE_WRITES_NOTHING) for r in UPLOAD),
     *_ignored("deleteAllObjectVersions", K.BOOL, "a restore deletes no object of the backup"),
     _special("src", K.STRING, "`restore --src`"),
@@ -207,7 +234,11 @@ VMBACKUPMANAGER: list[Rule] = [
     _opt("keepLastWeekly", K.INT, "--keep-last-weekly"),
     _opt("keepLastMonthly", K.INT, "--keep-last-monthly"),
     *_ignored("pushmetrics.url", K.ARRAY, "the manager serves /metrics at -httpListenAddr for scraping"),
-    *_ignored("apiURL", K.STRING, "`snapferry manager backup ...`/`restore ...` read `-dst` directly; no API needed"),
+    _special("apiURL", K.STRING, "`--api-url`: `backup list|lock|unlock` and `restore create|get|delete` ask the "
+             "running manager there (with -httpAuth.* as the client's credentials); without it they read `-dst` "
+             "and `-storageDataPath` directly"),
+    _special("http.shutdownDelay", K.DURATION, "`--http-shutdown-delay`: on SIGTERM /health answers 503 this long, "
+             "then the manager stops"),
     _switch("restore.disableSourceBackupValidation", "--disable-source-backup-validation"),
     _opt("backupTypeTagName", K.STRING, "--backup-type-tag-name"),
 ]

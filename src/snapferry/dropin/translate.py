@@ -10,8 +10,10 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import UsageError
+from ..httpsec import FLAGS, Security, security_from
 from .goflags import ParsedFlags, ValueType
 from .tables import Action, Rule, Tool, rules
 
@@ -53,6 +55,14 @@ class Translation:
     direction: Direction = Direction.UPLOADED
     log: LogSetup = field(default_factory=LogSetup)
     notes: list[str] = field(default_factory=list)  # logged at info level once logging is set up
+    security: Security = field(default_factory=Security)  # of the /metrics listener
+    secrets: frozenset[str] = frozenset()  # values of the flags -secret.flags names: hidden in the log
+
+
+# The server flags -> httpsec's settings (FLAGS names their native options)
+SERVER_FLAGS = {dropin[1:]: key for key, (_native, dropin) in FLAGS.items()}
+# the options whose value is a secret: the log line of the translated command hides it
+SECRET_OPTIONS = {"--http-auth-password", "--metrics-auth-key", "--api-password"}
 
 
 # The options a snapferry (sub)command accepts, by its words after `snapferry`; from the
@@ -61,7 +71,34 @@ Accepted = Callable[[tuple[str, ...]], set[str]]
 
 
 def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None) -> Translation:
+    plan = _translate(tool, parsed, accepted)
+    plan.secrets = _secret_values(rules(tool), parsed)
+    return plan
+
+
+def _secret_values(table: dict[str, Rule], parsed: ParsedFlags) -> frozenset[str]:
+    """-secret.flags: the values of the flags it names, hidden wherever they would show in the
+    log (VictoriaMetrics hides them in its logs and on /metrics). A name of no flag is refused:
+    a typo there would print the secret it meant to hide."""
+    out: set[str] = set()
+    for raw in _list(parsed.get("secret.flags")):
+        name = raw.strip().lstrip("-")
+        if not name:
+            continue
+        if name not in table:
+            raise UsageError(f"-secret.flags names -{name}, which is no flag of this command; check the name")
+        value = parsed.get(name)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v:
+                out.add(v)
+    return frozenset(out)
+
+
+def _translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None) -> Translation:
     table = rules(tool)
+    for name, value in parsed.values.items():
+        if table[name].action is Action.REFUSED and value not in (False, "", []):
+            raise UsageError(f"-{name} is not supported: {table[name].target}")
     log = _log_setup(parsed)
     level_name = logging.getLevelName(log.level).lower()
     head = ["--log-level", level_name]
@@ -86,6 +123,7 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
             "between a boolean flag and its value (write -flag=false)"
         )
     listen = _listen(tool, parsed.get("httpListenAddr"))
+    security = security_from(_server_values(parsed))
     if key_file:
         options += ["--encryption-key-file", key_file]
     if tool is Tool.VMRESTORE:
@@ -93,7 +131,8 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
         if not src:
             raise UsageError("-src is missing; name the backup, e.g. -src=s3://bucket/path/to/backup")
         argv = ["restore", "--src", src, "--dst", _str(parsed, "storageDataPath") or DEFAULT_STORAGE_DATA_PATH]
-        return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log, early_notes)
+        return Translation(head + argv + options, ignored, listen, Direction.DOWNLOADED, log, early_notes,
+                           security=security)
     command = _vmbackup(parsed)
     if "--snapshot-create-url" not in command:
         # -snapshotName, or a server-side copy (-origin alone): no snapshot API is called, so its
@@ -104,7 +143,33 @@ def translate(tool: Tool, parsed: ParsedFlags, accepted: Accepted | None = None)
         options = kept + options[len(_flat(structured)):]  # the --push-metrics-url after them stays
     if key_file and command[0] == "backup":
         options.append("--encrypt")
-    return Translation(head + command + options, ignored, listen, Direction.UPLOADED, log, early_notes)
+    return Translation(head + command + options, ignored, listen, Direction.UPLOADED, log, early_notes,
+                       security=security)
+
+
+def _server_values(parsed: ParsedFlags) -> dict[str, Any]:
+    """The server flags as httpsec's settings; an array flag names one value (one listener)."""
+    out: dict[str, Any] = {}
+    for name, key in SERVER_FLAGS.items():
+        value = parsed.get(name)
+        if isinstance(value, list):
+            given = [v for v in value if v]
+            if key == "cipher_suites":
+                value = ",".join(given)
+            elif len(set(given)) > 1:
+                raise UsageError(f"-{name} has {len(given)} values; snapferry serves one address, give one")
+            else:
+                value = given[0] if given else ""
+        out[key] = value
+    return out
+
+
+def redacted(argv: list[str], secrets: frozenset[str] = frozenset()) -> str:
+    """A translated command line for the log, secrets hidden: the values of the secret options,
+    and any word holding a value -secret.flags named."""
+    shown = [("<hidden>" if (i and argv[i - 1] in SECRET_OPTIONS) or any(x in w for x in secrets) else w)
+             for i, w in enumerate(argv)]
+    return " ".join(shown)
 
 
 def _vmbackup(parsed: ParsedFlags) -> list[str]:
@@ -171,6 +236,21 @@ def _manager(parsed: ParsedFlags, options: list[Option], accepted: Accepted | No
         # vmbackupmanager's own default, which the operator relies on: it passes no
         # -httpListenAddr and probes /health on the pod's IP, port 8300.
         options.append(("--http-listen-addr", MANAGER_DEFAULT_LISTEN))
+    for key, value in _server_values(parsed).items():
+        if value is True:
+            options.append((FLAGS[key][0], None))
+        elif value:
+            options.append((FLAGS[key][0], str(value)))
+    if cmd and cmd != ("restore",):  # a client of the running manager: -apiURL and the API's credentials
+        client = _str(parsed, "apiURL")
+        if client:
+            options.append(("--api-url", client))
+        for flag_name, opt in (("httpAuth.username", "--api-username"), ("httpAuth.password", "--api-password")):
+            if _str(parsed, flag_name):
+                options.append((opt, _str(parsed, flag_name)))
+    delay = parsed.get("http.shutdownDelay")
+    if isinstance(delay, float) and delay > 0:
+        options.append(("--http-shutdown-delay", f"{delay:g}"))
     interval = parsed.get("backupInterval")
     if isinstance(interval, float) and interval > 0:
         options.append(("--backup-interval", f"{interval:g}"))

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import api
-from ..actions.backup import parallel
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
 from ..names import (
@@ -31,6 +30,8 @@ from ..names import (
     MANIFEST_FILE,
 )
 from ..remotes import Remote, RemoteOptions, local_tree
+from ..retry import RetryPolicy
+from ..workers import parallel
 from .layout import DATED_TYPES, BackupName, BackupType, parse_backup_name
 from .remotes import DstRemotes
 
@@ -80,8 +81,9 @@ def human_size(n: int) -> str:
 class Catalog:
     """The backups of one --dst; close() it when done."""
 
-    def __init__(self, dst: str, options: RemoteOptions, concurrency: int = api.DEFAULT_CONCURRENCY) -> None:
-        self.remotes = DstRemotes(dst, options)
+    def __init__(self, dst: str, options: RemoteOptions, concurrency: int = api.DEFAULT_CONCURRENCY,
+                 retry: RetryPolicy | None = None) -> None:
+        self.remotes = DstRemotes(dst, options, retry)
         self.dst = self.remotes.dst
         self.options = options
         self.concurrency = concurrency

@@ -1,7 +1,8 @@
 """The manager's HTTP API and /metrics, in vmbackupmanager's shapes (Starlette on uvicorn, on a thread).
 
-Routes (vmbackupmanager's): `GET/POST /api/v1/backups`, `PUT /api/v1/backups/<name>`,
-`POST/GET/DELETE /api/v1/restore`, `GET /health`, `GET /metrics`. Every error is
+Routes (vmbackupmanager's): `GET/POST /api/v1/backups`, `GET/PUT /api/v1/backups/<name>`,
+`POST/GET/DELETE /api/v1/restore`, `GET /health`, `GET /metrics`. Served by
+snapferry.httpserve (authentication, TLS, connection bounds, /health). Every error is
 JSON `{"error": "..."}` with a 4xx for the caller's mistakes; a request is fully
 validated (name against the layout, body shape) before it changes anything.
 
@@ -16,21 +17,20 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import BadBackupError, LockedError, SnapferryError, UsageError
+from ..httpsec import Security
+from ..httpserve import HttpServer, Limits
 from .catalog import NoSuchBackupError
 from .layout import DATED_TYPES, BackupType, parse_backup_name
 from .marks import MarkSelection
@@ -40,8 +40,8 @@ from .service import Manager, ManagerEvents, NoEvents
 log = logging.getLogger("snapferry")
 
 MAX_BODY = 64 * 1024  # the API's bodies are a few dozen bytes
+BODY_TIMEOUT = 10.0  # seconds for a whole body of at most MAX_BODY
 DEFAULT_HOST = "127.0.0.1"
-_STARTUP_WAIT = 30.0
 T = TypeVar("T")
 
 
@@ -106,15 +106,24 @@ async def _json_object(
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
     raw = bytearray()
-    async for chunk in request.stream():  # a chunked body is cut off at the limit, never held whole
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+
+    async def read() -> None:
+        async for chunk in request.stream():  # a chunked body is cut off at the limit, never held whole
+            raw.extend(chunk)
+            if len(raw) > MAX_BODY:
+                raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+
+    try:  # a body sent a byte at a time would hold the connection and a task for ever
+        await asyncio.wait_for(read(), BODY_TIMEOUT)
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s; send it whole") from None
+    except ClientDisconnect:  # the client left (or the connection bound closed it): nobody to answer
+        raise ApiError(400, "the client disconnected before sending the whole body") from None
     want = ", ".join([f'"{k}": {t.__name__}' for k, t in keys.items()]
                      + [f'optional "{k}": {t.__name__}' for k, t in optional.items()])
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nested deep
         raise ApiError(400, f"the body is not JSON; send {{{want}}}") from None
     # bool is not an int here and an int is not a bool: {"locked": 1} is refused
     types = {**keys, **optional}
@@ -136,9 +145,6 @@ def _backup_name(value: str) -> str:
 
 
 def build_app(manager: Manager, metrics: Metrics) -> Starlette:
-    async def health(request: Request) -> Response:
-        return PlainTextResponse("OK")
-
     async def metrics_page(request: Request) -> Response:
         body = await run_in_threadpool(metrics.render)
         return Response(body, media_type=CONTENT_TYPE)
@@ -151,6 +157,11 @@ def build_app(manager: Manager, metrics: Metrics) -> Starlette:
         if not manager.trigger():
             raise ApiError(400, "backups latest is in progress; retry when vm_backup_in_flight is 0")
         return JSONResponse({}, status_code=201)
+
+    async def get_backup(request: Request) -> Response:
+        name = _backup_name(request.path_params["name"])
+        info = await _call(lambda: manager.backup_info(name))
+        return JSONResponse(info.to_dict())
 
     async def update_backup(request: Request) -> Response:
         name = _backup_name(request.path_params["name"])
@@ -201,10 +212,10 @@ def build_app(manager: Manager, metrics: Metrics) -> Starlette:
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
     routes = [
-        Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_page, methods=["GET"]),
         Route("/api/v1/backups", list_backups, methods=["GET"]),
         Route("/api/v1/backups", start_backup, methods=["POST"]),
+        Route("/api/v1/backups/{name:path}", get_backup, methods=["GET"]),
         Route("/api/v1/backups/{name:path}", update_backup, methods=["PUT"]),
         Route("/api/v1/restore", create_mark, methods=["POST"]),
         Route("/api/v1/restore", get_mark, methods=["GET"]),
@@ -235,11 +246,14 @@ class _Fanout:
 
 
 class ApiServer:
-    """uvicorn serving the API on a thread of its own, on a socket bound before it starts."""
+    """The API on an HttpServer: uvicorn on a thread of its own, on a socket bound at start."""
 
-    def __init__(self, manager: Manager, addr: ListenAddr) -> None:
+    def __init__(self, manager: Manager, addr: ListenAddr, security: Security | None = None,
+                 limits: Limits | None = None) -> None:
         self.manager = manager
         self.addr = addr
+        self.security = security or Security()
+        self.limits = limits or Limits()
         events = manager.events
         if isinstance(events, Metrics):
             self.metrics = events
@@ -257,61 +271,40 @@ class ApiServer:
                 c.run_on_start, c.disable_scheduled_backups, c.concurrency, c.max_bytes_per_second,
             ),
         )
-        self._sock: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: HttpServer | None = None
         self._retries = contextlib.ExitStack()
 
     @property
     def url(self) -> str:
-        assert self._sock is not None
-        host, port = self._sock.getsockname()[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        assert self._http is not None
+        return self._http.url
 
     def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.addr.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.addr.host, self.addr.port))
-            sock.listen(128)
-        except OSError as e:
-            sock.close()
-            raise UsageError(f"cannot listen on {self.addr}: {e.strerror}; pick a free --http-listen-addr") from e
-        self._sock = sock
-        # log_config=None: uvicorn's records go to our handlers, and it configures no logging of its own
-        config = uvicorn.Config(build_app(self.manager, self.metrics), lifespan="off", access_log=False,
-                                log_config=None, log_level="warning", server_header=False)
-        server = self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._serve, name="manager-http", daemon=True)
-        self._thread.start()
-        waited = threading.Event()
-        for _ in range(int(_STARTUP_WAIT / 0.01)):
-            if server.started or not self._thread.is_alive():
-                break
-            waited.wait(0.01)
-        if not server.started:
-            self.stop()
-            raise SnapferryError(f"the API server on {self.addr} did not start; see the log above")
+            http = HttpServer(build_app(self.manager, self.metrics), self.addr.host, self.addr.port,
+                              self.security, self.limits, "the API")
+        except UsageError as e:
+            raise UsageError(f"{e} (--http-listen-addr)") from e
+        self._http = http
+        http.start()
         self._retries.enter_context(self.metrics.retries.attached())
-        log.info("API and /metrics on %s", self.url)
+        log.info("API and /metrics on %s%s", self.url,
+                 " (basic auth)" if self.security.password is not None else "")
 
-    def _serve(self) -> None:
-        assert self._server is not None and self._sock is not None
-        asyncio.run(self._server.serve(sockets=[self._sock]))
+    def drain(self) -> None:
+        """/health answers 503 from now on: the shutdown delay before stop()."""
+        if self._http is not None:
+            self._http.drain()
 
     def stop(self) -> None:
         self._retries.close()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(_STARTUP_WAIT)
-        if self._sock is not None:
-            self._sock.close()
+        if self._http is not None:
+            self._http.stop()
 
 
-def start_server(manager: Manager, listen_addr: str) -> Callable[[], None]:
-    """Serve the API and /metrics on a thread (the service command's hook); returns the stop."""
-    server = ApiServer(manager, parse_listen_addr(listen_addr))
+def start_server(manager: Manager, listen_addr: str, security: Security | None = None,
+                 limits: Limits | None = None) -> ApiServer:
+    """Serve the API and /metrics on a thread (the service command's hook)."""
+    server = ApiServer(manager, parse_listen_addr(listen_addr), security, limits)
     server.start()
-    return server.stop
+    return server

@@ -32,6 +32,8 @@ from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, RESTORE_MARK_
 from ..partitions import parse_partition_names, parse_since
 from ..remotes import Remote, RemoteOptions, open_remote, split_url
 from ..remotes.location import local_location, location_of, overlaps
+from ..remotes.retrying import with_retries
+from ..retry import RetryPolicy
 from .catalog import Catalog
 from .layout import BackupName, parse_backup_name
 
@@ -110,7 +112,7 @@ class RestoreMarks:
         url = normal_url(value)
         if not os.path.isdir(self.storage_data_path):
             raise UsageError(f"the storage data path {self.storage_data_path} is not a directory; check it")
-        remote = open_remote(url, self.options)
+        remote = with_retries(open_remote(url, self.options), RetryPolicy())
         try:
             # A restore deletes what the backup lacks from the data path: a backup inside it
             # (or holding it) would be destroyed by the restore it asks for.

@@ -20,6 +20,8 @@ import re
 from ..errors import UsageError
 from ..remotes import Remote, RemoteOptions, open_remote
 from ..remotes._cloud import ObjectStore
+from ..remotes.retrying import with_retries, without_retries
+from ..retry import RetryPolicy
 
 log = logging.getLogger("snapferry")
 
@@ -31,18 +33,20 @@ _S3_MAX_TAGS = 10  # tags one S3 object may carry
 
 
 class DstRemotes:
-    def __init__(self, dst: str, options: RemoteOptions) -> None:
+    def __init__(self, dst: str, options: RemoteOptions, retry: RetryPolicy | None = None) -> None:
         self.dst = dst.rstrip("/")
         self.options = options
         self.tag_name = options.backup_type_tag_name
         check_tag_name(self.tag_name, options)
-        self.root = open_remote(self.dst, options)
+        # Every remote of the catalog under the retry layer, with the manager's --retries.
+        self._policy = retry or RetryPolicy()
+        self.root = with_retries(open_remote(self.dst, options), self._policy)
         if self.tag_name:
             self._check_tagging()
 
     def _check_tagging(self) -> None:
         """Refuse a name the store cannot carry; say once, at start, what the tag becomes here."""
-        root = self.root
+        root = without_retries(self.root)
         if not isinstance(root, ObjectStore):
             log.warning("--backup-type-tag-name %s does nothing on %s: files have no tags; expire backups "
                         "by directory (hourly/, daily/, ...) or with --keep-last-*", self.tag_name, self.dst)
@@ -62,10 +66,10 @@ class DstRemotes:
 
     def child(self, sub: str) -> Remote:
         """The remote of `sub` (a validated backup name) under the root; never close it."""
-        remote = self.root.child(sub)  # the backend knows what a child shares
+        remote = without_retries(self.root).child(sub)  # the backend knows what a child shares
         if self.tag_name and isinstance(remote, ObjectStore):
-            return remote.tagged(self.tag_name, sub.split("/", 1)[0])
-        return remote
+            remote = remote.tagged(self.tag_name, sub.split("/", 1)[0])
+        return with_retries(remote, self._policy)
 
     def url(self, sub: str) -> str:
         return f"{self.dst}/{sub}"

@@ -41,7 +41,7 @@ def restore_marked(
     src = marks.source_url(value) if "://" in value else ""
     root = dst or (_layout_root(src) if src else None)
     if root:
-        with Catalog(root, remote_options, concurrency) as catalog:
+        with Catalog(root, remote_options, concurrency, RetryPolicy(attempts=retries)) as catalog:
             own = RestoreMarks(storage_data_path, catalog)
             src = own.source_url(value)
             name = own.own_name(src) if "://" in value else parse_backup_name(value)

@@ -135,7 +135,8 @@ class Manager:
         self.events: ManagerEvents = events or NoEvents()
         self.schedule = config.schedule()
         self.key = encryption.load(config.encryption_key_file)
-        self.catalog = Catalog(config.dst, config.remote_options, config.concurrency)
+        self.catalog = Catalog(config.dst, config.remote_options, config.concurrency,
+                               RetryPolicy(attempts=config.retries))
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child(LATEST))
@@ -354,6 +355,9 @@ class Manager:
 
     def list_backups(self) -> list[BackupInfo]:
         return self.catalog.list()
+
+    def backup_info(self, name: str) -> BackupInfo:
+        return self.catalog.info(parse_backup_name(name))
 
     def set_locked(self, name: str, locked: bool) -> BackupInfo:
         return self.catalog.set_locked(parse_backup_name(name), locked)

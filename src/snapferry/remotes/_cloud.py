@@ -4,9 +4,10 @@ A backend supplies a handful of single requests (`_exists`, `_get`, `_put`,
 `_put_chunks`, `_delete`, `_list`, `_open_range`, `_copy`, `_bucket_exists`) and
 one function, `_classify`, that says what kind of `Failure` an exception of its
 SDK is (restic's backends do the same with IsPermanentError). Everything else is
-written once here: the error messages, which requests the backend retries
-itself (through the run's RetryPolicy; the SDKs make one attempt each), the
-has_file bucket-vs-object probe, exclusive create, the copy type check, single
+written once here: the error messages (permanent, or TransientRemoteError for the
+retry layer over the remote, remotes/retrying.py: this skeleton and the SDKs make
+one attempt per request), the has_file bucket-vs-object probe, exclusive create,
+the copy type check, single
 versus multipart upload and the connection pool of the requests-based SDKs.
 """
 
@@ -24,7 +25,6 @@ import urllib3.exceptions
 
 from ..errors import NoSpaceError, RemoteError, SnapferryError, TransientRemoteError, UsageError
 from ..parts import Part, parse_listing
-from ..retry import RetryPolicy
 from ._transfer import ChunkSource, EmptyReader, check_range
 from .base import Body, LocalRegion, Reader, Remote, RemoteOptions
 
@@ -139,9 +139,8 @@ class ObjectStore(abc.ABC):
     """A bucket (container) and a prefix in an object store; implements the Remote protocol.
 
     Objects are durable once a PUT returns and there are no directories, so an object
-    store is not a LocalTree (base.py): it has no sync or pruning to do. Transfers (upload_part, open_part,
-    copy_part) make one attempt: the actions retry them whole, resuming where they
-    stopped. The other requests are retried here, by the policy from max_attempts.
+    store is not a LocalTree (base.py): it has no sync or pruning to do. Every method
+    makes one attempt; remotes/retrying.py decides what is tried again.
     """
 
     scheme: ClassVar[str]
@@ -169,7 +168,6 @@ class ObjectStore(abc.ABC):
                 "old versions with a lifecycle rule of the bucket"
             )
         self._chunk = chunk_size
-        self._policy = RetryPolicy(attempts=max(opts.max_attempts, 1))
         if opts.tls_insecure_skip_verify:
             # The user asked to skip TLS checks; urllib3 would otherwise warn on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -285,13 +283,9 @@ class ObjectStore(abc.ABC):
             raise self._error(what, *kind) from e
 
     def _request(self, what: str, fn: Callable[[], T]) -> T:
-        """One request the actions do not retry themselves, retried here by the policy."""
-
-        def attempt() -> T:
-            with self._errors(what):
-                return fn()
-
-        return self._policy.call(attempt)
+        """One request, its SDK errors made one sentence (retried above, by the retry layer)."""
+        with self._errors(what):
+            return fn()
 
     # --- parts ----------------------------------------------------------------------
 

@@ -4,13 +4,14 @@ the bytes on the way so the manifest needs no second pass."""
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable
 
 from .. import directio
 from ..checksums import BlockCrcs
 from ..errors import unreadable_source
-from .base import LocalRegion
+from .base import IntoBody, LocalRegion
 
 _DIRECT_BUF = 4 * 1024 * 1024
 
@@ -101,6 +102,42 @@ def copy_direct(
     mv.release()
     buf.close()
     return done, crcs.result()
+
+
+def copy_body_direct(
+    body: IntoBody, fd: int, dfd: int, size: int, progress: Callable[[int], None] | None
+) -> int:
+    """Write `size` bytes of a readinto body (an encrypted upload's ciphertext) from one
+    aligned buffer the body fills in place, with O_DIRECT through dfd (-1: through fd), as
+    copy_direct does for a file: no page cache filled and written back on the backup's side.
+
+    Each round writes the filled buffer's whole ALIGN blocks and moves the rest (under 4 KiB)
+    to its front, so every direct write starts aligned though the body hands out chunks of
+    any length."""
+    # A small part (no dfd) in a plain buffer: an mmap and munmap per file cost more than it.
+    buf: mmap.mmap | bytearray = (directio.buffer(min(_DIRECT_BUF, -(-size // directio.ALIGN) * directio.ALIGN))
+                                  if dfd >= 0 else bytearray(max(1, min(_DIRECT_BUF, size))))
+    mv = memoryview(buf)
+    done = have = 0  # bytes written; bytes in the buffer not yet written
+    while done + have < size:
+        n = body.readinto(mv[have : have + min(len(mv) - have, size - done - have)])
+        if not n:
+            break
+        have += n
+        k = have if done + have == size else have & ~(directio.ALIGN - 1)
+        if k:
+            if not directio.pwrite(dfd, fd, mv[:k], done):
+                dfd = -1  # refused (a device with bigger blocks): the rest goes through fd
+            done += k
+            have -= k
+            mv[:have] = mv[k : k + have]
+            if progress is not None:
+                progress(k)
+    # Released only after success, as in copy_direct.
+    mv.release()
+    if isinstance(buf, mmap.mmap):
+        buf.close()
+    return done
 
 
 def _open_source(path: str) -> int:

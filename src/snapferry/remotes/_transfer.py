@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import urllib3.exceptions
 
-from ..checksums import BlockCrcs
+from ..checksums import BlockCrcs, crc32
 from ..errors import RemoteError, TransientRemoteError, unreadable_source
 from ..parts import Part
-from .base import Body, LocalRegion
+from .base import Body, IntoBody, LocalRegion
 
 # Errors a half-read HTTP body raises; all of them are worth a retry of the part.
 STREAM_ERRORS: tuple[type[BaseException], ...] = (
@@ -50,7 +50,11 @@ class ChunkSource:
         self._pos = 0
         self._crcs: BlockCrcs | None = BlockCrcs()
         self._buf: bytearray | None = None
-        # CRC32 of the chunk last handed out when it came free with the block CRCs.
+        self._into = body if local is None and isinstance(body, IntoBody) else None
+        if self._into is not None:
+            # Its bytes are ciphertext: the manifest's CRCs are the plaintext's, taken by the
+            # body. Only each chunk's CRC32 (the store's checksum header) is worth a pass.
+            self._crcs = None        # CRC32 of the chunk last handed out when it came free with the block CRCs.
         self.last_crc: int | None = None
         if local is not None:
             if local.size < part.size:
@@ -121,14 +125,14 @@ class ChunkSource:
         bytearray body goes out in one send (botocore wraps bytes in a BytesIO it sends
         16 KiB at a time)."""
         n = min(n, self.left)
-        if n <= 0 or self._local is None:
+        if n <= 0 or (self._local is None and self._into is None):
             return self.read(n)
         if self._buf is None or len(self._buf) < n:
             self._buf = bytearray(n)
         elif len(self._buf) > n:
             del self._buf[n:]  # the part's last, shorter chunk
         with memoryview(self._buf) as mv:
-            got = self._pread_into(mv)
+            got = self._pread_into(mv) if self._local is not None else self._body_into(mv)
         self._handed_out(self._buf if got == n else self._buf[:got], n)
         return self._buf
 
@@ -142,7 +146,10 @@ class ChunkSource:
                 f"{self._what}: the source ran short after {self.pos + len(data)} of "
                 f"{self._part.size} bytes"
             )
-        self.last_crc = self._crcs.update(data) if self._crcs is not None else None
+        if self._crcs is not None:
+            self.last_crc = self._crcs.update(data)
+        else:
+            self.last_crc = crc32(data) if self._into is not None else None
         self._pos += n
 
     def _pread_into(self, mv: memoryview) -> int:
@@ -157,6 +164,18 @@ class ChunkSource:
                 got += k
         except OSError as e:
             raise unreadable_source(self._local.path, e) from e
+        return got
+
+    def _body_into(self, mv: memoryview) -> int:
+        """Fill mv from a readinto body (an encrypted upload seals its chunks right here:
+        joining the pieces of read() doubled an upload chunk's memory)."""
+        assert self._into is not None
+        got = 0
+        while got < len(mv):
+            k = self._into.readinto(mv[got:])
+            if not k:
+                break
+            got += k
         return got
 
     def _pread(self, n: int) -> bytes:

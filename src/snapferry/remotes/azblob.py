@@ -1,7 +1,7 @@
 """The `azblob://container/prefix` remote (Azure Blob Storage) on azure-storage-blob.
 
-The SDK's pipeline makes one attempt per request (retry_total=0): the RetryPolicy
-decides every retry (see _cloud.ObjectStore). Ranged reads are streamed GETs through
+The SDK's pipeline makes one attempt per request (retry_total=0): the retry layer
+(remotes/retrying.py) decides every retry. Ranged reads are streamed GETs through
 the client's own pipeline (its auth policy), read straight from the socket.
 """
 
@@ -39,7 +39,9 @@ _ENV_HELP = (
     "AZURE_STORAGE_ACCOUNT_KEY (plus AZURE_STORAGE_DOMAIN or AZURE_STORAGE_BLOB_ENDPOINT "
     "for a non-default endpoint)"
 )
-# Polling a server-side copy: same-account copies usually finish at once.
+# Polling a server-side copy (Azure runs it asynchronously): not a retry, the copy is
+# going on; one that fails or outlasts _COPY_TIMEOUT is a TransientRemoteError for the
+# retry layer. Same-account copies usually finish at once.
 _COPY_POLL = 0.05
 _COPY_TIMEOUT = 1800.0
 

@@ -31,6 +31,17 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+def read_full(reader: Reader, mv: memoryview) -> int:
+    """Read until mv is full or the stream ends; returns how many bytes were read."""
+    got = 0
+    while got < len(mv):
+        n = reader.readinto(mv[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 @runtime_checkable
 class FileReader(Reader, Protocol):
     """A Reader that can also move its bytes into a file in the kernel (zero-copy)."""
@@ -46,6 +57,17 @@ class Body(Protocol):
     size: int
 
     def read(self, n: int = -1) -> bytes: ...
+
+
+@runtime_checkable
+class IntoBody(Body, Protocol):
+    """A Body that can also write its next bytes into the caller's buffer (an encrypted
+    upload seals its chunks there): backends then reuse one buffer per upload instead of
+    joining the pieces `read` hands out."""
+
+    def readinto(self, buf: memoryview) -> int:
+        """The next bytes into buf (maybe fewer than fit); 0 only at the end."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +91,7 @@ class RemoteOptions:
     s3_storage_class: str | None = None
     s3_acl: str | None = None
     s3_sse_kms_key_id: str | None = None
+    s3_sse_algorithm: str | None = None  # vmbackup's -s3SSEAlgorithm; aws:kms when only a key id is given
     s3_checksum_algorithm: str | None = None
     s3_object_tags: dict[str, str] = field(default_factory=dict)
     object_metadata: dict[str, str] = field(default_factory=dict)
@@ -79,16 +102,22 @@ class RemoteOptions:
     # backup with NAME=<type> (latest, hourly, ...); see manager/remotes.py.
     backup_type_tag_name: str = ""
     tls_insecure_skip_verify: bool = False
-    # Attempts (RetryPolicy) of the single requests the actions do not retry themselves:
-    # listings, small files, deletes. Transfers are retried whole by the actions; the SDKs
-    # make one attempt per request.
-    max_attempts: int = 5
     # Size of one multipart chunk for large uploads.
     multipart_chunk_size: int = 16 * 1024 * 1024  # held in memory per upload: bounds backup RSS
     # Seconds without a byte before a request is abandoned (and retried).
     read_timeout: float = 60.0
     # Connections in the SDK pools; set from --concurrency.
     max_connections: int = 16
+
+    def __post_init__(self) -> None:
+        # A protective setting that cannot work stops the run before anything is written.
+        if self.s3_sse_algorithm == "AES256" and self.s3_sse_kms_key_id:
+            from ..errors import UsageError
+
+            raise UsageError(
+                "--s3-sse-algorithm AES256 (S3-managed keys) cannot use --s3-sse-kms-key-id; "
+                "pick aws:kms for a KMS key, or drop the key id"
+            )
 
 
 class Remote(Protocol):
@@ -187,6 +216,7 @@ class LocalTree(abc.ABC):
 
 def local_tree(remote: Remote) -> LocalTree | None:
     """The remote's local directory tree when it is one (fs://), else None."""
+    remote = _through(remote)
     return remote if isinstance(remote, LocalTree) else None
 
 
@@ -195,6 +225,17 @@ class Wrapper(abc.ABC):
     its inner remote does, so the overlap rules compare the inner one's place."""
 
     inner: Remote
+
+
+class Transparent(Wrapper):
+    """A wrapper that changes how requests are made, not what is stored (the retry layer,
+    remotes/retrying.py): the capabilities of the remote under it are its own."""
+
+
+def _through(remote: Remote) -> Remote:
+    while isinstance(remote, Transparent):
+        remote = remote.inner
+    return remote
 
 
 def innermost(remote: Remote) -> Remote:

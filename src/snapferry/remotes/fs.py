@@ -15,8 +15,8 @@ from .. import beneath, directio, durable, libc
 from ..errors import BadBackupError, NoSpaceError, RemoteError, UsageError
 from ..names import UPLOAD_TMP_SUFFIX
 from ..parts import Part, parse_listing
-from ._fsio import FileRangeReader, NoBody, copy_direct, copy_small
-from .base import Body, LocalRegion, LocalTree, Reader, Remote
+from ._fsio import FileRangeReader, NoBody, copy_body_direct, copy_direct, copy_small
+from .base import Body, IntoBody, LocalRegion, LocalTree, Reader, Remote
 
 _COPY_CHUNK = 8 * 1024 * 1024
 # Parts this big or bigger are written with O_DIRECT (directio.py) from one buffer per upload.
@@ -344,6 +344,14 @@ class FsRemote(LocalTree):
                 dfd = directio.open_direct(f"/proc/self/fd/{fd}", os.O_WRONLY)
                 try:
                     written, crcs = copy_direct(local, fd, dfd, part.size, progress)
+                finally:
+                    if dfd >= 0:
+                        os.close(dfd)
+            elif isinstance(body, IntoBody):
+                dfd = directio.open_direct(f"/proc/self/fd/{fd}", os.O_WRONLY) if directio.wanted(
+                    _DIRECT_MIN, part.size) else -1
+                try:
+                    written = copy_body_direct(body, fd, dfd, part.size, progress)
                 finally:
                     if dfd >= 0:
                         os.close(dfd)

@@ -1,7 +1,7 @@
 """The `gs://bucket/prefix` remote (Google Cloud Storage) on google-cloud-storage.
 
 Every SDK call gets retry=None (and our read timeout), and the session's pools retry
-nothing: the RetryPolicy decides every retry (see _cloud.ObjectStore). Ranged reads
+nothing: the retry layer (remotes/retrying.py) decides every retry. Ranged reads
 are streamed GETs on the client's authorised session, so restore reads straight
 from the socket.
 """

@@ -9,7 +9,7 @@ from .. import directio
 
 class BytePath(Enum):
     # In the kernel, where the source allows: copy_file_range from an fs:// part,
-    # splice from a socket (remotes/_http.py); otherwise through the pool like BUFFERED.
+    # splice from a socket (remotes/s3/plainhttp.py); otherwise through the pool like BUFFERED.
     IN_KERNEL = "in-kernel"
     # Through the pool's page-aligned blocks with O_DIRECT (directio.py).
     DIRECT = "direct"

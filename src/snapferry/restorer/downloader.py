@@ -11,7 +11,7 @@ writeback afterwards; `fs://` parts are read into the pool for them too.
 Smaller files, and every file when direct I/O is switched off, are copied in
 the kernel instead where the source allows: `fs://` parts by copy_file_range
 (a reflink where the filesystem has them), and readers that can splice (s3://
-over plain HTTP, remotes/_http.py) from the socket into the file. Small
+over plain HTTP, remotes/s3/plainhttp.py) from the socket into the file. Small
 single-part files are batched (session.py): the worker that reads one also
 writes, closes and renames it, with no hand-off to a writer or finisher thread.
 Each file's byte path is chosen once, by bytepath.choose_byte_path.
@@ -27,7 +27,6 @@ from ..checksums import BLOCK
 from ..errors import Interrupted, SnapferryError
 from ..parts import Part
 from ..progress import Progress
-from ..retry import RetryPolicy
 from ..throttle import Cancelled, Throttle
 from ..tuning import Tuning as Tuning  # moved to tuning.py (light, for the API's defaults); still importable here
 from .bytepath import BytePath, choose_byte_path
@@ -53,7 +52,6 @@ class Downloader:
         tuning: Tuning,
         throttle: Throttle,
         progress: Progress,
-        retry: RetryPolicy,
         expected: dict[str, list[int]] | None = None,
         reread: bool = False,
         in_memory: bool = True,
@@ -62,7 +60,8 @@ class Downloader:
         source: str = "the backup",
     ) -> None:
         """`read(part, offset, length)` opens a range of a part of the backup (`source`, its
-        URL, names it in messages); `local_path(part)`, where the backup is a local
+        URL, names it in messages), retried by the caller's retry layer (a remote's open_part
+        after remotes/retrying.with_retries); `local_path(part)`, where the backup is a local
         directory, names the file to copy a part from in the kernel.
 
         `expected` holds the manifest's block CRC32s by part name: with `in_memory` every
@@ -76,10 +75,9 @@ class Downloader:
         self.t = tuning
         self.throttle = throttle
         self.progress = progress
-        self.retry = retry
         self.stop = threading.Event()
         self.pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, self.stop)
-        self.fetch = RangeFetcher(read, source, local_path, self.pool, throttle, progress, retry, self.stop,
+        self.fetch = RangeFetcher(read, source, local_path, self.pool, throttle, progress, self.stop,
                                   self._account)
         self._jobs_lock = threading.Lock()
         self._errors: list[BaseException] = []

@@ -1,4 +1,9 @@
-"""One range of one part, from the backup into a target file: streamed, checked, retried.
+"""One range of one part, from the backup into a target file: streamed and checked.
+
+A transient failure of the read is no concern of this module: the backup's remote
+carries the run's retry layer (remotes/retrying.py), whose reader resumes a cut
+body from its first missing byte. What is retried here is of another kind: a block
+whose bytes arrived but fail the manifest's CRC (CHECK_ATTEMPTS, below).
 
 `RangeFetcher` takes only what it needs of the backup: `read(part, offset, length)`
 returning a Reader, and optionally `local_path(part)` for an in-kernel copy from an
@@ -21,17 +26,20 @@ from ..durable import copy_range
 from ..errors import BadBackupError, RemoteError, TransientRemoteError
 from ..parts import Part
 from ..progress import Progress
-from ..remotes.base import FileReader, Reader
-from ..retry import RetryPolicy, retrying
+from ..remotes.base import FileReader, Reader, read_full
 from ..throttle import Throttle
 from .bytepath import BytePath
-from .pool import BufferPool, Stopped, read_full
+from .pool import BufferPool, Stopped
 from .writer import TargetFile, io_error
 
 log = logging.getLogger("snapferry")
 
-# Downloads of a range whose bytes keep failing their manifest CRC. A corrupt object
-# fails every time, a corrupt transfer rarely twice: two more tries tell them apart.
+# Downloads of a range whose bytes keep failing their manifest CRC: a data-integrity retry
+# of the restorer, not a remote retry, so it is not --retries and not in the retry layer.
+# The remote answered each time (nothing transient to wait out); the question is whether
+# the object or the transfer is corrupt. A corrupt object fails every time, a corrupt
+# transfer rarely twice: two more downloads tell them apart, and the restore then stops
+# (exit 3) whatever --retries says.
 CHECK_ATTEMPTS = 3
 
 ReadFn = Callable[[Part, int, int], Reader]
@@ -67,7 +75,6 @@ class RangeFetcher:
         pool: BufferPool,
         throttle: Throttle,
         progress: Progress,
-        retry: RetryPolicy,
         stop: threading.Event,
         account: Callable[[TargetFile, Part, int], None],
     ) -> None:
@@ -78,7 +85,6 @@ class RangeFetcher:
         self.block_size = pool.block_size
         self.throttle = throttle
         self.progress = progress
-        self.retry = retry
         self.stop = stop
         self.account = account
         # Blocks for the writer threads; None tells one writer to end.
@@ -140,14 +146,14 @@ class RangeFetcher:
             self.writeq.put((c, pos, buf, n))
 
     def download(self, c: Chunk, inline: bool) -> None:
-        """Stream a range; on a transient error resume from the first missing byte, on a
-        block whose CRC is wrong fetch that block again; a block wrong every time is a
-        corrupt part: the restore stops (exit 3) before the file is complete."""
+        """Stream a range; on a block whose CRC is wrong fetch that block again; a block
+        wrong every time is a corrupt part: the restore stops (exit 3) before the file is
+        complete. (A transient error reaching here has used up the retry layer's attempts.)"""
         # next byte within the part, CRC32 of its manifest block so far
         state = [c.offset, 0]
         for check in range(CHECK_ATTEMPTS):
             try:
-                self._attempts(c, state, inline)
+                self._stream(c, state, inline)
                 return
             except TransientRemoteError as e:
                 if c.part.name in str(e):
@@ -165,24 +171,6 @@ class RangeFetcher:
                     f"{CHECK_ATTEMPTS} downloads): the part is corrupt in the store; nothing was renamed "
                     "into place; run `snapferry verify` on the backup and make a new one"
                 ) from None
-
-    def _attempts(self, c: Chunk, state: list[int], inline: bool) -> None:
-        """_stream, retried on transient errors by the run's policy.
-
-        The first attempt runs bare: tenacity's Retrying built and iterated for every
-        range was a fifth of the GIL-held time of a restore of 10,000 small files. Only
-        a range whose first attempt failed gets the loop, and the loop's first attempt
-        replays that failure, so the attempts, waits and messages stay the policy's."""
-        try:
-            self._stream(c, state, inline)
-            return
-        except TransientRemoteError as e:
-            failed: list[TransientRemoteError] = [e]
-        for attempt in retrying(self.retry, lambda: state[0]):
-            with attempt:
-                if failed:
-                    raise failed.pop()
-                self._stream(c, state, inline)
 
     def _stream(self, c: Chunk, state: list[int], inline: bool) -> None:
         end = c.offset + c.length

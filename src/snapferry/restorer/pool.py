@@ -12,7 +12,6 @@ import queue
 import threading
 
 from .. import directio
-from ..remotes.base import Reader
 
 
 class Stopped(Exception):
@@ -48,12 +47,3 @@ class BufferPool:
     def put(self, buf: mmap.mmap) -> None:
         self._free.put(buf)
 
-
-def read_full(reader: Reader, mv: memoryview) -> int:
-    got = 0
-    while got < len(mv):
-        n = reader.readinto(mv[got:])
-        if not n:
-            break
-        got += n
-    return got

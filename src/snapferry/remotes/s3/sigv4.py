@@ -6,10 +6,11 @@ signing key, re-parses the host and checks it for IPv6 on every call (py-spy
 --gil: 28 % of a restore's Python time from SeaweedFS, even after skipping
 generate_presigned_url's endpoint rules). This signs exactly what botocore's
 S3SigV4QueryAuth signs (the host header, and any header given, UNSIGNED-PAYLOAD),
-with the signing key cached per day; tests/remotes/test_contract.py checks the result
-against botocore's own presigned URLs. `headers` signs as botocore's S3SigV4Auth does
-(every header given, x-amz-date and x-amz-content-sha256 with it), checked against it
-by tests/remotes/test_s3_put.py. Everything else keeps botocore.
+with the signing key cached per day. `headers` signs as botocore's S3SigV4Auth does
+(every header given, x-amz-date and x-amz-content-sha256 with it).
+tests/remotes/test_s3_signatures.py checks both against botocore's signers, request by
+request (test_contract.py and test_s3_put.py against real servers too). Everything else
+keeps botocore.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class Keys:
     token: str | None
 
 
-class GetSigner:
-    """Presigned GET URLs under one base URL (scheme://host[:port]/path-prefix/)."""
+class Signer:
+    """SigV4 signatures of requests under one base URL (scheme://host[:port]/path-prefix/):
+    presigned URLs (`url`) and signed headers (`headers`)."""
 
     def __init__(self, base: str, region: str, expires: int = 3600) -> None:
         split = urllib.parse.urlsplit(base)
@@ -112,6 +114,12 @@ class GetSigner:
             k = hmac.new(k, part.encode(), hashlib.sha256).digest()
         self._key_cache = (secret, day, k)
         return k
+
+
+def quote_key(key: str) -> str:
+    """An object key as it goes into the request path and its signature: every byte but
+    unreserved ones and "/" escaped, as botocore's S3 serializer and signer do."""
+    return urllib.parse.quote(key, safe="/~")
 
 
 def canonical_query(params: dict[str, str]) -> str:

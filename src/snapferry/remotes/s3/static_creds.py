@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ._sigv4 import Keys
+from .sigv4 import Keys
 
 # Profile keys that only carry static keys and a region; any other key may change what
 # botocore does (role_arn, sso_*, credential_process, endpoint_url, s3 = ...).

@@ -1,12 +1,8 @@
-"""The `s3://bucket/prefix` remote (AWS S3 and S3-compatible stores) on botocore.
+"""S3Remote: the `s3://bucket/prefix` ObjectStore (AWS S3 and S3-compatible stores).
 
-botocore sends the multipart uploads, copies and deletes, one attempt each (retries
-are the RetryPolicy's, see _cloud.ObjectStore); the reads (ranged GETs, small GETs,
-HEADs, listings) and the single PUTs (every part below the multipart threshold: nearly
-all of a small-file backup) go through _s3get's signed fast path whenever its signer
-knows the endpoint's URL shape, with the same headers botocore would send. With static keys (_s3static) botocore is
-imported and its client made only on the first write, so a restore or a verify
-never pays its ~0.5 s start-up; other credentials create it up front, as before.
+It writes each request once and picks its path: the fast transport (`fast`) or
+botocore's client (`boto`); the package docstring says which request takes which.
+Its errors, ours (HttpStatus) and botocore's, are classified here into one Failure.
 """
 
 from __future__ import annotations
@@ -16,22 +12,22 @@ import dataclasses
 import hashlib
 import os
 import sys
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
-from ..checksums import ChecksumAlgorithm, ProviderChecksum, crc32, parse_s3_checksum
-from ..crc32c_ext import crc32c
-from ..errors import UsageError
-from ..parts import Part
-from ._cloud import Classified, Failure, HttpStatus, ObjectStore, status_failure
-from ._s3get import FastGets
-from ._s3static import StaticS3, static_setup
-from ._sigv4 import UNSIGNED_PAYLOAD
-from ._transfer import STREAM_ERRORS, ChunkSource
-from .base import KeepsChecksums, Reader, RemoteOptions
+from ...checksums import ChecksumAlgorithm, ProviderChecksum, crc32, parse_s3_checksum
+from ...crc32c_ext import crc32c
+from ...errors import UsageError
+from ...parts import Part
+from .._cloud import Classified, Failure, HttpStatus, ObjectStore, status_failure
+from .._transfer import STREAM_ERRORS, ChunkSource
+from ..base import KeepsChecksums, Reader, RemoteOptions
+from .boto import CREDS_HELP, LazyClient, botocore_client
+from .fast import FastTransport
+from .sigv4 import UNSIGNED_PAYLOAD
+from .static_creds import StaticS3, static_setup
 
 _MIN_CHUNK = 5 * 1024 * 1024  # S3's smallest multipart chunk (but the last)
 _THROTTLE_CODES = frozenset({
@@ -46,8 +42,6 @@ _AUTH_CODES = frozenset({
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 _EXISTS_CODES = frozenset({"PreconditionFailed", "412"})
 _FULL_CODES = frozenset({"QuotaExceeded", "XMinioStorageFull"})  # Ceph RGW, MinIO
-_CREDS_HELP = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass an AWS credentials file "
-               "(--creds-file-path)")
 # PutObject's arguments in _write_args, by the header botocore sends each in.
 _ARG_HEADERS = {"StorageClass": "x-amz-storage-class", "ACL": "x-amz-acl",
                 "ServerSideEncryption": "x-amz-server-side-encryption",
@@ -60,7 +54,7 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # the payload hash of a request
 class S3Remote(ObjectStore, KeepsChecksums):
     scheme = "s3"
     denied_hint = "check the credentials, the region and the bucket policy"
-    creds_hint = _CREDS_HELP
+    creds_hint = CREDS_HELP
     max_chunks = 10_000
     deletes_all_versions = True
     tag_kind = "S3 object tag"
@@ -80,7 +74,7 @@ class S3Remote(ObjectStore, KeepsChecksums):
         checksum = (opts.s3_checksum_algorithm or "").upper()
         self._checksum_alg = checksum if checksum not in ("", "NONE") else None
         self._no_checksum = checksum == "NONE"
-        self._lazy = _LazyClient(opts, self.url, endpoint)  # shared with child() copies
+        self._lazy = LazyClient(opts, self.url, endpoint)  # shared with child() copies
         self._static: StaticS3 | None = static_setup(
             bucket, endpoint, opts.s3_force_path_style, opts.creds_file_path, opts.config_file_path,
             opts.config_profile,
@@ -89,13 +83,13 @@ class S3Remote(ObjectStore, KeepsChecksums):
         if self._static is not None:
             self._access_key = self._static.keys.access_key
             self.endpoint: str = endpoint or self._static.origin
-            self.gets = FastGets(lambda: self._client, None, bucket, probe, self.url, opts, self._static)
+            self.gets = FastTransport(lambda: self._client, None, bucket, probe, self.url, opts, self._static)
             return
-        client, creds, ca_bundle = _botocore_client(opts, self.url, endpoint)
+        client, creds, ca_bundle = botocore_client(opts, self.url, endpoint)
         self._lazy.client = client
         self._access_key = creds.access_key
         self.endpoint = str(endpoint or client.meta.endpoint_url)
-        self.gets = FastGets(lambda: self._client, creds, bucket, probe, self.url, opts, ca_bundle=ca_bundle)
+        self.gets = FastTransport(lambda: self._client, creds, bucket, probe, self.url, opts, ca_bundle=ca_bundle)
 
     @property
     def _client(self) -> Any:
@@ -141,19 +135,17 @@ class S3Remote(ObjectStore, KeepsChecksums):
     # --- requests -------------------------------------------------------------------
 
     def _bucket_exists(self) -> bool:
-        try:
-            self.gets.head_bucket()
-        except HttpStatus as e:
-            if self._failure(e) in (Failure.NO_BUCKET, Failure.NOT_FOUND):
-                return False
-            raise
-        return True
+        return self._found(self.gets.head_bucket, (Failure.NO_BUCKET, Failure.NOT_FOUND))
 
     def _exists(self, key: str) -> bool:
+        return self._found(lambda: self.gets.head(key), (Failure.NOT_FOUND, Failure.NO_OBJECT))
+
+    def _found(self, head: Callable[[], object], absent: tuple[Failure, ...]) -> bool:
+        """True when the HEAD answers, False when it fails as one of `absent`; other failures raise."""
         try:
-            self.gets.head(key)
+            head()
         except HttpStatus as e:
-            if self._failure(e) in (Failure.NOT_FOUND, Failure.NO_OBJECT):
+            if self._failure(e) in absent:
                 return False
             raise
         return True
@@ -176,8 +168,9 @@ class S3Remote(ObjectStore, KeepsChecksums):
             args["StorageClass"] = o.s3_storage_class
         if o.s3_acl:
             args["ACL"] = o.s3_acl
+        if o.s3_sse_kms_key_id or o.s3_sse_algorithm:
+            args["ServerSideEncryption"] = o.s3_sse_algorithm or "aws:kms"
         if o.s3_sse_kms_key_id:
-            args["ServerSideEncryption"] = "aws:kms"
             args["SSEKMSKeyId"] = o.s3_sse_kms_key_id
         if o.s3_object_tags:
             args["Tagging"] = urllib.parse.urlencode(o.s3_object_tags)
@@ -185,11 +178,17 @@ class S3Remote(ObjectStore, KeepsChecksums):
             args["ChecksumAlgorithm"] = self._checksum_alg
         return args
 
-    def _checksum_arg(self, crc: int | None) -> dict[str, str]:
-        """The CRC32 header of a body whose CRC came free with the manifest's block CRCs;
-        botocore then does not hash the body a second time. None with "NONE", which is
-        there for stores that reject checksum headers (it used to send this one still)."""
-        if self._checksum_alg not in (None, "CRC32") or crc is None or self._no_checksum:
+    def _checksum_arg(self, data: bytes | bytearray, crc: int | None) -> dict[str, str]:
+        """The checksum botocore is given instead of computing it: the CRC32 of a body whose
+        CRC came free with the manifest's block CRCs (botocore then does not hash the body a
+        second time), or the CRC32C, which botocore computes only with awscrt (not
+        installed). None with "NONE", which is there for stores that reject checksum
+        headers (it used to send this one still)."""
+        if self._no_checksum:
+            return {}
+        if self._checksum_alg == "CRC32C":
+            return {"ChecksumCRC32C": base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()}
+        if self._checksum_alg not in (None, "CRC32") or crc is None:
             return {}
         return {"ChecksumCRC32": base64.b64encode(crc.to_bytes(4, "big")).decode()}
 
@@ -223,31 +222,40 @@ class S3Remote(ObjectStore, KeepsChecksums):
         return headers
 
     def _payload_hash(self, data: bytes | bytearray) -> str:
-        # As botocore is configured (_botocore_client): a body with a checksum header goes
+        # As botocore is configured (boto.botocore_client): a body with a checksum header goes
         # unsigned; without one the signature covers its SHA-256.
         if self._no_checksum:
             return hashlib.sha256(data).hexdigest()
         return UNSIGNED_PAYLOAD
 
+    def _put_headers(self, data: bytes | bytearray, crc: int | None, exclusive: bool) -> dict[str, str] | None:
+        """The headers of a single PUT on the fast path: those botocore's put_object sends
+        with these arguments; None when only botocore can compute the checksum."""
+        checksum = self._checksum_headers(data, crc)
+        if checksum is None:
+            return None
+        headers = {**self._write_headers(), **checksum}
+        if exclusive:
+            headers["if-none-match"] = "*"
+        return headers
+
     def _put(self, key: str, data: bytes | bytearray, crc: int | None, exclusive: bool) -> None:
-        if self.gets.fast_signer() is not None and (checksum := self._checksum_headers(data, crc)) is not None:
-            headers = {**self._write_headers(), **checksum}
-            if exclusive:
-                headers["if-none-match"] = "*"
+        if self.gets.fast_signer() is not None and (headers := self._put_headers(data, crc, exclusive)) is not None:
             self.gets.send("PUT", key, headers, data, self._payload_hash(data), f"writing {key}")
             return
-        extra = {"IfNoneMatch": "*"} if exclusive else {}
-        self._client.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data),
-            **self._checksum_arg(crc), **self._write_args(), **extra,
-        )
+        args = {**self._write_args(), **self._checksum_arg(data, crc)}
+        if "ChecksumCRC32C" in args:
+            del args["ChecksumAlgorithm"]  # named, botocore would compute it (and fail without awscrt)
+        if exclusive:
+            args["IfNoneMatch"] = "*"
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data), **args)
 
     def _put_chunks(self, key: str, src: ChunkSource, chunk: int, progress: Callable[[int], None] | None) -> None:
         upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **self._write_args())["UploadId"]
         try:
             done: list[dict[str, Any]] = []
             for number, data in enumerate(src.chunks(chunk, reuse=True), 1):
-                extra = self._checksum_arg(src.last_crc)
+                extra = self._checksum_arg(data, src.last_crc)
                 if not extra and self._checksum_alg:
                     extra = {"ChecksumAlgorithm": self._checksum_alg}
                 r = self._client.upload_part(
@@ -342,21 +350,6 @@ class S3Remote(ObjectStore, KeepsChecksums):
                 self._lazy.client.close()
 
 
-class _LazyClient:
-    """One botocore client per remote and its child() copies, made on first use."""
-
-    def __init__(self, opts: RemoteOptions, url: str, endpoint: str | None) -> None:
-        self._args = (opts, url, endpoint)
-        self._lock = threading.Lock()  # the upload workers' first writes come together
-        self.client: Any = None
-
-    def get(self) -> Any:
-        with self._lock:
-            if self.client is None:
-                self.client = _botocore_client(*self._args)[0]
-            return self.client
-
-
 def _check_endpoint(endpoint: str) -> None:
     """A mistyped endpoint is the user's mistake (exit 2), not a failed request retried
     and then worded by botocore, or a ValueError from urllib deep in the signer."""
@@ -371,56 +364,6 @@ def _check_endpoint(endpoint: str) -> None:
             f"the S3 endpoint {endpoint!r} is not a valid http:// or https:// URL; "
             "write it as http://host:port or https://host"
         )
-
-
-def _botocore_client(opts: RemoteOptions, url: str, endpoint: str | None) -> tuple[Any, Any, str | None]:
-    """botocore's S3 client, its credentials and the CA bundle it trusts, honouring the
-    given files and profile without touching os.environ."""
-    import botocore.exceptions as bce
-    import botocore.session
-    from botocore.config import Config
-
-    session = botocore.session.Session()
-    if opts.creds_file_path:
-        session.set_config_variable("credentials_file", opts.creds_file_path)
-    if opts.config_file_path:
-        session.set_config_variable("config_file", opts.config_file_path)
-    if opts.config_profile:
-        session.set_config_variable("profile", opts.config_profile)
-    try:
-        creds = session.get_credentials()
-    except bce.ProfileNotFound as e:
-        raise UsageError(f"{e}; fix the profile name or the AWS config file") from e
-    if creds is None:
-        raise UsageError(f"no AWS credentials found for {url}; {_CREDS_HELP}")
-    checksum = (opts.s3_checksum_algorithm or "").upper()
-    config = Config(
-        region_name=session.get_config_variable("region") or "us-east-1",
-        signature_version="s3v4",
-        max_pool_connections=max(opts.max_connections, 1),
-        # One attempt per request: the RetryPolicy decides every retry (retry.py).
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        s3={
-            "addressing_style": "path" if opts.s3_force_path_style else "virtual",
-            # The checksum header (CRC32 by default) already protects each body; signing a
-            # SHA-256 of every payload too (botocore's default over plain http, not over
-            # https) cost a backup to SeaweedFS 7 of its 16 CPU seconds. Without a
-            # checksum the signature is the only integrity check left, so it stays.
-            "payload_signing_enabled": checksum == "NONE",
-        },
-        connect_timeout=10,
-        read_timeout=opts.read_timeout,
-        tcp_keepalive=True,
-        # Ranged reads carry no whole-object checksum; asking for one costs a header.
-        response_checksum_validation="when_required",
-        # "NONE" switches off the default CRC32 for stores that reject checksum headers.
-        request_checksum_calculation="when_required" if checksum == "NONE" else "when_supported",
-    )
-    # verify=None, not True: True makes botocore ignore the CA bundle it was told of
-    # (AWS_CA_BUNDLE, a profile's ca_bundle), and a private CA's endpoint fails TLS.
-    client = session.create_client("s3", endpoint_url=endpoint, config=config,
-                                   verify=False if opts.tls_insecure_skip_verify else None)
-    return client, creds, session.get_config_variable("ca_bundle") or None
 
 
 def _classify_code(code: str, status: int, detail: str) -> Classified:

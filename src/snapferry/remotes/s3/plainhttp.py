@@ -26,7 +26,7 @@ import struct
 import threading
 from contextlib import suppress
 
-from ..errors import RemoteError, TransientRemoteError
+from ...errors import RemoteError, TransientRemoteError
 
 _HEAD_MAX = 64 * 1024
 _PIPE_SIZE = 1024 * 1024
@@ -111,11 +111,14 @@ def request(conns: Connections, method: str, target: str, host_header: str, head
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     if len(body) <= _JOIN_BODY:
         head, body = head + body, b""
-    for attempt in range(2):
+    # Not a retry (those are remotes/retrying.py's, by --retries): a pooled socket the server
+    # closed while idle is a connection to replace, as urllib3 replaces one; a request that
+    # failed on a fresh connection is a TransientRemoteError for the retry layer.
+    for connection in range(2):
         try:
-            # The second try is on a new connection: the pool's other idle sockets may have
+            # The second connection is a new one: the pool's other idle sockets may have
             # been closed by the same server at the same moment (a restart, a proxy's reset).
-            sock, reused = conns.get(fresh=attempt > 0)
+            sock, reused = conns.get(fresh=connection > 0)
         except OSError as e:
             raise TransientRemoteError(
                 f"{what} failed: cannot connect to {conns.host}:{conns.port}: {e}"
