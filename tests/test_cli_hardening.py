@@ -120,6 +120,26 @@ def test_snapshot_left_after_a_complete_backup_is_reported(vm_server: StartVM, t
     vm.snapshot_delete(left[0])
 
 
+
+def test_a_failed_backup_s_error_wins_over_a_snapshot_it_cannot_delete(vm_server: StartVM, tmp_path: Path,
+                                                                      vm_version: str) -> None:
+    storage, bk_dir = tmp_path / "vm", tmp_path / "bk"
+    vm = vm_server(storage, version=vm_version)
+    vm.ingest(make_samples(seed=4, series=2, per_series=50))
+    vm.force_flush()
+    bk_dir.write_text("not a directory")  # the backup fails after the snapshot is made
+    p = run("backup", "--storage-data-path", str(storage), "--snapshot-create-url", vm.snapshot_create_url,
+            "--snapshot-delete-url", f"{vm.url}/snapshot/no-such-endpoint", "--dst", f"fs://{bk_dir}",
+            "--progress", "off")
+    left = vm.snapshot_list()
+    assert len(left) == 1
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if "error" in ln.lower()]
+    assert len(errors) == 1 and "is complete" not in errors[0], p.stderr  # the backup's own error
+    warning = [ln for ln in p.stderr.splitlines() if f"the snapshot {left[0]} is left" in ln]
+    assert len(warning) == 1 and "curl" in warning[0], p.stderr
+    vm.snapshot_delete(left[0])
+
 def test_summary_is_printed_once(snapshot_tree: Path, tmp_path: Path) -> None:
     p = run("backup", "--src", str(snapshot_tree), "--dst", f"fs://{tmp_path / 'bk'}", "--progress", "off")
     assert p.returncode == 0, p.stderr

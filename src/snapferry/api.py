@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from .remotes import Remote
     from .results import BackupResult, CopyResult, RestoreDryRun, RestoreResult
     from .retry import RetryPolicy
-    from .snapguard import SnapshotGuard
     from .snapshot import SnapshotTLS
 
 log = logging.getLogger("snapferry")
@@ -135,14 +134,18 @@ def backup(
         if snapshot_name is not None:
             return go(snapshot.snapshot_dir(storage_data_path, snapshot_name))
         assert guard is not None
-        name = guard.create()
-        log.info("created snapshot %s", name)
+        from .snapguard import SnapshotLeft, made_snapshot
+
         try:
-            result = go(snapshot.snapshot_dir(storage_data_path, name))
-        except BaseException:
-            _delete_snapshot_after_failure(guard, name)
-            raise
-        _delete_snapshot_after_backup(guard, name, result)
+            with made_snapshot(guard, warn_after_failure=True) as name:
+                result = go(snapshot.snapshot_dir(storage_data_path, name))
+        except SnapshotLeft as e:  # raised only after the backup succeeded (warn_after_failure)
+            # The backup is complete and good; a snapshot left behind still holds disk space
+            # (its hard links keep merged-away parts), so the run fails (exit 1) and says both.
+            raise SnapferryError(
+                f"the backup to {result.dst} is complete, but the snapshot {e.name} is left: {e.cause}; "
+                f"delete it with `curl '{e.url}'`"
+            ) from e.cause
         return result
     finally:
         dst_remote.close()
@@ -159,38 +162,6 @@ def _data_dir_of_snapshot(src: str | None) -> str:
     if os.path.basename(parent) == "snapshots":
         return os.path.dirname(parent)
     return src
-
-
-def _delete_snapshot_after_backup(guard: SnapshotGuard, name: str, result: BackupResult) -> None:
-    """The backup is complete and good; a snapshot left behind still holds disk space
-    (its hard links keep merged-away parts), so the run fails (exit 1) and says both
-    (its record stays: the next run deletes it)."""
-    from .snapshot import shown
-
-    url = shown(guard.delete_url(name))
-    try:
-        guard.delete(name)
-    except SnapferryError as e:
-        guard.release(drop=False)
-        raise SnapferryError(
-            f"the backup to {result.dst} is complete, but the snapshot {name} is left: {e}; "
-            f"delete it with `curl '{url}'`"
-        ) from e
-    log.info("deleted snapshot %s", name)
-
-
-def _delete_snapshot_after_failure(guard: SnapshotGuard, name: str) -> None:
-    """The backup's own error is what the user must see; a failed delete is a warning."""
-    from .snapshot import shown
-
-    url = shown(guard.delete_url(name))
-    try:
-        guard.delete(name)
-    except SnapferryError as e:
-        guard.release(drop=False)
-        log.warning("the snapshot %s is left: %s; delete it with `curl '%s'`", name, e, url)
-    else:
-        log.info("deleted snapshot %s", name)
 
 
 def restore(

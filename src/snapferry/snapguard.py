@@ -35,7 +35,7 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -198,6 +198,46 @@ class SnapshotGuard:
             log.info("deleting snapshot %s, left by a run that was interrupted (%s)", name, os.path.basename(path))
             snapshot.delete(self.delete_url(name), self.tls)
         return victims
+
+
+class SnapshotLeft(SnapferryError):
+    """The snapshot could not be deleted; its record stays, so the next run deletes it."""
+
+    def __init__(self, name: str, url: str, cause: SnapferryError) -> None:
+        super().__init__(str(cause))
+        self.name, self.url, self.cause = name, url, cause
+
+
+@contextlib.contextmanager
+def made_snapshot(guard: SnapshotGuard, *, warn_after_failure: bool = False) -> Iterator[str]:
+    """Create the snapshot, yield its name, delete it on exit, also when the body fails: a
+    snapshot left behind pins its parts on disk. A failed delete raises SnapshotLeft; with
+    `warn_after_failure`, when the body failed it is a warning instead, so the body's error
+    is the one the user sees."""
+    name = guard.create()
+    log.info("created snapshot %s", name)
+    try:
+        yield name
+    except BaseException:
+        _remove(guard, name, warn=warn_after_failure)
+        raise
+    _remove(guard, name, warn=False)
+
+
+def _remove(guard: SnapshotGuard, name: str, *, warn: bool) -> None:
+    try:
+        guard.delete(name)
+    except SnapferryError as e:
+        guard.release(drop=False)  # a failed delete keeps the record: the next run retries
+        url = snapshot.shown(guard.delete_url(name))
+        if not warn:
+            raise SnapshotLeft(name, url, e) from e
+        log.warning("the snapshot %s is left: %s; delete it with `curl '%s'`", name, e, url)
+        return
+    except BaseException:
+        guard.release(drop=False)
+        raise
+    log.info("deleted snapshot %s", name)
 
 
 def _unwritable(path: str, e: OSError) -> SnapferryError:

@@ -249,6 +249,25 @@ def test_a_failed_backup_deletes_its_snapshot(vm_server: StartVM, tmp_path: Path
     assert not list(vm.storage_data_path.glob("*.ignore"))  # nor its record
 
 
+
+def test_a_snapshot_that_cannot_be_deleted_fails_the_run_and_the_next_run_deletes_it(
+        vm_server: StartVM, tmp_path: Path, vm_version: str) -> None:
+    vm, _dst_dir, config, _feed, t = fed_vm(vm_server, tmp_path, 0, vm_version)
+    bad = Manager(ManagerConfig(**config, snapshot_delete_url=f"{vm.url}/snapshot/no-such-endpoint"),
+                  clock=SimClock(t))
+    res = bad.run_once()
+    bad.close()
+    left = vm.snapshot_list()
+    assert len(left) == 1
+    assert not res.ok and res.error is not None and f"no-such-endpoint?snapshot={left[0]}" in res.error, res.error
+    assert len(list(vm.storage_data_path.glob("*.ignore"))) == 1  # its record stays for the next run
+    good = Manager(ManagerConfig(**config), clock=SimClock(t + timedelta(hours=1)))
+    res = good.run_once()
+    good.close()
+    assert res.ok, res.error
+    assert vm.snapshot_list() == []  # both the left one and this run's own
+    assert not list(vm.storage_data_path.glob("*.ignore"))
+
 @pytest.mark.parametrize("sub", ["outer/latest", "outer/latest/node-1", "outer/daily/2026-11-27/node-1",
                                  "outer/weekly/2026-48/x/y"])
 def test_a_dst_inside_another_layouts_backup_is_refused_at_start(tmp_path: Path, sub: str) -> None:

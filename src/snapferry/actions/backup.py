@@ -32,7 +32,7 @@ from ..parts import (
 )
 from ..progress import Progress, human_bytes
 from ..remotes.base import LocalRegion, Remote
-from ..remotes.location import local_location, location_of, refuse_overlap, within
+from ..remotes.location import local_location, location_of, within
 from ..remotes.retrying import with_retries
 from ..results import BackupResult
 from ..retry import RetryPolicy
@@ -42,6 +42,7 @@ from ..tuning import Tuning
 from ..workers import parallel
 from .commit import KEEP, BackupSession
 from .livedir import refuse_data_dir
+from .origin import Origin, origin_of
 from .uploads import FileRegionBody, send_part, upload_batches
 
 __all__ = ["FileRegionBody", "refuse_dst_inside", "refuse_nested_backups", "run_backup",
@@ -78,22 +79,15 @@ def run_backup(
     throttle = throttle or Throttle(0)
     # The run's one retry layer, on top of whatever the caller opened (encryption included).
     dst = with_retries(dst, retry or RetryPolicy())
-    origin = with_retries(origin, retry or RetryPolicy()) if origin is not None else None
+    org = origin_of(origin, retry or RetryPolicy())  # NoOrigin when there is none
     src_dir = os.path.abspath(src_dir)
     refuse_data_dir(src_dir, force)  # a live (or stopped) data directory is no snapshot
     refuse_dst_inside(src_dir, dst)
-    if origin is not None:
-        # The backup deletes dst's parts the snapshot lacks: an origin inside dst would lose its own.
-        refuse_overlap(location_of(origin), location_of(dst), "--origin", "--dst")
-        if not dst.can_copy_from(origin):
-            raise UsageError(
-                f"--origin {origin.url} cannot be copied server-side to {dst.url}; "
-                "use an origin on the same backend (and endpoint) as --dst"
-            )
+    org.check(dst)
 
     files = list_source(src_dir)
     with BackupSession(dst, "backup", lease_ttl) as session:
-        return _backup(src_dir, files, dst, origin, concurrency, throttle, max_part_size, progress_mode,
+        return _backup(src_dir, files, dst, org, concurrency, throttle, max_part_size, progress_mode,
                        created_at, start, session)
 
 
@@ -101,7 +95,7 @@ def _backup(
     src_dir: str,
     files: list[SourceFile],
     dst: Remote,
-    origin: Remote | None,
+    origin: Origin,
     concurrency: int,
     throttle: Throttle,
     max_part_size: int,
@@ -115,9 +109,7 @@ def _backup(
     # Every name a remote lists is checked before anything is written or deleted.
     dst_parts = dst.list_parts()
     validate_listing(dst_parts, dst.url)
-    origin_parts = origin.list_parts() if origin is not None else []
-    if origin is not None:
-        validate_listing(origin_parts, origin.url)
+    origin_parts = origin.list_parts()
     log.info(
         "backup of %s to %s: %d source parts, %d at dst, %d at origin",
         src_dir, dst.url, len(src_parts), len(dst_parts), len(origin_parts),
@@ -128,17 +120,13 @@ def _backup(
     session.begin()
     dst_manifest = _read_raw_manifest(dst)
     known = (checksums.decode(dst_manifest) or {}) if dst_manifest is not None else {}
-    if origin is not None:
-        known = {**_read_manifest(origin), **known}
+    known = {**origin.known_crcs(), **known}
     session.delete_stale(to_delete, concurrency)
 
     present = {p.key for p in dst_parts}
     missing = [p for p in src_parts if p.key not in present or always_transfer(p.path)]
     from_origin = [p for p in intersect(origin_parts, missing) if not always_transfer(p.path)]
-    if origin is not None and from_origin:
-        org = origin
-
-        parallel(concurrency, from_origin, lambda p: dst.copy_part(org, p))
+    origin.copy_parts(dst, from_origin, concurrency)
     copied = {p.key for p in from_origin}
     # Biggest first: a 1 GiB part is one worker's sequential job, and started last it
     # would run alone at the end while the other workers sit idle.
@@ -197,7 +185,7 @@ def _backup(
     return BackupResult(
         src=src_dir,
         dst=dst.url,
-        origin=origin.url if origin else None,
+        origin=origin.url,
         backup_bytes=total_size(src_parts),
         uploaded_bytes=upload_bytes,
         copied_bytes=total_size(from_origin),
@@ -211,11 +199,6 @@ def _backup(
 
 def _read_raw_manifest(remote: Remote) -> bytes | None:
     return remote.read_file(MANIFEST_FILE) if remote.has_file(MANIFEST_FILE) else None
-
-
-def _read_manifest(remote: Remote) -> dict[str, checksums.PartCrcs]:
-    data = _read_raw_manifest(remote)
-    return (checksums.decode(data) or {}) if data is not None else {}
 
 
 def _local_crcs(path: str, p: Part) -> list[int]:

@@ -23,7 +23,7 @@ from ..lease import BackupLease
 from ..names import LATEST, MANAGER_STATE_FILE
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
-from ..snapguard import SnapshotGuard
+from ..snapguard import SnapshotGuard, made_snapshot
 from ..throttle import Throttle
 from . import encryption, retention
 from .catalog import BackupInfo, Catalog
@@ -250,21 +250,13 @@ class Manager:
         refuse_dst_inside(c.storage_data_path, latest)
         # Checks the data path, deletes what a killed run left, records the intent before the call.
         guard = SnapshotGuard(c.storage_data_path, c.snapshot_create_url, c.snapshot_delete_url, c.snapshot_tls)
-        name = guard.create()
-        log.info("created snapshot %s", name)
-        try:
+        # Deleted also when the backup fails; a failed delete fails the step (its record stays).
+        with made_snapshot(guard) as name:
             result = run_backup(
                 snapshot.snapshot_dir(c.storage_data_path, name), latest, concurrency=c.concurrency,
                 throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries),
                 progress_mode="off",
             )
-        finally:
-            # Also when the backup failed: a snapshot left behind pins its parts on disk.
-            try:
-                guard.delete(name)
-            finally:
-                guard.release(drop=False)  # a failed delete keeps the record: the next run retries
-            log.info("deleted snapshot %s", name)
         return result.uploaded_bytes
 
     def _copy_latest(self, name: str) -> int:
