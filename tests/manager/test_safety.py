@@ -23,9 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import snapferry
-from snapferry.cli.manager_cmd import start_http_api
 from snapferry.lease import BackupLease
 from snapferry.manager.catalog import Catalog
+from snapferry.manager.http import start_server
 from snapferry.manager.layout import parse_backup_name
 from snapferry.manager.marks import RestoreMarks
 from snapferry.manager.metrics import Metrics
@@ -301,7 +301,7 @@ def test_a_mark_made_through_the_api_restores_in_the_operators_init_container(vm
                                 dst=f"fs://{root}", disable_hourly=True, disable_scheduled_backups=True),
                   clock=SimClock(T), events=Metrics())
     port = free_port()
-    stop = start_http_api(mgr, f"127.0.0.1:{port}")
+    server = start_server(mgr, f"127.0.0.1:{port}")
     try:
         assert mgr.run_once().ok
         req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/restore", method="POST",
@@ -311,7 +311,7 @@ def test_a_mark_made_through_the_api_restores_in_the_operators_init_container(vm
         assert (data / RESTORE_MARK_FILE).read_text() == f"fs://{root}/{TODAY}\n"
         feed.ingest_before(T + timedelta(hours=3))  # written after the mark: gone after the restore
     finally:
-        stop()
+        server.stop()
         mgr.close()
     vm.stop()
     run_snapferry("vmbackupmanager", "restore", "-eula", f"-storageDataPath={data}")
