@@ -103,7 +103,7 @@ def test_manager_run_lock_unlock_list_and_retention_never_follow_a_symlinked_bac
     # The same through the HTTP API (vmbackupmanager's PUT /api/v1/backups/<name>).
     mgr = manager(data, vm.snapshot_create_url, dst, day2)
     port = free_port()
-    stop = start_server(mgr, f"127.0.0.1:{port}")
+    server = start_server(mgr, f"127.0.0.1:{port}")
     try:
         for name, locked in (("2026-11-28", True), ("2026-11-29", False)):
             req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/backups/daily/{name}",
@@ -113,7 +113,7 @@ def test_manager_run_lock_unlock_list_and_retention_never_follow_a_symlinked_bac
             err = json.loads(e.value.read())["error"]
             assert e.value.code == 400 and f"daily/{name}" in err and "symlink" in err, err
     finally:
-        stop()
+        server.stop()
         mgr.close()
     assert digest(outside) == before
 
