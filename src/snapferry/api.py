@@ -11,6 +11,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from .crypto import load_optional_key
 from .errors import SnapferryError, UsageError
 from .parts import MAX_PART_SIZE
 from .remotes import RemoteOptions, open_remote
@@ -97,7 +98,7 @@ def backup(
             "--encrypt needs --encryption-key-file FILE (make one with `snapferry keygen FILE`)" if encrypt else
             "--encryption-key-file is given without --encrypt; add --encrypt to encrypt this backup"
         )
-    key = _load_key(encryption_key_file)
+    key = load_optional_key(encryption_key_file)
     opts = remote_options or default_options(concurrency)
     dst_remote = _open(dst, opts, retry)
     origin_remote = _open(origin, opts, retry) if origin else None
@@ -202,7 +203,7 @@ def restore(
     _positive("concurrency", concurrency)
     only = _partition_filter(partitions, since)
     tuning = tuning or Tuning(concurrency=concurrency)
-    key = _load_key(encryption_key_file)
+    key = load_optional_key(encryption_key_file)
     src_remote = _open(src, remote_options or default_options(concurrency), retry)
     try:
         src_remote = _keyed(src_remote, key)
@@ -242,7 +243,7 @@ def restore_dry_run(
     from .actions.restore import dry_run_restore
 
     only = _partition_filter(partitions, since)
-    key = _load_key(encryption_key_file)
+    key = load_optional_key(encryption_key_file)
 
     src_remote = _open(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
@@ -282,7 +283,7 @@ def copy(
 
     _positive("concurrency", concurrency)
     opts = remote_options or default_options(concurrency)
-    key = _load_key(encryption_key_file)
+    key = load_optional_key(encryption_key_file)
     s = _open(src, src_remote_options or opts, retry)
     d = _open(dst, opts, retry)
     try:
@@ -326,7 +327,7 @@ def verify(
         progress_mode=progress, partitions=partitions, since=since,
     )
     _partition_filter(partitions, since)  # the syntax, before the remote is opened
-    key = _load_key(encryption_key_file)
+    key = load_optional_key(encryption_key_file)
     remote = _open(src, remote_options or default_options(concurrency), retry)
     try:
         remote = _keyed(remote, key)
@@ -352,7 +353,7 @@ def info(src: str, *, remote_options: RemoteOptions | None = None,
     """What the backup (or the vmbackupmanager layout) at `src` holds."""
     from .actions.info import run_info
 
-    key = _load_key(encryption_key_file)
+    key = load_optional_key(encryption_key_file)
     remote = _open(src, remote_options or default_options(DEFAULT_CONCURRENCY))
     try:
         if key is None:
@@ -369,15 +370,6 @@ def _open(url: str, options: RemoteOptions, retry: RetryPolicy | None = None) ->
     from .retry import RetryPolicy
 
     return with_retries(open_remote(url, options), retry or RetryPolicy())
-
-
-def _load_key(key_file: str | None) -> UserKey | None:
-    """The key named by --encryption-key-file, read before any remote is opened (exit 2)."""
-    if not key_file:
-        return None
-    from .crypto.keys import load_key
-
-    return load_key(key_file)
 
 
 def _keyed(remote: Remote, key: UserKey | None) -> Remote:

@@ -14,15 +14,6 @@ if TYPE_CHECKING:
     from ..crypto.keys import UserKey
 
 
-def load(key_file: str | None) -> UserKey | None:
-    """The key, read at start: a missing or unreadable key file is exit 2 before any run."""
-    if not key_file:
-        return None
-    from ..crypto.keys import load_key
-
-    return load_key(key_file)
-
-
 def latest(remote: Remote, key: UserKey | None) -> Remote:
     """latest/ as a backup writes it; a latest/ made with another key is exit 2."""
     if key is None:

@@ -18,6 +18,7 @@ from typing import Protocol
 from .. import api, snapshot
 from ..actions.backup import refuse_dst_inside, run_backup
 from ..actions.copy import run_copy
+from ..crypto import load_optional_key
 from ..errors import SnapferryError
 from ..lease import BackupLease
 from ..names import LATEST, MANAGER_STATE_FILE
@@ -134,7 +135,7 @@ class Manager:
         self.clock: Clock = clock or SystemClock()
         self.events: ManagerEvents = events or NoEvents()
         self.schedule = config.schedule()
-        self.key = encryption.load(config.encryption_key_file)
+        self.key = load_optional_key(config.encryption_key_file)  # a bad key file: exit 2 at start
         self.catalog = Catalog(config.dst, config.remote_options, config.concurrency,
                                RetryPolicy(attempts=config.retries))
         try:
