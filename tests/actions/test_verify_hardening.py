@@ -67,6 +67,12 @@ def test_a_backup_with_no_parts_is_a_problem_and_its_restore_refuses_to_empty_a_
     assert not [p for p in data.rglob("*") if p.is_file() and p.name != "flock.lock"]
 
 
+def test_a_place_holding_nothing_is_not_said_to_hold_markers(tmp_path: Path) -> None:
+    """A mistyped URL: nothing is stored there, so the no-parts problem says so (not "only markers")."""
+    code, err = verify_cli(tmp_path / "nosuch", "--structure-only")
+    assert code == 3 and "no_parts" in err and "nothing at all" in err and "only markers" not in err, err
+
+
 def test_a_part_replaced_by_a_symlink_is_found_in_every_mode(backed_up: Path, tmp_path: Path) -> None:
     part = next(p for p in (backed_up / VALUES).iterdir())
     copy = tmp_path / "elsewhere"

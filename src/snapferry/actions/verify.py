@@ -145,7 +145,8 @@ def run_verify(
     parts = _listed_parts(objects, add)
     if not parts:
         add(Problem("*", ProblemKind.NO_PARTS, "at least one part",
-                    "none (only markers: a restore of it would empty the target; check the URL)"))
+                    "none (only markers: a restore of it would empty the target; check the URL)" if objects
+                    else "nothing at all: no backup is stored there; check the URL"))
     selection = None
     if opts.partitions is not None or opts.since is not None:
         selection = select(parts, partitions=opts.partitions, since=opts.since, now=datetime.now(UTC),
