@@ -8,12 +8,11 @@ import click
 
 import snapferry
 from snapferry import api
-from snapferry.actions.copy import run_copy
-from snapferry.actions.verify import VerifyOptions
 from snapferry.cli import backup_cmd, copy_cmd, restore_cmd, verify_cmd
 from snapferry.manager.catalog import Catalog
 from snapferry.manager.service import ManagerConfig
 from snapferry.restorer.downloader import Tuning
+from snapferry.settings import RunSettings
 
 D = Tuning()
 
@@ -33,9 +32,8 @@ def test_the_apis_defaults_are_tunings() -> None:
     for fn in (api.backup, api.restore, api.copy, api.verify):
         assert inspect.signature(fn).parameters["concurrency"].default == D.concurrency, fn.__name__
     assert ManagerConfig.__dataclass_fields__["concurrency"].default == D.concurrency
-    # and the actions' own defaults, for callers that skip the API (the manager, tests)
-    assert inspect.signature(run_copy).parameters["concurrency"].default == D.concurrency
-    assert VerifyOptions().concurrency == D.concurrency
+    # and the actions' own (their RunSettings'), for callers that skip the API (the manager, tests)
+    assert RunSettings().concurrency == D.concurrency
     assert inspect.signature(Catalog).parameters["concurrency"].default == D.concurrency
 
 
@@ -53,7 +51,5 @@ def test_the_package_version_is_the_installed_distributions() -> None:
     # a nothing-changed run its start-up): the two must not drift apart.
     import importlib.metadata
 
-    from snapferry.actions.backup import run_backup
-
     assert snapferry.__version__ == importlib.metadata.version("snapferry")
-    assert inspect.signature(run_backup).parameters["concurrency"].default == snapferry.Tuning().concurrency
+    assert RunSettings().concurrency == snapferry.Tuning().concurrency

@@ -250,3 +250,10 @@ class PartitionFilter:
 
     partitions: str | None = None
     since: str | None = None
+
+    def check(self) -> None:
+        """The syntax of --partitions and --since, before any remote is opened."""
+        if self.partitions is not None:
+            parse_partition_names(self.partitions)
+        if self.since is not None:
+            parse_since(self.since, dt.datetime.now(dt.UTC))

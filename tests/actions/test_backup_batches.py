@@ -14,17 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from snapferry.actions.backup import run_backup
+from snapferry.actions.backup import Backup
+from snapferry.actions.source import SnapshotDir
 from snapferry.actions.uploads import _BATCH_BELOW, _BATCH_PARTS, upload_batches
 from snapferry.errors import TransientRemoteError
 from snapferry.parts import Part
 from snapferry.remotes import open_remote
 from snapferry.retry import RetryPolicy
+from snapferry.settings import ProgressMode, RunSettings
 from tests.conftest import write_random
 from tests.faultproxy import FaultPlan, FaultProxy, Request, object_put
 from tests.servers import S3Server
 
 FAST = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, jitter=0.0)
+OFF = ProgressMode.OFF
 
 
 def _small_snapshot(root: Path, files: int) -> Path:
@@ -74,7 +77,7 @@ def test_a_failed_first_attempt_is_retried_as_the_policy_says(
     puts = PartPuts()
     proxy.set_plan(FaultPlan(rate=1.0, kinds=("503",), match=puts, limit=2))  # the first two part PUTs fail
     with caplog.at_level(logging.WARNING, logger="snapferry"):
-        res = run_backup(str(src), open_remote(url, opts), retry=FAST, concurrency=4, progress_mode="off")
+        res = Backup(open_remote(url, opts), SnapshotDir(str(src)), RunSettings(4, retry=FAST, progress=OFF)).run()
     assert res.parts_uploaded == 40
     assert proxy.stats.faults["503"] == 2
     assert puts.seen == 42  # 40 parts, two of them twice
@@ -93,6 +96,6 @@ def test_an_upload_that_always_fails_makes_exactly_the_policys_attempts(
     puts = PartPuts()
     proxy.set_plan(FaultPlan(rate=1.0, kinds=("503",), match=puts))
     with pytest.raises(TransientRemoteError) as e:
-        run_backup(str(src), open_remote(url, opts), retry=FAST, concurrency=1, progress_mode="off")
+        Backup(open_remote(url, opts), SnapshotDir(str(src)), RunSettings(1, retry=FAST, progress=OFF)).run()
     assert puts.seen == FAST.attempts, "one part, tried exactly `attempts` times, then the run stops"
     assert "SlowDown" in str(e.value) and url in str(e.value), e.value

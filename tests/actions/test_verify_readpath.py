@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import snapferry
-from snapferry.actions.verify import _range_size
+from snapferry.actions.readdata import _range_size
 from snapferry.checksums import BLOCK
 from snapferry.findings import ProblemKind
 from snapferry.parts import Part

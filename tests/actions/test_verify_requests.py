@@ -16,11 +16,14 @@ from typing import Any
 import pytest
 
 import snapferry
-from snapferry.actions.verify import Subset, VerifyOptions, run_verify
+from snapferry.actions.verify import Subset, Verify
 from snapferry.findings import ProblemKind
 from snapferry.remotes import open_remote
+from snapferry.settings import ProgressMode, RunSettings
 from tests.servers import GcsServer, S3Server
 from tests.test_cli_startup import imported, offenders, static_keys
+
+QUIET = RunSettings(progress=ProgressMode.OFF)
 
 MIB = 1024 * 1024
 
@@ -60,7 +63,7 @@ def test_structure_only_on_s3_is_one_listing_and_two_small_files(seaweedfs: S3Se
     remote = open_remote(url, opts)
     try:
         with counted(remote.gets._pool, "request", 1) as calls:  # type: ignore[attr-defined]
-            r = run_verify(remote, VerifyOptions(structure_only=True, progress_mode="off"))
+            r = Verify(remote, QUIET, structure_only=True).run()
     finally:
         remote.close()
     assert r.problems == [] and r.parts == 11 and r.complete and r.made_by == "snapferry"
@@ -78,8 +81,8 @@ def test_read_data_on_s3_asks_no_metadata_of_the_parts_it_reads(seaweedfs: S3Ser
         remote = open_remote(url, opts)
         try:
             with counted(remote.gets._pool, "request", 1) as calls:  # type: ignore[attr-defined]
-                r = run_verify(remote, VerifyOptions(read_data=True, progress_mode="off", concurrency=4,
-                                                     subset=Subset.parse(subset) if subset else None))
+                r = Verify(remote, RunSettings(4, progress=ProgressMode.OFF), read_data=True,
+                           subset=Subset.parse(subset) if subset else None).run()
         finally:
             remote.close()
         assert r.problems == []
@@ -117,7 +120,7 @@ def test_s3_provider_checks_run_in_parallel_bounded_by_concurrency(seaweedfs: S3
 
     pool.request = request
     try:
-        r = run_verify(remote, VerifyOptions(progress_mode="off", concurrency=3))
+        r = Verify(remote, RunSettings(3, progress=ProgressMode.OFF)).run()
     finally:
         pool.request = real
         remote.close()
@@ -157,7 +160,7 @@ def test_gcs_checksums_come_from_the_listing(fake_gcs: GcsServer, snapshot_tree:
             remote = open_remote(spec.url, spec.options)
             try:
                 with counted(remote._session, "request", 1) as calls:  # type: ignore[attr-defined]
-                    return run_verify(remote, VerifyOptions(progress_mode="off", concurrency=4)), calls
+                    return Verify(remote, RunSettings(4, progress=ProgressMode.OFF)).run(), calls
             finally:
                 remote.close()
 

@@ -176,19 +176,23 @@ def test_every_action_refuses_a_symlinked_child_and_touches_nothing_outside(tmp_
     before = digest(outside)
     top = FsRemote(str(root))
     latest, linked, real = top.child("latest"), top.child("daily/linked"), top.child("real")
-    from snapferry.actions.backup import run_backup
-    from snapferry.actions.copy import run_copy
-    from snapferry.actions.restore import run_restore
-    from snapferry.actions.verify import VerifyOptions, run_verify
+    from snapferry.actions.backup import Backup
+    from snapferry.actions.copy import Copy
+    from snapferry.actions.restore import Restore
+    from snapferry.actions.source import SnapshotDir
+    from snapferry.actions.verify import Verify
+    from snapferry.settings import ProgressMode, RunSettings
+
+    quiet = RunSettings(progress=ProgressMode.OFF)
 
     def refused(f: object, *a: object, **kw: object) -> None:
         with pytest.raises(SnapferryError, match="symlink"):
             f(*a, **kw)  # type: ignore[operator]
 
-    refused(run_backup, str(src), latest, progress_mode="off")
-    refused(run_copy, real, linked, progress_mode="off")
-    refused(run_copy, linked, real, progress_mode="off")
-    refused(run_verify, linked, VerifyOptions(read_data=True, progress_mode="off"))
+    refused(Backup(latest, SnapshotDir(str(src)), quiet).run)
+    refused(Copy(real, linked, quiet).run)
+    refused(Copy(linked, real, quiet).run)
+    refused(Verify(linked, quiet, read_data=True).run)
     refused(linked.list_parts)
     refused(linked.write_file, BACKUP_LOCKED_FILE, b"")
     refused(linked.delete_file, BACKUP_LOCKED_FILE)
@@ -196,7 +200,7 @@ def test_every_action_refuses_a_symlinked_child_and_touches_nothing_outside(tmp_
     refused(linked.create_file_exclusive, "lease", b"x")
     refused(top.child("latest/b").list_objects)
     refused(linked.prune_empty_dirs)
-    refused(run_restore, linked, str(tmp_path / "restored"))
+    refused(Restore(linked, str(tmp_path / "restored")).run)
     assert not (tmp_path / "restored").exists() or not any((tmp_path / "restored").iterdir())
     assert digest(outside) == before
 
@@ -207,8 +211,8 @@ def test_every_action_refuses_a_symlinked_child_and_touches_nothing_outside(tmp_
         os.symlink(target, root / "daily" / n / "data")
         real_before = digest(root / "real")
         with pytest.raises(SnapferryError, match="resolve outside"):
-            run_copy(real, top.child(f"daily/{n}"), progress_mode="off")
+            Copy(real, top.child(f"daily/{n}"), quiet).run()
         with pytest.raises(SnapferryError, match="resolve outside"):
-            run_backup(str(src), top.child(f"daily/{n}"), progress_mode="off")
+            Backup(top.child(f"daily/{n}"), SnapshotDir(str(src)), quiet).run()
         assert digest(outside) == before and digest(root / "real") == real_before
     top.close()

@@ -12,6 +12,7 @@ from snapferry import api
 from snapferry.errors import EXIT_USAGE, SnapferryError
 from snapferry.manager.restore import restore_marked
 from snapferry.manager.service import Manager, ManagerConfig
+from snapferry.settings import ProgressMode, RunSettings
 from tests.manager.helpers import Feed, StartVM, restored_samples
 from tests.manager.sim import SimClock
 from tests.servers import RemoteFactory
@@ -70,7 +71,7 @@ def test_an_encrypting_manager_run(remotes: RemoteFactory, vm_server: StartVM, t
     restored = tmp_path / "restored"
     restored.mkdir()
     (restored / "backup_restore.ignore").write_text(f"{spec.url}/daily/2026-11-27\n")
-    r = restore_marked(str(restored), None, remote_options=spec.options, progress="off",
+    r = restore_marked(str(restored), None, RunSettings(remote_options=spec.options, progress=ProgressMode.OFF),
                        encryption_key_file=str(key))
     assert r is not None
     assert restored_samples(vm_server, restored) == feed.up_to(T + timedelta(hours=1))

@@ -8,9 +8,11 @@ below the URL) the same for every backup in it, from the same single listing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Collection
+from dataclasses import dataclass, field
 
 from ..checksums import Manifest, ManifestState, parse_manifest
 from ..findings import BackupInfo, InfoResult
@@ -29,6 +31,8 @@ from ..partitions import describe
 from ..parts import group_by_file, is_ignored_name, parse_name
 from ..remotes.base import Remote
 from ..results import PartitionSize
+from ..settings import RunSettings
+from .opening import Where, opened, reading, refuse_encrypted
 
 # vmbackupmanager's backup names (see docs/verifying.md)
 # ("." and ".." are no names: a name from the remote is read under the URL, never above it)
@@ -36,7 +40,25 @@ _ORDER = {LATEST: 0, HOURLY: 1, DAILY: 2, WEEKLY: 3, MONTHLY: 4}
 _MANAGER = re.compile(rf"({LATEST}|(?:{HOURLY}|{DAILY}|{WEEKLY}|{MONTHLY})/(?!\.\.?/)[^/]+)/")
 
 
-def run_info(src: Remote) -> InfoResult:
+@dataclass(frozen=True)
+class Info:
+    """What the backup (or the vmbackupmanager layout) at `src` holds: `Info(...).run()`.
+    `src` is a URL the run opens and closes, or a remote the caller lends; with the key of
+    `settings` it is read with it, and without one an encrypted backup is refused (exit 2)."""
+
+    src: Where
+    settings: RunSettings = field(default_factory=RunSettings)
+
+    def run(self) -> InfoResult:
+        key = self.settings.key
+        with contextlib.ExitStack() as stack:
+            remote = opened(stack, self.src, self.settings)
+            if key is None:
+                refuse_encrypted(remote)
+            return _info_of(reading(remote, key))
+
+
+def _info_of(src: Remote) -> InfoResult:
     objects = src.list_objects()
     own: list[tuple[str, int]] = []
     managed: dict[str, list[tuple[str, int]]] = {}

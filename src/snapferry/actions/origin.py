@@ -7,7 +7,7 @@ the backup's steps read the same either way (no `origin is None` branches).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import checksums
 from ..errors import UsageError
@@ -15,9 +15,13 @@ from ..names import MANIFEST_FILE
 from ..parts import Part, validate_listing
 from ..remotes.base import Remote
 from ..remotes.location import location_of, refuse_overlap
-from ..remotes.retrying import with_retries
-from ..retry import RetryPolicy
+from ..remotes.retrying import with_retries, without_retries
+from ..settings import RunSettings
 from ..workers import parallel
+from .opening import reading, writing
+
+if TYPE_CHECKING:
+    from ..crypto.keys import UserKey
 
 
 class Origin(Protocol):
@@ -31,6 +35,11 @@ class Origin(Protocol):
     def known_crcs(self) -> dict[str, checksums.PartCrcs]: ...
 
     def copy_parts(self, dst: Remote, parts: list[Part], concurrency: int) -> None: ...
+
+    def writer(self, dst: Remote, key: UserKey | None) -> Remote:
+        """dst as the backup writes it: under `key` with the origin's record, so its sealed
+        parts are copied as they are (as it is without a key)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,9 @@ class RemoteOrigin:
         if parts:
             parallel(concurrency, parts, lambda p: dst.copy_part(self.remote, p))
 
+    def writer(self, dst: Remote, key: UserKey | None) -> Remote:
+        return writing(dst, key, without_retries(self.remote))
+
 
 @dataclass(frozen=True)
 class NoOrigin:
@@ -82,7 +94,18 @@ class NoOrigin:
     def copy_parts(self, dst: Remote, parts: list[Part], concurrency: int) -> None:
         assert not parts, "no origin lists no parts to copy"
 
+    def writer(self, dst: Remote, key: UserKey | None) -> Remote:
+        return writing(dst, key)
 
-def origin_of(remote: Remote | None, retry: RetryPolicy) -> Origin:
-    """The one place a missing --origin is a None; with the run's retry layer."""
-    return NoOrigin() if remote is None else RemoteOrigin(with_retries(remote, retry))
+
+def origin_of(remote: Remote | None, settings: RunSettings) -> Origin:
+    """The one place a missing --origin is a None: the origin read with the run's key (an
+    encrypted backup copies parts only from an origin the same key opens), under its retry layer."""
+    if remote is None:
+        return NoOrigin()
+    try:
+        keyed = reading(remote, settings.key)
+    except UsageError as e:  # said of --origin, not of the backup being made
+        raise UsageError(f"--origin: {e}; an encrypted backup copies parts only from an "
+                         "encrypted origin made with the same key") from None
+    return RemoteOrigin(with_retries(keyed, settings.retry))

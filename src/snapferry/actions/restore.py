@@ -10,6 +10,7 @@ download what is missing, sync every directory, and only then remove
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -33,9 +34,9 @@ from ..restorer.downloader import Downloader, Tuning
 from ..restorer.planner import RestorePlan, plan_restore
 from ..restorer.session import RestoreSession
 from ..results import PartitionSize, PlannedFile, RestoreDryRun, RestoreResult
-from ..retry import RetryPolicy
-from ..throttle import Throttle
+from ..settings import RunSettings
 from .complete import refuse_incomplete
+from .opening import Where, opened, reading
 
 log = logging.getLogger("snapferry")
 
@@ -86,37 +87,6 @@ def _lock_if_present(root: str) -> DirLock | None:
     return None
 
 
-def _precheck(
-    src: Remote, root: str, *, preallocate: bool, skip_backup_complete_check: bool, verify: bool, force: bool,
-    only: PartitionFilter | None = None,
-) -> _Checked:
-    """Every check that can be made without writing: marker, listing, coverage and
-    path safety (in the plan), checksums, the wrong-directory guard and free space."""
-    if not skip_backup_complete_check:
-        refuse_incomplete(src, " or was made by an old tool; finish the backup, or pass "
-                               "--skip-backup-complete-check to restore it anyway")
-    log.info("listing parts of %s", src.url)
-    parts = src.list_parts()
-    if not parts and not src.has_file(BACKUP_COMPLETE_FILE):
-        raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
-    # A partial restore plans over the selected months and every non-partition file
-    # only, so the target ends as exactly that part of the backup; the inventory is
-    # still checked over the whole listing (the manifest lists every part).
-    selection = None
-    wanted = parts
-    if only is not None:
-        selection = select(parts, partitions=only.partitions, since=only.since, now=dt.datetime.now(dt.UTC),
-                           src=src.url)
-        if selection is not None:
-            wanted = selected_parts(parts, selection)
-    listing = list_target(root)
-    plan = plan_restore(wanted, listing, root, preallocate)
-    _refuse_empty_backup(src, root, parts, plan, force)  # the whole backup: a selection is never empty
-    expected = check_inventory(src, parts, verify=verify)
-    _refuse_foreign_target(root, listing, plan, force)
-    return _Checked(wanted, listing, plan, expected, check_space(root, plan, preallocate), selection)
-
-
 def _replan_if_changed(checked: _Checked, root: str, preallocate: bool, force: bool) -> _Checked:
     """The target was listed before the lock was held: list it again under the lock
     and plan again if anything changed in between."""
@@ -130,39 +100,138 @@ def _replan_if_changed(checked: _Checked, root: str, preallocate: bool, force: b
     )
 
 
-def _checked_target(
-    src: Remote, dst: str, preallocate: bool, skip_backup_complete_check: bool, verify: bool, force: bool,
-    only: PartitionFilter | None = None,
-) -> tuple[str, DirLock | None, _Checked]:
-    """The resolved target, its lock when flock.lock was there, and every precheck passed."""
-    root = check_target(dst, src)
-    lock = _lock_if_present(root)
-    try:
-        return root, lock, _precheck(
-            src, root, preallocate=preallocate, skip_backup_complete_check=skip_backup_complete_check,
-            verify=verify, force=force, only=only,
+@dataclass(frozen=True)
+class Restore:
+    """A restore of the backup at `src` into the directory `dst`: `Restore(...).run()`, or
+    `.dry_run()` for every check and the plan, changing nothing.
+
+    `src` is a URL the run opens and closes, or a remote the caller lends; with the key of
+    `settings` it is read with it. `tuning` defaults to Tuning(concurrency=settings.concurrency);
+    `only` selects month partitions (a partial restore, docs/partial-restore.md)."""
+
+    src: Where
+    dst: str
+    settings: RunSettings = field(default_factory=RunSettings)
+    tuning: Tuning | None = None
+    preallocate: bool = True
+    skip_backup_complete_check: bool = False
+    verify: bool = False  # re-read every file written before its rename
+    force: bool = False  # restore into a directory that looks like no data directory
+    checksums: bool = True  # check downloaded bytes against the manifest in memory
+    only: PartitionFilter = field(default_factory=PartitionFilter)
+
+    def run(self) -> RestoreResult:
+        self.only.check()
+        with contextlib.ExitStack() as stack:
+            src = reading(opened(stack, self.src, self.settings), self.settings.key)
+            return self._run(src)
+
+    def dry_run(self) -> RestoreDryRun:
+        """Every check the restore makes and its plan; no directory, no lock file, no marker (a
+        lock already there is taken and released, to report a running VictoriaMetrics)."""
+        self.only.check()
+        with contextlib.ExitStack() as stack:
+            src = reading(opened(stack, self.src, self.settings), self.settings.key)
+            start = time.monotonic()
+            root, lock, c = self._checked_target(src)
+            if lock is not None:
+                lock.close()
+            return _dry_run_result(src, root, c, time.monotonic() - start)
+
+    def _checked_target(self, src: Remote) -> tuple[str, DirLock | None, _Checked]:
+        """The resolved target, its lock when flock.lock was there, and every precheck passed."""
+        root = check_target(self.dst, src)
+        lock = _lock_if_present(root)
+        try:
+            return root, lock, self._precheck(src, root)
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
+
+    def _precheck(self, src: Remote, root: str) -> _Checked:
+        """Every check that can be made without writing: marker, listing, coverage and
+        path safety (in the plan), checksums, the wrong-directory guard and free space."""
+        if not self.skip_backup_complete_check:
+            refuse_incomplete(src, " or was made by an old tool; finish the backup, or pass "
+                                   "--skip-backup-complete-check to restore it anyway")
+        log.info("listing parts of %s", src.url)
+        parts = src.list_parts()
+        if not parts and not src.has_file(BACKUP_COMPLETE_FILE):
+            raise BadBackupError(f"{src.url} holds no backup; check the --src URL")
+        # A partial restore plans over the selected months and every non-partition file
+        # only, so the target ends as exactly that part of the backup; the inventory is
+        # still checked over the whole listing (the manifest lists every part).
+        wanted = parts
+        selection = select(parts, partitions=self.only.partitions, since=self.only.since,
+                           now=dt.datetime.now(dt.UTC), src=src.url)
+        if selection is not None:
+            wanted = selected_parts(parts, selection)
+        listing = list_target(root)
+        plan = plan_restore(wanted, listing, root, self.preallocate)
+        _refuse_empty_backup(src, root, parts, plan, self.force)  # the whole backup: a selection is never empty
+        expected = check_inventory(src, parts, verify=self.verify)
+        _refuse_foreign_target(root, listing, plan, self.force)
+        return _Checked(wanted, listing, plan, expected, check_space(root, plan, self.preallocate), selection)
+
+    def _run(self, src: Remote) -> RestoreResult:
+        start = time.monotonic()
+        src = with_retries(src, self.settings.retry)  # the run's one retry layer, on top
+        root, lock, c = self._checked_target(src)
+        preallocate = self.preallocate
+        session: RestoreSession | None = None
+        try:
+            if lock is None:
+                os.makedirs(root, exist_ok=True)
+                lock = DirLock(root, "restore")
+                c = _replan_if_changed(c, root, preallocate, self.force)
+            plan = c.plan
+            # From here on the target changes: a database must not start on it until session.end().
+            session = RestoreSession(root)
+            session.begin()
+            _apply_deletions(session, plan)
+
+            tuning = self.tuning or Tuning(concurrency=self.settings.concurrency)
+            log.info(
+                "restoring %s to %s: %s to download in %d parts, %s kept",
+                src.url, root, human_bytes(plan.download_bytes), plan.parts_to_download,
+                human_bytes(plan.backup_bytes - plan.download_bytes),
+            )
+            progress = Progress("restore", plan.download_bytes, self.settings.progress)
+            tree = local_tree(src)  # fs://: parts are read with in-kernel copies from their files
+            dl = Downloader(
+                src.open_part, session, plan.files, tuning, self.settings.throttle(), progress, c.expected,
+                reread=self.verify, in_memory=self.checksums,
+                local_path=tree.part_path if tree is not None else None, source=src.url,
+            )
+            with progress:
+                dl.run()
+            session.end()
+        finally:
+            if session is not None:
+                session.close()
+            if lock is not None:
+                lock.close()
+        return RestoreResult(
+            src=src.url,
+            dst=root,
+            backup_bytes=plan.backup_bytes,
+            downloaded_bytes=plan.download_bytes,
+            resumed_bytes=plan.resumed_bytes,
+            kept_bytes=plan.backup_bytes - plan.download_bytes,
+            deleted_bytes=plan.deleted_bytes,
+            files_total=plan.files_total,
+            files_written=len(plan.files),
+            files_deleted=len(plan.delete),
+            parts_downloaded=plan.parts_to_download,
+            parts_verified=dl.verified_parts,
+            parts_unverified=sum(len(f.all_parts) for f in plan.files) - dl.verified_parts,
+            seconds=time.monotonic() - start,
+            partitions=c.partition_sizes(),
         )
-    except BaseException:
-        if lock is not None:
-            lock.close()
-        raise
 
 
-def dry_run_restore(
-    src: Remote,
-    dst: str,
-    *,
-    preallocate: bool = True,
-    skip_backup_complete_check: bool = False,
-    verify: bool = False,
-    force: bool = False,
-    only: PartitionFilter | None = None,
-) -> RestoreDryRun:
-    """Run every precheck and the plan; change nothing (no directory, lock file or marker)."""
-    start = time.monotonic()
-    root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force, only)
-    if lock is not None:
-        lock.close()
+def _dry_run_result(src: Remote, root: str, c: _Checked, seconds: float) -> RestoreDryRun:
     plan = c.plan
     entries = c.listing.files
     return RestoreDryRun(
@@ -180,77 +249,6 @@ def dry_run_restore(
         space_needed=c.space.needed,
         space_free=c.space.free,
         space_freed=c.space.freed,
-        seconds=time.monotonic() - start,
-        partitions=c.partition_sizes(),
-    )
-
-
-def run_restore(
-    src: Remote,
-    dst: str,
-    *,
-    preallocate: bool = True,
-    skip_backup_complete_check: bool = False,
-    tuning: Tuning | None = None,
-    throttle: Throttle | None = None,
-    retry: RetryPolicy | None = None,
-    progress_mode: str = "auto",
-    verify: bool = False,
-    force: bool = False,
-    checksums: bool = True,
-    only: PartitionFilter | None = None,
-) -> RestoreResult:
-    start = time.monotonic()
-    src = with_retries(src, retry or RetryPolicy())  # the run's one retry layer, on top
-    root, lock, c = _checked_target(src, dst, preallocate, skip_backup_complete_check, verify, force, only)
-    session: RestoreSession | None = None
-    try:
-        if lock is None:
-            os.makedirs(root, exist_ok=True)
-            lock = DirLock(root, "restore")
-            c = _replan_if_changed(c, root, preallocate, force)
-        plan = c.plan
-        # From here on the target changes: a database must not start on it until session.end().
-        session = RestoreSession(root)
-        session.begin()
-        _apply_deletions(session, plan)
-
-        tuning = tuning or Tuning()
-        log.info(
-            "restoring %s to %s: %s to download in %d parts, %s kept",
-            src.url, root, human_bytes(plan.download_bytes), plan.parts_to_download,
-            human_bytes(plan.backup_bytes - plan.download_bytes),
-        )
-        progress = Progress("restore", plan.download_bytes, progress_mode)
-        tree = local_tree(src)  # fs://: parts are read with in-kernel copies from their files
-        dl = Downloader(
-            src.open_part, session, plan.files, tuning, throttle or Throttle(0), progress, c.expected,
-            reread=verify, in_memory=checksums, local_path=tree.part_path if tree is not None else None,
-            source=src.url,
-        )
-        with progress:
-            dl.run()
-        session.end()
-    finally:
-        if session is not None:
-            session.close()
-        if lock is not None:
-            lock.close()
-    seconds = time.monotonic() - start
-    return RestoreResult(
-        src=src.url,
-        dst=root,
-        backup_bytes=plan.backup_bytes,
-        downloaded_bytes=plan.download_bytes,
-        resumed_bytes=plan.resumed_bytes,
-        kept_bytes=plan.backup_bytes - plan.download_bytes,
-        deleted_bytes=plan.deleted_bytes,
-        files_total=plan.files_total,
-        files_written=len(plan.files),
-        files_deleted=len(plan.delete),
-        parts_downloaded=plan.parts_to_download,
-        parts_verified=dl.verified_parts,
-        parts_unverified=sum(len(f.all_parts) for f in plan.files) - dl.verified_parts,
         seconds=seconds,
         partitions=c.partition_sizes(),
     )

@@ -23,13 +23,14 @@ that run them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..checksums import (
@@ -43,23 +44,18 @@ from ..checksums import (
     metadata_lost,
     parse_manifest,
 )
-from ..errors import SnapferryError, TransientRemoteError, UsageError
+from ..errors import SnapferryError, UsageError
 from ..findings import Problem, ProblemKind, VerifyResult
 from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
-from ..partitions import in_selection, select
+from ..partitions import PartitionFilter, in_selection, select
 from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
-from ..progress import Progress
 from ..remotes.base import Remote, kept_checksums, local_tree
 from ..remotes.retrying import with_retries
-from ..retry import RetryPolicy
-from ..throttle import Throttle
-from ..tuning import Tuning
+from ..settings import RunSettings
 from ..workers import parallel
+from .opening import Where, opened, reading, refuse_encrypted
 
 log = logging.getLogger("snapferry")
-
-_MIB = 1024 * 1024
-
 
 # What a restore does with each kind of problem: junk it skips, as vmrestore does; a
 # manifest that is no inventory it only warns of, unless --verify; the rest make it fail.
@@ -113,120 +109,127 @@ class Subset:
         return crc32(part.name.encode("utf-8", "surrogateescape")) % self.count == self.index - 1
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyOptions:
+@dataclass(frozen=True)
+class Verify:
+    """A check of the backup at `src` where it is stored: `Verify(...).run()`; the result lists
+    every problem found. `src` is a URL the run opens and closes, or a remote the caller lends;
+    with the key of `settings` it is read with it. A `subset` implies `read_data`; `only`
+    checks those month partitions and the files outside every partition."""
+
+    src: Where
+    settings: RunSettings = field(default_factory=RunSettings)
     structure_only: bool = False
     read_data: bool = False
     subset: Subset | None = None
-    concurrency: int = Tuning().concurrency
-    progress_mode: str = "auto"
-    # --partitions/--since: check only those month partitions and the files outside every partition
-    partitions: str | None = None
-    since: str | None = None
+    only: PartitionFilter = field(default_factory=PartitionFilter)
 
+    def run(self) -> VerifyResult:
+        self.only.check()  # the syntax, before the remote is opened
+        key = self.settings.key
+        with contextlib.ExitStack() as stack:
+            remote = reading(opened(stack, self.src, self.settings), key)
+            result = self._run(remote)
+            if key is None and not result.complete:
+                refuse_encrypted(remote)
+            return result
 
-def run_verify(
-    src: Remote,
-    opts: VerifyOptions,
-    *,
-    throttle: Throttle | None = None,
-    retry: RetryPolicy | None = None,
-) -> VerifyResult:
-    start = time.monotonic()
-    src = with_retries(src, retry or RetryPolicy())  # the run's one retry layer, on top
-    problems: list[Problem] = []
-    add = problems.append
-    # One listing says which of the small files exist: no HEAD for each of them.
-    objects = src.list_objects()
-    listed_names = {name for name, _ in objects}
-    complete = BACKUP_COMPLETE_FILE in listed_names
-    if not complete:
-        add(Problem(BACKUP_COMPLETE_FILE, ProblemKind.INCOMPLETE, "present", "missing"))
-    parts = _listed_parts(objects, add)
-    if not parts:
-        add(Problem("*", ProblemKind.NO_PARTS, "at least one part",
-                    "none (only markers: a restore of it would empty the target; check the URL)" if objects
-                    else "nothing at all: no backup is stored there; check the URL"))
-    selection = None
-    if opts.partitions is not None or opts.since is not None:
-        selection = select(parts, partitions=opts.partitions, since=opts.since, now=datetime.now(UTC),
-                           src=src.url, for_restore=False)
-    if selection is not None:
-        parts = [p for p in parts if in_selection(p.path, selection)]
-    files = group_by_file(parts)
-    broken = _structure(files, add)
-    broken |= _symlinks(src, {p.name for p in parts}, add)
-    manifest, meta = _small_files(src, listed_names, add)
-    made_by = "snapferry" if made_by_snapferry(meta) or manifest.state is ManifestState.PRESENT else "vmbackup"
-    entries = manifest.entries
-    if selection is not None:
-        entries = {n: v for n, v in entries.items() if in_selection(n.rsplit("/", 1)[0], selection)}
-    if manifest.state is ManifestState.PRESENT:
-        listed = {p.name for p in parts}
-        for name in sorted(set(entries) - listed):
-            add(Problem(name, ProblemKind.MISSING, "listed in the manifest", "no such object"))
-        for p in parts:
-            if p.name not in entries:
-                add(Problem(p.name, ProblemKind.UNLISTED, "an entry in the manifest", "none"))
-            elif len(entries[p.name]) != max(1, -(-p.size // BLOCK)):
-                add(Problem(p.name, ProblemKind.MANIFEST, f"{max(1, -(-p.size // BLOCK))} block CRCs",
-                            f"{len(entries[p.name])}"))
-    elif manifest.state is ManifestState.UNREADABLE:
-        add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "a snapferry checksum manifest", manifest.detail))
-    elif made_by == "snapferry":
-        add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "present (the backup was made by snapferry)", "missing"))
-    elif complete and metadata_lost(src, listed_names):
-        add(Problem(MANIFEST_FILE, ProblemKind.METADATA, f"{BACKUP_METADATA_FILE} and a {MANIFEST_FILE}",
-                    "neither (no manifest: bytes cannot be checked; an empty completion marker without "
-                    "metadata is left by no tool, so both were lost)"))
-    checkable = [p for p in parts if p.name in entries and p.name not in broken]
+    def _run(self, src: Remote) -> VerifyResult:
+        start = time.monotonic()
+        read_data = self.read_data or self.subset is not None
+        src = with_retries(src, self.settings.retry)  # the run's one retry layer, on top
+        problems: list[Problem] = []
+        add = problems.append
+        # One listing says which of the small files exist: no HEAD for each of them.
+        objects = src.list_objects()
+        listed_names = {name for name, _ in objects}
+        complete = BACKUP_COMPLETE_FILE in listed_names
+        if not complete:
+            add(Problem(BACKUP_COMPLETE_FILE, ProblemKind.INCOMPLETE, "present", "missing"))
+        parts = _listed_parts(objects, add)
+        if not parts:
+            add(Problem("*", ProblemKind.NO_PARTS, "at least one part",
+                        "none (only markers: a restore of it would empty the target; check the URL)" if objects
+                        else "nothing at all: no backup is stored there; check the URL"))
+        selection = select(parts, partitions=self.only.partitions, since=self.only.since, now=datetime.now(UTC),
+                           src=src.url, for_restore=False)  # None when neither is given
+        if selection is not None:
+            parts = [p for p in parts if in_selection(p.path, selection)]
+        files = group_by_file(parts)
+        broken = _structure(files, add)
+        broken |= _symlinks(src, {p.name for p in parts}, add)
+        manifest, meta = _small_files(src, listed_names, add)
+        made_by = "snapferry" if made_by_snapferry(meta) or manifest.state is ManifestState.PRESENT else "vmbackup"
+        entries = manifest.entries
+        if selection is not None:
+            entries = {n: v for n, v in entries.items() if in_selection(n.rsplit("/", 1)[0], selection)}
+        if manifest.state is ManifestState.PRESENT:
+            listed = {p.name for p in parts}
+            for name in sorted(set(entries) - listed):
+                add(Problem(name, ProblemKind.MISSING, "listed in the manifest", "no such object"))
+            for p in parts:
+                if p.name not in entries:
+                    add(Problem(p.name, ProblemKind.UNLISTED, "an entry in the manifest", "none"))
+                elif len(entries[p.name]) != max(1, -(-p.size // BLOCK)):
+                    add(Problem(p.name, ProblemKind.MANIFEST, f"{max(1, -(-p.size // BLOCK))} block CRCs",
+                                f"{len(entries[p.name])}"))
+        elif manifest.state is ManifestState.UNREADABLE:
+            add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "a snapferry checksum manifest", manifest.detail))
+        elif made_by == "snapferry":
+            add(Problem(MANIFEST_FILE, ProblemKind.MANIFEST, "present (the backup was made by snapferry)", "missing"))
+        elif complete and metadata_lost(src, listed_names):
+            add(Problem(MANIFEST_FILE, ProblemKind.METADATA, f"{BACKUP_METADATA_FILE} and a {MANIFEST_FILE}",
+                        "neither (no manifest: bytes cannot be checked; an empty completion marker without "
+                        "metadata is left by no tool, so both were lost)"))
+        checkable = [p for p in parts if p.name in entries and p.name not in broken]
 
-    provider_checked = 0
-    read_parts = read_bytes = 0
-    stop = threading.Event()  # set by the first failure of either pass: both stop
-    if not opts.read_data:
-        if not opts.structure_only:
-            provider_checked = _provider(src, checkable, entries, opts.concurrency, add, stop)
-    else:
-        todo = [p for p in parts if p.name not in broken and (opts.subset is None or opts.subset.has(p))]
-        read_parts, read_bytes = len(todo), sum(p.size for p in todo)
-        # A part whose bytes are read is checked against the manifest block by block: the
-        # store's checksum of it would add nothing but a metadata request (on s3:// a third
-        # of the CPU of a --read-data run). The parts outside a subset still get theirs,
-        # beside the reads instead of before them; list.append of a problem is atomic.
-        reading = {p.name for p in todo}
-        unread = [p for p in checkable if p.name not in reading]
-        with ThreadPoolExecutor(1, thread_name_prefix="verify-provider") as side:
-            checked = None if opts.structure_only or not unread else side.submit(
-                _provider, src, unread, entries, opts.concurrency, add, stop)
-            try:
-                _read_data(src, todo, entries, opts, throttle or Throttle(0), add, stop)
-            except BaseException as e:
-                stop.set()
-                # reads stopped because the provider pass failed: its error is the one to show
-                side_error = checked.exception() if checked is not None else None
-                if side_error is not None and not isinstance(e, SnapferryError | KeyboardInterrupt):
-                    raise side_error from e
-                raise
-            provider_checked = checked.result() if checked is not None else 0
+        provider_checked = 0
+        read_parts = read_bytes = 0
+        stop = threading.Event()  # set by the first failure of either pass: both stop
+        if not read_data:
+            if not self.structure_only:
+                provider_checked = _provider(src, checkable, entries, self.settings.concurrency, add, stop)
+        else:
+            todo = [p for p in parts if p.name not in broken and (self.subset is None or self.subset.has(p))]
+            read_parts, read_bytes = len(todo), sum(p.size for p in todo)
+            # A part whose bytes are read is checked against the manifest block by block: the
+            # store's checksum of it would add nothing but a metadata request (on s3:// a third
+            # of the CPU of a --read-data run). The parts outside a subset still get theirs,
+            # beside the reads instead of before them; list.append of a problem is atomic.
+            reading = {p.name for p in todo}
+            unread = [p for p in checkable if p.name not in reading]
+            with ThreadPoolExecutor(1, thread_name_prefix="verify-provider") as side:
+                checked = None if self.structure_only or not unread else side.submit(
+                    _provider, src, unread, entries, self.settings.concurrency, add, stop)
+                from .readdata import read_parts_data  # the restorer's pool: only for --read-data
 
-    problems.sort(key=lambda pr: (pr.part, pr.kind.value))
-    return VerifyResult(
-        src=src.url,
-        made_by=made_by,
-        complete=complete,
-        manifest_version=manifest.version,
-        backup_bytes=sum(plist[0].file_size for plist in files.values()),
-        files=len(files),
-        parts=len(parts),
-        parts_with_checksums=sum(1 for p in parts if p.name in entries),
-        parts_provider_checked=provider_checked,
-        parts_read=read_parts,
-        bytes_read=read_bytes,
-        subset=f"{opts.subset.index}/{opts.subset.count}" if opts.read_data and opts.subset else None,
-        problems=problems,
-        seconds=time.monotonic() - start,
-    )
+                try:
+                    read_parts_data(src, todo, entries, self.settings, add, stop)
+                except BaseException as e:
+                    stop.set()
+                    # reads stopped because the provider pass failed: its error is the one to show
+                    side_error = checked.exception() if checked is not None else None
+                    if side_error is not None and not isinstance(e, SnapferryError | KeyboardInterrupt):
+                        raise side_error from e
+                    raise
+                provider_checked = checked.result() if checked is not None else 0
+
+        problems.sort(key=lambda pr: (pr.part, pr.kind.value))
+        return VerifyResult(
+            src=src.url,
+            made_by=made_by,
+            complete=complete,
+            manifest_version=manifest.version,
+            backup_bytes=sum(plist[0].file_size for plist in files.values()),
+            files=len(files),
+            parts=len(parts),
+            parts_with_checksums=sum(1 for p in parts if p.name in entries),
+            parts_provider_checked=provider_checked,
+            parts_read=read_parts,
+            bytes_read=read_bytes,
+            subset=f"{self.subset.index}/{self.subset.count}" if read_data and self.subset else None,
+            problems=problems,
+            seconds=time.monotonic() - start,
+        )
 
 
 def _small_files(
@@ -335,86 +338,3 @@ def _provider(
 
     parallel(concurrency, parts, one, stop)
     return counted[0]
-
-
-def _range_size(part: Part, concurrency: int, min_range: int) -> int:
-    """As the restore cuts a part (Downloader._chunk_size): evenly over the workers, at least
-    `min_range`, whole MiB, then whole manifest blocks so each range checks its blocks alone."""
-    even = -(-part.size // max(1, concurrency))
-    step = max(min_range, -(-even // _MIB) * _MIB)
-    return -(-step // BLOCK) * BLOCK
-
-
-def _jobs(parts: list[Part], concurrency: int, min_range: int) -> Iterator[tuple[Part, int, int]]:
-    for p in sorted(parts, key=lambda p: -p.size):
-        if p.size == 0:
-            yield p, 0, 0
-        step = _range_size(p, concurrency, min_range)
-        for off in range(0, p.size, step):
-            yield p, off, min(step, p.size - off)
-
-
-def _read_data(
-    src: Remote, parts: list[Part], entries: Mapping[str, list[int]], opts: VerifyOptions,
-    throttle: Throttle, add: Callable[[Problem], None], stop: threading.Event,
-) -> None:
-    """Read the parts' bytes as the restore does, minus the writes: ranges on `concurrency`
-    threads, each read into a block of the restorer's pool (bounded like a restore's memory),
-    the block's bytes CRC'd in place and the block handed back."""
-    from ..remotes.base import read_full
-    from ..restorer.downloader import Tuning
-    from ..restorer.pool import BufferPool
-    tuning = Tuning(concurrency=opts.concurrency)
-    pool = BufferPool(tuning.block_size, tuning.max_inflight_bytes // tuning.block_size, stop)
-    lock = threading.Lock()
-    total = sum(p.size for p in parts)
-    with Progress("verify", total, opts.progress_mode) as progress:
-
-        def one(job: tuple[Part, int, int]) -> None:
-            p, off, length = job
-            if length == 0:
-                return
-            end = off + length
-            want = entries.get(p.name)
-            crcs: list[int] = []
-            pos, block_crc = off, 0  # next byte, CRC of its block so far
-            # A read cut short resumes inside the remote's retry layer, from its first missing byte.
-            reader = src.open_part(p, off, length)
-            try:
-                while pos < end:
-                    buf = pool.get()
-                    try:
-                        # a buffer never spans two manifest blocks
-                        n_want = min(len(buf), end - pos, BLOCK - pos % BLOCK)
-                        with memoryview(buf) as mv:
-                            n = read_full(reader, mv[:n_want])
-                            block_crc = crc32(mv[:n], block_crc)
-                    finally:
-                        pool.put(buf)
-                    if n < n_want:
-                        raise _short(p, pos + n, src)
-                    throttle.take(n, stop)
-                    pos += n
-                    progress.add(n)
-                    if pos % BLOCK == 0 or pos == p.size:
-                        crcs.append(block_crc)
-                        block_crc = 0
-            finally:
-                reader.close()
-            if want is None:
-                return
-            first = off // BLOCK
-            for i, got in enumerate(crcs):
-                idx = first + i
-                exp = want[idx] if idx < len(want) else None
-                if exp != got:
-                    with lock:
-                        add(Problem(p.name, ProblemKind.CONTENT,
-                                    f"block {idx} crc32 {exp:08x}" if exp is not None else f"no block {idx}",
-                                    f"crc32 {got:08x}"))
-
-        parallel(opts.concurrency, list(_jobs(parts, opts.concurrency, tuning.min_chunk_size)), one, stop)
-
-
-def _short(p: Part, at: int, src: Remote) -> SnapferryError:
-    return TransientRemoteError(f"the body of {p.name} from {src.url} ended early at byte {at} of {p.size}")

@@ -13,10 +13,11 @@ from typing import Any, Protocol
 
 import click
 
-from .. import api
 from ..progress import human_bytes
 from ..remotes import RemoteOptions
 from ..results import BackupResult, CopyResult, PartitionSize, RestoreDryRun, RestoreResult
+from ..retry import RetryPolicy
+from ..settings import DEFAULT_CONCURRENCY, ProgressMode, RunSettings, default_options
 
 ENV = "SNAPFERRY_"
 
@@ -145,25 +146,47 @@ log_level_option = click.option(
 )
 
 
-def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    opts = [
-        click.option("--concurrency", type=click.IntRange(1, 256), default=api.DEFAULT_CONCURRENCY,
-                     show_default=True, envvar=ENV + "CONCURRENCY", help="Parallel transfers."),
-        click.option("--max-bytes-per-second", type=click.IntRange(0), default=0,
-                     envvar=ENV + "MAX_BYTES_PER_SECOND", help="Bandwidth limit; 0 means none."),
-        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
-        click.option("--progress", type=click.Choice(["auto", "bar", "log", "off"]), default="auto",
-                     help="A bar on a TTY, log lines otherwise (auto)."),
-        click.option("--push-metrics-url", envvar=ENV + "PUSH_METRICS_URL", callback=_http_url,
-                     help="POST Prometheus metrics of the run here when it ends, e.g. a Pushgateway's "
-                          "/metrics/job/snapferry or VictoriaMetrics' /api/v1/import/prometheus."),
-        log_level_option,
-    ]
-    return _apply(f, opts)
+# Options of every run (backup, restore, copy, verify): its RunSettings, its output.
+_RUN = [
+    click.option("--concurrency", type=click.IntRange(1, 256), default=DEFAULT_CONCURRENCY,
+                 show_default=True, envvar=ENV + "CONCURRENCY", help="Parallel transfers."),
+    click.option("--max-bytes-per-second", type=click.IntRange(0), default=0,
+                 envvar=ENV + "MAX_BYTES_PER_SECOND", help="Bandwidth limit; 0 means none."),
+    click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+    click.option("--progress", type=click.Choice([m.value for m in ProgressMode]), default=ProgressMode.AUTO.value,
+                 help="A bar on a TTY, log lines otherwise (auto)."),
+    click.option("--push-metrics-url", envvar=ENV + "PUSH_METRICS_URL", callback=_http_url,
+                 help="POST Prometheus metrics of the run here when it ends, e.g. a Pushgateway's "
+                      "/metrics/job/snapferry or VictoriaMetrics' /api/v1/import/prometheus."),
+    log_level_option,
+]
+
+
+def run_options(*, writes: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Every option of a run's settings (settings_from reads them): the key file, the run's
+    own, and the remote's (with those of new objects when the command `writes`)."""
+    remote = _SHARED_REMOTE + (_WRITE_REMOTE if writes else [])
+    return lambda f: _apply(f, [key_file_option, *_RUN, *remote])
+
+
+def settings_from(kw: dict[str, Any]) -> RunSettings:
+    """The run's RunSettings from a command's options, taken out of `kw`: the one place the CLI
+    builds it. A command without some of them (info has no --concurrency) gets their defaults."""
+    from ..crypto import load_optional_key
+
+    concurrency: int = kw.pop("concurrency", DEFAULT_CONCURRENCY)
+    return RunSettings(
+        concurrency=concurrency,
+        remote_options=options_from(kw, concurrency),
+        retry=RetryPolicy(attempts=kw.pop("retries")),
+        max_bytes_per_second=kw.pop("max_bytes_per_second", 0),
+        progress=ProgressMode(kw.pop("progress", ProgressMode.AUTO)),
+        key=load_optional_key(kw.pop("encryption_key_file", None)),  # before any remote is opened
+    )
 
 
 def options_from(kw: dict[str, Any], concurrency: int) -> RemoteOptions:
-    base = api.default_options(concurrency)
+    base = default_options(concurrency)
     # A read-only command has no write options: the defaults stand for them.
     write = {
         name: kw.pop(name) if name in kw else getattr(base, name)
@@ -209,6 +232,22 @@ def metrics_pushed(url: str | None, action: str) -> Iterator[RunSink]:
 
     with pushed(url, Action(action)) as run:
         yield run
+
+
+class Transfer(Protocol):
+    """An action object whose result --push-metrics-url pushes (actions/: Backup, Restore, Copy)."""
+
+    def run(self) -> BackupResult | RestoreResult | CopyResult: ...
+
+
+def run_pushed(kw: dict[str, Any], action: str, make: Callable[[RunSettings], Transfer]) -> None:
+    """Run the action `make` builds from the command's RunSettings, push the run's metrics
+    (--push-metrics-url: a failure too, a bad key file included) and print its result."""
+    as_json = kw.pop("as_json")
+    with metrics_pushed(kw.pop("push_metrics_url"), action) as run:
+        result = make(settings_from(kw)).run()
+        run.result = result
+    emit(result, as_json)
 
 
 def emit(result: BackupResult | RestoreResult | CopyResult | RestoreDryRun, as_json: bool) -> None:

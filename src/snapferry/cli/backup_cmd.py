@@ -6,10 +6,8 @@ from typing import Any
 
 import click
 
-from .. import api
 from ..parts import MAX_PART_SIZE
-from ..retry import RetryPolicy
-from ._common import common_options, emit, key_file_option, metrics_pushed, options_from, write_remote_options
+from ._common import run_options, run_pushed
 from ._snapshot_tls import snapshot_tls_options, tls_from
 
 
@@ -27,23 +25,15 @@ from ._snapshot_tls import snapshot_tls_options, tls_from
 @click.option("--max-part-size", type=click.IntRange(1), default=MAX_PART_SIZE, hidden=True)
 @click.option("--encrypt", is_flag=True,
               help="Encrypt the backup (needs --encryption-key-file; vmrestore cannot read it).")
-@key_file_option
-@common_options
-@write_remote_options
+@run_options(writes=True)
 def backup(**kw: Any) -> None:
     """Back up a snapshot to a remote (incremental when dst already holds a backup)."""
-    as_json = kw.pop("as_json")
-    opts = options_from(kw, kw["concurrency"])
+    from ..actions.backup import Backup
+    from ..actions.source import source_of
+
     tls = tls_from(kw)
-    with metrics_pushed(kw.pop("push_metrics_url"), "backup") as run:
-        result = api.backup(
-            kw["dst"], kw["src"], storage_data_path=kw["storage_data_path"], snapshot_name=kw["snapshot_name"],
-            snapshot_create_url=kw["snapshot_create_url"], snapshot_delete_url=kw["snapshot_delete_url"],
-            snapshot_tls=tls,
-            origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
-            remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
-            max_part_size=kw["max_part_size"], force=kw["force"], encrypt=kw["encrypt"],
-            encryption_key_file=kw["encryption_key_file"],
-        )
-        run.result = result
-    emit(result, as_json)
+    run_pushed(kw, "backup", lambda settings: Backup(
+        kw["dst"], source_of(kw["src"], kw["storage_data_path"], kw["snapshot_name"], kw["snapshot_create_url"],
+                             kw["snapshot_delete_url"], tls),
+        settings, origin=kw["origin"], max_part_size=kw["max_part_size"], force=kw["force"], encrypt=kw["encrypt"],
+    ))

@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from .. import api
 from ..findings import BackupInfo
 from ..progress import human_bytes
-from ._common import key_file_option, options_from, remote_options
+from ._common import key_file_option, remote_options, settings_from
 
 
 @click.command()
@@ -20,9 +19,10 @@ from ._common import key_file_option, options_from, remote_options
 @remote_options
 def info(**kw: Any) -> None:
     """Size, files, parts, when and by what a backup was made, complete or not, checksummed or not."""
+    from ..actions.info import Info
+
     as_json = kw.pop("as_json")
-    opts = options_from(kw, api.DEFAULT_CONCURRENCY)
-    result = api.info(kw["src"], remote_options=opts, encryption_key_file=kw["encryption_key_file"])
+    result = Info(kw["src"], settings_from(kw)).run()
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -33,7 +33,7 @@ from ..manager.schedule import parse_interval, zone
 from ..manager.service import Manager, ManagerConfig
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
-from ._common import ENV, emit, key_file_option, options_from, remote_options
+from ._common import ENV, emit, key_file_option, options_from, remote_options, settings_from
 from ._http_options import client_of, client_options, security_of, server_options
 from ._snapshot_tls import snapshot_tls_options, tls_from
 
@@ -296,12 +296,8 @@ def restore(ctx: click.Context, /, as_json: bool, progress: str, **kw: Any) -> N
     if ctx.invoked_subcommand is not None:
         return
     data = _need(kw["storage_data_path"], "--storage-data-path")
-    opts = options_from(kw, kw["concurrency"])
-    result = restore_marked(
-        data, kw["dst"], remote_options=opts, concurrency=kw["concurrency"],
-        max_bytes_per_second=kw["max_bytes_per_second"], retries=kw["retries"], progress=progress,
-        encryption_key_file=kw["encryption_key_file"],
-    )
+    key_file = kw.pop("encryption_key_file")  # read by restore_marked only when there is a mark
+    result = restore_marked(data, kw["dst"], settings_from({**kw, "progress": progress}), key_file)
     if result is None:
         if as_json:
             click.echo(json.dumps({"action": "restore", "restored": None}))

@@ -8,9 +8,9 @@ import click
 
 from .. import api
 from ..errors import UsageError
-from ..retry import RetryPolicy
+from ..settings import RunSettings
 from ..tuning import Tuning
-from ._common import common_options, emit, key_file_option, metrics_pushed, options_from, read_remote_options
+from ._common import emit, run_options, run_pushed, settings_from
 
 
 def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
@@ -50,34 +50,25 @@ def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
                    "2026-11-01); with --partitions, the intersection.")
 @click.option("--dry-run", is_flag=True,
               help="Run every check and print the plan (deletions, downloads, space); change nothing.")
-@key_file_option
-@common_options
-@read_remote_options
+@run_options(writes=False)
 def restore(**kw: Any) -> None:
     """Restore a backup into a directory (incremental: only missing parts are fetched)."""
-    as_json = kw.pop("as_json")
-    opts = options_from(kw, kw["concurrency"])
-    if kw["dry_run"]:
-        emit(api.restore_dry_run(
-            kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
-            skip_file_preallocation=kw["skip_file_preallocation"], remote_options=opts, verify=kw["verify"],
-            force=kw["force"], partitions=kw["partitions"], since=kw["since"],
-            encryption_key_file=kw["encryption_key_file"],
-        ), as_json)
-        return
-    tuning = Tuning(
-        concurrency=kw["concurrency"], max_inflight_bytes=kw["max_inflight_bytes"], chunk_size=kw["chunk_size"],
-        direct_min=Tuning().direct_min if kw["direct_io"] else 0,
-    )
-    with metrics_pushed(kw.pop("push_metrics_url"), "restore") as run:
-        result = api.restore(
-            kw["src"], kw["dst"], skip_backup_complete_check=kw["skip_backup_complete_check"],
-            skip_file_preallocation=kw["skip_file_preallocation"], concurrency=kw["concurrency"],
-            max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
-            retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"], tuning=tuning,
-            verify=kw["verify"], force=kw["force"], checksums=kw["checksums"],
-            partitions=kw["partitions"], since=kw["since"], encryption_key_file=kw["encryption_key_file"],
-        )
-        run.result = result
-    emit(result, as_json)
+    from ..actions.restore import Restore
+    from ..partitions import PartitionFilter
 
+    def make(settings: RunSettings) -> Restore:
+        tuning = Tuning(
+            concurrency=settings.concurrency, max_inflight_bytes=kw["max_inflight_bytes"],
+            chunk_size=kw["chunk_size"], direct_min=Tuning().direct_min if kw["direct_io"] else 0,
+        )
+        return Restore(
+            kw["src"], kw["dst"], settings, tuning=tuning, preallocate=not kw["skip_file_preallocation"],
+            skip_backup_complete_check=kw["skip_backup_complete_check"], verify=kw["verify"], force=kw["force"],
+            checksums=kw["checksums"], only=PartitionFilter(kw["partitions"], kw["since"]),
+        )
+
+    if kw["dry_run"]:
+        as_json = kw.pop("as_json")
+        emit(make(settings_from(kw)).dry_run(), as_json)
+    else:
+        run_pushed(kw, "restore", make)

@@ -7,12 +7,10 @@ from typing import Any
 
 import click
 
-from .. import api
 from ..errors import EXIT_BAD_BACKUP
 from ..findings import VerifyResult
 from ..progress import human_bytes
-from ..retry import RetryPolicy
-from ._common import common_options, key_file_option, options_from, remote_options
+from ._common import run_options, settings_from
 
 
 @click.command()
@@ -27,23 +25,20 @@ from ._common import common_options, key_file_option, options_from, remote_optio
               help="Check only these month partitions and the files outside every partition.")
 @click.option("--since", default=None, metavar="DURATION|DATE",
               help="Check only the month partitions overlapping [now-DURATION or DATE, now].")
-@key_file_option
-@common_options
-@remote_options
+@run_options(writes=True)
 def verify(**kw: Any) -> None:
     """Check a backup without restoring it: structure, the store's checksums, optionally the data.
 
     Exits 0 when clean, 3 when problems were found (all listed), 1 when it could not check."""
+    from ..actions.verify import Subset, Verify, advice
+    from ..partitions import PartitionFilter
+
     as_json = kw.pop("as_json")
-    opts = options_from(kw, kw["concurrency"])
-    result = api.verify(
-        kw["src"], structure_only=kw["structure_only"], read_data=kw["read_data"],
-        read_data_subset=kw["read_data_subset"], concurrency=kw["concurrency"],
-        max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
-        retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
-        partitions=kw["partitions"], since=kw["since"],
-        encryption_key_file=kw["encryption_key_file"],
-    )
+    subset = kw["read_data_subset"]
+    result = Verify(
+        kw["src"], settings_from(kw), structure_only=kw["structure_only"], read_data=kw["read_data"],
+        subset=Subset.parse(subset) if subset else None, only=PartitionFilter(kw["partitions"], kw["since"]),
+    ).run()
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -53,8 +48,6 @@ def verify(**kw: Any) -> None:
     if result.problems:
         # The result (with every problem) is the output, also with --json: one error line on
         # stderr and the exit code, not a second JSON object as for a failure to check.
-        from ..actions.verify import advice  # loaded by api.verify already: free here
-
         first = result.problems[0]
         click.echo(
             f"snapferry: error: {len(result.problems)} problem(s) found in {result.src}, first: {first}; "

@@ -2,7 +2,9 @@
 
 Parse it as Go does, say once which flags are ignored, set up logging as the
 -logger* flags ask, serve /metrics while the run lasts (vmbackup, vmrestore), and run
-the translated command through snapferry's own CLI. The exit code is that run's:
+the translated command through snapferry's own CLI, so a drop-in run builds its
+RunSettings and action object (`Backup`, `Restore`) exactly as the CLI does
+(cli/_common.py `settings_from`), never by a path of its own. The exit code is that run's:
 0 on success, non-zero on any failure; a bad command line exits 2, as Go's flag
 package makes the originals do.
 """

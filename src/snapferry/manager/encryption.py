@@ -1,5 +1,5 @@
-"""The manager's encryption (docs/encryption.md): latest/ sealed under its record, and each
-dated copy taking latest/'s record, so its sealed parts are copied server-side as they are.
+"""The manager's encryption (docs/encryption.md): latest/ sealed under its record, checked at
+start (the runs' Backup and Copy apply the key themselves: actions/opening.py).
 
 The crypto modules (and `cryptography`) are loaded only by a manager given a key file.
 """
@@ -22,12 +22,3 @@ def latest(remote: Remote, key: UserKey | None) -> Remote:
 
     return for_writing(remote, key)
 
-
-def copy_pair(src: Remote, dst: Remote, key: UserKey | None) -> tuple[Remote, Remote]:
-    """latest/ read with the key, and the dated backup written under latest/'s record."""
-    if key is None:
-        return src, dst
-    from ..crypto.remote import for_writing, open_encrypted
-
-    opened = open_encrypted(src, key)
-    return opened, for_writing(dst, key, opened)

@@ -7,13 +7,14 @@ stopped, since the mark stays) and removes the mark only after success.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from .. import api
+from ..crypto import load_optional_key
 from ..errors import SnapferryError
-from ..remotes import RemoteOptions
+from ..partitions import PartitionFilter
 from ..results import RestoreResult
-from ..retry import RetryPolicy
+from ..settings import RunSettings
 from .catalog import Catalog
 from .layout import parse_backup_name
 from .marks import RestoreMarks, normal_url
@@ -21,18 +22,10 @@ from .marks import RestoreMarks, normal_url
 log = logging.getLogger("snapferry")
 
 
-def restore_marked(
-    storage_data_path: str,
-    dst: str | None,
-    *,
-    remote_options: RemoteOptions,
-    concurrency: int = api.DEFAULT_CONCURRENCY,
-    max_bytes_per_second: int = 0,
-    retries: int = 6,
-    progress: str = "auto",
-    encryption_key_file: str | None = None,
-) -> RestoreResult | None:
-    """The restore's result, or None when there is no restore mark."""
+def restore_marked(storage_data_path: str, dst: str | None, settings: RunSettings,
+                   encryption_key_file: str | None = None) -> RestoreResult | None:
+    """The restore's result, or None when there is no restore mark (the key file is read
+    only when there is one: an init container without a mark returns at once)."""
     marks = RestoreMarks(storage_data_path, None)
     value = marks.get()
     if value is None:
@@ -41,7 +34,7 @@ def restore_marked(
     src = marks.source_url(value) if "://" in value else ""
     root = dst or (_layout_root(src) if src else None)
     if root:
-        with Catalog(root, remote_options, concurrency, RetryPolicy(attempts=retries)) as catalog:
+        with Catalog(root, settings.options(), settings.concurrency, settings.retry) as catalog:
             own = RestoreMarks(storage_data_path, catalog)
             src = own.source_url(value)
             name = own.own_name(src) if "://" in value else parse_backup_name(value)
@@ -55,12 +48,10 @@ def restore_marked(
     log.info("restoring %s into %s (restore mark %s%s)", src, storage_data_path, marks.path,
              "" if sel.partitions is None and sel.since is None
              else f"; partitions {sel.partitions or 'any'}, since {sel.since or 'any time'}")
-    result = api.restore(
-        src, storage_data_path, concurrency=concurrency, max_bytes_per_second=max_bytes_per_second,
-        remote_options=remote_options, retry=RetryPolicy(attempts=retries), progress=progress,
-        partitions=sel.partitions, since=sel.since,
-        encryption_key_file=encryption_key_file,
-    )
+    from ..actions.restore import Restore
+
+    keyed = dataclasses.replace(settings, key=load_optional_key(encryption_key_file))
+    result = Restore(src, storage_data_path, keyed, only=PartitionFilter(sel.partitions, sel.since)).run()
     marks.delete()
     return result
 

@@ -16,16 +16,17 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from .. import api, snapshot
-from ..actions.backup import refuse_dst_inside, run_backup
-from ..actions.copy import run_copy
+from ..actions.backup import Backup, refuse_dst_inside
+from ..actions.copy import Copy
+from ..actions.source import MadeSnapshot
 from ..crypto import load_optional_key
 from ..errors import SnapferryError
 from ..lease import BackupLease
 from ..names import LATEST, MANAGER_STATE_FILE
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
-from ..snapguard import SnapshotGuard, made_snapshot
-from ..throttle import Throttle
+from ..settings import ProgressMode, RunSettings
+from ..snapguard import SnapshotGuard
 from . import encryption, retention
 from .catalog import BackupInfo, Catalog
 from .layout import (
@@ -136,8 +137,12 @@ class Manager:
         self.events: ManagerEvents = events or NoEvents()
         self.schedule = config.schedule()
         self.key = load_optional_key(config.encryption_key_file)  # a bad key file: exit 2 at start
-        self.catalog = Catalog(config.dst, config.remote_options, config.concurrency,
-                               RetryPolicy(attempts=config.retries))
+        # What every run's backup and copies share; they run on the catalog's shared remotes.
+        self.settings = RunSettings(concurrency=config.concurrency, remote_options=config.remote_options,
+                                    retry=RetryPolicy(attempts=config.retries),
+                                    max_bytes_per_second=config.max_bytes_per_second, progress=ProgressMode.OFF,
+                                    key=self.key)
+        self.catalog = Catalog(config.dst, config.remote_options, config.concurrency, self.settings.retry)
         try:
             # A --dst inside the data path would back itself up: a mistake to refuse at start.
             refuse_dst_inside(config.storage_data_path, self.catalog.remotes.child(LATEST))
@@ -241,29 +246,21 @@ class Manager:
         return StepResult(name, True, secs, nbytes)
 
     def _backup_latest(self) -> int:
-        """api.backup's snapshot handling, on the shared remote of latest/."""
+        """The backup of a snapshot made for it into the shared remote of latest/."""
         c = self.config
         if self.marks.marked_backup() == parse_backup_name(LATEST):
             # the mark names what latest/ holds now: a run would change what the restore brings back
             raise Frozen(f"marked for restore in {self.marks.path}; no backup runs until the restore or "
                          "`manager restore delete`")
-        latest = encryption.latest(self.catalog.remotes.child(LATEST), self.key)
-        refuse_dst_inside(c.storage_data_path, latest)
-        # Checks the data path, deletes what a killed run left, records the intent before the call.
+        # Checks the data path, deletes what a killed run left, records the intent before the call;
+        # the snapshot is deleted also when the backup fails, and a failed delete fails the step.
         guard = SnapshotGuard(c.storage_data_path, c.snapshot_create_url, c.snapshot_delete_url, c.snapshot_tls)
-        # Deleted also when the backup fails; a failed delete fails the step (its record stays).
-        with made_snapshot(guard) as name:
-            result = run_backup(
-                snapshot.snapshot_dir(c.storage_data_path, name), latest, concurrency=c.concurrency,
-                throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries),
-                progress_mode="off",
-            )
-        return result.uploaded_bytes
+        backup = Backup(self.catalog.remotes.child(LATEST), MadeSnapshot(guard, one_shot=False), self.settings,
+                        encrypt=self.key is not None)
+        return backup.run().uploaded_bytes
 
     def _copy_latest(self, name: str) -> int:
-        c = self.config
         remotes = self.catalog.remotes
-        src, dst = encryption.copy_pair(remotes.child(LATEST), remotes.child(name), self.key)
 
         def refuse_frozen() -> None:
             # Under the backup's lease, which a lock or a mark takes too: neither can slip in
@@ -272,12 +269,10 @@ class Manager:
             if why is not None:  # the marked or locked content must stay what it was
                 raise Frozen(why)
 
-        result = run_copy(
-            src, dst, concurrency=c.concurrency,
-            throttle=Throttle(c.max_bytes_per_second), retry=RetryPolicy(attempts=c.retries), progress_mode="off",
-            before_write=refuse_frozen,
-        )
-        return result.copied_bytes
+        # With a key, latest/ is read with it and the dated backup takes latest/'s record, so
+        # its sealed parts are copied server-side as they are.
+        copy = Copy(remotes.child(LATEST), remotes.child(name), self.settings, before_write=refuse_frozen)
+        return copy.run().copied_bytes
 
     def _retention(self, local: datetime, made: list[BackupName]) -> tuple[str, ...]:
         keep = self.config.keep()
