@@ -87,7 +87,7 @@ class Backup:
             )
         with contextlib.ExitStack() as stack:
             dst = opened(stack, self.dst, s)
-            origin = origin_of(None if self.origin is None else opened(stack, self.origin, s), s)
+            origin = origin_of(stack, self.origin, s)  # NoOrigin without one
             dst = origin.writer(dst, s.key)
             refuse_dst_inside(self.source.data_dir, dst)
             with self.source.directory(dst.url) as src_dir:

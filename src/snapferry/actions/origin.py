@@ -6,6 +6,7 @@ the backup's steps read the same either way (no `origin is None` branches).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,7 +19,7 @@ from ..remotes.location import location_of, refuse_overlap
 from ..remotes.retrying import with_retries, without_retries
 from ..settings import RunSettings
 from ..workers import parallel
-from .opening import reading, writing
+from .opening import Where, opened, reading, writing
 
 if TYPE_CHECKING:
     from ..crypto.keys import UserKey
@@ -98,13 +99,14 @@ class NoOrigin:
         return writing(dst, key)
 
 
-def origin_of(remote: Remote | None, settings: RunSettings) -> Origin:
-    """The one place a missing --origin is a None: the origin read with the run's key (an
-    encrypted backup copies parts only from an origin the same key opens), under its retry layer."""
-    if remote is None:
+def origin_of(stack: contextlib.ExitStack[bool | None], where: Where | None, settings: RunSettings) -> Origin:
+    """The one place a missing --origin is a None: the origin opened (or lent) and read with
+    the run's key (an encrypted backup copies parts only from an origin the same key opens),
+    under its retry layer."""
+    if where is None:
         return NoOrigin()
     try:
-        keyed = reading(remote, settings.key)
+        keyed = reading(opened(stack, where, settings), settings.key)
     except UsageError as e:  # said of --origin, not of the backup being made
         raise UsageError(f"--origin: {e}; an encrypted backup copies parts only from an "
                          "encrypted origin made with the same key") from None
