@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import api
 from ..errors import BadBackupError, SnapferryError, UsageError
 from ..lease import BackupLease
 from ..names import (
@@ -31,6 +30,7 @@ from ..names import (
 )
 from ..remotes import Remote, RemoteOptions, local_tree
 from ..retry import RetryPolicy
+from ..settings import DEFAULT_CONCURRENCY
 from ..workers import parallel
 from .layout import DATED_TYPES, BackupName, BackupType, parse_backup_name
 from .remotes import DstRemotes
@@ -81,7 +81,7 @@ def human_size(n: int) -> str:
 class Catalog:
     """The backups of one --dst; close() it when done."""
 
-    def __init__(self, dst: str, options: RemoteOptions, concurrency: int = api.DEFAULT_CONCURRENCY,
+    def __init__(self, dst: str, options: RemoteOptions, concurrency: int = DEFAULT_CONCURRENCY,
                  retry: RetryPolicy | None = None) -> None:
         self.remotes = DstRemotes(dst, options, retry)
         self.dst = self.remotes.dst

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from .. import api, snapshot
+from .. import snapshot
 from ..actions.backup import Backup, refuse_dst_inside
 from ..actions.copy import Copy
 from ..actions.source import MadeSnapshot
@@ -25,7 +25,7 @@ from ..lease import BackupLease
 from ..names import LATEST, MANAGER_STATE_FILE
 from ..remotes import RemoteOptions
 from ..retry import RetryPolicy
-from ..settings import ProgressMode, RunSettings
+from ..settings import DEFAULT_CONCURRENCY, ProgressMode, RunSettings
 from ..snapguard import SnapshotGuard
 from . import encryption, retention
 from .catalog import BackupInfo, Catalog
@@ -54,7 +54,7 @@ class ManagerConfig:
     dst: str
     snapshot_delete_url: str | None = None
     snapshot_tls: snapshot.SnapshotTLS = field(default_factory=snapshot.SnapshotTLS)
-    concurrency: int = api.DEFAULT_CONCURRENCY
+    concurrency: int = DEFAULT_CONCURRENCY
     max_bytes_per_second: int = 0
     http_listen_addr: str = "127.0.0.1:8300"
     backup_interval: timedelta | None = None
