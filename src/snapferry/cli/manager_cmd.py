@@ -345,32 +345,41 @@ def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any)
     click.echo(f"marked {url} for restore into {data}", err=True)
 
 
-@restore.command("get")
-@_data_option
-@client_options
-def restore_get(storage_data_path: str | None, **kw: Any) -> None:
+def _mark_command(name: str, method: str, *, prints: bool) -> Callable[[Callable[[RestoreMarks], Any]], click.Command]:
+    """`manager restore NAME` for a command of the mark alone: `act(marks)` on the mark under
+    --storage-data-path, or, with --api-url, METHOD /api/v1/restore of the running manager in its
+    place; with `prints`, what either returns is printed as JSON."""
+
+    def command(act: Callable[[RestoreMarks], Any]) -> click.Command:
+        @restore.command(name, help=act.__doc__)
+        @_data_option
+        @client_options
+        def cmd(storage_data_path: str | None, **kw: Any) -> None:
+            client = client_of(kw)
+            if client is not None:
+                answer = client.call(method, "/api/v1/restore")
+            else:
+                answer = act(RestoreMarks(_need(storage_data_path, "--storage-data-path"), None))
+            if prints:
+                click.echo(json.dumps(answer))
+
+        return cmd
+
+    return command
+
+
+@_mark_command("get", "GET", prints=True)
+def restore_get(marks: RestoreMarks) -> dict[str, Any]:
     """Print the restore mark as {"backup": NAME}, or {} without one."""
-    client = client_of(kw)
-    if client is not None:
-        click.echo(json.dumps(client.call("GET", "/api/v1/restore")))
-        return
-    marks = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None)
     value = marks.get()
     if value is None:
-        click.echo(json.dumps({}))
-        return
+        return {}
     sel = marks.selection()
     extra = {k: v for k, v in (("partitions", sel.partitions), ("since", sel.since)) if v is not None}
-    click.echo(json.dumps({"backup": value, **extra}))
+    return {"backup": value, **extra}
 
 
-@restore.command("delete")
-@_data_option
-@client_options
-def restore_delete(storage_data_path: str | None, **kw: Any) -> None:
+@_mark_command("delete", "DELETE", prints=False)
+def restore_delete(marks: RestoreMarks) -> None:
     """Delete the restore mark (nothing happens without one)."""
-    client = client_of(kw)
-    if client is not None:
-        client.call("DELETE", "/api/v1/restore")
-        return
-    RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).delete()
+    marks.delete()
