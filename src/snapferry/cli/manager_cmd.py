@@ -145,17 +145,23 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
     mgr = Manager(config, events=make_events())
     stop = threading.Event()
     draining = threading.Event()
-    servers: list[Any] = []  # the API server, once it listens
+    servers: list[Any] = []  # the API server, once start_http_api returns it
+    early: list[int] = []  # a signal to drain on that came while the API was starting
+
+    def drain(signum: int) -> None:
+        servers[0].drain()
+        log.info("%s: /health answers 503 for %gs, then the manager stops", signal.Signals(signum).name, delay_s)
+        timer = threading.Timer(delay_s, stop.set)
+        timer.daemon = True
+        timer.start()
 
     def on_signal(signum: int, frame: object) -> None:
-        if delay_s > 0 and servers and not draining.is_set():  # a second signal stops at once
+        if delay_s > 0 and not draining.is_set():  # a second signal stops at once
             draining.set()
-            servers[0].drain()
-            log.info("%s: /health answers 503 for %gs, then the manager stops", signal.Signals(signum).name,
-                     delay_s)
-            timer = threading.Timer(delay_s, stop.set)
-            timer.daemon = True
-            timer.start()
+            if servers:
+                drain(signum)
+            else:  # the API may answer already, before start_http_api returns: it drains once it does
+                early.append(signum)
             return
         log.info("stopping on %s", signal.Signals(signum).name)
         stop.set()
@@ -166,6 +172,8 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
     try:
         servers.append(start_http_api(mgr, config.http_listen_addr, security,
                                       Limits(max_connections=kw["http_max_connections"], shutdown_delay=delay_s)))
+        if early:
+            drain(early[0])
         if not stop.is_set():
             mgr.serve(stop)
     finally:
