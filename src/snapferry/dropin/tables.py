@@ -184,6 +184,8 @@ _KEY = _special("snapferry.encryptionKeyFile", K.STRING,
 
 VMBACKUP: list[Rule] = [
     *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _RUN_SHUTDOWN_DELAY, _KEY, _DELETE_VERSIONS,
+    # snapferry only: without a key, an encrypted backup at -dst is replaced only when told to
+    _switch("snapferry.replaceEncrypted", "--replace-encrypted"),
     _special("storageDataPath", K.STRING, "`backup --storage-data-path` (default `victoria-metrics-data`)"),
     _special("snapshotName", K.STRING, "`backup --snapshot-name`"),
     _special("snapshot.createURL", K.STRING, "`backup --snapshot-create-url` (the snapshot is deleted afterwards)"),
