@@ -65,10 +65,6 @@ def test_edited_metadata_fails_verify_and_restore(
     # A nothing-changed rerun leaves the manifest's checksums as they were: it is sealed anew
     # with the new metadata's digest (the metadata's completion time changes at every run).
     encrypted_backup(spec, snapshot_tree, key)
-    result = snapferry.verify(spec.url, remote_options=spec.options, progress="off", encryption_key_file=str(key))
-    assert not result.problems and result.created_at == CREATED and result.metadata_authenticated, result
-    info = snapferry.info(spec.url, remote_options=spec.options, encryption_key_file=str(key)).backup
-    assert info is not None and info.created_at == CREATED and info.metadata_authenticated
 
     original = spec.raw_get(METADATA)
     changed = TAMPERS[tamper](original)
@@ -80,7 +76,11 @@ def test_edited_metadata_fails_verify_and_restore(
                        encryption_key_file=str(key))
     assert copy.value.exit_code == EXIT_BAD_BACKUP and METADATA in str(copy.value)
 
-    spec.raw_put(METADATA, original)  # put back: it restores again
+    spec.raw_put(METADATA, original)  # put back: it verifies and restores again
+    result = snapferry.verify(spec.url, remote_options=spec.options, progress="off", encryption_key_file=str(key))
+    assert not result.problems and result.created_at == CREATED and result.metadata_authenticated, result
+    info = snapferry.info(spec.url, remote_options=spec.options, encryption_key_file=str(key)).backup
+    assert info is not None and info.created_at == CREATED and info.metadata_authenticated
     snapferry.restore(spec.url, str(tmp_path / "ok"), remote_options=spec.options, progress="off",
                       encryption_key_file=str(key))
     (tmp_path / "ok" / "flock.lock").unlink()
