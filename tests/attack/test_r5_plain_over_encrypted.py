@@ -2,8 +2,8 @@
 behind. The result is plain, but a restore given the key it was once made with said "is an
 encrypted backup; give its key with --encryption-key-file", the flag it had. The plain writer
 (which replaces an encrypted backup only with --replace-encrypted) now removes the record with
-the encrypted marker, so that restore is told what is true (the
-backup is not encrypted), and the backup restores without a key."""
+the encrypted marker, so that restore is told what is true (the backup is not encrypted), and
+the backup restores without a key."""
 
 from __future__ import annotations
 
