@@ -53,10 +53,15 @@ def test_an_encrypting_manager_run(remotes: RemoteFactory, vm_server: StartVM, t
     finally:
         mgr.close()
 
-    # info of the layout needs no key: names, sizes and completeness are visible anyway
+    # info of the layout needs no key: names, sizes and completeness are visible anyway, and the
+    # catalog's times (the metadata stays plain JSON, authenticated by the sealed manifest)
     layout = snapferry.info(spec.url, remote_options=spec.options)
     assert {b.name: b.complete for b in layout.backups} == {
         "latest": True, "daily/2026-11-27": True, "hourly/2026-11-27:14": True}
+    assert all(b.created_at for b in layout.backups) and all(b.created_at for b in listed)
+    dated = snapferry.verify(f"{spec.url}/daily/2026-11-27", remote_options=spec.options, progress="off",
+                             encryption_key_file=str(key))
+    assert not dated.problems and dated.metadata_authenticated and dated.created_at, dated
     other = tmp_path / "other.key"
     api.keygen(str(other))
     with pytest.raises(SnapferryError) as wrong:
