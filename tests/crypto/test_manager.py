@@ -139,6 +139,7 @@ def test_a_manager_without_a_key_never_replaces_an_encrypted_backup(
     assert result.error.startswith(f"{spec.url}/latest holds an encrypted backup"), result.error
     assert "--encryption-key-file" in result.error
     assert events.done == [("latest", False)]  # counted as a failed backup
+    assert any(r.levelname == "WARNING" and "this manager has no key" in r.getMessage() for r in caplog.records)
     assert any(r.levelname == "ERROR" and "holds an encrypted backup" in r.getMessage() for r in caplog.records)
     assert objects(spec, "latest/") == before
     assert objects(spec, "daily/") == {}
