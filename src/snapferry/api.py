@@ -11,7 +11,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from .crypto import load_optional_key
+from .crypto import Writer, load_optional_key, refuse_plaintext_over_encrypted
 from .errors import SnapferryError, UsageError
 from .parts import MAX_PART_SIZE
 from .remotes import RemoteOptions, open_remote
@@ -55,6 +55,7 @@ def backup(
     force: bool = False,
     encrypt: bool = False,
     encryption_key_file: str | None = None,
+    replace_encrypted: bool = False,
 ) -> BackupResult:
     """Back up a snapshot directory to the remote `dst`.
 
@@ -64,7 +65,8 @@ def backup(
     such run: see snapguard.py), called with `snapshot_tls` when it is https://. A `src`
     that is a VictoriaMetrics data directory is refused: LockedError while a database
     holds it, UsageError otherwise unless `force`. With `encrypt`, the backup is encrypted
-    under a data key wrapped by the key in `encryption_key_file` (docs/encryption.md).
+    under a data key wrapped by the key in `encryption_key_file` (docs/encryption.md); without
+    it, an encrypted backup at `dst` is refused (UsageError) unless `replace_encrypted`.
     """
     from . import snapshot
     from .actions.backup import refuse_dst_inside, run_backup
@@ -129,6 +131,7 @@ def backup(
         )
 
     try:
+        refuse_plaintext_over_encrypted(dst_remote, Writer.BACKUP, encrypted=key is not None, replace=replace_encrypted)
         if src is not None:
             return go(src)
         assert storage_data_path is not None
@@ -277,8 +280,10 @@ def copy(
     retry: RetryPolicy | None = None,
     progress: str = "auto",
     encryption_key_file: str | None = None,
+    replace_encrypted: bool = False,
 ) -> CopyResult:
-    """Copy the backup at `src` to `dst` (server-side when both are on one backend)."""
+    """Copy the backup at `src` to `dst` (server-side when both are on one backend); without
+    a key, an encrypted backup at `dst` is refused (UsageError) unless `replace_encrypted`."""
     from .actions.copy import run_copy
 
     _positive("concurrency", concurrency)
@@ -287,6 +292,7 @@ def copy(
     s = _open(src, src_remote_options or opts, retry)
     d = _open(dst, opts, retry)
     try:
+        refuse_plaintext_over_encrypted(d, Writer.COPY, encrypted=key is not None, replace=replace_encrypted, src=s)
         if key is not None:
             from .crypto.remote import for_writing
 

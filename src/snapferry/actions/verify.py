@@ -43,6 +43,7 @@ from ..checksums import (
     metadata_lost,
     parse_manifest,
 )
+from ..crypto import metadata_authenticated
 from ..errors import SnapferryError, TransientRemoteError, UsageError
 from ..findings import Problem, ProblemKind, VerifyResult
 from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
@@ -226,6 +227,8 @@ def run_verify(
         subset=f"{opts.subset.index}/{opts.subset.count}" if opts.read_data and opts.subset else None,
         problems=problems,
         seconds=time.monotonic() - start,
+        created_at=None if meta.get("created_at") is None else str(meta["created_at"]),
+        metadata_authenticated=metadata_authenticated(src),
     )
 
 

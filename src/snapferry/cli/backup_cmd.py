@@ -28,6 +28,8 @@ from ._snapshot_tls import snapshot_tls_options, tls_from
 @click.option("--encrypt", is_flag=True,
               help="Encrypt the backup (needs --encryption-key-file; vmrestore cannot read it).")
 @key_file_option
+@click.option("--replace-encrypted", is_flag=True,
+              help="Replace an encrypted backup at --dst with this unencrypted one (refused without it).")
 @common_options
 @write_remote_options
 def backup(**kw: Any) -> None:
@@ -43,7 +45,7 @@ def backup(**kw: Any) -> None:
             origin=kw["origin"], concurrency=kw["concurrency"], max_bytes_per_second=kw["max_bytes_per_second"],
             remote_options=opts, retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
             max_part_size=kw["max_part_size"], force=kw["force"], encrypt=kw["encrypt"],
-            encryption_key_file=kw["encryption_key_file"],
+            encryption_key_file=kw["encryption_key_file"], replace_encrypted=kw["replace_encrypted"],
         )
         run.result = result
     emit(result, as_json)

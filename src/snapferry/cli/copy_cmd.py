@@ -16,6 +16,8 @@ from ._common import common_options, emit, key_file_option, metrics_pushed, opti
 @click.option("--dst", required=True, help="Where the copy goes (extra parts there are deleted).")
 @click.option("--skip-backup-complete-check", is_flag=True, help="Copy even without the completion marker.")
 @key_file_option
+@click.option("--replace-encrypted", is_flag=True,
+              help="Replace an encrypted backup at --dst with this unencrypted one (refused without it).")
 @common_options
 @write_remote_options
 def copy(**kw: Any) -> None:
@@ -28,7 +30,7 @@ def copy(**kw: Any) -> None:
             skip_backup_complete_check=kw["skip_backup_complete_check"],
             max_bytes_per_second=kw["max_bytes_per_second"], remote_options=opts,
             retry=RetryPolicy(attempts=kw["retries"]), progress=kw["progress"],
-            encryption_key_file=kw["encryption_key_file"],
+            encryption_key_file=kw["encryption_key_file"], replace_encrypted=kw["replace_encrypted"],
         )
         run.result = result
     emit(result, as_json)

@@ -204,6 +204,8 @@ def _one_run(port: int) -> list[Rule]:
 
 VMBACKUP: list[Rule] = [
     *_WRITER, *_one_run(8420),
+    # snapferry only: without a key, an encrypted backup at -dst is replaced only when told to
+    _switch("snapferry.replaceEncrypted", "--replace-encrypted"),
     _special("storageDataPath", K.STRING, "`backup --storage-data-path` (default `victoria-metrics-data`)"),
     _special("snapshotName", K.STRING, "`backup --snapshot-name`"),
     _special("snapshot.createURL", K.STRING, "`backup --snapshot-create-url` (the snapshot is deleted afterwards)"),

@@ -144,7 +144,7 @@ class Manager:
             refuse_dst_in_a_backup(config.dst, config.storage_data_path)
             snapshot.check_url(config.snapshot_create_url)
             config.snapshot_tls.context(config.snapshot_create_url)  # a TLS file that cannot load: exit 2 now
-            encryption.latest(self.catalog.remotes.child(LATEST), self.key)  # another key: exit 2 now
+            encryption.check_at_start(self.catalog.remotes.child(LATEST), self.key)  # another key: exit 2 now
         except SnapferryError:
             self.catalog.close()
             raise
