@@ -21,7 +21,7 @@ def _collected(*args: str) -> set[str]:
 
 def test_listed_tests_are_marked_slow_and_left_out_of_the_fast_subset() -> None:
     """The module has slow tests listed by their parameters and by name alone, and fast ones."""
-    module = "tests/dropin/test_examples.py"
+    module = "tests/test_cli_startup.py"
     listed = slow_tests()
     every = _collected(module)
     fast = _collected("-m", "not slow", module)

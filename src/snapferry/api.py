@@ -62,6 +62,7 @@ def backup(
     force: bool = False,
     encrypt: bool = False,
     encryption_key_file: str | None = None,
+    replace_encrypted: bool = False,
 ) -> BackupResult:
     """Back up a snapshot directory to the remote `dst`.
 
@@ -71,14 +72,16 @@ def backup(
     such run: see snapguard.py), called with `snapshot_tls` when it is https://. A `src`
     that is a VictoriaMetrics data directory is refused: LockedError while a database
     holds it, UsageError otherwise unless `force`. With `encrypt`, the backup is encrypted
-    under a data key wrapped by the key in `encryption_key_file` (docs/encryption.md).
+    under a data key wrapped by the key in `encryption_key_file` (docs/encryption.md); without
+    it, an encrypted backup at `dst` is refused (UsageError) unless `replace_encrypted`.
     """
     from .actions.backup import Backup
     from .actions.source import source_of
 
     run = _settings(concurrency, remote_options, retry, max_bytes_per_second, progress, encryption_key_file)
     source = source_of(src, storage_data_path, snapshot_name, snapshot_create_url, snapshot_delete_url, snapshot_tls)
-    return Backup(dst, source, run, origin=origin, max_part_size=max_part_size, force=force, encrypt=encrypt).run()
+    return Backup(dst, source, run, origin=origin, max_part_size=max_part_size, force=force, encrypt=encrypt,
+                  replace_encrypted=replace_encrypted).run()
 
 
 def restore(
@@ -157,13 +160,15 @@ def copy(
     retry: RetryPolicy | None = None,
     progress: str = "auto",
     encryption_key_file: str | None = None,
+    replace_encrypted: bool = False,
 ) -> CopyResult:
-    """Copy the backup at `src` to `dst` (server-side when both are on one backend)."""
+    """Copy the backup at `src` to `dst` (server-side when both are on one backend); without
+    a key, an encrypted backup at `dst` is refused (UsageError) unless `replace_encrypted`."""
     from .actions.copy import Copy
 
     run = _settings(concurrency, remote_options, retry, max_bytes_per_second, progress, encryption_key_file)
     return Copy(src, dst, run, skip_backup_complete_check=skip_backup_complete_check,
-                src_remote_options=src_remote_options).run()
+                src_remote_options=src_remote_options, replace_encrypted=replace_encrypted).run()
 
 
 def verify(

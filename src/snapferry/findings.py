@@ -63,6 +63,9 @@ class VerifyResult:
     subset: str | None  # the N/M slice read, when --read-data-subset
     problems: list[Problem]
     seconds: float
+    created_at: str | None = None  # from backup_metadata.ignore
+    # an encrypted backup's metadata matched the digest in its sealed manifest (docs/encryption.md)
+    metadata_authenticated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "problems"}
@@ -87,6 +90,8 @@ class BackupInfo:
     # their bytes in the backup, for a partial restore
     layout: str = "none"
     partitions: tuple[PartitionSize, ...] = ()
+    # an encrypted backup's metadata (its times) matched the digest in its sealed manifest
+    metadata_authenticated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,13 +7,24 @@ verify's and info's results are in findings.py: every dataclass costs its creati
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, slots=True)
-class BackupResult:
+class Summary:
+    """What a transfer's summary starts with, and its --json form: the action, then the fields."""
+
+    ACTION: ClassVar[str]
     src: str
     dst: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.ACTION, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult(Summary):
+    ACTION = "backup"
     origin: str | None
     backup_bytes: int
     uploaded_bytes: int
@@ -24,9 +35,6 @@ class BackupResult:
     parts_deleted: int
     seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": "backup", **asdict(self)}
-
 
 @dataclass(frozen=True, slots=True)
 class PartitionSize:
@@ -35,9 +43,8 @@ class PartitionSize:
 
 
 @dataclass(frozen=True, slots=True)
-class RestoreResult:
-    src: str
-    dst: str
+class RestoreResult(Summary):
+    ACTION = "restore"
     backup_bytes: int
     downloaded_bytes: int
     resumed_bytes: int  # parts of partial files kept from an interrupted earlier run
@@ -53,14 +60,10 @@ class RestoreResult:
     # A partial restore (--partitions/--since): the month partitions brought back; () for a full one.
     partitions: tuple[PartitionSize, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": "restore", **asdict(self)}
-
 
 @dataclass(frozen=True, slots=True)
-class CopyResult:
-    src: str
-    dst: str
+class CopyResult(Summary):
+    ACTION = "copy"
     backup_bytes: int
     copied_bytes: int
     deleted_bytes: int
@@ -68,9 +71,6 @@ class CopyResult:
     parts_deleted: int
     server_side: bool
     seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": "copy", **asdict(self)}
 
 
 @dataclass(frozen=True, slots=True)

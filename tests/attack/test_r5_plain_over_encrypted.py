@@ -1,8 +1,9 @@
 """Attack of round 5: a plain backup (or copy) over an encrypted backup left its key record
 behind. The result is plain, but a restore given the key it was once made with said "is an
 encrypted backup; give its key with --encryption-key-file", the flag it had. The plain writer
-now removes the record with the encrypted marker, so that restore is told what is true (the
-backup is not encrypted), and the backup restores without a key."""
+(which replaces an encrypted backup only with --replace-encrypted) now removes the record with
+the encrypted marker, so that restore is told what is true (the backup is not encrypted), and
+the backup restores without a key."""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ def test_a_plain_write_over_an_encrypted_backup_leaves_no_key_record(writer: str
     url = f"fs://{tmp_path / 'bk'}"
     backed_up(tree, url, "--encrypt", "--encryption-key-file", str(key))
     assert (tmp_path / "bk" / "snapferry_encryption.ignore").exists()
+    # on purpose (a plain run without --replace-encrypted is refused: tests/crypto/test_downgrade.py)
     if writer == "backup":
-        backed_up(tree, url)
+        backed_up(tree, url, "--replace-encrypted")
     else:
         plain = backed_up(tree, f"fs://{tmp_path / 'plain'}")
-        p = run("copy", "--src", plain, "--dst", url, "--progress", "off")
+        p = run("copy", "--src", plain, "--dst", url, "--progress", "off", "--replace-encrypted")
         assert p.returncode == 0, p.stderr
     assert not (tmp_path / "bk" / "snapferry_encryption.ignore").exists()
     p = run("restore", "--src", url, "--dst", str(tmp_path / "db1"), "--encryption-key-file", str(key),

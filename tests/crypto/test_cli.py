@@ -158,7 +158,9 @@ def test_plain_and_encrypted_backups_replace_each_other(snapshot_tree: Path, tmp
     enc = backup(snapshot_tree, bk, key)
     assert enc["parts_uploaded"] == 11 and enc["parts_deleted"] == 7  # no plaintext part (1 GiB parts) kept
     assert not (bk / "backup_complete.ignore").exists()
-    plain = cli("backup", "--src", str(snapshot_tree), "--dst", f"fs://{bk}", "--progress", "off", "--json")
+    # Without a key the encrypted backup is replaced only when asked to (test_downgrade.py).
+    plain = cli("backup", "--src", str(snapshot_tree), "--dst", f"fs://{bk}", "--progress", "off", "--json",
+                "--replace-encrypted")
     assert plain.returncode == 0 and json.loads(plain.stdout)["parts_uploaded"] == 7
     assert not (bk / "snapferry_encrypted_complete.ignore").exists()
     out = cli("restore", "--src", f"fs://{bk}", "--dst", str(tmp_path / "out"), "--progress", "off")

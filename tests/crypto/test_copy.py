@@ -36,6 +36,10 @@ def test_encrypted_copy_stays_server_side_and_incremental_skips(
     for name in ("snapferry_encryption.ignore", f"{VALUES}/{3 * MIB + 17:016X}_{MIB:016X}_{MIB:016X}"):
         assert s3.get_object(Bucket=bucket, Key=f"a/{name}")["Body"].read() == \
             s3.get_object(Bucket=bucket, Key=f"b/{name}")["Body"].read()
+    # The copy's manifest is sealed anew and still vouches for the metadata copied with it.
+    for url in (a, b):
+        v = snapferry.verify(url, remote_options=opts, progress="off", encryption_key_file=k)
+        assert not v.problems and v.metadata_authenticated and v.created_at == "2026-11-24T12:00:00Z", v
     out = tmp_path / "out"
     snapferry.restore(b, str(out), remote_options=opts, progress="off", encryption_key_file=k)
     (out / "flock.lock").unlink()

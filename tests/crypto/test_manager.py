@@ -10,12 +10,13 @@ import pytest
 import snapferry
 from snapferry import api
 from snapferry.errors import EXIT_USAGE, SnapferryError
+from snapferry.manager.layout import BackupType
 from snapferry.manager.restore import restore_marked
 from snapferry.manager.service import Manager, ManagerConfig
 from snapferry.settings import ProgressMode, RunSettings
 from tests.manager.helpers import Feed, StartVM, restored_samples
 from tests.manager.sim import SimClock
-from tests.servers import RemoteFactory
+from tests.servers import RemoteFactory, RemoteSpec
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_binaries")]
 
@@ -53,10 +54,15 @@ def test_an_encrypting_manager_run(remotes: RemoteFactory, vm_server: StartVM, t
     finally:
         mgr.close()
 
-    # info of the layout needs no key: names, sizes and completeness are visible anyway
+    # info of the layout needs no key: names, sizes and completeness are visible anyway, and the
+    # catalog's times (the metadata stays plain JSON, authenticated by the sealed manifest)
     layout = snapferry.info(spec.url, remote_options=spec.options)
     assert {b.name: b.complete for b in layout.backups} == {
         "latest": True, "daily/2026-11-27": True, "hourly/2026-11-27:14": True}
+    assert all(b.created_at for b in layout.backups) and all(b.created_at for b in listed)
+    dated = snapferry.verify(f"{spec.url}/daily/2026-11-27", remote_options=spec.options, progress="off",
+                             encryption_key_file=str(key))
+    assert not dated.problems and dated.metadata_authenticated and dated.created_at, dated
     other = tmp_path / "other.key"
     api.keygen(str(other))
     with pytest.raises(SnapferryError) as wrong:
@@ -75,3 +81,80 @@ def test_an_encrypting_manager_run(remotes: RemoteFactory, vm_server: StartVM, t
                        encryption_key_file=str(key))
     assert r is not None
     assert restored_samples(vm_server, restored) == feed.up_to(T + timedelta(hours=1))
+
+
+class Recorded:
+    """The manager's events as the metrics get them: (type, ok) of every backup step."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, bool]] = []
+
+    def run_started(self, type: BackupType) -> None:
+        pass
+
+    def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
+        self.done.append((type.value, ok))
+
+    def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
+        pass
+
+
+def test_a_manager_without_a_key_never_replaces_an_encrypted_backup(
+    remotes: RemoteFactory, vm_server: StartVM, snapshot_tree: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = tmp_path / "key"
+    api.keygen(str(key))
+    data = tmp_path / "vmdata-live"
+    vm = vm_server(data)
+    Feed(vm, series=2, per_batch=10).ingest_before(T)
+
+    def encrypted(spec: RemoteSpec, name: str) -> None:
+        snapferry.backup(f"{spec.url}/{name}", str(snapshot_tree), remote_options=spec.options, progress="off",
+                         encrypt=True, encryption_key_file=str(key))
+
+    def manager(spec: RemoteSpec, events: Recorded) -> Manager:
+        return Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
+                                     dst=spec.url, remote_options=spec.options, disable_hourly=True,
+                                     disable_weekly=True, disable_monthly=True),
+                       clock=SimClock(T), events=events)
+
+    def objects(spec: RemoteSpec, prefix: str) -> dict[str, bytes]:
+        root = spec.open()
+        try:
+            return {n: spec.raw_get(n) for n, _ in root.list_objects() if n.startswith(prefix)}
+        finally:
+            root.close()
+
+    # latest/ encrypted: the manager starts (its API and probes stay up), each run is refused.
+    spec = remotes(prefix="vm-node-0")
+    encrypted(spec, "latest")
+    before = objects(spec, "latest/")
+    events = Recorded()
+    mgr = manager(spec, events)
+    try:
+        result = mgr.run_once()
+    finally:
+        mgr.close()
+    assert not result.ok and result.error is not None, result
+    assert result.error.startswith(f"{spec.url}/latest holds an encrypted backup"), result.error
+    assert "--encryption-key-file" in result.error
+    assert events.done == [("latest", False)]  # counted as a failed backup
+    assert any(r.levelname == "WARNING" and "this manager has no key" in r.getMessage() for r in caplog.records)
+    assert any(r.levelname == "ERROR" and "holds an encrypted backup" in r.getMessage() for r in caplog.records)
+    assert objects(spec, "latest/") == before
+    assert objects(spec, "daily/") == {}
+
+    # A dated backup that is encrypted is not replaced by a plain copy of a plain latest/.
+    spec = remotes(prefix="vm-node-1")
+    encrypted(spec, "daily/2026-11-27")
+    before = objects(spec, "daily/")
+    events = Recorded()
+    mgr = manager(spec, events)
+    try:
+        result = mgr.run_once()
+    finally:
+        mgr.close()
+    assert not result.ok and events.done == [("latest", True), ("daily", False)], (result, events.done)
+    assert result.error is not None and result.error.startswith(f"{spec.url}/daily/2026-11-27 holds an encrypted")
+    assert objects(spec, "daily/") == before

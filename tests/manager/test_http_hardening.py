@@ -210,6 +210,42 @@ def test_shutdown_delay_reports_draining_on_health_then_stops(tmp_path: Path) ->
     assert "answers 503 for 10s" in m.log.read_text()
 
 
+def test_a_sigterm_the_moment_the_api_listens_still_drains(tmp_path: Path) -> None:
+    """An orchestrator may stop the pod as soon as the port opens: the shutdown delay holds all the
+    same. (The API answers before the command holds the server it started; a signal then was a
+    plain stop, and under load test_shutdown_delay_reports_draining_on_health_then_stops failed.)"""
+    port = _free_port()
+    log = tmp_path / "manager.log"
+    cmd = [*snapferry_command(), "manager", *_base(tmp_path), "--http-shutdown-delay", "3s",
+           "--http-listen-addr", f"127.0.0.1:{port}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(120_000):  # bounded: until the port takes a connection, looked at every ms
+            assert proc.poll() is None, log.read_text()
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)
+        seen: tuple[int, bytes] = (200, b"OK")
+        for _ in range(600):  # bounded: until the drain begins, or the manager stops listening
+            try:
+                seen = get(f"http://127.0.0.1:{port}/health")
+            except OSError:
+                seen = (0, b"no answer: the manager stopped listening")
+            if seen[0] != 200:
+                break
+            time.sleep(0.01)
+        assert seen == (503, b"draining before shutdown"), log.read_text()
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "answers 503 for 3s" in log.read_text()
+
+
 def test_file_secrets_never_show_in_logs_metrics_errors_or_help(tmp_path: Path) -> None:
     password, key = "pw-7f3a9c1e-never-shown", "key-0b5d2e88-never-shown"
     (tmp_path / "pw").write_text(password + "\n")

@@ -546,6 +546,18 @@ def test_s3_missing_credentials_file_is_a_usage_error(tmp_path: Path) -> None:
         open_remote("s3://bucket/prefix", opts)
 
 
+def test_s3_credentials_file_that_is_a_pipe_is_named_as_one(tmp_path: Path) -> None:
+    """`--creds-file-path <(...)` is a pipe: said so, not "does not exist" (it does)."""
+    from snapferry.remotes import RemoteOptions
+
+    fifo = tmp_path / "creds.fifo"
+    os.mkfifo(fifo)
+    opts = RemoteOptions(custom_s3_endpoint="http://127.0.0.1:1", creds_file_path=str(fifo))
+    with pytest.raises(UsageError, match="is not a regular file") as e:
+        open_remote("s3://bucket/prefix", opts)
+    assert str(fifo) in str(e.value) and "does not exist" not in str(e.value)
+
+
 # --- broken connections ------------------------------------------------------------------
 
 

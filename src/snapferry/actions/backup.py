@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .. import __version__, checksums
+from ..crypto import Writer, refuse_plaintext_over_encrypted
 from ..errors import UsageError, unreadable_source
 from ..local import SourceFile, list_source
 from ..names import MANIFEST_FILE
@@ -68,7 +69,9 @@ class Backup:
 
     `dst` and `origin` are URLs the run opens and closes, or remotes the caller lends
     (the manager's shared remote of latest/). Without `origin` the backup has NoOrigin.
-    `encrypt` goes with the key of `settings`: the backup is encrypted under it."""
+    `encrypt` goes with the key of `settings`: the backup is encrypted under it. Without it an
+    encrypted backup at dst is refused unless `replace_encrypted`; `writer` says whose run
+    that is (the remedy differs: the manager's runs are Writer.MANAGER)."""
 
     dst: Where
     source: Source
@@ -77,6 +80,8 @@ class Backup:
     max_part_size: int = MAX_PART_SIZE
     force: bool = False  # back up a stopped data directory as --src (never a running one)
     encrypt: bool = False
+    replace_encrypted: bool = False
+    writer: Writer = Writer.BACKUP
 
     def run(self) -> BackupResult:
         s = self.settings
@@ -90,6 +95,8 @@ class Backup:
             origin = origin_of(stack, self.origin, s)  # NoOrigin without one
             dst = origin.writer(dst, s.key)
             refuse_dst_inside(self.source.data_dir, dst)
+            refuse_plaintext_over_encrypted(dst, self.writer, encrypted=s.key is not None,
+                                            replace=self.replace_encrypted)
             with self.source.directory(dst.url) as src_dir:
                 return self._run(src_dir, dst, origin)
 

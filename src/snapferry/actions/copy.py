@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..checksums import check_inventory
+from ..crypto import Writer, refuse_plaintext_over_encrypted
 from ..errors import BadBackupError, TransientRemoteError
 from ..names import MANIFEST_FILE
 from ..parts import (
@@ -113,6 +114,8 @@ class Copy:
     `src` and `dst` are URLs the run opens (`src` with `src_remote_options` when given) and
     closes, or remotes the caller lends (the manager's latest/ and dated backups). With the
     key of `settings` the source is read with it and dst written under the source's record.
+    Without a key an encrypted backup at dst is refused unless `replace_encrypted`; `writer`
+    says whose run that is (the manager's copies are Writer.MANAGER).
     `before_write` runs once the destination's lease is held, before anything is written:
     the manager checks there that the backup is not locked or marked (which take that lease)."""
 
@@ -122,12 +125,16 @@ class Copy:
     skip_backup_complete_check: bool = False
     src_remote_options: RemoteOptions | None = None
     before_write: Callable[[], None] | None = None
+    replace_encrypted: bool = False
+    writer: Writer = Writer.COPY
 
     def run(self) -> CopyResult:
         s = self.settings
         with contextlib.ExitStack() as stack:
             src = opened(stack, self.src, s, self.src_remote_options)
             dst = opened(stack, self.dst, s)
+            refuse_plaintext_over_encrypted(dst, self.writer, encrypted=s.key is not None,
+                                            replace=self.replace_encrypted, src=src)
             src = reading(src, s.key)
             return self._run(src, writing(dst, s.key, src))
 

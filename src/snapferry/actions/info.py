@@ -15,6 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ..checksums import Manifest, ManifestState, parse_manifest
+from ..crypto import metadata_authenticated
 from ..findings import BackupInfo, InfoResult
 from ..names import (
     BACKUP_COMPLETE_FILE,
@@ -101,6 +102,7 @@ def _info(src: Remote, name: str, objects: list[tuple[str, int]]) -> BackupInfo:
         manifest_version=manifest.version,
         layout=months.layout.value,
         partitions=tuple(PartitionSize(p.name, p.bytes) for p in months.partitions),
+        metadata_authenticated=not name and metadata_authenticated(src),
     )
 
 

@@ -44,6 +44,7 @@ from ..checksums import (
     metadata_lost,
     parse_manifest,
 )
+from ..crypto import metadata_authenticated
 from ..errors import SnapferryError, UsageError
 from ..findings import Problem, ProblemKind, VerifyResult
 from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
@@ -229,6 +230,8 @@ class Verify:
             subset=f"{self.subset.index}/{self.subset.count}" if read_data and self.subset else None,
             problems=problems,
             seconds=time.monotonic() - start,
+            created_at=None if meta.get("created_at") is None else str(meta["created_at"]),
+            metadata_authenticated=metadata_authenticated(src),
         )
 
 

@@ -25,6 +25,8 @@ from ._snapshot_tls import snapshot_tls_options, tls_from
 @click.option("--max-part-size", type=click.IntRange(1), default=MAX_PART_SIZE, hidden=True)
 @click.option("--encrypt", is_flag=True,
               help="Encrypt the backup (needs --encryption-key-file; vmrestore cannot read it).")
+@click.option("--replace-encrypted", is_flag=True,
+              help="Replace an encrypted backup at --dst with this unencrypted one (refused without it).")
 @run_options(writes=True)
 def backup(**kw: Any) -> None:
     """Back up a snapshot to a remote (incremental when dst already holds a backup)."""
@@ -36,4 +38,5 @@ def backup(**kw: Any) -> None:
         kw["dst"], source_of(kw["src"], kw["storage_data_path"], kw["snapshot_name"], kw["snapshot_create_url"],
                              kw["snapshot_delete_url"], tls),
         settings, origin=kw["origin"], max_part_size=kw["max_part_size"], force=kw["force"], encrypt=kw["encrypt"],
+        replace_encrypted=kw["replace_encrypted"],
     ))

@@ -13,10 +13,13 @@ from ._common import run_options, run_pushed
 @click.option("--src", required=True, help="The backup to copy.")
 @click.option("--dst", required=True, help="Where the copy goes (extra parts there are deleted).")
 @click.option("--skip-backup-complete-check", is_flag=True, help="Copy even without the completion marker.")
+@click.option("--replace-encrypted", is_flag=True,
+              help="Replace an encrypted backup at --dst with this unencrypted one (refused without it).")
 @run_options(writes=True)
 def copy(**kw: Any) -> None:
     """Copy a backup between remotes (server-side on one backend, streamed across backends)."""
     from ..actions.copy import Copy
 
     run_pushed(kw, "copy", lambda settings: Copy(
-        kw["src"], kw["dst"], settings, skip_backup_complete_check=kw["skip_backup_complete_check"]))
+        kw["src"], kw["dst"], settings, skip_backup_complete_check=kw["skip_backup_complete_check"],
+        replace_encrypted=kw["replace_encrypted"]))

@@ -43,7 +43,7 @@ def partitions(b: BackupInfo) -> str:
 
 
 def line(b: BackupInfo) -> str:
-    made = b.created_at or "unknown time"
+    made = (b.created_at or "unknown time") + (" (authenticated)" if b.metadata_authenticated else "")
     return (
         f"{human_bytes(b.backup_bytes)} in {b.files} files ({b.parts} parts), made {made} by {b.created_by}, "
         f"{'complete' if b.complete else 'INCOMPLETE'}, "

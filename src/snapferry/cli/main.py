@@ -24,29 +24,21 @@ _M_MMAP_THRESHOLD = -3  # mallopt(3)
 
 log = logging.getLogger("snapferry")
 
-# The commands: name -> (module in this package, its click command). A command's module
-# is imported only when that command runs (or for the top-level --help), so a restore
-# from fs:// never loads the manager's web stack, the push-metrics client or a cloud SDK.
-COMMANDS: Mapping[str, tuple[str, str]] = {
-    "backup": ("backup_cmd", "backup"),
-    "restore": ("restore_cmd", "restore"),
-    "partitions-swap": ("swap_cmd", "partitions_swap"),
-    "copy": ("copy_cmd", "copy"),
-    "manager": ("manager_cmd", "manager"),
-    "verify": ("verify_cmd", "verify"),
-    "info": ("info_cmd", "info"),
-    "keygen": ("key_cmd", "keygen"),
-    "rekey": ("key_cmd", "rekey"),
-    "vmbackup": ("dropin_cmd", "vmbackup"),
-    "vmrestore": ("dropin_cmd", "vmrestore"),
-    "vmbackupmanager": ("dropin_cmd", "vmbackupmanager"),
+# The commands: name -> the module of this package that defines it, as the function named
+# like the command (`partitions-swap` -> partitions_swap). A command's module is imported
+# only when that command runs (or for the top-level --help), so a restore from fs:// never
+# loads the manager's web stack, the push-metrics client or a cloud SDK.
+COMMANDS: Mapping[str, str] = {
+    "backup": "backup_cmd", "restore": "restore_cmd", "partitions-swap": "swap_cmd", "copy": "copy_cmd",
+    "manager": "manager_cmd", "verify": "verify_cmd", "info": "info_cmd", "keygen": "key_cmd", "rekey": "key_cmd",
+    "vmbackup": "dropin_cmd", "vmrestore": "dropin_cmd", "vmbackupmanager": "dropin_cmd",
 }
 
 
 class LazyGroup(click.Group):
     """A click group that imports a command's module the first time the command is looked up."""
 
-    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = lazy
 
@@ -55,7 +47,7 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy and cmd_name not in self.commands:
-            module, attr = self.lazy[cmd_name]
+            module, attr = self.lazy[cmd_name], cmd_name.replace("-", "_")
             command = getattr(importlib.import_module(f".{module}", __package__), attr)
             if not isinstance(command, click.Command) or command.name != cmd_name:
                 raise TypeError(f"{module}.{attr} is not the click command {cmd_name!r}")

@@ -145,17 +145,23 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
     mgr = Manager(config, events=make_events())
     stop = threading.Event()
     draining = threading.Event()
-    servers: list[Any] = []  # the API server, once it listens
+    servers: list[Any] = []  # the API server, once start_http_api returns it
+    early: list[int] = []  # a signal to drain on that came while the API was starting
+
+    def drain(signum: int) -> None:
+        servers[0].drain()
+        log.info("%s: /health answers 503 for %gs, then the manager stops", signal.Signals(signum).name, delay_s)
+        timer = threading.Timer(delay_s, stop.set)
+        timer.daemon = True
+        timer.start()
 
     def on_signal(signum: int, frame: object) -> None:
-        if delay_s > 0 and servers and not draining.is_set():  # a second signal stops at once
+        if delay_s > 0 and not draining.is_set():  # a second signal stops at once
             draining.set()
-            servers[0].drain()
-            log.info("%s: /health answers 503 for %gs, then the manager stops", signal.Signals(signum).name,
-                     delay_s)
-            timer = threading.Timer(delay_s, stop.set)
-            timer.daemon = True
-            timer.start()
+            if servers:
+                drain(signum)
+            else:  # the API may answer already, before start_http_api returns: it drains once it does
+                early.append(signum)
             return
         log.info("stopping on %s", signal.Signals(signum).name)
         stop.set()
@@ -166,6 +172,8 @@ def manager(ctx: click.Context, /, **kw: Any) -> None:
     try:
         servers.append(start_http_api(mgr, config.http_listen_addr, security,
                                       Limits(max_connections=kw["http_max_connections"], shutdown_delay=delay_s)))
+        if early:
+            drain(early[0])
         if not stop.is_set():
             mgr.serve(stop)
     finally:
@@ -341,32 +349,41 @@ def restore_create(name: str, disable_source_backup_validation: bool, **kw: Any)
     click.echo(f"marked {url} for restore into {data}", err=True)
 
 
-@restore.command("get")
-@_data_option
-@client_options
-def restore_get(storage_data_path: str | None, **kw: Any) -> None:
+def _mark_command(name: str, method: str, *, prints: bool) -> Callable[[Callable[[RestoreMarks], Any]], click.Command]:
+    """`manager restore NAME` for a command of the mark alone: `act(marks)` on the mark under
+    --storage-data-path, or, with --api-url, METHOD /api/v1/restore of the running manager in its
+    place; with `prints`, what either returns is printed as JSON."""
+
+    def command(act: Callable[[RestoreMarks], Any]) -> click.Command:
+        @restore.command(name, help=act.__doc__)
+        @_data_option
+        @client_options
+        def cmd(storage_data_path: str | None, **kw: Any) -> None:
+            client = client_of(kw)
+            if client is not None:
+                answer = client.call(method, "/api/v1/restore")
+            else:
+                answer = act(RestoreMarks(_need(storage_data_path, "--storage-data-path"), None))
+            if prints:
+                click.echo(json.dumps(answer))
+
+        return cmd
+
+    return command
+
+
+@_mark_command("get", "GET", prints=True)
+def restore_get(marks: RestoreMarks) -> dict[str, Any]:
     """Print the restore mark as {"backup": NAME}, or {} without one."""
-    client = client_of(kw)
-    if client is not None:
-        click.echo(json.dumps(client.call("GET", "/api/v1/restore")))
-        return
-    marks = RestoreMarks(_need(storage_data_path, "--storage-data-path"), None)
     value = marks.get()
     if value is None:
-        click.echo(json.dumps({}))
-        return
+        return {}
     sel = marks.selection()
     extra = {k: v for k, v in (("partitions", sel.partitions), ("since", sel.since)) if v is not None}
-    click.echo(json.dumps({"backup": value, **extra}))
+    return {"backup": value, **extra}
 
 
-@restore.command("delete")
-@_data_option
-@client_options
-def restore_delete(storage_data_path: str | None, **kw: Any) -> None:
+@_mark_command("delete", "DELETE", prints=False)
+def restore_delete(marks: RestoreMarks) -> None:
     """Delete the restore mark (nothing happens without one)."""
-    client = client_of(kw)
-    if client is not None:
-        client.call("DELETE", "/api/v1/restore")
-        return
-    RestoreMarks(_need(storage_data_path, "--storage-data-path"), None).delete()
+    marks.delete()

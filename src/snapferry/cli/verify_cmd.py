@@ -56,6 +56,13 @@ def verify(**kw: Any) -> None:
         raise click.exceptions.Exit(EXIT_BAD_BACKUP)
 
 
+def made_at(r: VerifyResult) -> str:
+    """The creation time from the metadata, said to be authenticated when it is (encrypted backups)."""
+    if r.created_at is None:
+        return ""
+    return f", made {r.created_at}" + (", authenticated" if r.metadata_authenticated else "")
+
+
 def summary(r: VerifyResult) -> str:
     checks = ["structure"]
     if r.parts_provider_checked:
@@ -66,5 +73,5 @@ def summary(r: VerifyResult) -> str:
     state = "clean" if not r.problems else f"{len(r.problems)} problem(s)"
     return (
         f"verified {r.src} ({r.made_by}, {human_bytes(r.backup_bytes)}, {r.files} files, {r.parts} parts, "
-        f"{r.parts_with_checksums} with checksums) in {r.seconds:.2f}s: {', '.join(checks)}: {state}"
+        f"{r.parts_with_checksums} with checksums{made_at(r)}) in {r.seconds:.2f}s: {', '.join(checks)}: {state}"
     )

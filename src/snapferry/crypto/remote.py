@@ -12,28 +12,37 @@ server-side from there (they are sealed under that backup's data key), else a ne
 When the stored record is not the active one, the parts already there belong to
 another backup: they are listed as broken, so the action deletes and replaces them,
 and the new record is written before the first part or file of the new backup.
+
+The sealed manifest holds the digest of backup_metadata.ignore (manifest.py). A writer
+seals the manifest when the metadata is written (commit writes the manifest first, then
+the metadata: the manifest is held until then, and one left as it was is sealed anew with
+the new metadata's digest). A reader checks the metadata whenever it reads the manifest or
+the metadata, and an encrypted backup without its manifest is refused: without it neither
+the parts' inventory nor the metadata can be checked.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from ..errors import BadBackupError, UsageError
 from ..lease import BackupLease
-from ..names import BACKUP_COMPLETE_FILE, ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
+from ..names import (
+    BACKUP_COMPLETE_FILE,
+    BACKUP_METADATA_FILE,
+    ENCRYPTED_COMPLETE_FILE,
+    ENCRYPTION_RECORD_FILE,
+    MANIFEST_FILE,
+)
 from ..parts import Part, is_ignored_name, parse_name
 from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper, read_full
 from ..remotes.retrying import without_retries
-from .chunks import CHUNK, HEADER, MAGIC, SALT, TAG, DecryptingReader, EncryptingBody, PartCipher, cipher_len
+from .chunks import CHUNK, HEADER, MAGIC, TAG, DecryptingReader, EncryptingBody, PartCipher, cipher_len
 from .keys import KeyRecord, UserKey
+from .manifest import ManifestSeal, Opened
 
 log = logging.getLogger("snapferry")
 
@@ -74,6 +83,15 @@ class EncryptedRemote(Wrapper):
         self._foreign = stored is None or stored.backup_id != record.backup_id
         self._lock = threading.Lock()
         self._salts: dict[str, bytes] = {}
+        self._seal = ManifestSeal(data_key, record.backup_id, inner.url)
+        # A writer's manifest, sealed once the metadata it vouches for is written; and the
+        # stored one as a writer read it (a manifest left as it was is sealed anew with it).
+        self._pending: bytes | None = None
+        self._stored_manifest: bytes | None = None
+        # A reader's manifest and metadata, checked together once (None: not read yet).
+        self._checked: tuple[bytes, bytes | None] | None = None
+        # Set when a reader found the metadata matching the sealed manifest's digest.
+        self.metadata_authenticated = False
 
     @property
     def fingerprint(self) -> str:
@@ -199,33 +217,86 @@ class EncryptedRemote(Wrapper):
         if name.endswith(_MARKER_TAIL):  # a backup below this one (the nesting checks): either kind
             return (self.inner.has_file(name[: -len(BACKUP_COMPLETE_FILE)] + ENCRYPTED_COMPLETE_FILE)
                     or self.inner.has_file(name))
-        if name == MANIFEST_FILE and self._foreign:
-            return False
+        if name == MANIFEST_FILE:
+            if self._foreign:
+                return False
+            present = self.inner.has_file(name)
+            if not present and not self._writer:
+                raise self._no_manifest()
+            return present
         return self.inner.has_file(name)
+
+    def _no_manifest(self) -> BadBackupError:
+        # Deleting it would otherwise hide lost parts and an edited metadata file alike.
+        return BadBackupError(
+            f"{self.url}: {MANIFEST_FILE} is missing: every encrypted backup has its sealed manifest, so it "
+            "was deleted (or the backup never completed), and neither the parts nor the metadata can be "
+            "checked; restore it from another copy or make a new backup"
+        )
 
     def read_file(self, name: str) -> bytes:
         if name == BACKUP_COMPLETE_FILE:  # a copy carries the marker's bytes over
             return self.inner.read_file(ENCRYPTED_COMPLETE_FILE)
-        data = self.inner.read_file(name)
-        if name != MANIFEST_FILE:
-            return data
+        if name == MANIFEST_FILE:
+            return self._read_manifest()
+        if name == BACKUP_METADATA_FILE and not self._writer:
+            metadata = self._check()[1]
+            if metadata is None:
+                return self.inner.read_file(name)  # not there: the inner remote's own error
+            return metadata
+        return self.inner.read_file(name)
+
+    def _read_manifest(self) -> bytes:
+        if not self._writer:
+            return self._check()[0]
         try:
-            return self._unseal(data)
+            manifest = self._seal.open(self.inner.read_file(MANIFEST_FILE)).manifest
         except BadBackupError:
-            if not self._writer:
-                raise
             log.warning("%s: the manifest there is not this backup's; it is rewritten", self.url)
             return b""  # a writer replaces it; checksums.decode reads nothing from it
+        self._stored_manifest = manifest
+        return manifest
+
+    def _check(self) -> tuple[bytes, bytes | None]:
+        """A reader's manifest and metadata, the metadata checked against the sealed digest."""
+        if self._checked is None:
+            if not self.inner.has_file(MANIFEST_FILE):
+                raise self._no_manifest()
+            opened: Opened = self._seal.open(self.inner.read_file(MANIFEST_FILE))
+            metadata = self._stored_metadata()
+            self.metadata_authenticated = self._seal.check_metadata(opened, metadata)
+            self._checked = (opened.manifest, metadata)
+        return self._checked
+
+    def _stored_metadata(self) -> bytes | None:
+        has = self.inner.has_file(BACKUP_METADATA_FILE)
+        return self.inner.read_file(BACKUP_METADATA_FILE) if has else None
 
     def write_file(self, name: str, data: bytes) -> None:
         if name == BACKUP_COMPLETE_FILE:
             self._claim()
+            if self._pending is not None:  # the metadata was left as it was: sealed with the stored one's digest
+                self._seal_manifest(self._stored_metadata())
             self.inner.write_file(ENCRYPTED_COMPLETE_FILE, data)
         elif name == MANIFEST_FILE:
             self._claim()
-            self.inner.write_file(name, self._seal(data))
+            self._pending = data  # sealed with the metadata's digest when commit writes the metadata next
+        elif name == BACKUP_METADATA_FILE:
+            self._claim()
+            self.inner.write_file(name, data)
+            self._seal_manifest(data)
         else:
             self.inner.write_file(name, data)
+
+    def _seal_manifest(self, metadata: bytes | None) -> None:
+        """Write the manifest (the one written, or the stored one) sealed with `metadata`'s digest."""
+        manifest = self._pending if self._pending is not None else self._stored_manifest
+        if manifest is None and self._writer and self.inner.has_file(MANIFEST_FILE):
+            manifest = self._read_manifest() or None
+        if manifest is None:
+            return  # no manifest to vouch for it: verify and restore say the manifest is missing
+        self.inner.write_file(MANIFEST_FILE, self._seal.seal(manifest, metadata))
+        self._pending, self._stored_manifest = None, manifest
 
     def create_file_exclusive(self, name: str, data: bytes) -> bool:
         return self.inner.create_file_exclusive(name, data)
@@ -236,34 +307,16 @@ class EncryptedRemote(Wrapper):
         if name == BACKUP_COMPLETE_FILE:
             self.inner.delete_file(ENCRYPTED_COMPLETE_FILE)
         self.inner.delete_file(name)
+        if name == MANIFEST_FILE:
+            self._pending = self._stored_manifest = None
+        elif name == BACKUP_METADATA_FILE:
+            self._seal_manifest(None)
 
     def child(self, sub: str) -> Remote:
         raise UsageError(f"{self.url}: an encrypted backup holds no other backups below it")
 
     def close(self) -> None:
         self.inner.close()
-
-    # --- the manifest: one sealed blob, keyed and bound like a part ------------------------
-
-    def _manifest_aead(self, salt: bytes) -> AESGCM:
-        return AESGCM(hmac.digest(self._key, b"manifest\0" + salt, "sha256"))
-
-    def _seal(self, data: bytes) -> bytes:
-        salt = secrets.token_bytes(SALT)
-        aad = b"snapferry-manifest-1" + self.record.backup_id
-        return MAGIC + salt + self._manifest_aead(salt).encrypt(bytes(12), data, aad)
-
-    def _unseal(self, blob: bytes) -> bytes:
-        aad = b"snapferry-manifest-1" + self.record.backup_id
-        try:
-            if blob[: len(MAGIC)] != MAGIC:
-                raise InvalidTag()
-            return self._manifest_aead(blob[len(MAGIC) : HEADER]).decrypt(bytes(12), blob[HEADER:], aad)
-        except InvalidTag:
-            raise BadBackupError(
-                f"{self.url}: {MANIFEST_FILE} fails authentication: it was altered or comes from another "
-                "backup; restore it from another copy or make a new backup"
-            ) from None
 
 
 def _stored(inner: Remote) -> KeyRecord | None:

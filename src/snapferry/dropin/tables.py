@@ -162,11 +162,7 @@ UPLOAD: list[Rule] = [
     _opt("s3ACL", K.STRING, "--s3-acl"),
 ]
 
-_PUSH = _special("pushmetrics.url", K.ARRAY, "`--push-metrics-url` (the first URL; more are reported as ignored)")
 _RESTORE_WRITES_NOTHING = "a restore uploads no object, so this upload setting has nothing to apply to"
-
-_RUN_SHUTDOWN_DELAY = Rule("http.shutdownDelay", K.DURATION, Action.IGNORED,
-                           "the /metrics listener lasts the run and stops when it ends")
 
 SNAPSHOT_TLS: list[Rule] = [
     _opt("snapshot.tlsCAFile", K.STRING, "--snapshot-tls-ca-file"),
@@ -182,57 +178,69 @@ _KEY = _special("snapferry.encryptionKeyFile", K.STRING,
                 "snapferry only: `--encrypt --encryption-key-file` (backup, manager), `--encryption-key-file` "
                 "(restore, copy); see docs/encryption.md")
 
+# How much runs at once and how fast: every command moves bytes (backup, restore, the manager).
+_TRANSFER = [_opt("concurrency", K.INT, "--concurrency"), _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second")]
+
+# What every tool takes; TABLES puts it in front of each tool's own rules below.
+_EVERY: list[Rule] = [*COMMON, *REMOTE, _KEY, *_TRANSFER]
+
+# What writes into a backup takes: vmbackup and vmbackupmanager (a restore writes no object).
+_WRITER: list[Rule] = [*UPLOAD, *SNAPSHOT_TLS, _DELETE_VERSIONS]
+
+# The manager's backup periods, in the order of its flags (-disableHourly ... -keepLastMonthly).
+_PERIODS = ("Hourly", "Daily", "Weekly", "Monthly")
+
+
+def _one_run(port: int) -> list[Rule]:
+    """What a single vmbackup or vmrestore run (not a service) takes: metrics pushed at its end,
+    and a /metrics listener (`port` its default) that lasts as long as the run."""
+    return [
+        _special("pushmetrics.url", K.ARRAY, "`--push-metrics-url` (the first URL; more are reported as ignored)"),
+        Rule("http.shutdownDelay", K.DURATION, Action.IGNORED, "the /metrics listener lasts the run and stops when "
+             "it ends"),
+        _special("httpListenAddr", K.STRING, f"serves /metrics while the run lasts (default 127.0.0.1:{port})"),
+    ]
+
+
 VMBACKUP: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _PUSH, _RUN_SHUTDOWN_DELAY, _KEY, _DELETE_VERSIONS,
+    *_WRITER, *_one_run(8420),
+    # snapferry only: without a key, an encrypted backup at -dst is replaced only when told to
+    _switch("snapferry.replaceEncrypted", "--replace-encrypted"),
     _special("storageDataPath", K.STRING, "`backup --storage-data-path` (default `victoria-metrics-data`)"),
     _special("snapshotName", K.STRING, "`backup --snapshot-name`"),
     _special("snapshot.createURL", K.STRING, "`backup --snapshot-create-url` (the snapshot is deleted afterwards)"),
     _special("snapshot.deleteURL", K.STRING, "`backup --snapshot-delete-url`"),
     _special("dst", K.STRING, "`--dst`"),
     _special("origin", K.STRING, "`backup --origin`; with no snapshot flag, `copy --src` (server-side copy)"),
-    _opt("concurrency", K.INT, "--concurrency"),
-    _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
-    _special("httpListenAddr", K.STRING, "serves /metrics while the run lasts (default 127.0.0.1:8420)"),
 ]
 
 VMRESTORE: list[Rule] = [
-    *COMMON, *REMOTE, _PUSH, _RUN_SHUTDOWN_DELAY, _KEY,
+    *_one_run(8421),
     *(Rule(r.name, r.kind, Action.IGNORED, _RESTORE_WRITES_NOTHING) for r in UPLOAD),
     *_ignored("deleteAllObjectVersions", K.BOOL, "a restore deletes no object of the backup"),
     _special("src", K.STRING, "`restore --src`"),
     _special("storageDataPath", K.STRING, "`restore --dst` (default `victoria-metrics-data`)"),
-    _opt("concurrency", K.INT, "--concurrency"),
-    _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
     _switch("skipBackupCompleteCheck", "--skip-backup-complete-check"),
     _switch("skipFilePreallocation", "--skip-file-preallocation"),
     # upstream PR 11186 (open): a partial restore of month partitions
     _opt("restorePartitions", K.STRING, "--partitions"),
     _opt("restoreSince", K.STRING, "--since"),
-    _special("httpListenAddr", K.STRING, "serves /metrics while the run lasts (default 127.0.0.1:8421)"),
 ]
 
 VMBACKUPMANAGER: list[Rule] = [
-    *COMMON, *REMOTE, *UPLOAD, *SNAPSHOT_TLS, _KEY, _DELETE_VERSIONS,
+    *_WRITER,
     _opt("storageDataPath", K.STRING, "--storage-data-path"),
     _opt("snapshot.createURL", K.STRING, "--snapshot-create-url"),
     _opt("snapshot.deleteURL", K.STRING, "--snapshot-delete-url"),
     _opt("dst", K.STRING, "--dst"),
-    _opt("concurrency", K.INT, "--concurrency"),
-    _opt("maxBytesPerSecond", K.SIZE, "--max-bytes-per-second"),
     _special("httpListenAddr", K.ARRAY, "`--http-listen-addr` (the first address; when not given, :8300 on every "
              "interface, as vmbackupmanager and the operator's probes expect)"),
     _special("backupInterval", K.DURATION, "`--backup-interval` (in seconds)"),
     _opt("backupScheduleTimezone", K.STRING, "--backup-schedule-timezone"),
-    _switch("disableHourly", "--disable-hourly"),
-    _switch("disableDaily", "--disable-daily"),
-    _switch("disableWeekly", "--disable-weekly"),
-    _switch("disableMonthly", "--disable-monthly"),
+    *(_switch(f"disable{p}", f"--disable-{p.lower()}") for p in _PERIODS),
     _switch("runOnStart", "--run-on-start"),
     _switch("disableScheduledBackups", "--disable-scheduled-backups"),
-    _opt("keepLastHourly", K.INT, "--keep-last-hourly"),
-    _opt("keepLastDaily", K.INT, "--keep-last-daily"),
-    _opt("keepLastWeekly", K.INT, "--keep-last-weekly"),
-    _opt("keepLastMonthly", K.INT, "--keep-last-monthly"),
+    *(_opt(f"keepLast{p}", K.INT, f"--keep-last-{p.lower()}") for p in _PERIODS),
     *_ignored("pushmetrics.url", K.ARRAY, "the manager serves /metrics at -httpListenAddr for scraping"),
     _special("apiURL", K.STRING, "`--api-url`: `backup list|lock|unlock` and `restore create|get|delete` ask the "
              "running manager there (with -httpAuth.* as the client's credentials); without it they read `-dst` "
@@ -244,9 +252,8 @@ VMBACKUPMANAGER: list[Rule] = [
 ]
 
 TABLES: dict[Tool, list[Rule]] = {
-    Tool.VMBACKUP: VMBACKUP,
-    Tool.VMRESTORE: VMRESTORE,
-    Tool.VMBACKUPMANAGER: VMBACKUPMANAGER,
+    tool: [*_EVERY, *own]
+    for tool, own in ((Tool.VMBACKUP, VMBACKUP), (Tool.VMRESTORE, VMRESTORE), (Tool.VMBACKUPMANAGER, VMBACKUPMANAGER))
 }
 
 

@@ -19,7 +19,7 @@ from .. import snapshot
 from ..actions.backup import Backup, refuse_dst_inside
 from ..actions.copy import Copy
 from ..actions.source import MadeSnapshot
-from ..crypto import load_optional_key
+from ..crypto import Writer, load_optional_key
 from ..errors import SnapferryError
 from ..lease import BackupLease
 from ..names import LATEST, MANAGER_STATE_FILE
@@ -149,7 +149,7 @@ class Manager:
             refuse_dst_in_a_backup(config.dst, config.storage_data_path)
             snapshot.check_url(config.snapshot_create_url)
             config.snapshot_tls.context(config.snapshot_create_url)  # a TLS file that cannot load: exit 2 now
-            encryption.latest(self.catalog.remotes.child(LATEST), self.key)  # another key: exit 2 now
+            encryption.check_at_start(self.catalog.remotes.child(LATEST), self.key)  # another key: exit 2 now
         except SnapferryError:
             self.catalog.close()
             raise
@@ -204,7 +204,7 @@ class Manager:
             latest = self._step(BackupType.LATEST, LATEST, self._backup_latest)
             steps.append(latest)
             if latest.ok and latest.skipped is None:
-                # Only a complete latest/ is copied (run_copy checks its marker again).
+                # Only a complete latest/ is copied (Copy checks its marker again).
                 made: list[BackupName] = []
                 for kind in self.config.enabled_types():
                     name = backup_name(kind, local)
@@ -256,7 +256,7 @@ class Manager:
         # the snapshot is deleted also when the backup fails, and a failed delete fails the step.
         guard = SnapshotGuard(c.storage_data_path, c.snapshot_create_url, c.snapshot_delete_url, c.snapshot_tls)
         backup = Backup(self.catalog.remotes.child(LATEST), MadeSnapshot(guard, one_shot=False), self.settings,
-                        encrypt=self.key is not None)
+                        encrypt=self.key is not None, writer=Writer.MANAGER)
         return backup.run().uploaded_bytes
 
     def _copy_latest(self, name: str) -> int:
@@ -271,7 +271,8 @@ class Manager:
 
         # With a key, latest/ is read with it and the dated backup takes latest/'s record, so
         # its sealed parts are copied server-side as they are.
-        copy = Copy(remotes.child(LATEST), remotes.child(name), self.settings, before_write=refuse_frozen)
+        copy = Copy(remotes.child(LATEST), remotes.child(name), self.settings, before_write=refuse_frozen,
+                    writer=Writer.MANAGER)
         return copy.run().copied_bytes
 
     def _retention(self, local: datetime, made: list[BackupName]) -> tuple[str, ...]:

@@ -11,7 +11,6 @@ import http.client
 import os
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from types import TracebackType
 from typing import Any, Protocol
 
 import urllib3.exceptions
@@ -54,7 +53,8 @@ class ChunkSource:
         if self._into is not None:
             # Its bytes are ciphertext: the manifest's CRCs are the plaintext's, taken by the
             # body. Only each chunk's CRC32 (the store's checksum header) is worth a pass.
-            self._crcs = None        # CRC32 of the chunk last handed out when it came free with the block CRCs.
+            self._crcs = None
+        # CRC32 of the chunk last handed out when it came free with the block CRCs.
         self.last_crc: int | None = None
         if local is not None:
             if local.size < part.size:
@@ -71,12 +71,7 @@ class ChunkSource:
     def __enter__(self) -> ChunkSource:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:

@@ -31,6 +31,15 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class ViewReader(Reader, Protocol):
+    """A Reader that can also lend its next bytes in place (fs://, through O_DIRECT): the
+    caller reads them from the reader's own buffer, valid until the next call, so a reader
+    that only looks at the bytes (an encrypted restore decrypting them) needs no copy."""
+
+    def view(self, n: int) -> memoryview: ...
+
+
 def read_full(reader: Reader, mv: memoryview) -> int:
     """Read until mv is full or the stream ends; returns how many bytes were read."""
     got = 0

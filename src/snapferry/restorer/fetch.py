@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..checksums import BLOCK, crc32
 from ..durable import copy_range
@@ -64,32 +64,26 @@ class Mismatch(Exception):
         self.part, self.block, self.want, self.got = part, block, want, got
 
 
+@dataclass(eq=False)
 class RangeFetcher:
     """Streams ranges into target files for the downloader's worker threads."""
 
-    def __init__(
-        self,
-        read: ReadFn,
-        source: str,
-        local_path: LocalPathFn | None,
-        pool: BufferPool,
-        throttle: Throttle,
-        progress: Progress,
-        stop: threading.Event,
-        account: Callable[[TargetFile, Part, int], None],
-    ) -> None:
-        self.read = read
-        self.source = source  # the backup's URL, for messages
-        self.local_path = local_path
-        self.pool = pool
-        self.block_size = pool.block_size
-        self.throttle = throttle
-        self.progress = progress
-        self.stop = stop
-        self.account = account
-        # Blocks for the writer threads; None tells one writer to end.
-        self.writeq: queue.SimpleQueue[tuple[Chunk, int, mmap.mmap, int] | None] = queue.SimpleQueue()
-        self.written = threading.Condition()  # guards Chunk.pending
+    read: ReadFn
+    source: str  # the backup's URL, for messages
+    local_path: LocalPathFn | None
+    pool: BufferPool
+    throttle: Throttle
+    progress: Progress
+    stop: threading.Event
+    account: Callable[[TargetFile, Part, int], None]
+    block_size: int = field(init=False)
+    # Blocks for the writer threads; None tells one writer to end.
+    writeq: queue.SimpleQueue[tuple[Chunk, int, mmap.mmap, int] | None] = field(
+        init=False, default_factory=queue.SimpleQueue)
+    written: threading.Condition = field(init=False, default_factory=threading.Condition)  # guards Chunk.pending
+
+    def __post_init__(self) -> None:
+        self.block_size = self.pool.block_size
 
     def local_source(self, part: Part, tf: TargetFile) -> str | None:
         """The local file to copy_file_range the part from (in-kernel byte path), or None."""

@@ -70,7 +70,11 @@ class S3Remote(ObjectStore, KeepsChecksums):
             _check_endpoint(endpoint)
         for path, what in ((opts.creds_file_path, "credentials file"), (opts.config_file_path, "config file")):
             if path and not os.path.isfile(path):
-                raise UsageError(f"the AWS {what} {path!r} for {self.url} does not exist")
+                # A pipe (`<(vault read ...)`) or a device: botocore reads the file again at
+                # each credentials refresh, which a pipe cannot give twice.
+                state = ("is not a regular file (a pipe or a device?); write it to a file readable only by "
+                         "this user" if os.path.exists(path) else "does not exist")
+                raise UsageError(f"the AWS {what} {path!r} for {self.url} {state}")
         checksum = (opts.s3_checksum_algorithm or "").upper()
         self._checksum_alg = checksum if checksum not in ("", "NONE") else None
         self._no_checksum = checksum == "NONE"
