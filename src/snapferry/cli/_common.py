@@ -70,6 +70,13 @@ key_file_option = click.option(
 )
 
 
+# Of the writers (backup, copy): a plain run never replaces an encrypted backup unless asked.
+replace_encrypted_option = click.option(
+    "--replace-encrypted", is_flag=True,
+    help="Replace an encrypted backup at --dst with this unencrypted one (refused without it).",
+)
+
+
 # Options of every remote: where it is, who we are, how requests are retried.
 _SHARED_REMOTE = [
     click.option("--custom-s3-endpoint", envvar=ENV + "CUSTOM_S3_ENDPOINT",

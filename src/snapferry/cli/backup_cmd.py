@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..parts import MAX_PART_SIZE
-from ._common import run_options, run_pushed
+from ._common import replace_encrypted_option, run_options, run_pushed
 from ._snapshot_tls import snapshot_tls_options, tls_from
 
 
@@ -25,8 +25,7 @@ from ._snapshot_tls import snapshot_tls_options, tls_from
 @click.option("--max-part-size", type=click.IntRange(1), default=MAX_PART_SIZE, hidden=True)
 @click.option("--encrypt", is_flag=True,
               help="Encrypt the backup (needs --encryption-key-file; vmrestore cannot read it).")
-@click.option("--replace-encrypted", is_flag=True,
-              help="Replace an encrypted backup at --dst with this unencrypted one (refused without it).")
+@replace_encrypted_option
 @run_options(writes=True)
 def backup(**kw: Any) -> None:
     """Back up a snapshot to a remote (incremental when dst already holds a backup)."""

@@ -6,15 +6,14 @@ from typing import Any
 
 import click
 
-from ._common import run_options, run_pushed
+from ._common import replace_encrypted_option, run_options, run_pushed
 
 
 @click.command()
 @click.option("--src", required=True, help="The backup to copy.")
 @click.option("--dst", required=True, help="Where the copy goes (extra parts there are deleted).")
 @click.option("--skip-backup-complete-check", is_flag=True, help="Copy even without the completion marker.")
-@click.option("--replace-encrypted", is_flag=True,
-              help="Replace an encrypted backup at --dst with this unencrypted one (refused without it).")
+@replace_encrypted_option
 @run_options(writes=True)
 def copy(**kw: Any) -> None:
     """Copy a backup between remotes (server-side on one backend, streamed across backends)."""
