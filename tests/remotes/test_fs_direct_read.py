@@ -1,6 +1,7 @@
-"""fs:// reads with O_DIRECT (remotes/_fsio.FileRangeReader): the bytes at any offset and
-length, a caller's buffer the kernel refuses, and the page cache left alone (a restore's
-and a backup's big reads no longer fill it, so the database's cache is not evicted)."""
+"""Big reads of local files with O_DIRECT (remotes/_fsio.FileRangeReader, and the object
+stores' uploads of a local part through it): the bytes at any offset and length, a caller's
+buffer the kernel refuses, and the page cache left alone (a restore's and a backup's big
+reads no longer fill it, so the database's cache is not evicted)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import os
 import random
 from pathlib import Path
 
-from snapferry import directio
-from snapferry.remotes._fsio import FileRangeReader
+from snapferry import checksums, directio
+from snapferry.parts import Part
+from snapferry.remotes._fsio import FileRangeReader, NoBody
+from snapferry.remotes._transfer import ChunkSource
+from snapferry.remotes.base import LocalRegion
 
 MiB = 1024 * 1024
 
@@ -129,3 +133,38 @@ def test_views_leave_the_page_cache_alone(tmp_path: Path) -> None:
     finally:
         r.close()
     assert _cached_pages(path) <= 1  # at most the last, partial block (read through the cache)
+
+
+# --- an object store's upload of a local part (remotes/_transfer.ChunkSource) -------------
+
+
+def _chunk_source(path: Path, offset: int, size: int) -> ChunkSource:
+    part = Part("data/big/2026_11/17A3F0C2D1E50050/values.bin", offset + size, offset, size, size)
+    return ChunkSource(part, NoBody(size), LocalRegion(str(path), offset, size), "test upload")
+
+
+def test_an_upload_reads_big_chunks_of_a_local_part_exactly_and_around_the_page_cache(tmp_path: Path) -> None:
+    path, data = _file(tmp_path, 9 * MiB + 20_000)
+    offset, size = 4096 * 3 + 5, 9 * MiB  # an offset off every block: the reads are widened
+    with _chunk_source(path, offset, size) as src:
+        got = bytearray()
+        for chunk in src.chunks(3 * MiB - 5, reuse=True):  # three big chunks and one of 15 bytes
+            got += chunk
+        assert bytes(got) == data[offset : offset + size]
+        crcs = src.crcs
+    assert _cached_pages(path) <= 3  # the 15 bytes (a small read) and the blocks at both ends, at most
+    want = checksums.BlockCrcs()
+    want.update(data[offset : offset + size])
+    assert crcs == want.result()
+
+
+def test_an_upload_retried_from_an_earlier_byte_reads_it_again(tmp_path: Path) -> None:
+    """A retry seeks the source back (ChunkSource.pos): the direct reader starts over there."""
+    path, data = _file(tmp_path, 6 * MiB)
+    with _chunk_source(path, 0, 6 * MiB) as src:
+        first = bytes(src.read_reused(2 * MiB))
+        bytes(src.read_reused(2 * MiB))
+        src.pos = 0
+        assert bytes(src.read_reused(2 * MiB)) == first == data[: 2 * MiB]
+        src.pos = 5 * MiB
+        assert bytes(src.read_reused(MiB)) == data[5 * MiB :]

@@ -17,7 +17,7 @@ from .base import IntoBody, LocalRegion
 _DIRECT_BUF = 4 * 1024 * 1024
 # Reads of a part from this size go direct (FileRangeReader): a restore's 4 MiB blocks do, the
 # small reads of headers and small files keep the page cache and its readahead.
-_DIRECT_READ_MIN = 1024 * 1024
+DIRECT_READ_MIN = 1024 * 1024
 
 
 class FileRangeReader:
@@ -37,7 +37,7 @@ class FileRangeReader:
             return 0
         want = buf[: min(len(buf), self._left)]
         n = -1
-        if len(want) >= _DIRECT_READ_MIN and self._pos % directio.ALIGN == 0 and self._dfd != -1:
+        if len(want) >= DIRECT_READ_MIN and self._pos % directio.ALIGN == 0 and self._dfd != -1:
             n = self._read_direct(want[: len(want) & ~(directio.ALIGN - 1)])
         if n < 0:
             n = os.preadv(self._fd, [want], self._pos)

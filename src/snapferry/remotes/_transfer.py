@@ -18,6 +18,7 @@ import urllib3.exceptions
 from ..checksums import BlockCrcs, crc32
 from ..errors import RemoteError, TransientRemoteError, unreadable_source
 from ..parts import Part
+from ._fsio import DIRECT_READ_MIN, FileRangeReader
 from .base import Body, IntoBody, LocalRegion
 
 # Errors a half-read HTTP body raises; all of them are worth a retry of the part.
@@ -26,6 +27,10 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
     http.client.HTTPException,
     urllib3.exceptions.HTTPError,
 )
+
+
+# What one direct read of a local source takes: its aligned buffer's size (per upload in flight).
+_DIRECT_PIECE = 4 * 1024 * 1024
 
 
 class ChunkSource:
@@ -46,6 +51,8 @@ class ChunkSource:
         self._local = local
         self._what = what
         self._fd = -1
+        self._direct: FileRangeReader | None = None  # big reads of a local source (see _pread_into)
+        self._direct_at = -1  # the file offset it reads next
         self._pos = 0
         self._crcs: BlockCrcs | None = BlockCrcs()
         self._buf: bytearray | None = None
@@ -75,6 +82,9 @@ class ChunkSource:
         self.close()
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -150,6 +160,8 @@ class ChunkSource:
     def _pread_into(self, mv: memoryview) -> int:
         assert self._local is not None
         off = self._local.offset + self.pos
+        if len(mv) >= DIRECT_READ_MIN:
+            return self._direct_into(mv, off)
         got = 0
         try:
             while got < len(mv):
@@ -159,6 +171,31 @@ class ChunkSource:
                 got += k
         except OSError as e:
             raise unreadable_source(self._local.path, e) from e
+        return got
+
+    def _direct_into(self, mv: memoryview, off: int) -> int:
+        """A big chunk of a local source, read with O_DIRECT (FileRangeReader.view) and copied
+        into the upload's buffer: the page cache is neither filled nor evicted for it (the
+        database's own cache stays), which costs one copy in memory instead of a page-cache
+        fill and a copy out of it (on this project's VM, 9.4 s of CPU for a 3 GiB s3:// backup
+        against 5.6 s for the encrypted one, which already read this way)."""
+        assert self._local is not None
+        try:
+            if self._direct is None or self._direct_at != off:  # the first read, or a seek
+                if self._direct is not None:
+                    self._direct.close()
+                end = self._local.offset + self._local.size
+                self._direct = FileRangeReader(os.dup(self._fd), off, end - off)
+            got = 0
+            while got < len(mv):
+                piece = self._direct.view(min(len(mv) - got, _DIRECT_PIECE))
+                if not piece:
+                    break
+                mv[got : got + len(piece)] = piece
+                got += len(piece)
+        except OSError as e:
+            raise unreadable_source(self._local.path, e) from e
+        self._direct_at = off + got
         return got
 
     def _body_into(self, mv: memoryview) -> int:
