@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..crypto import holds_encrypted_backup
+from ..errors import SnapferryError
 from ..remotes import Remote
 
 if TYPE_CHECKING:
@@ -31,7 +32,13 @@ def check_at_start(remote: Remote, key: UserKey | None) -> None:
         from ..crypto.remote import for_writing
 
         for_writing(remote, key)
-    elif holds_encrypted_backup(remote):
+        return
+    try:
+        encrypted = holds_encrypted_backup(remote)
+    except SnapferryError as e:  # latest/ cannot be looked at now (not a directory, the store): each run says why
+        log.warning("%s: cannot tell whether it holds an encrypted backup (%s)", remote.url, e)
+        return
+    if encrypted:
         log.warning("%s holds an encrypted backup and this manager has no key: every backup run will be "
                     "refused until it is given the key file (--encrypt --encryption-key-file FILE) or that "
                     "backup is deleted", remote.url)
