@@ -109,3 +109,48 @@ def test_the_cli_and_the_dropin_refuse_with_one_sentence(snapshot_tree: Path, tm
     run_script("vmbackup", [f"-storageDataPath={data}", f"-snapshotName={snapshot_tree.name}", f"-dst=fs://{bk}",
                             "-snapferry.replaceEncrypted", "-httpListenAddr=127.0.0.1:0"])
     assert (bk / "backup_complete.ignore").exists() and not (bk / "snapferry_encryption.ignore").exists()
+
+
+def test_an_encrypted_copy_never_replaces_a_backup_made_with_another_key(
+    remotes: RemoteFactory, snapshot_tree: Path, tmp_path: Path
+) -> None:
+    """As a backup does (its key must open what is there): a copy, or a backup from an --origin,
+    with key A into a place holding a backup under key B is exit 2 before any write, unless
+    --replace-encrypted; the user may not even hold B."""
+    key_a, key_b = tmp_path / "a.key", tmp_path / "b.key"
+    api.keygen(str(key_a))
+    api.keygen(str(key_b))
+    mine, theirs = remotes(), remotes()
+    encrypted_backup(mine, snapshot_tree, key_a)
+    encrypted_backup(theirs, snapshot_tree, key_b)
+    before = stored(theirs)
+
+    with pytest.raises(SnapferryError) as refused:
+        snapferry.copy(mine.url, theirs.url, remote_options=theirs.options, progress="off",
+                       encryption_key_file=str(key_a))
+    e = refused.value
+    assert e.exit_code == EXIT_USAGE, e
+    assert str(e).startswith(f"{theirs.url} holds an encrypted backup made with another key"), e
+    assert "--replace-encrypted" in str(e) and str(key_a) in str(e)
+    assert stored(theirs) == before
+
+    with pytest.raises(SnapferryError) as from_origin:
+        snapferry.backup(theirs.url, str(snapshot_tree), origin=mine.url, remote_options=theirs.options,
+                         max_part_size=MIB, progress="off", encrypt=True, encryption_key_file=str(key_a))
+    assert from_origin.value.exit_code == EXIT_USAGE and "another key" in str(from_origin.value)
+    assert stored(theirs) == before
+
+    # Asked for: the copy replaces it, and key A restores it.
+    snapferry.copy(mine.url, theirs.url, remote_options=theirs.options, progress="off",
+                   encryption_key_file=str(key_a), replace_encrypted=True)
+    out = tmp_path / "out"
+    snapferry.restore(theirs.url, str(out), remote_options=theirs.options, progress="off",
+                      encryption_key_file=str(key_a))
+    (out / "flock.lock").unlink()
+    assert_same_tree(snapshot_tree, out)
+
+    # The same key on both sides is the user's own backup: replaced as any copy replaces.
+    again = remotes()
+    encrypted_backup(again, snapshot_tree, key_a)
+    snapferry.copy(mine.url, again.url, remote_options=again.options, progress="off",
+                   encryption_key_file=str(key_a))

@@ -93,7 +93,7 @@ class Backup:
         with contextlib.ExitStack() as stack:
             dst = opened(stack, self.dst, s)
             origin = origin_of(stack, self.origin, s)  # NoOrigin without one
-            dst = origin.writer(dst, s.key)
+            dst = origin.writer(dst, s.key, self.replace_encrypted)
             refuse_dst_inside(self.source.data_dir, dst)
             refuse_plaintext_over_encrypted(dst, self.writer, encrypted=s.key is not None,
                                             replace=self.replace_encrypted)

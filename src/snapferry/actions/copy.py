@@ -136,7 +136,10 @@ class Copy:
             refuse_plaintext_over_encrypted(dst, self.writer, encrypted=s.key is not None,
                                             replace=self.replace_encrypted, src=src)
             src = reading(src, s.key)
-            return self._run(src, writing(dst, s.key, src))
+            # The manager's dated copies replace their own backup of the period, whose record
+            # names another key only after a rekey of latest/ (the copy carries latest/'s over).
+            replace = self.replace_encrypted or self.writer is Writer.MANAGER
+            return self._run(src, writing(dst, s.key, src, replace=replace))
 
     def _run(self, src: Remote, dst: Remote) -> CopyResult:
         start = time.monotonic()

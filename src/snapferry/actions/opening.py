@@ -41,15 +41,16 @@ def reading(remote: Remote, key: UserKey | None) -> Remote:
     return open_encrypted(remote, key)
 
 
-def writing(remote: Remote, key: UserKey | None, source: Remote | None = None) -> Remote:
+def writing(remote: Remote, key: UserKey | None, source: Remote | None = None, *, replace: bool = False) -> Remote:
     """A writer's view of `remote`: encrypted under `key` with the record of `source` (a
-    reader's view of the backup whose parts it copies as they are), or as it is without a key."""
+    reader's view of the backup whose parts it copies as they are), or as it is without a key.
+    `replace`: a backup another key made there may be replaced (crypto.remote.for_writing)."""
     if key is None:
         return remote
     from ..crypto.remote import EncryptedRemote, for_writing
 
     assert source is None or isinstance(source, EncryptedRemote), "a keyed run reads its source with the key"
-    return for_writing(remote, key, source)
+    return for_writing(remote, key, source, replace=replace)
 
 
 def refuse_encrypted(remote: Remote) -> None:

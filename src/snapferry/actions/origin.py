@@ -37,7 +37,7 @@ class Origin(Protocol):
 
     def copy_parts(self, dst: Remote, parts: list[Part], concurrency: int) -> None: ...
 
-    def writer(self, dst: Remote, key: UserKey | None) -> Remote:
+    def writer(self, dst: Remote, key: UserKey | None, replace: bool = False) -> Remote:
         """dst as the backup writes it: under `key` with the origin's record, so its sealed
         parts are copied as they are (as it is without a key)."""
         ...
@@ -75,8 +75,8 @@ class RemoteOrigin:
         if parts:
             parallel(concurrency, parts, lambda p: dst.copy_part(self.remote, p))
 
-    def writer(self, dst: Remote, key: UserKey | None) -> Remote:
-        return writing(dst, key, without_retries(self.remote))
+    def writer(self, dst: Remote, key: UserKey | None, replace: bool = False) -> Remote:
+        return writing(dst, key, without_retries(self.remote), replace=replace)
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class NoOrigin:
     def copy_parts(self, dst: Remote, parts: list[Part], concurrency: int) -> None:
         assert not parts, "no origin lists no parts to copy"
 
-    def writer(self, dst: Remote, key: UserKey | None) -> Remote:
-        return writing(dst, key)
+    def writer(self, dst: Remote, key: UserKey | None, replace: bool = False) -> Remote:
+        return writing(dst, key)  # no source: a backup under another key there is refused always
 
 
 def origin_of(stack: contextlib.ExitStack[bool | None], where: Where | None, settings: RunSettings) -> Origin:

@@ -73,7 +73,8 @@ key_file_option = click.option(
 # Of the writers (backup, copy): a plain run never replaces an encrypted backup unless asked.
 replace_encrypted_option = click.option(
     "--replace-encrypted", is_flag=True,
-    help="Replace an encrypted backup at --dst with this unencrypted one (refused without it).",
+    help="Replace an encrypted backup at --dst that this run cannot keep (it is unencrypted, or under "
+    "another key); refused without it.",
 )
 
 

@@ -40,6 +40,7 @@ from ..names import (
 from ..parts import Part, is_ignored_name, parse_name
 from ..remotes.base import Body, LocalRegion, Reader, Remote, Wrapper, read_full
 from ..remotes.retrying import without_retries
+from . import REPLACE_FLAG
 from .chunks import CHUNK, HEADER, MAGIC, TAG, DecryptingReader, EncryptingBody, PartCipher, cipher_len
 from .keys import KeyRecord, UserKey
 from .manifest import ManifestSeal, Opened
@@ -337,17 +338,28 @@ def open_encrypted(inner: Remote, user: UserKey) -> EncryptedRemote:
     return EncryptedRemote(inner, stored, stored.unwrap(user, inner.url), stored, writer=False)
 
 
-def for_writing(inner: Remote, user: UserKey, source: EncryptedRemote | None = None) -> EncryptedRemote:
+def for_writing(inner: Remote, user: UserKey, source: EncryptedRemote | None = None, *,
+                replace: bool = False) -> EncryptedRemote:
     """A writer's view (backup's --dst, copy's --dst): the record of `source` (an --origin or
     a copy's --src, whose parts are copied as they are), else the one stored there, else a new one.
 
-    A stored record another key wrapped stops a backup (exit 2) before anything is written:
-    replacing it would throw away an encrypted backup the user may have meant to keep."""
+    A stored record another key wrapped stops the run (exit 2) before anything is written:
+    replacing it would throw away an encrypted backup the user may have meant to keep, and
+    may not even hold the key of. `replace` (--replace-encrypted) lets a copy or a backup from
+    an --origin replace it on purpose; a backup without an origin must open it (its parts are
+    reused), so there it is always refused."""
     try:
         stored = _stored(inner)
     except BadBackupError:
         stored = None  # an unreadable record is replaced with the backup it describes
     if source is not None:
+        if (stored is not None and not replace and stored.backup_id != source.record.backup_id
+                and stored.fingerprint != user.fingerprint):
+            raise UsageError(
+                f"{inner.url} holds an encrypted backup made with another key ({stored.fingerprint}; "
+                f"{user.path!r} is {user.fingerprint}), which this run would replace; choose another "
+                f"destination, or pass {REPLACE_FLAG} to replace it on purpose"
+            )
         return EncryptedRemote(inner, source.record, source._key, stored, writer=True)
     if stored is not None:
         return EncryptedRemote(inner, stored, stored.unwrap(user, inner.url), stored, writer=True)
