@@ -12,7 +12,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from .crypto import load_optional_key
-from .errors import UsageError
 from .partitions import PartitionFilter
 from .parts import MAX_PART_SIZE
 from .remotes import RemoteOptions
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("snapferry")
 
-# Below this a ranged request costs more in round trips than it moves (0 = automatic).
-MIN_CHUNK_SIZE = 1024 * 1024
 
 
 def _settings(
@@ -138,14 +135,6 @@ def restore_dry_run(
     return Restore(src, dst, run, preallocate=not skip_file_preallocation,
                    skip_backup_complete_check=skip_backup_complete_check, verify=verify, force=force,
                    only=PartitionFilter(partitions, since)).dry_run()
-
-
-def check_chunk_size(chunk_size: int) -> None:
-    """The CLI's floor for --chunk-size (Tuning itself takes any size, for tests of tiny data)."""
-    if chunk_size != 0 and chunk_size < MIN_CHUNK_SIZE:
-        raise UsageError(
-            f"--chunk-size {chunk_size} is too small; use at least {MIN_CHUNK_SIZE} (1 MiB), or 0 for automatic"
-        )
 
 
 def copy(

@@ -6,18 +6,20 @@ from typing import Any
 
 import click
 
-from .. import api
-from ..errors import UsageError
 from ..settings import RunSettings
 from ..tuning import Tuning
 from ._common import emit, run_options, run_pushed, settings_from
 
+# The CLI's floor for --chunk-size (Tuning itself takes any size, for tests of tiny data): below
+# it a ranged request costs more in round trips than it moves (0 = automatic).
+MIN_CHUNK_SIZE = 1024 * 1024
+
 
 def _chunk_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    try:
-        api.check_chunk_size(value)
-    except UsageError as e:
-        raise click.BadParameter(str(e)) from e
+    if value != 0 and value < MIN_CHUNK_SIZE:
+        raise click.BadParameter(
+            f"--chunk-size {value} is too small; use at least {MIN_CHUNK_SIZE} (1 MiB), or 0 for automatic"
+        )
     return value
 
 
