@@ -10,11 +10,10 @@ import pytest
 import snapferry
 from snapferry import api
 from snapferry.errors import EXIT_USAGE, SnapferryError
-from snapferry.manager.layout import BackupType
 from snapferry.manager.restore import restore_marked
-from snapferry.manager.service import Manager, ManagerConfig
+from snapferry.manager.service import Manager, ManagerConfig, RunResult
 from snapferry.settings import ProgressMode, RunSettings
-from tests.manager.helpers import Feed, StartVM, restored_samples
+from tests.manager.helpers import Feed, Recorder, StartVM, restored_samples
 from tests.manager.sim import SimClock
 from tests.servers import RemoteFactory, RemoteSpec
 
@@ -83,22 +82,6 @@ def test_an_encrypting_manager_run(remotes: RemoteFactory, vm_server: StartVM, t
     assert restored_samples(vm_server, restored) == feed.up_to(T + timedelta(hours=1))
 
 
-class Recorded:
-    """The manager's events as the metrics get them: (type, ok) of every backup step."""
-
-    def __init__(self) -> None:
-        self.done: list[tuple[str, bool]] = []
-
-    def run_started(self, type: BackupType) -> None:
-        pass
-
-    def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
-        self.done.append((type.value, ok))
-
-    def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
-        pass
-
-
 def test_a_manager_without_a_key_never_replaces_an_encrypted_backup(
     remotes: RemoteFactory, vm_server: StartVM, snapshot_tree: Path, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -113,11 +96,16 @@ def test_a_manager_without_a_key_never_replaces_an_encrypted_backup(
         snapferry.backup(f"{spec.url}/{name}", str(snapshot_tree), remote_options=spec.options, progress="off",
                          encrypt=True, encryption_key_file=str(key))
 
-    def manager(spec: RemoteSpec, events: Recorded) -> Manager:
-        return Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
-                                     dst=spec.url, remote_options=spec.options, disable_hourly=True,
-                                     disable_weekly=True, disable_monthly=True),
-                       clock=SimClock(T), events=events)
+    def run_once(spec: RemoteSpec) -> tuple[RunResult, Recorder]:
+        events = Recorder()
+        mgr = Manager(ManagerConfig(storage_data_path=str(data), snapshot_create_url=vm.snapshot_create_url,
+                                    dst=spec.url, remote_options=spec.options, disable_hourly=True,
+                                    disable_weekly=True, disable_monthly=True),
+                      clock=SimClock(T), events=events)
+        try:
+            return mgr.run_once(), events
+        finally:
+            mgr.close()
 
     def objects(spec: RemoteSpec, prefix: str) -> dict[str, bytes]:
         root = spec.open()
@@ -130,12 +118,7 @@ def test_a_manager_without_a_key_never_replaces_an_encrypted_backup(
     spec = remotes(prefix="vm-node-0")
     encrypted(spec, "latest")
     before = objects(spec, "latest/")
-    events = Recorded()
-    mgr = manager(spec, events)
-    try:
-        result = mgr.run_once()
-    finally:
-        mgr.close()
+    result, events = run_once(spec)
     assert not result.ok and result.error is not None, result
     assert result.error.startswith(f"{spec.url}/latest holds an encrypted backup"), result.error
     assert "--encryption-key-file" in result.error
@@ -149,12 +132,7 @@ def test_a_manager_without_a_key_never_replaces_an_encrypted_backup(
     spec = remotes(prefix="vm-node-1")
     encrypted(spec, "daily/2026-11-27")
     before = objects(spec, "daily/")
-    events = Recorded()
-    mgr = manager(spec, events)
-    try:
-        result = mgr.run_once()
-    finally:
-        mgr.close()
+    result, events = run_once(spec)
     assert not result.ok and events.done == [("latest", True), ("daily", False)], (result, events.done)
     assert result.error is not None and result.error.startswith(f"{spec.url}/daily/2026-11-27 holds an encrypted")
     assert objects(spec, "daily/") == before

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import snapferry
+from snapferry.manager.layout import BackupType
 from snapferry.remotes import RemoteOptions
 from tests.servers import S3Server
 from tests.test_interop_vm_s3 import _vm_s3_flags
@@ -62,3 +63,19 @@ def check_restores(url: str, opts: RemoteOptions, s3: S3Server | None, start_vm:
     out_sf = work / ("snapferry-" + "-".join(tag).replace(":", "_"))
     snapferry.restore(url, str(out_sf), remote_options=opts, progress="off")
     assert restored_samples(start_vm, out_sf, version) == expected, f"snapferry restore of {url}"
+
+
+class Recorder:
+    """Another observer of the manager's events, as a service might add."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, bool]] = []
+
+    def run_started(self, type: BackupType) -> None:
+        pass
+
+    def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
+        self.done.append((type.value, ok))
+
+    def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
+        pass

@@ -17,6 +17,7 @@ from snapferry.manager.http import ApiServer, parse_listen_addr
 from snapferry.manager.layout import BackupType
 from snapferry.manager.metrics import Metrics
 from snapferry.manager.service import Manager, ManagerConfig
+from tests.manager.helpers import Recorder
 from tests.manager.test_http import MetricKey, parse_metrics
 from tests.vm import VMServer, make_samples
 
@@ -155,22 +156,6 @@ def test_an_unreadable_restore_mark_counts_as_a_restore_state_error(
         assert per_type(scrape(server.metrics), "vm_backup_errors_total")["restoreState"] == 1
     finally:
         server.stop()
-
-
-class Recorder:
-    """Another observer of the manager's events, as a service might add."""
-
-    def __init__(self) -> None:
-        self.done: list[tuple[str, bool]] = []
-
-    def run_started(self, type: BackupType) -> None:
-        pass
-
-    def backup_done(self, type: BackupType, ok: bool, seconds: float, uploaded_bytes: int) -> None:
-        self.done.append((type.value, ok))
-
-    def retention_done(self, ok: bool, seconds: float, deleted: int) -> None:
-        pass
 
 
 def test_the_api_server_brings_metrics_when_the_manager_has_none(
