@@ -36,31 +36,13 @@ class FileRangeReader:
         if self._left <= 0:
             return 0
         want = buf[: min(len(buf), self._left)]
-        n = -1
-        if len(want) >= DIRECT_READ_MIN and self._pos % directio.ALIGN == 0 and self._dfd != -1:
-            n = self._read_direct(want[: len(want) & ~(directio.ALIGN - 1)])
-        if n < 0:
-            n = os.preadv(self._fd, [want], self._pos)
+        direct = len(want) >= DIRECT_READ_MIN  # whole blocks direct (see view()); the rest on the next call
+        if direct:
+            want = want[: len(want) & ~(directio.ALIGN - 1)]
+        n = self._pread(want, self._pos, direct)
         self._pos += n
         self._left -= n
         return n
-
-    def _read_direct(self, into: memoryview) -> int:
-        """Into a caller's buffer with O_DIRECT (a restore's pool blocks are page-aligned
-        mmaps): -1 where the filesystem or the buffer's alignment refuses it, and this reader
-        then stays with the page cache. Why direct: see view()."""
-        if self._dfd == -2:
-            self._dfd = directio.open_direct(f"/proc/self/fd/{self._fd}", os.O_RDONLY)
-            if self._dfd < 0:
-                return -1
-        try:
-            return os.preadv(self._dfd, [into], self._pos)
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-        os.close(self._dfd)
-        self._dfd = -1
-        return -1
 
     def view(self, n: int) -> memoryview:
         """The next n bytes of the range (fewer only at the file's end), read with O_DIRECT
@@ -80,12 +62,9 @@ class FileRangeReader:
             # with the last reference).
             self._buf = directio.buffer(span)
             self._mv = memoryview(self._buf)
-        if self._dfd == -2:
-            self._dfd = directio.open_direct(f"/proc/self/fd/{self._fd}", os.O_RDONLY)
         got = 0
-        want = lead + n
-        while got < want:
-            k = self._read_block(self._mv[got:span], start - lead + got)
+        while got < lead + n:
+            k = self._pread(self._mv[got:span], start - lead + got, True)
             if not k:
                 break
             got += k
@@ -94,15 +73,25 @@ class FileRangeReader:
         self._left -= got
         return self._mv[lead : lead + got]
 
-    def _read_block(self, into: memoryview, at: int) -> int:
-        if self._dfd >= 0 and at % directio.ALIGN == 0 and len(into) % directio.ALIGN == 0:
-            try:
-                return os.preadv(self._dfd, [into], at)
-            except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise
-                os.close(self._dfd)
-                self._dfd = -1  # refused after all: the page cache from here on
+    def _pread(self, into: memoryview, at: int, direct: bool) -> int:
+        """Read into `into` at `at`: with O_DIRECT when `direct` is asked, offset and length are whole blocks and
+        neither the filesystem nor the buffer's address (a restore's pool blocks are aligned
+        mmaps; only the kernel can tell, by EINVAL) refuses it, else through the page cache.
+        A refusal holds for the rest of this reader."""
+        if direct and self._dfd != -1 and at % directio.ALIGN == 0 and len(into) % directio.ALIGN == 0:
+            if self._dfd == -2:
+                try:
+                    self._dfd = directio.open_direct(f"/proc/self/fd/{self._fd}", os.O_RDONLY)
+                except OSError:
+                    self._dfd = -1  # no /proc (a bare container): the descriptor we have serves
+            if self._dfd >= 0:
+                try:
+                    return os.preadv(self._dfd, [into], at)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    os.close(self._dfd)
+                    self._dfd = -1
         return os.preadv(self._fd, [into], at)
 
     def close(self) -> None:
