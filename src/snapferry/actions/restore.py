@@ -48,17 +48,20 @@ def check_target(dst: str, src: Remote) -> str:
     if os.path.exists(dst) and not os.path.isdir(dst):
         raise UsageError(f"the restore target {dst!r} is a file; --dst must be a directory")
     real = os.path.realpath(dst)
-    if local_tree(src) is not None:
-        here, there = local_location(real), location_of(src)  # the overlap rule of copy and backup
-        if within(here, there):
-            raise UsageError(
-                f"the restore target {dst!r} is inside the backup {src.url}; pick a directory outside it"
-            )
-        if within(there, here):
-            raise UsageError(
-                f"the backup {src.url} is inside the restore target {dst!r}, which a restore "
-                "would delete; pick another target"
-            )
+    # The overlap rule of copy and backup, for every kind of backup: location_of sees through
+    # wrappers (an encrypted fs:// backup is where its files are; asking local_tree of the
+    # wrapper let a restore into its own backup directory delete the backup), and an object
+    # store's place never lies within a local directory's.
+    here, there = local_location(real), location_of(src)
+    if within(here, there):
+        raise UsageError(
+            f"the restore target {dst!r} is inside the backup {src.url}; pick a directory outside it"
+        )
+    if within(there, here):
+        raise UsageError(
+            f"the backup {src.url} is inside the restore target {dst!r}, which a restore "
+            "would delete; pick another target"
+        )
     return real
 
 
