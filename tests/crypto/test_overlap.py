@@ -12,6 +12,7 @@ import pytest
 import snapferry
 from snapferry import api
 from snapferry.errors import EXIT_USAGE, SnapferryError
+from snapferry.findings import ProblemKind
 from tests.datagen import tree_digest
 
 
@@ -37,3 +38,31 @@ def test_a_restore_into_its_own_backup_directory_is_refused_and_the_backup_stays
             snapferry.restore(src, str(dst), progress="off", **kw)
         assert refused.value.exit_code == EXIT_USAGE, (src, dst, refused.value)
         assert tree_digest(bk, ignore=()) == before, (src, dst)
+
+
+def test_an_encrypted_fs_backup_prunes_the_directories_of_its_stale_parts_and_verify_names_a_symlink(
+    snapshot_tree: Path, tmp_path: Path
+) -> None:
+    """What fs:// does for a backup's files (prune the directories stale parts leave, sync
+    before the marker, list symlinks) it does for an encrypted one's: the wrapper is no local
+    tree for reading bytes, but its files are where they are."""
+    key = tmp_path / "key"
+    api.keygen(str(key))
+    bk = tmp_path / "bk"
+    snapferry.backup(f"fs://{bk}", str(snapshot_tree), progress="off", encrypt=True, encryption_key_file=str(key))
+    gone = snapshot_tree / "data" / "small" / "2026_11" / "17A3F0C2D1E50050"
+    assert (bk / gone.relative_to(snapshot_tree)).is_dir()
+    for f in gone.iterdir():
+        f.unlink()
+    gone.rmdir()
+    snapferry.backup(f"fs://{bk}", str(snapshot_tree), progress="off", encrypt=True, encryption_key_file=str(key))
+    assert not (bk / gone.relative_to(snapshot_tree)).exists()
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    part = next(p for p in bk.rglob("*") if p.is_file() and p.parent.name != bk.name and "_" in p.name)
+    (outside / "x").write_bytes(part.read_bytes())
+    part.unlink()
+    part.symlink_to(outside / "x")
+    result = snapferry.verify(f"fs://{bk}", encryption_key_file=str(key), progress="off")
+    assert [(p.part, p.kind) for p in result.problems] == [(str(part.relative_to(bk)), ProblemKind.SYMLINK)]

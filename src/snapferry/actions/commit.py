@@ -40,7 +40,7 @@ from typing import Literal
 from ..lease import BackupLease
 from ..names import ENCRYPTED_COMPLETE_FILE, ENCRYPTION_RECORD_FILE, MANIFEST_FILE
 from ..parts import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE, Part
-from ..remotes.base import Remote, local_tree
+from ..remotes.base import Remote, innermost, local_tree
 from ..workers import parallel
 from .nesting import refuse_dst_inside_a_backup
 
@@ -106,7 +106,7 @@ class BackupSession:
     def delete_stale(self, parts: list[Part], concurrency: int) -> None:
         """Delete the destination's parts the source lacks, and on fs:// the directories they leave empty."""
         parallel(concurrency, parts, self.dst.delete_part)
-        if parts and (tree := local_tree(self.dst)) is not None:
+        if parts and (tree := local_tree(innermost(self.dst))) is not None:
             tree.prune_empty_dirs()
 
     # -- 4 and 5 ---------------------------------------------------------------------
@@ -118,7 +118,9 @@ class BackupSession:
                 self.dst.delete_file(name)
             elif isinstance(content, bytes):
                 self.dst.write_file(name, content)
-        if (tree := local_tree(self.dst)) is not None:
+        # innermost: an encrypted fs:// backup's files are as unsynced as a plain one's (the
+        # wrapper is no local tree for reads, where its bytes are ciphertext, but is one here).
+        if (tree := local_tree(innermost(self.dst))) is not None:
             tree.sync()  # fs:// parts were written without an fsync each
         self.check()
         # Written last, after every transfer returned: a marker means a whole backup.

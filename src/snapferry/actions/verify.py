@@ -50,7 +50,7 @@ from ..findings import Problem, ProblemKind, VerifyResult
 from ..names import BACKUP_COMPLETE_FILE, BACKUP_METADATA_FILE
 from ..partitions import PartitionFilter, in_selection, select
 from ..parts import Part, group_by_file, is_ignored_name, parse_name, validate_path
-from ..remotes.base import Remote, kept_checksums, local_tree
+from ..remotes.base import Remote, innermost, kept_checksums, local_tree
 from ..remotes.retrying import with_retries
 from ..settings import RunSettings
 from ..workers import parallel
@@ -260,7 +260,7 @@ def _small_files(
 def _symlinks(src: Remote, part_names: set[str], add: Callable[[Problem], None]) -> set[str]:
     """fs://: every symlink in the backup is a problem (vmbackup and snapferry write none; a
     restore follows none out of the backup); the parts that are links are not read."""
-    tree = local_tree(src)
+    tree = local_tree(innermost(src))  # an encrypted backup's files are where its objects are
     if tree is None:
         return set()
     links = tree.listed_symlinks()
